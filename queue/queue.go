@@ -1,0 +1,153 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Options tune a Queue. The zero value is usable.
+type Options struct {
+	// Name is the queue's name; every key carries it as the hash tag
+	// {Name}. Default "mxq".
+	Name string
+	// DedupWindow is how long a queued message's dedup key lives: a
+	// sender's retry of the same message within the window is not queued
+	// again. Default 24h.
+	DedupWindow time.Duration
+	// Replicas is how many replicas must confirm an enqueue (WAIT) before
+	// it counts as durable. Zero means no WAIT.
+	Replicas int
+	// ReplicaTimeout bounds the WAIT. Default 1s.
+	ReplicaTimeout time.Duration
+	// Timeout bounds every Redis command. Default 5s.
+	Timeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Name == "" {
+		o.Name = "mxq"
+	}
+	if o.DedupWindow <= 0 {
+		o.DedupWindow = 24 * time.Hour
+	}
+	if o.ReplicaTimeout <= 0 {
+		o.ReplicaTimeout = time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	return o
+}
+
+// Queue is a handle on one queue in one Redis. It is safe for concurrent
+// use.
+type Queue struct {
+	rdb  *redis.Client
+	opt  Options
+	tag  string // "{name}"
+	addr string
+}
+
+// Open connects to the Redis at url (redis://[user:pass@]host:port/db,
+// rediss:// for TLS, unix:///path) and returns the queue named
+// opt.Name. It does not contact Redis: use Ping for that.
+func Open(url string, opt Options) (*Queue, error) {
+	ro, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis url %q: %w", url, err)
+	}
+	opt = opt.withDefaults()
+	// A write whose reply was lost must not be sent again: the caller
+	// answers 4xx and the sender's retry is caught by the dedup key.
+	ro.MaxRetries = -1
+	// Without this, context deadlines do not bound socket reads.
+	ro.ContextTimeoutEnabled = true
+	if ro.ReadTimeout == 0 {
+		ro.ReadTimeout = opt.Timeout
+	}
+	if ro.WriteTimeout == 0 {
+		ro.WriteTimeout = opt.Timeout
+	}
+	if ro.DialTimeout == 0 {
+		ro.DialTimeout = 2 * time.Second
+	}
+	ro.DisableIdentity = true
+	return &Queue{rdb: redis.NewClient(ro), opt: opt, tag: "{" + opt.Name + "}", addr: ro.Addr}, nil
+}
+
+// Close closes the connections to Redis.
+func (q *Queue) Close() error { return q.rdb.Close() }
+
+// Name is the queue's name.
+func (q *Queue) Name() string { return q.opt.Name }
+
+// Ping checks that Redis answers.
+func (q *Queue) Ping(ctx context.Context) error {
+	ctx, cancel := q.ctx(ctx)
+	defer cancel()
+	return classify(q.rdb.Ping(ctx).Err())
+}
+
+func (q *Queue) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, q.opt.Timeout)
+}
+
+// key builds a key of this queue: key("body", id) is "{mxq}:body:ID".
+func (q *Queue) key(parts ...string) string {
+	return q.tag + ":" + strings.Join(parts, ":")
+}
+
+// Kind says what went wrong with Redis, in the terms a producer answers.
+type Kind int
+
+const (
+	// Unavailable: Redis is down, slow, loading, read-only, a replica is
+	// missing, or any other failure that should pass. SMTP: 451 4.3.0.
+	Unavailable Kind = iota
+	// OutOfMemory: Redis refused a write because maxmemory is reached.
+	// SMTP: 452 4.3.1.
+	OutOfMemory
+)
+
+func (k Kind) String() string {
+	if k == OutOfMemory {
+		return "out of memory"
+	}
+	return "unavailable"
+}
+
+// Error is a failure of the queue. Every error this package returns for a
+// Redis problem is an *Error.
+type Error struct {
+	Kind Kind
+	Err  error
+}
+
+func (e *Error) Error() string { return "queue " + e.Kind.String() + ": " + e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// errReplicas is the cause when WAIT returns fewer replicas than required.
+var errReplicas = errors.New("replicas did not confirm the write")
+
+// classify wraps a Redis error into an *Error. nil and redis.Nil are
+// returned unchanged.
+func classify(err error) error {
+	if err == nil || errors.Is(err, redis.Nil) {
+		return err
+	}
+	var qe *Error
+	if errors.As(err, &qe) {
+		return err
+	}
+	msg := err.Error()
+	// OOM may come alone or inside EXECABORT ("EXECABORT ... OOM ...").
+	if strings.HasPrefix(msg, "OOM ") || strings.Contains(msg, "OOM command not allowed") {
+		return &Error{Kind: OutOfMemory, Err: err}
+	}
+	return &Error{Kind: Unavailable, Err: err}
+}

@@ -1,0 +1,222 @@
+// Package queuetest starts a real redis-server for tests: on a free
+// loopback port, in a temporary directory, with the settings the queue
+// needs (AOF on, appendfsync always, noeviction), stopped when the test
+// ends.
+package queuetest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Redis is a redis-server run by a test.
+type Redis struct {
+	t    testing.TB
+	dir  string
+	port int
+	conf string
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+	log *bytes.Buffer
+}
+
+// Option changes the server's configuration.
+type Option func(*[]string)
+
+// MaxMemory sets maxmemory (e.g. "2mb").
+func MaxMemory(size string) Option {
+	return func(c *[]string) { *c = append(*c, "maxmemory "+size) }
+}
+
+// Config adds a raw configuration line.
+func Config(line string) Option {
+	return func(c *[]string) { *c = append(*c, line) }
+}
+
+// StartRedis starts a redis-server and stops it when the test ends. A
+// machine without redis-server fails the test with the command that
+// installs it.
+func StartRedis(t testing.TB, opts ...Option) *Redis {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server not found: install it with `apt-get install redis-server` (or run `make test`, which does)")
+	}
+	dir := t.TempDir()
+	r := &Redis{t: t, dir: dir}
+	for attempt := 0; ; attempt++ {
+		r.port = freePort(t)
+		lines := []string{
+			"bind 127.0.0.1",
+			"port " + strconv.Itoa(r.port),
+			"dir " + dir,
+			"save \"\"",
+			"appendonly yes",
+			"appendfsync always",
+			"maxmemory-policy noeviction",
+			"protected-mode yes",
+			"daemonize no",
+			"loglevel notice",
+		}
+		for _, o := range opts {
+			o(&lines)
+		}
+		r.conf = filepath.Join(dir, "redis.conf")
+		if err := os.WriteFile(r.conf, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err = r.start(bin)
+		if err == nil {
+			break
+		}
+		if attempt == 3 {
+			t.Fatalf("start redis-server: %v\n%s", err, r.log)
+		}
+	}
+	t.Cleanup(func() {
+		r.Stop()
+		if t.Failed() {
+			t.Logf("redis-server log:\n%s", r.Log())
+		}
+	})
+	return r
+}
+
+func (r *Redis) start(bin string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.log = new(bytes.Buffer)
+	cmd := exec.Command(bin, r.conf)
+	cmd.Stdout, cmd.Stderr = r.log, r.log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	r.cmd = cmd
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			r.cmd = nil
+			return fmt.Errorf("redis-server exited at start")
+		default:
+		}
+		if ping(r.Addr()) == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	return fmt.Errorf("redis-server did not answer PING within 10s")
+}
+
+// ping sends PING and expects a reply that is not LOADING.
+func ping(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") {
+		return fmt.Errorf("redis answered %q", strings.TrimSpace(line))
+	}
+	return nil
+}
+
+// Addr is host:port.
+func (r *Redis) Addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
+
+// URL is the redis:// URL of the server.
+func (r *Redis) URL() string { return "redis://" + r.Addr() + "/0" }
+
+// Dir is the server's data directory (its AOF is there).
+func (r *Redis) Dir() string { return r.dir }
+
+// Pid is the server's process id, 0 when it is not running.
+func (r *Redis) Pid() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
+
+// Log returns what the server printed.
+func (r *Redis) Log() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.log == nil {
+		return ""
+	}
+	return r.log.String()
+}
+
+// Stop stops the server gracefully (SIGTERM) and waits for it.
+func (r *Redis) Stop() { r.signal(syscall.SIGTERM) }
+
+// Kill stops the server with SIGKILL, as a crash would.
+func (r *Redis) Kill() { r.signal(syscall.SIGKILL) }
+
+func (r *Redis) signal(sig syscall.Signal) {
+	r.mu.Lock()
+	cmd := r.cmd
+	r.cmd = nil
+	r.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(sig)
+	for i := 0; i < 500; i++ {
+		if cmd.Process.Signal(syscall.Signal(0)) != nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+}
+
+// Restart starts the server again on the same port and data directory
+// (and so the same AOF), after Stop or Kill.
+func (r *Redis) Restart() {
+	r.t.Helper()
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = r.start("redis-server"); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // the port may linger briefly
+	}
+	r.t.Fatalf("restart redis-server: %v\n%s", err, r.Log())
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}

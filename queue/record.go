@@ -1,0 +1,96 @@
+package queue
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// FormatVersion is the version of the record format this code writes.
+// Readers accept FormatVersion and FormatVersion-1.
+const FormatVersion = 1
+
+// Record is everything known about a queued message except its body. The
+// queue owns this format because producers and consumers share it.
+type Record struct {
+	// ID is the queue id, one per SMTP transaction.
+	ID string `json:"id"`
+	// Host is the MX host that accepted the message.
+	Host string `json:"host"`
+	// From is the envelope sender (MAIL FROM), "" for the null sender.
+	From string `json:"from"`
+	// FromParams are the MAIL FROM parameters as the client sent them
+	// (SIZE, BODY, SMTPUTF8, RET, ENVID, …), keyword upper-cased.
+	FromParams map[string]string `json:"from_params,omitempty"`
+	// Rcpts are the envelope recipients in the order given.
+	Rcpts []Recipient `json:"rcpts"`
+	// ClientIP is the address of the SMTP client.
+	ClientIP string `json:"client_ip"`
+	// HELO is the name the client gave in HELO or EHLO.
+	HELO string `json:"helo"`
+	// TLSVersion and TLSCipher describe the session's TLS; empty without.
+	TLSVersion string `json:"tls_version,omitempty"`
+	TLSCipher  string `json:"tls_cipher,omitempty"`
+	// Arrived is when the end of data was received.
+	Arrived time.Time `json:"arrived"`
+	// Size is the length of the body in bytes, as stored.
+	Size int64 `json:"size"`
+	// Auth holds the authentication results, when the producer computed
+	// them. Optional for readers.
+	Auth *AuthResults `json:"auth,omitempty"`
+}
+
+// Recipient is one RCPT TO.
+type Recipient struct {
+	Addr string `json:"addr"`
+	// Params are the RCPT TO parameters (NOTIFY, ORCPT, …).
+	Params map[string]string `json:"params,omitempty"`
+}
+
+// AuthResults are the results that went into the Authentication-Results
+// header, so consumers need not parse it.
+type AuthResults struct {
+	SPF   string `json:"spf,omitempty"`
+	DKIM  string `json:"dkim,omitempty"`
+	DMARC string `json:"dmarc,omitempty"`
+	IPRev string `json:"iprev,omitempty"`
+}
+
+// Recipients returns the addresses of r.Rcpts.
+func (r *Record) Recipients() []string {
+	out := make([]string, len(r.Rcpts))
+	for i, rc := range r.Rcpts {
+		out[i] = rc.Addr
+	}
+	return out
+}
+
+// encodeRecord returns the stream fields of r.
+func encodeRecord(r *Record) ([]byte, error) {
+	return json.Marshal(r)
+}
+
+// decodeRecord parses the stream fields of one entry.
+func decodeRecord(values map[string]any) (*Record, error) {
+	v, _ := values["v"].(string)
+	ver, err := strconv.Atoi(v)
+	if err != nil {
+		return nil, fmt.Errorf("record without format version (v=%q)", v)
+	}
+	if ver != FormatVersion && ver != FormatVersion-1 {
+		return nil, fmt.Errorf("record format version %d not understood (this reader knows %d and %d)", ver, FormatVersion-1, FormatVersion)
+	}
+	raw, _ := values["rec"].(string)
+	var r Record
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		return nil, fmt.Errorf("record format version %d: %w", ver, err)
+	}
+	if r.ID == "" {
+		r.ID, _ = values["id"].(string)
+	}
+	if r.ID == "" {
+		return nil, fmt.Errorf("record without queue id")
+	}
+	return &r, nil
+}
