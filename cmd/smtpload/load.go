@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// loadConfig is what one load run needs.
+type loadConfig struct {
+	server   string
+	helo     string
+	from     string
+	rcpts    []string
+	n        int           // messages to send
+	sessions int           // concurrent sessions
+	size     int           // bytes per message
+	perConn  int           // messages per session before reconnecting; 0: no limit
+	duration time.Duration // stop starting messages after this long
+	timeout  time.Duration // per reply
+	progress time.Duration // progress line interval; 0: none
+	sels     []procSel     // processes whose CPU time to measure
+}
+
+// A loadResult is what a load run measured. Durations are nanoseconds in
+// JSON.
+type loadResult struct {
+	Server    string        `json:"server"`
+	Sessions  int           `json:"sessions"`
+	Size      int           `json:"size"`
+	Requested int           `json:"requested"`
+	Attempted int           `json:"attempted"`
+	Accepted  int           `json:"accepted"` // 250 at end of data
+	Elapsed   time.Duration `json:"elapsed_ns"`
+	Rate      float64       `json:"msgs_per_sec"` // accepted per second
+	MiBps     float64       `json:"mib_per_sec"`
+	Latency   summary       `json:"latency"` // end of data to reply, 250s only
+	Codes     counts        `json:"codes"`
+	Connects  int           `json:"connects"`
+	CPU       []cpuUse      `json:"cpu,omitempty"`
+	TimedOut  bool          `json:"stopped_by_duration"`
+	Pipelined bool          `json:"pipelined"`
+}
+
+// worker state, merged at the end.
+type workerResult struct {
+	lat       []time.Duration
+	codes     counts
+	connects  int
+	pipelined bool
+}
+
+// runLoad sends cfg.n messages over cfg.sessions sessions.
+func runLoad(ctx context.Context, cfg loadConfig, stderr io.Writer) (loadResult, error) {
+	gen, err := newGenerator(cfg.from, cfg.rcpts, cfg.size)
+	if err != nil {
+		return loadResult{}, err
+	}
+	var before map[int]procStat
+	if len(cfg.sels) > 0 {
+		if before, err = snapshot(); err != nil {
+			return loadResult{}, err
+		}
+		for _, s := range cfg.sels {
+			if len(s.members(before)) == 0 {
+				return loadResult{}, fmt.Errorf("-pid %s: no such process", s)
+			}
+		}
+	}
+
+	var (
+		next     atomic.Int64 // next message sequence number to claim
+		done     atomic.Int64 // transactions finished, any outcome
+		accepted atomic.Int64
+		temp     atomic.Int64 // 4xx
+		perm     atomic.Int64 // 5xx
+		errs     atomic.Int64 // connection and protocol errors
+	)
+	start := time.Now()
+	deadline := start.Add(cfg.duration)
+	runCtx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+
+	stopProgress := make(chan struct{})
+	var progressWG sync.WaitGroup
+	if cfg.progress > 0 {
+		progressWG.Add(1)
+		go func() {
+			defer progressWG.Done()
+			t := time.NewTicker(cfg.progress)
+			defer t.Stop()
+			var last int64
+			lastT := start
+			for {
+				select {
+				case <-stopProgress:
+					return
+				case now := <-t.C:
+					a := accepted.Load()
+					fmt.Fprintf(stderr, "smtpload: %5.1fs %d/%d done, %d accepted, %.0f msg/s now, 4xx %d, 5xx %d, errors %d\n",
+						now.Sub(start).Seconds(), done.Load(), cfg.n, a,
+						float64(a-last)/now.Sub(lastT).Seconds(), temp.Load(), perm.Load(), errs.Load())
+					last, lastT = a, now
+				}
+			}
+		}()
+	}
+
+	results := make([]workerResult, cfg.sessions)
+	var wg sync.WaitGroup
+	for w := range cfg.sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := &results[w]
+			res.codes = counts{}
+			res.lat = make([]time.Duration, 0, cfg.n/cfg.sessions+1)
+			buf := make([]byte, 0, cfg.size+cfg.size/32+64)
+			var c *client
+			var err error
+			sent := 0
+			defer func() {
+				if c != nil {
+					c.quit()
+				}
+			}()
+			for runCtx.Err() == nil {
+				seq := next.Add(1) - 1
+				if seq >= int64(cfg.n) {
+					return
+				}
+				if c == nil {
+					c, err = dial(runCtx, cfg.server, cfg.helo, cfg.timeout)
+					res.connects++
+					if err != nil {
+						res.codes[errClass(err)]++
+						errs.Add(1)
+						done.Add(1)
+						c = nil
+						// Do not spin against a server that refuses.
+						select {
+						case <-runCtx.Done():
+						case <-time.After(100 * time.Millisecond):
+						}
+						continue
+					}
+					_, res.pipelined = c.ext["PIPELINING"]
+					sent = 0
+				}
+				buf = gen.appendWire(buf[:0], uint64(seq), time.Now())
+				tx, err := c.send(cfg.from, cfg.rcpts, buf, cfg.size)
+				done.Add(1)
+				if err != nil {
+					res.codes[errClass(err)]++
+					errs.Add(1)
+					c.conn.Close()
+					c = nil
+					continue
+				}
+				res.codes[fmt.Sprintf("%s %d", tx.stage, tx.code)]++
+				switch {
+				case tx.stage == "data-end" && tx.code == 250:
+					accepted.Add(1)
+					res.lat = append(res.lat, tx.latency)
+				case tx.code/100 == 4:
+					temp.Add(1)
+				default:
+					perm.Add(1)
+				}
+				sent++
+				if tx.closed {
+					c.conn.Close()
+					c = nil
+				} else if cfg.perConn > 0 && sent >= cfg.perConn {
+					c.quit()
+					c = nil
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(stopProgress)
+	progressWG.Wait()
+
+	r := loadResult{
+		Server:    cfg.server,
+		Sessions:  cfg.sessions,
+		Size:      cfg.size,
+		Requested: cfg.n,
+		Attempted: int(done.Load()),
+		Accepted:  int(accepted.Load()),
+		Elapsed:   elapsed,
+		Codes:     counts{},
+		TimedOut:  next.Load() < int64(cfg.n) && ctx.Err() == nil,
+	}
+	var lat []time.Duration
+	for _, w := range results {
+		lat = append(lat, w.lat...)
+		r.Codes.add(w.codes)
+		r.Connects += w.connects
+		r.Pipelined = r.Pipelined || w.pipelined
+	}
+	r.Latency = summarize(lat)
+	r.Rate = float64(r.Accepted) / elapsed.Seconds()
+	r.MiBps = r.Rate * float64(cfg.size) / (1 << 20)
+	if len(cfg.sels) > 0 {
+		after, err := snapshot()
+		if err != nil {
+			return r, err
+		}
+		r.CPU = cpuBetween(cfg.sels, before, after, r.Accepted)
+	}
+	return r, ctx.Err()
+}

@@ -1,0 +1,198 @@
+// Command smtpload is the SMTP load generator of mxq's benchmark.
+//
+// It opens C concurrent SMTP sessions to one server and sends N messages of
+// S bytes, with PIPELINING (RFC 2920) when the server offers it: MAIL, RCPT
+// and DATA go out in one write, then the message. It reports messages per
+// second, the latency from the end of the data (the final CRLF.CRLF) to the
+// server's reply, the replies by code, and optionally the CPU time that
+// named server processes used, per 10,000 messages, read from /proc.
+//
+// With -idle N it instead opens N sessions, takes each past the greeting and
+// EHLO, holds them, and reports the server's RSS growth per session.
+//
+// It is a measuring tool for loopback and test networks: it sends as fast as
+// the server accepts.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "smtpload:", err)
+		os.Exit(1)
+	}
+}
+
+// listFlag collects a repeatable flag whose values may also be comma lists.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, f := range strings.Split(v, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			*l = append(*l, f)
+		}
+	}
+	return nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("smtpload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		rcpts listFlag
+		pids  listFlag
+	)
+	server := fs.String("server", "127.0.0.1:2525", "SMTP server `host:port` to send to")
+	helo := fs.String("helo", "smtpload.invalid", "`name` to give in EHLO")
+	from := fs.String("from", "smtpload@smtpload.invalid", "envelope sender (MAIL FROM) `address`; also the From header")
+	fs.Var(&rcpts, "to", "envelope recipient `address` (RCPT TO); repeat, or give a comma list, for several per message (default bench@lists.example.org)")
+	n := fs.Int("n", 10000, "`number` of messages to send in all")
+	sessions := fs.Int("c", 50, "`number` of concurrent SMTP sessions")
+	size := fs.Int("size", 10240, "size of each message in `bytes`, headers and body, CRLF line endings, before dot-stuffing")
+	perConn := fs.Int("per-conn", 0, "messages per session before QUIT and a new connection; 0 sends all of a session's share over one connection")
+	duration := fs.Duration("duration", 5*time.Minute, "stop starting new messages after this long, even if fewer than -n were sent")
+	timeout := fs.Duration("timeout", time.Minute, "how long to wait for each reply (and to connect) before the session counts as failed")
+	progress := fs.Duration("progress", time.Second, "interval of the progress lines on stderr; 0 for none")
+	fs.Var(&pids, "pid", "measure the CPU time (load mode) or RSS (idle mode) of the `process` PID and all its descendants (Postfix: pass the master's pid); a name instead of a number selects every process with that name (comm), e.g. redis-server; repeat or give a comma list: each is reported on its own")
+	idle := fs.Int("idle", 0, "idle mode: open this `number` of sessions past EHLO, hold them, and report the RSS growth of the first -pid per session instead of sending mail")
+	dialers := fs.Int("idle-dialers", 50, "idle mode: `number` of connections opened at the same time")
+	settle := fs.Duration("idle-settle", 3*time.Second, "idle mode: wait this long after the last connection before measuring RSS")
+	hold := fs.Duration("idle-hold", 0, "idle mode: keep the sessions open this much longer after measuring")
+	asJSON := fs.Bool("json", false, "print the result as one JSON object on stdout instead of a table")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: smtpload [flags]
+
+Sends -n messages of -size bytes over -c concurrent SMTP sessions to -server,
+and reports messages/s, the latency from the end of DATA (CRLF.CRLF) to the
+reply (p50, p90, p99, max; 250 replies only), replies counted by stage and
+code ("data-end 250", "rcpt 550", "error timeout", ...), and with -pid the
+CPU seconds the given processes used during the run, per 10,000 accepted
+messages (utime+stime of the process and its descendants, reaped children
+included, from /proc/PID/stat).
+
+With -idle N it opens N idle sessions instead and reports the RSS growth
+(VmRSS in /proc/PID/status) of the first -pid per session. RLIMIT_NOFILE is
+raised to fit; the loopback ephemeral port range (net.ipv4.ip_local_port_range)
+bounds N at about 28,000 to one server address.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if len(rcpts) == 0 {
+		rcpts = listFlag{"bench@lists.example.org"}
+	}
+	var sels []procSel
+	for _, p := range pids {
+		s, err := parseProcSels(p)
+		if err != nil {
+			return fmt.Errorf("-pid: %w", err)
+		}
+		sels = append(sels, s...)
+	}
+	if *idle > 0 {
+		if len(sels) == 0 {
+			return fmt.Errorf("-idle needs -pid: the server whose RSS to measure")
+		}
+		res, err := runIdle(ctx, idleConfig{
+			server: *server, helo: *helo, conns: *idle, dialers: max(*dialers, 1),
+			settle: *settle, hold: *hold, timeout: *timeout, sel: sels[0],
+		}, stderr)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(res)
+		}
+		printIdle(stdout, res)
+		return nil
+	}
+	if *n <= 0 || *sessions <= 0 {
+		return fmt.Errorf("-n and -c must be positive")
+	}
+	res, err := runLoad(ctx, loadConfig{
+		server: *server, helo: *helo, from: *from, rcpts: rcpts,
+		n: *n, sessions: min(*sessions, *n), size: *size, perConn: *perConn,
+		duration: *duration, timeout: *timeout, progress: *progress, sels: sels,
+	}, stderr)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	printLoad(stdout, res)
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
+
+func printLoad(w io.Writer, r loadResult) {
+	fmt.Fprintf(w, "server     %s (%d sessions, %d-byte messages, pipelining %v)\n", r.Server, r.Sessions, r.Size, r.Pipelined)
+	fmt.Fprintf(w, "messages   %d accepted of %d sent (%d requested) in %.2fs, %d connections\n",
+		r.Accepted, r.Attempted, r.Requested, r.Elapsed.Seconds(), r.Connects)
+	if r.TimedOut {
+		fmt.Fprintf(w, "           stopped by -duration before all were sent\n")
+	}
+	fmt.Fprintf(w, "rate       %.1f msgs/s, %.2f MiB/s\n", r.Rate, r.MiBps)
+	l := r.Latency
+	fmt.Fprintf(w, "latency    end of DATA to 250: p50 %s  p90 %s  p99 %s  max %s  (min %s, mean %s)\n",
+		ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), ms(l.Min), ms(l.Mean))
+	fmt.Fprintf(w, "replies   ")
+	for _, k := range sortedKeys(r.Codes) {
+		fmt.Fprintf(w, " %s: %d;", k, r.Codes[k])
+	}
+	fmt.Fprintln(w)
+	for _, c := range r.CPU {
+		fmt.Fprintf(w, "cpu        %s: %.2f s, %.2f s per 10k messages", c.Sel, c.Seconds, c.Per10k)
+		if c.Missing {
+			fmt.Fprintf(w, " (gone at the end)")
+		}
+		if len(c.ByName) > 1 {
+			fmt.Fprintf(w, " (")
+			for _, k := range sortedKeys(c.ByName) {
+				fmt.Fprintf(w, " %s %.2f", k, c.ByName[k])
+			}
+			fmt.Fprintf(w, " )")
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func printIdle(w io.Writer, r idleResult) {
+	fmt.Fprintf(w, "server     %s\n", r.Server)
+	fmt.Fprintf(w, "idle       %d of %d sessions open past EHLO (RLIMIT_NOFILE %d)\n", r.Opened, r.Requested, r.NoFileLimit)
+	fmt.Fprintf(w, "rss        %d KiB before, %d KiB after: %.1f KiB per connection\n", r.RSSBefore, r.RSSAfter, r.PerConnKiB)
+	if len(r.Codes) > 0 {
+		fmt.Fprintf(w, "failures  ")
+		for _, k := range sortedKeys(r.Codes) {
+			fmt.Fprintf(w, " %s: %d;", k, r.Codes[k])
+		}
+		fmt.Fprintln(w)
+	}
+}
