@@ -29,7 +29,7 @@ type Redis struct {
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
-	log *bytes.Buffer
+	log *syncBuffer
 }
 
 // Option changes the server's configuration.
@@ -97,7 +97,7 @@ func StartRedis(t testing.TB, opts ...Option) *Redis {
 func (r *Redis) start(bin string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.log = new(bytes.Buffer)
+	r.log = new(syncBuffer)
 	cmd := exec.Command(bin, r.conf)
 	cmd.Stdout, cmd.Stderr = r.log, r.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -210,6 +210,25 @@ func (r *Redis) Restart() {
 		time.Sleep(100 * time.Millisecond) // the port may linger briefly
 	}
 	r.t.Fatalf("restart redis-server: %v\n%s", err, r.Log())
+}
+
+// syncBuffer is a bytes.Buffer that the process's output goroutine and
+// the test may use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func freePort(t testing.TB) int {

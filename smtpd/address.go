@@ -1,0 +1,93 @@
+package smtpd
+
+import (
+	"net/netip"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/emersion/go-smtp"
+)
+
+var (
+	replyBadAddress = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad address syntax"}
+	replyBadDomain  = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 2}, Message: "Bad domain syntax"}
+	replyRouted     = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied: routed address ('%' or '!') not accepted"}
+)
+
+// address is a checked mailbox.
+type address struct {
+	local, domain string
+}
+
+func (a address) String() string { return a.local + "@" + a.domain }
+
+// parseAddress checks a mailbox as go-smtp hands it over: angle brackets
+// and any source route already removed (RFC 5321 §4.1.1.3: a source route
+// is judged by its final domain), a quoted local part already unquoted.
+// utf8 says whether the client asked for SMTPUTF8 (RFC 6531) in MAIL.
+func parseAddress(s string, utf8Allowed bool) (address, *smtp.SMTPError) {
+	if s == "" {
+		return address{}, replyBadAddress
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c == 0x7f:
+			return address{}, replyBadAddress
+		case c >= 0x80 && !utf8Allowed:
+			return address{}, replyNeedUTF8
+		}
+	}
+	if !utf8.ValidString(s) {
+		return address{}, replyBadAddress
+	}
+	at := strings.LastIndexByte(s, '@')
+	if at <= 0 || at == len(s)-1 {
+		return address{}, replyBadAddress
+	}
+	local, domain := s[:at], s[at+1:]
+	// An '@' left in the local part came from a quoted string
+	// ("a@b"@host): legal, but no list address looks like that, and
+	// software downstream may split at the wrong '@'.
+	if strings.ContainsAny(local, "@ \"\\") || len(local) > 64 {
+		return address{}, replyBadAddress
+	}
+	if !validDomain(domain) {
+		return address{}, replyBadDomain
+	}
+	return address{local: local, domain: domain}, nil
+}
+
+// routed reports whether a local part uses the '%' hack or a UUCP '!'
+// path to route through this host.
+func (a address) routed() bool {
+	return strings.ContainsAny(a.local, "%!")
+}
+
+// validDomain checks RFC 5321 §4.1.2 Domain / address-literal syntax:
+// dot-separated labels of letters, digits and hyphens (or UTF-8 when the
+// client uses SMTPUTF8), no empty label, no trailing dot.
+func validDomain(d string) bool {
+	if strings.HasPrefix(d, "[") && strings.HasSuffix(d, "]") {
+		lit := d[1 : len(d)-1]
+		if v6, ok := strings.CutPrefix(lit, "IPv6:"); ok {
+			a, err := netip.ParseAddr(v6)
+			return err == nil && a.Is6()
+		}
+		a, err := netip.ParseAddr(lit)
+		return err == nil && a.Is4()
+	}
+	if len(d) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r >= 0x80) {
+				return false
+			}
+		}
+	}
+	return true
+}

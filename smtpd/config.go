@@ -1,0 +1,112 @@
+package smtpd
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config is the receiver's configuration. Zero fields take the defaults
+// of a public MX (see Defaults).
+type Config struct {
+	// Hostname is this MX host's name: in the greeting, in Received, and
+	// in the heartbeat.
+	Hostname string
+	// Domains are the list domains served; recipients at other domains
+	// are refused as relaying.
+	Domains []string
+	// MaxMessageBytes is the size limit, advertised in SIZE.
+	MaxMessageBytes int64
+	// MaxRecipients per transaction.
+	MaxRecipients int
+	// MaxReceived is the number of Received headers above which a message
+	// is refused as looping. RFC 5321 §6.3 suggests at least 100; a list
+	// message never legitimately carries that many.
+	MaxReceived int
+	// MaxConnections in total and MaxConnectionsPerIP from one address.
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	// CommandTimeout is the deadline for each command line to arrive.
+	CommandTimeout time.Duration
+	// WriteTimeout is the deadline for each reply to be written.
+	WriteTimeout time.Duration
+	// DataTimeout caps the whole of DATA.
+	DataTimeout time.Duration
+	// DataGrace and MinDataRate: during DATA, after DataGrace the client
+	// must have sent MinDataRate bytes per second on average.
+	DataGrace   time.Duration
+	MinDataRate int64
+	// EnqueueTimeout bounds the enqueue of one message.
+	EnqueueTimeout time.Duration
+	// ShutdownTimeout bounds how long transactions in flight may take to
+	// finish on shutdown.
+	ShutdownTimeout time.Duration
+	// Version is reported in the heartbeat.
+	Version string
+}
+
+// Defaults returns the defaults of a public MX.
+func Defaults() Config {
+	return Config{
+		MaxMessageBytes:     32 << 20,
+		MaxRecipients:       100, // RFC 5321 §4.5.3.1.8: at least 100
+		MaxReceived:         50,
+		MaxConnections:      10000,
+		MaxConnectionsPerIP: 20,
+		CommandTimeout:      2 * time.Minute,
+		WriteTimeout:        time.Minute,
+		DataTimeout:         10 * time.Minute, // RFC 5321 §4.5.3.2.6: DATA termination 10 min
+		DataGrace:           30 * time.Second,
+		MinDataRate:         1024,
+		EnqueueTimeout:      30 * time.Second,
+		ShutdownTimeout:     30 * time.Second,
+		Version:             "dev",
+	}
+}
+
+// withDefaults fills zero fields from Defaults and checks the rest.
+func (c Config) withDefaults() (Config, error) {
+	d := Defaults()
+	if c.Hostname == "" {
+		return c, fmt.Errorf("hostname is required")
+	}
+	if len(c.Domains) == 0 {
+		return c, fmt.Errorf("domains: at least one list domain is required")
+	}
+	for i, dom := range c.Domains {
+		c.Domains[i] = strings.ToLower(strings.TrimSuffix(dom, "."))
+	}
+	setDefault(&c.MaxMessageBytes, d.MaxMessageBytes)
+	setDefault(&c.MaxRecipients, d.MaxRecipients)
+	setDefault(&c.MaxReceived, d.MaxReceived)
+	setDefault(&c.MaxConnections, d.MaxConnections)
+	setDefault(&c.MaxConnectionsPerIP, d.MaxConnectionsPerIP)
+	setDefault(&c.CommandTimeout, d.CommandTimeout)
+	setDefault(&c.WriteTimeout, d.WriteTimeout)
+	setDefault(&c.DataTimeout, d.DataTimeout)
+	setDefault(&c.DataGrace, d.DataGrace)
+	setDefault(&c.MinDataRate, d.MinDataRate)
+	setDefault(&c.EnqueueTimeout, d.EnqueueTimeout)
+	setDefault(&c.ShutdownTimeout, d.ShutdownTimeout)
+	if c.Version == "" {
+		c.Version = d.Version
+	}
+	return c, nil
+}
+
+func setDefault[T int | int64 | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
+// localDomain reports whether domain is one of the list domains.
+func (c *Config) localDomain(domain string) bool {
+	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	for _, d := range c.Domains {
+		if d == domain {
+			return true
+		}
+	}
+	return false
+}

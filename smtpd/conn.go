@@ -1,0 +1,185 @@
+package smtpd
+
+import (
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// conn wraps a client connection to enforce the timeouts go-smtp lacks and
+// to watch the raw bytes.
+//
+// go-smtp's ReadTimeout covers the whole of DATA, and after a timeout the
+// rest of the body would be read as commands. Here each Read gets its own
+// deadline instead: the command timeout between commands, and during DATA
+// a deadline that moves with the bytes received (a minimum average rate
+// after a grace period), capped by the DATA timeout. Once DATA has timed
+// out, every later Read fails, so the session ends after its 4xx reply
+// instead of reading message text as commands.
+//
+// It also counts bare CR, bare LF and NUL on the wire: go-smtp's DATA
+// reader drops a ".\r" at the start of a line, which would hide a bare CR
+// (an SMTP smuggling variant) from a check of the data alone.
+type conn struct {
+	net.Conn
+	cfg *Config
+
+	mu       sync.Mutex
+	inData   bool
+	dataFrom time.Time
+	dataN    int64
+	dead     bool // DATA timed out: no more reads
+	reading  bool // blocked in Read: go-smtp is not writing
+	closed   bool
+	tls      bool
+	inTx     bool // between MAIL and the end of DATA
+
+	onClose   func()
+	closeOnce sync.Once
+
+	// raw-byte scanner state
+	prev       byte
+	violations int64
+}
+
+func newConn(c net.Conn, cfg *Config) *conn {
+	return &conn{Conn: c, cfg: cfg, prev: '\n'}
+}
+
+func (c *conn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	if c.dead || c.closed {
+		c.mu.Unlock()
+		return 0, errDataTimeoutNet
+	}
+	now := time.Now()
+	deadline := now.Add(c.cfg.CommandTimeout)
+	if c.inData {
+		// Grace, then at least MinDataRate bytes per second on average.
+		d := c.dataFrom.Add(c.cfg.DataGrace + time.Duration(float64(c.dataN)/float64(c.cfg.MinDataRate)*float64(time.Second)))
+		if limit := c.dataFrom.Add(c.cfg.DataTimeout); d.After(limit) {
+			d = limit
+		}
+		deadline = d
+	}
+	c.reading = true
+	c.mu.Unlock()
+
+	c.Conn.SetReadDeadline(deadline)
+	n, err := c.Conn.Read(b)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reading = false
+	if c.closed {
+		return 0, net.ErrClosed
+	}
+	if c.inData {
+		c.dataN += int64(n)
+	}
+	if !c.tls {
+		c.scan(b[:n])
+	}
+	if err != nil && os.IsTimeout(err) && c.inData {
+		c.dead = true
+		return n, errDataTimeoutNet
+	}
+	return n, err
+}
+
+// scan counts bare CR, bare LF and NUL in raw bytes.
+func (c *conn) scan(b []byte) {
+	for _, ch := range b {
+		switch {
+		case ch == 0:
+			c.violations++
+		case ch == '\n' && c.prev != '\r':
+			c.violations++
+		case c.prev == '\r' && ch != '\n':
+			c.violations++
+		}
+		c.prev = ch
+	}
+}
+
+func (c *conn) Write(b []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+	return c.Conn.Write(b)
+}
+
+// Close closes the connection and forgets the session.
+func (c *conn) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		if c.onClose != nil {
+			c.onClose()
+		}
+	})
+	return err
+}
+
+// beginData switches to the DATA deadlines.
+func (c *conn) beginData() {
+	c.mu.Lock()
+	c.inData, c.dataFrom, c.dataN = true, time.Now(), 0
+	c.mu.Unlock()
+}
+
+func (c *conn) endData() {
+	c.mu.Lock()
+	c.inData = false
+	c.mu.Unlock()
+}
+
+func (c *conn) setTx(on bool) {
+	c.mu.Lock()
+	c.inTx = on
+	c.mu.Unlock()
+}
+
+func (c *conn) setTLS() {
+	c.mu.Lock()
+	c.tls = true
+	c.mu.Unlock()
+}
+
+// rawViolations is the count of bare CR, bare LF and NUL seen so far.
+func (c *conn) rawViolations() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.violations
+}
+
+// closeIfIdle closes the connection with a 421 reply when the session is
+// between transactions and waiting for the client; it reports whether it
+// did. go-smtp writes only after a Read returns, and Read takes c.mu after
+// the socket read, so the 421 cannot interleave with one of its replies.
+func (c *conn) closeIfIdle(text string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return true
+	}
+	if !c.reading || c.inTx {
+		return false
+	}
+	c.closed = true
+	if !c.tls { // in TLS a plaintext line would be garbage: just close
+		c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Conn.Write([]byte(text))
+	}
+	c.Conn.Close()
+	return true
+}
+
+// netTimeout is a net.Error that says timeout, so go-smtp treats it as one.
+type netTimeout struct{ error }
+
+func (netTimeout) Timeout() bool   { return true }
+func (netTimeout) Temporary() bool { return false }
+
+var errDataTimeoutNet net.Error = netTimeout{errDataTimeout}

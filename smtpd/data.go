@@ -1,0 +1,185 @@
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"mxq/queue"
+)
+
+// Data reads the message, checks it, stamps it and queues it. It returns
+// nil (go-smtp answers 250) only when the queue has acknowledged the
+// message; the reply text then carries the queue id.
+func (ss *session) Data(r io.Reader) error {
+	start := time.Now()
+	id := queue.NewID(start)
+	res, size, err := ss.receive(r, id)
+	rep := reply(err)
+	code := 250
+	if err != nil {
+		code = rep.Code
+	}
+	ss.s.metrics.transactions.WithLabelValues(fmt.Sprint(code)).Inc()
+	attrs := []any{"queue_id", res.ID, "from", ss.from, "rcpts", len(ss.rcpts), "size", size,
+		"code", code, "duration", time.Since(start).Round(time.Microsecond)}
+	if res.Duplicate {
+		attrs = append(attrs, "duplicate_of", res.ID)
+	}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+		ss.log.Warn("transaction", attrs...)
+		return rep
+	}
+	ss.log.Info("transaction", attrs...)
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "queued as " + res.ID}
+}
+
+// receive does the work of Data; every error it returns goes through
+// reply.
+func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
+	ss.wc.beginData()
+	data, err := readData(r, ss.s.cfg.MaxMessageBytes)
+	ss.wc.endData()
+	defer ss.wc.setTx(false)
+	switch {
+	case errors.Is(err, errDataTimeout):
+		return queue.Result{}, len(data), err
+	case errors.Is(err, smtp.ErrDataTooLarge):
+		return queue.Result{}, len(data), replyTooBig
+	case errors.Is(err, errBareEOL):
+		return queue.Result{}, len(data), replyBareEOL
+	case err != nil:
+		return queue.Result{}, len(data), fmt.Errorf("%w: %v", replyDataAborted, err)
+	}
+	if ss.wc.rawViolations() != ss.rawBefore {
+		return queue.Result{}, len(data), replyBareEOL
+	}
+	if n := countReceived(data); n > ss.s.cfg.MaxReceived {
+		return queue.Result{}, len(data), replyLoop
+	}
+	rec := &queue.Record{
+		ID:         id,
+		Host:       ss.s.cfg.Hostname,
+		From:       ss.from,
+		FromParams: ss.fromParams,
+		Rcpts:      ss.rcpts,
+		ClientIP:   ss.remote,
+		HELO:       ss.c.Hostname(),
+		Arrived:    time.Now().UTC(),
+	}
+	if st, ok := ss.c.TLSConnectionState(); ok {
+		rec.TLSVersion = tls.VersionName(st.Version)
+		rec.TLSCipher = tls.CipherSuiteName(st.CipherSuite)
+	}
+	m := &queue.Message{Record: rec, Header: ss.received(rec), Data: data}
+	ctx, cancel := context.WithTimeout(context.Background(), ss.s.cfg.EnqueueTimeout)
+	defer cancel()
+	t0 := time.Now()
+	res, err := ss.s.queue.Enqueue(ctx, m)
+	if err != nil {
+		return res, len(data), err
+	}
+	ss.s.metrics.enqueue.Observe(time.Since(t0).Seconds())
+	ss.s.metrics.bytes.Add(float64(len(data)))
+	ss.s.lastEnq.Store(time.Now().UnixNano())
+	return res, len(data), nil
+}
+
+var errBareEOL = errors.New("bare CR, bare LF or NUL in data")
+
+// readData reads the message to its end. It keeps reading after a bare
+// CR, LF or NUL (RFC 5321 §2.3.8: lines end with CRLF only), so that the
+// reply comes after the real end of data; the message is then refused.
+func readData(r io.Reader, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.Grow(64 << 10)
+	chunk := make([]byte, 32<<10)
+	prev := byte('\n')
+	bad := false
+	for {
+		n, err := r.Read(chunk)
+		for _, ch := range chunk[:n] {
+			if ch == 0 || (ch == '\n' && prev != '\r') || (prev == '\r' && ch != '\n') {
+				bad = true
+			}
+			prev = ch
+		}
+		if !bad {
+			buf.Write(chunk[:n])
+		}
+		if err == io.EOF {
+			if bad || prev != '\n' && buf.Len() > 0 {
+				return nil, errBareEOL
+			}
+			return buf.Bytes(), nil
+		}
+		if err != nil {
+			return buf.Bytes(), err
+		}
+	}
+}
+
+// countReceived counts the Received header fields of the header section.
+func countReceived(msg []byte) int {
+	n := 0
+	for len(msg) > 0 {
+		line := msg
+		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+			line, msg = msg[:i+1], msg[i+1:]
+		} else {
+			msg = nil
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			break // end of the header section
+		}
+		if len(line) >= 9 && strings.EqualFold(string(line[:9]), "received:") {
+			n++
+		}
+	}
+	return n
+}
+
+// received is the Received header field (RFC 5321 §4.4) for rec, with
+// the protocol keywords of RFC 3848 and RFC 6531.
+func (ss *session) received(rec *queue.Record) []byte {
+	proto := "ESMTP"
+	if ss.utf8 {
+		proto = "UTF8SMTP"
+	}
+	tlsInfo := ""
+	if rec.TLSVersion != "" {
+		proto += "S"
+		tlsInfo = fmt.Sprintf("\r\n\t(using %s with cipher %s)", rec.TLSVersion, rec.TLSCipher)
+	}
+	ip := rec.ClientIP
+	if strings.Contains(ip, ":") {
+		ip = "IPv6:" + ip
+	}
+	helo := sanitizeHeaderValue(rec.HELO)
+	var b strings.Builder
+	fmt.Fprintf(&b, "Received: from %s ([%s])%s\r\n\tby %s (mxd) with %s id %s",
+		helo, ip, tlsInfo, ss.s.cfg.Hostname, proto, rec.ID)
+	if len(rec.Rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitizeHeaderValue(rec.Rcpts[0].Addr))
+	}
+	fmt.Fprintf(&b, ";\r\n\t%s\r\n", rec.Arrived.Format(time.RFC1123Z))
+	return []byte(b.String())
+}
+
+// sanitizeHeaderValue keeps client-supplied text from breaking the header.
+func sanitizeHeaderValue(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '(' || r == ')' || r == ';' {
+			return '?'
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,81 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"mxq/queue"
+)
+
+// Beater records the host's heartbeat and returns its drain flag.
+type Beater interface {
+	Beat(ctx context.Context, hb queue.Heartbeat, ttl time.Duration) (draining bool, err error)
+}
+
+// Heartbeat publishes the server's state every Interval and applies the
+// drain flag it reads back. A host that stops beating disappears after
+// TTL. Health reflects the last beat: it fails while the queue is
+// unreachable or the host drains.
+type Heartbeat struct {
+	Server   *Server
+	Beater   Beater
+	Interval time.Duration
+	TTL      time.Duration
+
+	lastOK atomic.Int64 // unix nanoseconds of the last successful beat
+}
+
+// Run beats until ctx ends.
+func (h *Heartbeat) Run(ctx context.Context) error {
+	t := time.NewTicker(h.Interval)
+	defer t.Stop()
+	for {
+		h.beat(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (h *Heartbeat) beat(ctx context.Context) {
+	s := h.Server
+	hb := queue.Heartbeat{
+		Host:     s.cfg.Hostname,
+		Sessions: s.Sessions(),
+		Draining: s.Draining() || s.closing.Load(),
+		Version:  s.cfg.Version,
+		Seen:     time.Now().UTC(),
+	}
+	if n := s.lastEnq.Load(); n != 0 {
+		hb.LastEnqueue = time.Unix(0, n).UTC()
+	}
+	cctx, cancel := context.WithTimeout(ctx, h.Interval)
+	draining, err := h.Beater.Beat(cctx, hb, h.TTL)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("heartbeat", "err", err)
+		}
+		return
+	}
+	h.lastOK.Store(time.Now().UnixNano())
+	s.SetDraining(draining)
+}
+
+// Health says whether a load balancer should send connections here.
+func (h *Heartbeat) Health() error {
+	last := h.lastOK.Load()
+	switch {
+	case last == 0 || time.Since(time.Unix(0, last)) > 3*h.Interval:
+		return errors.New("queue unreachable")
+	case h.Server.Draining():
+		return errors.New("draining")
+	case h.Server.closing.Load():
+		return errors.New("shutting down")
+	}
+	return nil
+}

@@ -1,0 +1,44 @@
+package smtpd
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the receiver's Prometheus metrics.
+type Metrics struct {
+	sessions     prometheus.Gauge
+	draining     prometheus.Gauge
+	refused      *prometheus.CounterVec
+	transactions *prometheus.CounterVec
+	bytes        prometheus.Counter
+	enqueue      prometheus.Histogram
+}
+
+// NewMetrics creates the metrics and registers them with reg (if not nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mxd_sessions", Help: "Open SMTP sessions.",
+		}),
+		draining: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mxd_draining", Help: "1 while this host drains (new connections get 421).",
+		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxd_connections_refused_total", Help: "Connections answered 421 at connect, by reason.",
+		}, []string{"reason"}),
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxd_transactions_total", Help: "Finished DATA transactions, by reply code class and code.",
+		}, []string{"code"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mxd_received_bytes_total", Help: "Bytes of messages queued.",
+		}),
+		enqueue: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "mxd_enqueue_seconds", Help: "Time from end of data to the queue's acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.sessions, m.draining, m.refused, m.transactions, m.bytes, m.enqueue)
+	}
+	return m
+}

@@ -1,0 +1,268 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"mxq/queue"
+)
+
+// Enqueuer stores a message durably. A nil error means the message may be
+// acknowledged with 250.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, m *queue.Message) (queue.Result, error)
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("smtpd: server closed")
+
+// Server is an SMTP receiver. Create it with New.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	queue   Enqueuer
+	rcpts   *Recipients
+	metrics *Metrics
+	smtp    *smtp.Server
+
+	draining atomic.Bool
+	closing  atomic.Bool
+	lastEnq  atomic.Int64 // unix nanoseconds of the last enqueue
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	perIP map[netip.Addr]int
+	done  chan struct{} // closed by Shutdown/Close
+}
+
+// New returns a Server that queues into q and checks recipients with
+// rcpts. metrics may be nil.
+func New(cfg Config, q Enqueuer, rcpts *Recipients, logger *slog.Logger, metrics *Metrics) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	s := &Server{
+		cfg: cfg, log: logger, queue: q, rcpts: rcpts, metrics: metrics,
+		conns: make(map[*conn]struct{}),
+		perIP: make(map[netip.Addr]int),
+		done:  make(chan struct{}),
+	}
+	ss := smtp.NewServer(backend{s})
+	ss.Domain = cfg.Hostname
+	ss.MaxMessageBytes = cfg.MaxMessageBytes
+	// go-smtp answers the recipient over the limit itself; the limit is
+	// checked in Rcpt for the reply of the design table instead.
+	ss.MaxRecipients = 0
+	ss.MaxLineLength = 2000 // RFC 5321 §4.5.3.1.6 allows 512; doubled, as go-smtp does
+	ss.EnableSMTPUTF8 = true
+	ss.EnableDSN = true // RET, ENVID, NOTIFY, ORCPT are recorded for the list software
+	ss.ErrorLog = log.New(io.Discard, "", 0) // sessions log through slog
+	s.smtp = ss
+	return s, nil
+}
+
+// Serve accepts connections on l until Shutdown or Close. It may be
+// called for several listeners.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.smtp.Serve(&gate{Listener: l, s: s})
+	if s.closing.Load() {
+		return ErrServerClosed
+	}
+	return err
+}
+
+// gate is the listener go-smtp accepts from. It turns connections away
+// with 421 while the host drains or shuts down or is over a connection
+// cap, before go-smtp spends anything on them.
+type gate struct {
+	net.Listener
+	s *Server
+}
+
+func (g *gate) Accept() (net.Conn, error) {
+	for {
+		nc, err := g.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		c, rejection := g.s.admit(nc)
+		if rejection == nil {
+			return c, nil
+		}
+		go refuse(nc, rejection)
+	}
+}
+
+// refuse answers a connection that is not admitted and closes it.
+func refuse(nc net.Conn, r *smtp.SMTPError) {
+	nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(nc, "%d %d.%d.%d %s\r\n", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], r.Message)
+	nc.Close()
+}
+
+func remoteIP(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+// admit registers nc as a session, or says why not.
+func (s *Server) admit(nc net.Conn) (*conn, *smtp.SMTPError) {
+	ip := remoteIP(nc.RemoteAddr())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closing.Load():
+		s.metrics.refused.WithLabelValues("shutdown").Inc()
+		return nil, replyShutdown
+	case s.draining.Load():
+		s.metrics.refused.WithLabelValues("draining").Inc()
+		return nil, replyDraining
+	case len(s.conns) >= s.cfg.MaxConnections:
+		s.metrics.refused.WithLabelValues("max_connections").Inc()
+		return nil, replyTooMany
+	case s.perIP[ip] >= s.cfg.MaxConnectionsPerIP:
+		s.metrics.refused.WithLabelValues("max_connections_per_ip").Inc()
+		return nil, replyTooManyFrom
+	}
+	c := newConn(nc, &s.cfg)
+	c.onClose = func() { s.release(c) }
+	s.conns[c] = struct{}{}
+	s.perIP[ip]++
+	s.metrics.sessions.Inc()
+	return c, nil
+}
+
+// release forgets a session's connection.
+func (s *Server) release(c *conn) {
+	ip := remoteIP(c.RemoteAddr())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.conns[c]; !ok {
+		return
+	}
+	delete(s.conns, c)
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+	s.metrics.sessions.Dec()
+}
+
+// Sessions is the number of open sessions.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// SetDraining turns drain mode on or off. While on, new connections get
+// 421 4.3.2 and sessions are closed when they are between transactions.
+func (s *Server) SetDraining(on bool) {
+	if s.draining.Swap(on) != on {
+		s.log.Info("drain", "draining", on)
+		s.metrics.draining.Set(b2f(on))
+	}
+	if on {
+		s.closeIdle(replyDraining)
+	}
+}
+
+// Draining reports whether drain mode is on.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// closeIdle closes, with r, every session that is waiting between
+// transactions, and returns how many sessions remain.
+func (s *Server) closeIdle(r *smtp.SMTPError) int {
+	text := fmt.Sprintf("%d %d.%d.%d %s\r\n", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], r.Message)
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	left := 0
+	for _, c := range conns {
+		if !c.closeIfIdle(text) {
+			left++
+		}
+	}
+	return left
+}
+
+// Shutdown stops accepting connections, lets transactions in flight finish,
+// closes sessions with 421 as they become idle, and returns when none is
+// left. When ctx ends first, the remaining sessions are cut and ctx's
+// error is returned: their transactions were not acknowledged, so the
+// senders retry.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.closing.Swap(true) {
+		return ErrServerClosed
+	}
+	close(s.done)
+	s.log.Info("shutting down", "sessions", s.Sessions())
+	shut := make(chan error, 1)
+	go func() { shut <- s.smtp.Shutdown(ctx) }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.closeIdle(replyShutdown)
+		select {
+		case err := <-shut:
+			if err != nil {
+				s.cutAll()
+			}
+			return err
+		case <-tick.C:
+		}
+	}
+}
+
+// Close closes the listeners and every session at once.
+func (s *Server) Close() error {
+	if !s.closing.Swap(true) {
+		close(s.done)
+	}
+	err := s.smtp.Close()
+	s.cutAll()
+	if errors.Is(err, smtp.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+// cutAll closes every session's connection.
+func (s *Server) cutAll() {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
