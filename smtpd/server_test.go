@@ -375,4 +375,3 @@ func tryDial(addr string) (string, string) {
 	}
 	return string(buf[:n]), string(buf[:3])
 }
-
