@@ -64,6 +64,10 @@ func Defaults() Config {
 	}
 }
 
+// Checked returns c with zero fields set from Defaults, or an error
+// saying what is missing.
+func (c Config) Checked() (Config, error) { return c.withDefaults() }
+
 // withDefaults fills zero fields from Defaults and checks the rest.
 func (c Config) withDefaults() (Config, error) {
 	d := Defaults()
@@ -73,9 +77,11 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Domains) == 0 {
 		return c, fmt.Errorf("domains: at least one list domain is required")
 	}
+	doms := make([]string, len(c.Domains))
 	for i, dom := range c.Domains {
-		c.Domains[i] = strings.ToLower(strings.TrimSuffix(dom, "."))
+		doms[i] = strings.ToLower(strings.TrimSuffix(dom, "."))
 	}
+	c.Domains = doms
 	setDefault(&c.MaxMessageBytes, d.MaxMessageBytes)
 	setDefault(&c.MaxRecipients, d.MaxRecipients)
 	setDefault(&c.MaxReceived, d.MaxReceived)

@@ -1,0 +1,54 @@
+# mxq: stateless MX receivers in front of one durable Redis queue.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+RUN := run
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+REDIS_PORT ?= 6390
+
+.PHONY: help build test lint bench fuzz run deps clean
+
+help: ## show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+build: ## build every command into bin/
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+deps: ## install the Debian packages the tests and `make run` need (idempotent)
+	@.ci/install-deps
+
+test: deps ## install what is missing, then gofmt check, go vet, go test -race
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -race -timeout 20m ./...
+
+lint: ## gofmt, go vet, staticcheck (if installed)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
+
+bench: deps build ## Go benchmarks, then the SMTP load comparison (mxd vs smtp-sink vs postfix)
+	$(GO) test -run '^$$' -bench . -benchmem ./queue/ ./smtpd/
+	@if [ -x bench/run.sh ]; then bench/run.sh; fi
+
+fuzz: ## run the fuzz targets for a bounded time each
+	$(GO) test -run '^$$' -fuzz FuzzParseAddress -fuzztime 30s ./smtpd/
+
+run: deps build ## run Redis (AOF on, data in run/) and mxd on 127.0.0.1:2525
+	@mkdir -p $(RUN)/redis
+	@if ! redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1; then \
+		redis-server --port $(REDIS_PORT) --bind 127.0.0.1 --dir $(CURDIR)/$(RUN)/redis \
+			--appendonly yes --appendfsync always --maxmemory 1gb --maxmemory-policy noeviction \
+			--save '' --daemonize yes --pidfile $(CURDIR)/$(RUN)/redis.pid --logfile $(CURDIR)/$(RUN)/redis.log; \
+		for i in $$(seq 50); do redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+	fi
+	@$(BIN)/mxq -redis redis://127.0.0.1:$(REDIS_PORT)/0 lists add '~*/*@lists.example.org' 'announce@lists.example.org' >/dev/null
+	@echo "Redis on 127.0.0.1:$(REDIS_PORT) (data in $(RUN)/redis, stop it with: kill \$$(cat $(RUN)/redis.pid))"
+	@echo "mxd on 127.0.0.1:2525, metrics on http://127.0.0.1:9125/metrics. Send a message with:"
+	@echo "  swaks --server 127.0.0.1:2525 --from you@example.com --to '~alice/dev@lists.example.org'"
+	@echo "then look at the queue with: $(BIN)/mxq -redis redis://127.0.0.1:$(REDIS_PORT)/0 stats"
+	$(BIN)/mxd -config docs/examples/mxd-local.toml
+
+clean: ## remove bin/ and run/
+	rm -rf $(BIN) $(RUN)

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"mxq/smtpd"
+)
+
+// config is mxd's TOML file. Every key is documented in
+// docs/examples/mxd.toml.
+type config struct {
+	Hostname      string   `toml:"hostname"`
+	Listen        []string `toml:"listen"`
+	Domains       []string `toml:"domains"`
+	AuthservID    string   `toml:"authserv_id"`
+	Redis         string   `toml:"redis"`
+	Queue         string   `toml:"queue"`
+	MetricsListen string   `toml:"metrics_listen"`
+	LogLevel      string   `toml:"log_level"`
+
+	MaxMessageBytes     int64    `toml:"max_message_bytes"`
+	MaxRecipients       int      `toml:"max_recipients"`
+	MaxReceived         int      `toml:"max_received"`
+	MaxConnections      int      `toml:"max_connections"`
+	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
+	CommandTimeout      duration `toml:"command_timeout"`
+	WriteTimeout        duration `toml:"write_timeout"`
+	DataTimeout         duration `toml:"data_timeout"`
+	DataGrace           duration `toml:"data_grace"`
+	MinDataRate         int64    `toml:"min_data_rate"`
+	EnqueueTimeout      duration `toml:"enqueue_timeout"`
+	ShutdownTimeout     duration `toml:"shutdown_timeout"`
+
+	RegistryTTL       duration `toml:"registry_ttl"`
+	HeartbeatInterval duration `toml:"heartbeat_interval"`
+	DedupWindow       duration `toml:"dedup_window"`
+	Replicas          int      `toml:"replicas"`
+	ReplicaTimeout    duration `toml:"replica_timeout"`
+}
+
+// duration is a time.Duration written as "30s", "2m".
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("want a duration such as \"30s\" or \"2m\": %w", err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// loadConfig reads and checks the file at path. Errors name the file,
+// the line where it can, and what to do.
+func loadConfig(path string) (*config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c := &config{
+		Redis:             "redis://127.0.0.1:6379/0",
+		Queue:             "mxq",
+		LogLevel:          "info",
+		RegistryTTL:       duration{5 * time.Second},
+		HeartbeatInterval: duration{time.Second},
+	}
+	md, err := toml.Decode(string(src), c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%s:%d: %s", path, pe.Position.Line, pe.Message)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0].String()
+		return nil, fmt.Errorf("%s:%d: unknown key %q (see docs/examples/mxd.toml for the valid keys)", path, keyLine(src, und[0]), k)
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// keyLine finds the line where key is set, 0 if not found.
+func keyLine(src []byte, key toml.Key) int {
+	last := regexp.QuoteMeta(key[len(key)-1])
+	re := regexp.MustCompile(`^\s*("?)` + last + `("?)\s*=|^\s*\[+\s*` + regexp.QuoteMeta(key.String()) + `\s*\]+`)
+	sc := bufio.NewScanner(bytes.NewReader(src))
+	for n := 1; sc.Scan(); n++ {
+		if re.MatchString(sc.Text()) {
+			return n
+		}
+	}
+	return 0
+}
+
+func (c *config) check() error {
+	var problems []string
+	if c.Hostname == "" {
+		problems = append(problems, `hostname is required: this MX host's name as published in MX records, e.g. hostname = "mx1.example.org"`)
+	}
+	if len(c.Listen) == 0 {
+		problems = append(problems, `listen is required: e.g. listen = ["0.0.0.0:25", "[::]:25"]`)
+	}
+	if len(c.Domains) == 0 {
+		problems = append(problems, `domains is required: the list domains served, e.g. domains = ["lists.example.org"]`)
+	}
+	if c.AuthservID == "" {
+		problems = append(problems, `authserv_id is required: the same value on every MX and in the list software, e.g. authserv_id = "lists.example.org"`)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		problems = append(problems, fmt.Sprintf("log_level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// smtpd builds the receiver's configuration.
+func (c *config) smtpd(version string) smtpd.Config {
+	return smtpd.Config{
+		Hostname:            c.Hostname,
+		Domains:             c.Domains,
+		MaxMessageBytes:     c.MaxMessageBytes,
+		MaxRecipients:       c.MaxRecipients,
+		MaxReceived:         c.MaxReceived,
+		MaxConnections:      c.MaxConnections,
+		MaxConnectionsPerIP: c.MaxConnectionsPerIP,
+		CommandTimeout:      c.CommandTimeout.Duration,
+		WriteTimeout:        c.WriteTimeout.Duration,
+		DataTimeout:         c.DataTimeout.Duration,
+		DataGrace:           c.DataGrace.Duration,
+		MinDataRate:         c.MinDataRate,
+		EnqueueTimeout:      c.EnqueueTimeout.Duration,
+		ShutdownTimeout:     c.ShutdownTimeout.Duration,
+		Version:             version,
+	}
+}

@@ -1,0 +1,171 @@
+// Command mxd is the SMTP receiver of an MX host for mailing lists: it
+// accepts mail for the configured list domains and answers 250 only once
+// the message is durable in the shared Redis queue.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"mxq/queue"
+	"mxq/smtpd"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "mxd:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+const usage = `Usage: mxd -config FILE [-check-config]
+
+mxd receives mail for mailing lists on an MX host. It keeps no spool: each
+message is checked (recipient at RCPT, line endings, size, loops), stamped
+with a Received header, and put into the shared Redis queue; the client gets
+"250 2.0.0 queued as ID" only after Redis has it durably. Any queue trouble
+is answered 4xx, so senders retry. Run the same config on every MX host,
+changing only hostname.
+
+Signals: SIGTERM or SIGINT stops accepting, lets transactions in flight finish
+(shutdown_timeout), and exits. The drain flag in Redis (set by dnsctl drain)
+makes new connections get 421 4.3.2.
+
+Flags:
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mxd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	path := fs.String("config", "/etc/mxq/mxd.toml", "the TOML configuration `file` (see docs/examples/mxd.toml)")
+	check := fs.Bool("check-config", false, "check the configuration and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "mxd", version)
+		return nil
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if _, err := cfg.smtpd(version).Checked(); err != nil {
+		return fmt.Errorf("%s: %w", *path, err)
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: ok\n", *path)
+		return nil
+	}
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("host", cfg.Hostname)
+	return serve(ctx, cfg, logger)
+}
+
+func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
+	q, err := queue.Open(cfg.Redis, queue.Options{
+		Name:           cfg.Queue,
+		DedupWindow:    cfg.DedupWindow.Duration,
+		Replicas:       cfg.Replicas,
+		ReplicaTimeout: cfg.ReplicaTimeout.Duration,
+	})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := smtpd.New(cfg.smtpd(version), q, smtpd.NewRecipients(q, cfg.RegistryTTL.Duration), logger, smtpd.NewMetrics(reg))
+	if err != nil {
+		return err
+	}
+	hb := &smtpd.Heartbeat{Server: srv, Beater: q, Interval: cfg.HeartbeatInterval.Duration, TTL: 5 * cfg.HeartbeatInterval.Duration}
+
+	var listeners []net.Listener
+	for _, addr := range cfg.Listen {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return err
+		}
+		listeners = append(listeners, l)
+	}
+	hbCtx, stopBeat := context.WithCancel(context.Background())
+	defer stopBeat()
+	go hb.Run(hbCtx)
+
+	errc := make(chan error, len(listeners)+1)
+	for _, l := range listeners {
+		logger.Info("listening", "addr", l.Addr().String(), "version", version)
+		go func() { errc <- srv.Serve(l) }()
+	}
+	var metrics *http.Server
+	if cfg.MetricsListen != "" {
+		metrics = metricsServer(cfg.MetricsListen, reg, hb)
+		go func() {
+			if err := metrics.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
+			}
+		}()
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		srv.Close()
+		return err
+	}
+	sc, _ := cfg.smtpd(version).Checked()
+	sctx, cancel := context.WithTimeout(context.Background(), sc.ShutdownTimeout)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	stopBeat()
+	if metrics != nil {
+		metrics.Close()
+	}
+	if err != nil {
+		logger.Warn("shutdown deadline passed; remaining sessions were cut", "err", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func metricsServer(addr string, reg *prometheus.Registry, hb *smtpd.Heartbeat) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := hb.Health(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+}

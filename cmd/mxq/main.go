@@ -1,0 +1,113 @@
+// Command mxq shows and edits the mail queue shared by the MX hosts: the
+// recipient registry, the queue's depth and hosts, and dead letters.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+
+	"mxq/queue"
+)
+
+// command is one subcommand of mxq.
+type command struct {
+	usage string // "ARGS: what it does"
+	run   func(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error
+}
+
+// commands are mxq's subcommands; a name with a space is a sub-subcommand.
+var commands = map[string]command{
+	"lists add": {"ADDRESS|PATTERN...: accept mail for these list addresses on every MX", listsAdd},
+	"lists rm":  {"ADDRESS|PATTERN...: stop accepting mail for these (static entries only)", listsRm},
+	"lists ls":  {"[-json]: show the recipient registry and where each entry comes from", listsLs},
+	"stats":     {"[-json]: queue depth, dead letters, and every MX host's state", stats},
+}
+
+const usage = `Usage: mxq [-redis URL] [-queue NAME] COMMAND [ARGS]
+
+mxq shows and edits the queue that every MX host (mxd) writes into and the
+consumers (listd) read from.
+
+Patterns in the recipient registry use * for any run of characters other
+than '/' and '@', so "~*/*@lists.example.org" accepts every list of every
+owner at lists.example.org; "list+tag@…" matches an entry for "list@…".
+
+Commands:
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintln(os.Stderr, "mxq:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mxq", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	defURL := os.Getenv("MXQ_REDIS")
+	if defURL == "" {
+		defURL = "redis://127.0.0.1:6379/0"
+	}
+	url := fs.String("redis", defURL, "Redis `URL` of the queue (default $MXQ_REDIS, then redis://127.0.0.1:6379/0)")
+	name := fs.String("queue", "mxq", "queue `name` (the hash tag of its keys)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		names := make([]string, 0, len(commands))
+		for n := range commands {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			a, d, _ := strings.Cut(commands[n].usage, ": ")
+			fmt.Fprintf(stderr, "  mxq %s %s\n      %s\n", n, a, d)
+		}
+		fmt.Fprintln(stderr, "\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		fs.Usage()
+		return usageError{"no command given"}
+	}
+	cmd, ok := commands[rest[0]]
+	n := 1
+	if !ok && len(rest) > 1 {
+		cmd, ok = commands[rest[0]+" "+rest[1]]
+		n = 2
+	}
+	if !ok {
+		fs.Usage()
+		return usageError{fmt.Sprintf("unknown command %q", strings.Join(rest[:min(2, len(rest))], " "))}
+	}
+	q, err := queue.Open(*url, queue.Options{Name: *name})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	return cmd.run(ctx, q, rest[n:], stdout)
+}
