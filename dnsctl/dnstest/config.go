@@ -1,0 +1,122 @@
+package dnstest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The configurations follow the facts checked by hand in DESIGN.md for
+// BIND 9.18 and Knot 3.2.
+
+func bindOptions(dir string, port int, id string) string {
+	return fmt.Sprintf(`options {
+	directory %q;
+	pid-file none;
+	session-keyfile none;
+	listen-on port %d { 127.0.0.1; };
+	listen-on-v6 { none; };
+	recursion no;
+	dnssec-validation no;
+	notify explicit;
+	notify-delay 0;
+	server-id %q;
+};
+controls { };
+logging { category default { default_stderr; }; category xfer-in { default_stderr; }; };
+`, dir, port, id)
+}
+
+// bindPrimary allows signed MX updates at the apex and notifies the
+// secondaries at notify ports.
+func bindPrimary(dir string, port int, id string, k Key, notify []int) string {
+	var also []string
+	for _, p := range notify {
+		also = append(also, fmt.Sprintf("127.0.0.1 port %d;", p))
+	}
+	return bindOptions(dir, port, id) + fmt.Sprintf(`include %q;
+zone %q {
+	type primary;
+	file "zone.db";
+	update-policy { grant %s name %s MX; };
+	allow-transfer { 127.0.0.1; };
+	also-notify { %s };
+};
+`, k.File, Zone, k.Name, Zone, strings.Join(also, " "))
+}
+
+func bindSecondary(dir string, port int, id string, primary int) string {
+	return bindOptions(dir, port, id) + fmt.Sprintf(`zone %q {
+	type secondary;
+	primaries { 127.0.0.1 port %d; };
+	file "zone.bk";
+	notify no;
+};
+`, Zone, primary)
+}
+
+func knotServer(dir string, port int, id string) string {
+	return fmt.Sprintf(`server:
+    rundir: %q
+    listen: 127.0.0.1@%d
+    identity: %q
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: %q
+log:
+  - target: stderr
+    any: info
+template:
+  - id: default
+    storage: %q
+`, dir, port, id, dir, dir)
+}
+
+// knotPrimary allows signed MX updates and increments the serial on each.
+func knotPrimary(dir string, port int, id string, k Key) string {
+	return knotServer(dir, port, id) + fmt.Sprintf(`key:
+  - id: %s
+    algorithm: %s
+    secret: %s
+acl:
+  - id: update
+    key: %s
+    action: [update, transfer]
+    update-type: [MX]
+zone:
+  - domain: %s
+    file: zone.db
+    acl: update
+    serial-policy: increment
+`, k.Name, k.Algorithm, k.Secret, k.Name, Zone)
+}
+
+// knotSecondary follows the primary on port primary. Knot 3.2 names the
+// primary with the key "master".
+func knotSecondary(dir string, port int, id string, primary int) string {
+	return knotServer(dir, port, id) + fmt.Sprintf(`remote:
+  - id: primary
+    address: 127.0.0.1@%d
+acl:
+  - id: notify
+    address: 127.0.0.1
+    action: notify
+zone:
+  - domain: %s
+    master: primary
+    acl: notify
+`, primary, Zone)
+}
+
+func writeFile(t testing.TB, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -1,0 +1,175 @@
+package dnsctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Zone is one zone whose apex MX RRset dnsctl reads and changes.
+type Zone struct {
+	Name    string   // the zone's origin, e.g. "example.org."
+	Primary string   // host:port of the server that takes UPDATEs
+	Servers []string // further authoritative host:port addresses to check
+	Key     *Key     // signs every UPDATE
+
+	// Timeout bounds one query or one UPDATE exchange (default 3s).
+	Timeout time.Duration
+	// Poll is the pause between rounds of queries while waiting for
+	// propagation (default 250ms).
+	Poll time.Duration
+}
+
+// View is what one authoritative server answered.
+type View struct {
+	Server string `json:"server"`
+	Serial uint32 `json:"serial"`
+	MX     RRset  `json:"mx"`
+	Err    error  `json:"-"`
+}
+
+// Summary describes the view in a few words.
+func (v View) Summary() string {
+	if v.Err != nil {
+		return v.Err.Error()
+	}
+	return fmt.Sprintf("serial %d, %s", v.Serial, v.MX)
+}
+
+func (z *Zone) timeout() time.Duration {
+	if z.Timeout > 0 {
+		return z.Timeout
+	}
+	return 3 * time.Second
+}
+
+func (z *Zone) poll() time.Duration {
+	if z.Poll > 0 {
+		return z.Poll
+	}
+	return 250 * time.Millisecond
+}
+
+// Addrs returns the primary and then the other servers, once each.
+func (z *Zone) Addrs() []string {
+	out := []string{z.Primary}
+	for _, a := range z.Servers {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// query asks addr one question with RD=0 over UDP, again over TCP when the
+// answer is truncated, and accepts only an authoritative NOERROR answer.
+func (z *Zone) query(ctx context.Context, addr string, qtype uint16) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(z.Name), qtype)
+	m.RecursionDesired = false
+	m.SetEdns0(1232, false)
+	var r *dns.Msg
+	var err error
+	for _, network := range []string{"udp", "tcp"} {
+		c := dns.Client{Net: network, Timeout: z.timeout()}
+		r, _, err = c.ExchangeContext(ctx, m, addr)
+		if err != nil {
+			return nil, fmt.Errorf("query %s %s over %s: %w", z.Name, dns.TypeToString[qtype], network, err)
+		}
+		if !r.Truncated {
+			break
+		}
+	}
+	if r.Rcode != dns.RcodeSuccess {
+		return nil, fmt.Errorf("query %s %s: %s", z.Name, dns.TypeToString[qtype], dns.RcodeToString[r.Rcode])
+	}
+	if !r.Authoritative {
+		return nil, fmt.Errorf("query %s %s: answer is not authoritative (AA not set)", z.Name, dns.TypeToString[qtype])
+	}
+	return r, nil
+}
+
+func (z *Zone) serial(ctx context.Context, addr string) (uint32, error) {
+	r, err := z.query(ctx, addr, dns.TypeSOA)
+	if err != nil {
+		return 0, err
+	}
+	for _, rr := range r.Answer {
+		if soa, ok := rr.(*dns.SOA); ok && SameName(soa.Hdr.Name, z.Name) {
+			return soa.Serial, nil
+		}
+	}
+	return 0, fmt.Errorf("query %s SOA: no SOA in the answer", z.Name)
+}
+
+func (z *Zone) mx(ctx context.Context, addr string) (RRset, error) {
+	r, err := z.query(ctx, addr, dns.TypeMX)
+	if err != nil {
+		return nil, err
+	}
+	var set RRset
+	for _, rr := range r.Answer {
+		if mx, ok := rr.(*dns.MX); ok && SameName(mx.Hdr.Name, z.Name) {
+			set = append(set, MX{Preference: mx.Preference, Exchange: mx.Mx, TTL: mx.Hdr.Ttl})
+		}
+	}
+	return NewRRset(set...), nil
+}
+
+// Read returns the apex MX RRset and the SOA serial of addr. It reads the
+// serial before and after the MX RRset and tries again when they differ,
+// so the pair belongs together.
+func (z *Zone) Read(ctx context.Context, addr string) View {
+	v := View{Server: addr}
+	for range 3 {
+		before, err := z.serial(ctx, addr)
+		if err != nil {
+			v.Err = err
+			return v
+		}
+		set, err := z.mx(ctx, addr)
+		if err != nil {
+			v.Err = err
+			return v
+		}
+		after, err := z.serial(ctx, addr)
+		if err != nil {
+			v.Err = err
+			return v
+		}
+		if before == after {
+			v.Serial, v.MX = after, set
+			return v
+		}
+	}
+	v.Err = errors.New("serial changed during every read")
+	return v
+}
+
+// ReadAll reads every address of Addrs at once; the primary comes first.
+func (z *Zone) ReadAll(ctx context.Context) []View {
+	addrs := z.Addrs()
+	views := make([]View, len(addrs))
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		wg.Go(func() { views[i] = z.Read(ctx, a) })
+	}
+	wg.Wait()
+	return views
+}
+
+// Agree reports whether every view answered and all show the RRset of the
+// first (the primary's) with a serial at least the first's.
+func Agree(views []View) bool {
+	for _, v := range views {
+		if v.Err != nil || !v.MX.Equal(views[0].MX) || !serialAtLeast(v.Serial, views[0].Serial) {
+			return false
+		}
+	}
+	return len(views) > 0
+}
