@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"time"
+)
+
+// loadArgs is the load given to every target.
+type loadArgs struct {
+	n, c, size, perConn int
+	duration            time.Duration
+}
+
+func (l loadArgs) String() string {
+	s := fmt.Sprintf("%d messages of %d bytes over %d sessions with PIPELINING", l.n, l.size, l.c)
+	if l.perConn > 0 {
+		s += fmt.Sprintf(", %d per connection", l.perConn)
+	}
+	return s
+}
+
+// loadResult is what smtpload -json prints (the fields the bench uses).
+type loadResult struct {
+	Attempted int            `json:"attempted"`
+	Accepted  int            `json:"accepted"`
+	ElapsedNs int64          `json:"elapsed_ns"`
+	Rate      float64        `json:"msgs_per_sec"`
+	Latency   latency        `json:"latency"`
+	Codes     map[string]int `json:"codes"`
+	CPU       []cpuUse       `json:"cpu"`
+	TimedOut  bool           `json:"stopped_by_duration"`
+	Pipelined bool           `json:"pipelined"`
+}
+
+type latency struct {
+	P50 int64 `json:"p50_ns"`
+	P90 int64 `json:"p90_ns"`
+	P99 int64 `json:"p99_ns"`
+	Max int64 `json:"max_ns"`
+}
+
+type cpuUse struct {
+	Sel     string             `json:"sel"`
+	Seconds float64            `json:"seconds"`
+	Per10k  float64            `json:"seconds_per_10k"`
+	ByName  map[string]float64 `json:"by_name"`
+}
+
+// idleResult is what smtpload -idle -json prints.
+type idleResult struct {
+	Requested  int            `json:"requested"`
+	Opened     int            `json:"opened"`
+	Codes      map[string]int `json:"codes"`
+	RSSBefore  int64          `json:"rss_before_kib"`
+	RSSAfter   int64          `json:"rss_after_kib"`
+	PerConnKiB float64        `json:"rss_per_conn_kib"`
+}
+
+// smtpload runs the load tool with -json, its progress on the bench's
+// stderr, and decodes its result into v.
+func (b *bench) smtploadJSON(ctx context.Context, v any, args ...string) error {
+	cmd := exec.CommandContext(ctx, b.smtpload, append([]string{"-json"}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = b.stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("smtpload %v: %w", args, err)
+	}
+	if err := json.Unmarshal(out.Bytes(), v); err != nil {
+		return fmt.Errorf("smtpload output %q: %w", out.String(), err)
+	}
+	return nil
+}
+
+// load drives l at t. measure adds the CPU measurement of t's processes.
+func (b *bench) load(ctx context.Context, t *target, l loadArgs, measure bool) (loadResult, error) {
+	args := []string{
+		"-server", t.addr, "-to", b.rcpt, "-from", "bench@sender.example",
+		"-n", strconv.Itoa(l.n), "-c", strconv.Itoa(l.c), "-size", strconv.Itoa(l.size),
+		"-per-conn", strconv.Itoa(l.perConn), "-duration", l.duration.String(), "-progress", "5s",
+	}
+	if measure {
+		for _, p := range t.pids {
+			args = append(args, "-pid", p)
+		}
+	} else {
+		args = append(args, "-progress", "0")
+	}
+	var r loadResult
+	if err := b.smtploadJSON(ctx, &r, args...); err != nil {
+		return r, err
+	}
+	if measure {
+		b.logf("%s: %.0f msgs/s, p50 %.1f ms, p99 %.1f ms, replies %v", t.name, r.Rate, ms(r.Latency.P50), ms(r.Latency.P99), r.Codes)
+	}
+	return r, nil
+}
+
+// idle opens n idle sessions to t and measures its RSS per session.
+func (b *bench) idle(ctx context.Context, t *target, n int) (idleResult, error) {
+	var r idleResult
+	err := b.smtploadJSON(ctx, &r, "-server", t.addr, "-idle", strconv.Itoa(n), "-pid", t.pids[0], "-idle-dialers", "50")
+	if err == nil {
+		b.logf("%s idle: %d of %d open, %.1f KiB per connection, failures %v", t.name, r.Opened, r.Requested, r.PerConnKiB, r.Codes)
+	}
+	return r, err
+}
+
+func ms(ns int64) float64 { return float64(ns) / 1e6 }
+
+// machine describes this machine for the report.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			if k, v, ok := bytes.Cut(line, []byte(":")); ok && string(bytes.TrimSpace(k)) == "model name" {
+				model = string(bytes.TrimSpace(v))
+				break
+			}
+		}
+	}
+	host, _ := os.Hostname()
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return fmt.Sprintf("%s: %d × %s, Linux %s", host, numCPU(), model, bytes.TrimSpace(kernel))
+}

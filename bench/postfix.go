@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A target is one server under load.
+type target struct {
+	name string
+	addr string
+	pids []string // for smtpload -pid, the first being the server itself
+	stop func()
+	// depth, when set, counts the messages the server holds, to check
+	// that every 250 was really queued.
+	depth func() (int, error)
+}
+
+// startSink starts Postfix's smtp-sink: SMTP with PIPELINING and no
+// storage, the protocol limit of this machine.
+func (b *bench) startSink(ctx context.Context) (*target, error) {
+	var lastErr error
+	for range 3 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr := loopback(port)
+		// -u: smtp-sink refuses to run as root; 1024: listen backlog.
+		p, err := startProc("smtp-sink", filepath.Join(b.dir, "smtp-sink.log"),
+			"smtp-sink", "-u", "nobody", "-h", "sink.bench.invalid", addr, "1024")
+		if err != nil {
+			return nil, err
+		}
+		b.onExit(func() { p.stop(5 * time.Second) })
+		if lastErr = waitFor(ctx, "smtp-sink", 10*time.Second, procAlive(p), smtpReady(addr)); lastErr == nil {
+			return &target{name: "smtp-sink", addr: addr, pids: []string{strconv.Itoa(p.pid())}, stop: func() { p.stop(5 * time.Second) }}, nil
+		}
+		p.stop(time.Second)
+	}
+	return nil, lastErr
+}
+
+// postfixMainCf is a throwaway instance: its own queue and data directory,
+// loopback only, relaying for the bench domain, and every message delivered
+// to discard(8): accepted mail is fsynced into the queue as usual (cleanup
+// does that before smtpd answers 250), then dropped by the queue manager,
+// and nothing ever leaves the machine.
+const postfixMainCf = `compatibility_level = 3.6
+queue_directory = {{dir}}/queue
+data_directory = {{dir}}/data
+meta_directory = /etc/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.bench.invalid
+mydomain = bench.invalid
+myorigin = $myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relay_domains = {{domain}}
+relay_transport = discard:
+default_transport = discard:
+local_transport = discard:
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+alias_maps =
+alias_database =
+biff = no
+maillog_file = {{dir}}/maillog
+maillog_file_prefixes = {{dir}}
+`
+
+// postfixMasterCf runs the daemons unchrooted (no copies of /etc needed)
+// with the stock process limits (100 smtpd).
+const postfixMasterCf = `{{listen}} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+`
+
+// startPostfix starts a throwaway Postfix with postfix -c DIR start; it is
+// stopped with postfix -c DIR stop.
+func (b *bench) startPostfix(ctx context.Context) (*target, error) {
+	pfUser, err := user.Lookup("postfix")
+	if err != nil {
+		return nil, fmt.Errorf("postfix user: %w (apt-get install postfix)", err)
+	}
+	uid, _ := strconv.Atoi(pfUser.Uid)
+	var lastErr error
+	for attempt := range 3 {
+		dir := filepath.Join(b.dir, fmt.Sprintf("postfix%d", attempt))
+		etc := filepath.Join(dir, "etc")
+		for _, d := range []string{etc, filepath.Join(dir, "queue"), filepath.Join(dir, "data")} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return nil, err
+			}
+		}
+		if err := os.Chown(filepath.Join(dir, "data"), uid, -1); err != nil {
+			return nil, err
+		}
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		addr := loopback(port)
+		r := strings.NewReplacer("{{dir}}", dir, "{{domain}}", b.domain, "{{listen}}", addr)
+		if err := os.WriteFile(filepath.Join(etc, "main.cf"), []byte(r.Replace(postfixMainCf)), 0o644); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(etc, "master.cf"), []byte(r.Replace(postfixMasterCf)), 0o644); err != nil {
+			return nil, err
+		}
+		stop := func() {
+			exec.Command("postfix", "-c", etc, "stop").Run()
+			// postfix stop returns before master has exited; make sure.
+			if pid, err := readPid(filepath.Join(dir, "queue", "pid", "master.pid")); err == nil {
+				waitGone(pid, 10*time.Second)
+			}
+		}
+		b.onExit(stop)
+		out, err := exec.CommandContext(ctx, "postfix", "-c", etc, "start").CombinedOutput()
+		if err != nil {
+			lastErr = fmt.Errorf("postfix -c %s start: %v: %s\n%s", etc, err, out, tail(filepath.Join(dir, "maillog"), 10))
+			stop()
+			continue
+		}
+		pidFile := filepath.Join(dir, "queue", "pid", "master.pid")
+		var pid int
+		err = waitFor(ctx, "postfix", 20*time.Second, nil, func() error {
+			if pid, err = readPid(pidFile); err != nil {
+				return err
+			}
+			return smtpReady(addr)()
+		})
+		if err != nil {
+			lastErr = fmt.Errorf("%w\n%s", err, tail(filepath.Join(dir, "maillog"), 10))
+			stop()
+			continue
+		}
+		return &target{name: "postfix", addr: addr, pids: []string{strconv.Itoa(pid)}, stop: stop}, nil
+	}
+	return nil, lastErr
+}
+
+func readPid(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(b)))
+}
+
+// waitGone waits until pid no longer exists, up to timeout.
+func waitGone(pid int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for pidAlive(pid) && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+}

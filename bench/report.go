@@ -1,0 +1,133 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// report is the outcome of a bench run.
+type report struct {
+	Date    string                  `json:"date"`
+	Machine string                  `json:"machine"`
+	Load    string                  `json:"load"`
+	Rounds  int                     `json:"rounds"`
+	Results map[string][]loadResult `json:"results"` // every round
+	Median  map[string]loadResult   `json:"median"`  // the round with the median rate
+	Ratios  map[string]float64      `json:"ratios"`
+	Idle    *idleResult             `json:"idle_mxd,omitempty"`
+	Checks  []string                `json:"checks,omitempty"`
+	order   []string
+}
+
+func numCPU() int { return runtime.NumCPU() }
+
+// summarize picks each target's median round and computes the ratios.
+func (r *report) summarize(order []string) {
+	r.order = order
+	r.Median = map[string]loadResult{}
+	for name, rs := range r.Results {
+		s := slices.Clone(rs)
+		sort.Slice(s, func(i, j int) bool { return s[i].Rate < s[j].Rate })
+		r.Median[name] = s[len(s)/2]
+	}
+	r.Ratios = map[string]float64{}
+	mxd, ok := r.Median["mxd"]
+	if !ok {
+		return
+	}
+	for _, other := range []string{"smtp-sink", "postfix"} {
+		if o, ok := r.Median[other]; ok && o.Rate > 0 {
+			r.Ratios["mxd / "+other] = mxd.Rate / o.Rate
+		}
+	}
+}
+
+func (r *report) print(w io.Writer) {
+	fmt.Fprintf(w, "\n%s\n%s\nload: %s; median of %d round(s)\n\n", r.Date, r.Machine, r.Load, r.Rounds)
+	fmt.Fprintf(w, "%-10s %9s %9s %9s %9s %11s  %s\n", "target", "msgs/s", "p50 ms", "p99 ms", "max ms", "CPU s/10k", "replies")
+	for _, name := range r.order {
+		m, ok := r.Median[name]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(w, "%-10s %9.0f %9.2f %9.2f %9.2f %11s  %s\n", name, m.Rate,
+			ms(m.Latency.P50), ms(m.Latency.P99), ms(m.Latency.Max), cpuText(m.CPU), codesText(m.Codes))
+		if m.TimedOut {
+			fmt.Fprintf(w, "%-10s (stopped by -duration: %d of the messages sent)\n", "", m.Attempted)
+		}
+	}
+	for _, name := range r.order {
+		m := r.Median[name]
+		for _, c := range m.CPU {
+			if len(c.ByName) > 1 {
+				fmt.Fprintf(w, "%s CPU by process (s): %s\n", name, byNameText(c.ByName))
+			}
+		}
+	}
+	if len(r.Ratios) > 0 {
+		fmt.Fprintln(w)
+		for _, k := range []string{"mxd / smtp-sink", "mxd / postfix"} {
+			if v, ok := r.Ratios[k]; ok {
+				target := map[string]string{"mxd / smtp-sink": "≥ 0.5", "mxd / postfix": "≥ 5"}[k]
+				fmt.Fprintf(w, "%-16s %6.2f  (msgs/s; target %s)\n", k, v, target)
+			}
+		}
+	}
+	for _, c := range r.Checks {
+		fmt.Fprintf(w, "\ncheck: %s", c)
+	}
+	if len(r.Checks) > 0 {
+		fmt.Fprintln(w)
+	}
+	if r.Idle != nil {
+		i := r.Idle
+		fmt.Fprintf(w, "\nmxd idle connections: %d of %d open past EHLO, RSS %d → %d KiB: %.1f KiB per connection (target ≤ 64)",
+			i.Opened, i.Requested, i.RSSBefore, i.RSSAfter, i.PerConnKiB)
+		if len(i.Codes) > 0 {
+			fmt.Fprintf(w, "; failures %s", codesText(i.Codes))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// cpuText is "1.23", or "1.23+0.45" for mxd and its redis-server.
+func cpuText(cs []cpuUse) string {
+	var parts []string
+	for _, c := range cs {
+		parts = append(parts, fmt.Sprintf("%.2f", c.Per10k))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, "+")
+}
+
+func codesText(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func byNameText(m map[string]float64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] })
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.2f", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
