@@ -32,8 +32,10 @@ bench: deps build ## Go benchmarks, then the SMTP load comparison (mxd vs smtp-s
 	$(GO) test -run '^$$' -bench . -benchmem ./queue/ ./smtpd/
 	@if [ -x bench/run.sh ]; then bench/run.sh; fi
 
-fuzz: ## run the fuzz targets for a bounded time each
-	$(GO) test -run '^$$' -fuzz FuzzParseAddress -fuzztime 30s ./smtpd/
+FUZZTIME ?= 30s
+fuzz: ## run every fuzz target for FUZZTIME (30s) each; new finds land in testdata/fuzz
+	$(GO) test -run '^$$' -fuzz '^FuzzParseAddress$$' -fuzztime $(FUZZTIME) ./smtpd/
+	$(GO) test -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME) ./smtpd/
 
 run: deps build ## run Redis (AOF on, data in run/) and mxd on 127.0.0.1:2525
 	@mkdir -p $(RUN)/redis

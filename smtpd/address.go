@@ -48,13 +48,32 @@ func parseAddress(s string, utf8Allowed bool) (address, *smtp.SMTPError) {
 	// An '@' left in the local part came from a quoted string
 	// ("a@b"@host): legal, but no list address looks like that, and
 	// software downstream may split at the wrong '@'.
-	if strings.ContainsAny(local, "@ \"\\") || len(local) > 64 {
+	if !validLocal(local) {
 		return address{}, replyBadAddress
 	}
 	if !validDomain(domain) {
 		return address{}, replyBadDomain
 	}
 	return address{local: local, domain: domain}, nil
+}
+
+// validLocal accepts a dot-string local part (RFC 5322 atext and dots,
+// UTF-8 allowed, RFC 6531). Quoted local parts arrive unquoted from go-smtp;
+// one that needed quoting ("a@b", "a b") is refused: no list address looks
+// like that, and software downstream may split it at the wrong place.
+func validLocal(local string) bool {
+	if local == "" || len(local) > 64 {
+		return false
+	}
+	for _, r := range local {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r >= 0x80:
+		case strings.ContainsRune("!#$%&'*+-/=?^_`{|}~.", r):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // routed reports whether a local part uses the '%' hack or a UUCP '!'
