@@ -268,7 +268,9 @@ func TestSlowSender(t *testing.T) {
 	}
 	// The connection is closed after the reply: no desync.
 	c.send("MAIL FROM:<x@example.com>\r\n")
-	for got := c.read(); got != ""; got = c.read() {
+	// Closed means EOF, or a reset when the server closed with our
+	// command unread.
+	for got := c.read(); got != "" && !strings.Contains(got, "connection reset"); got = c.read() {
 		if !strings.HasPrefix(got, "421") {
 			t.Fatalf("after data timeout: %q, want the connection closed", got)
 		}
