@@ -96,6 +96,11 @@ func (b *bench) load(ctx context.Context, t *target, l loadArgs, measure bool) (
 	if err := b.smtploadJSON(ctx, &r, args...); err != nil {
 		return r, err
 	}
+	if t.settle != nil {
+		if err := t.settle(ctx); err != nil {
+			return r, err
+		}
+	}
 	if measure {
 		b.logf("%s: %.0f msgs/s, p50 %.1f ms, p99 %.1f ms, replies %v", t.name, r.Rate, ms(r.Latency.P50), ms(r.Latency.P99), r.Codes)
 	}

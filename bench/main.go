@@ -61,6 +61,8 @@ type bench struct {
 	mxq      string
 	mxdSet   []string // extra mxd config lines
 	mxdWait  time.Duration
+	// redisParams is appended to mxd's Redis URL as its query.
+	redisParams string
 }
 
 // onExit registers f to run when the bench ends, last registered first.
@@ -89,6 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	idle := fs.Int("idle", 5000, "idle connections to open to mxd for the RSS measurement (0: skip)")
 	only := fs.String("targets", "smtp-sink,postfix,mxd", "comma list of targets to run")
 	mxdWait := fs.Duration("mxd-wait", 0, "if cmd/mxd does not build yet, poll for it this long")
+	redisParams := fs.String("mxd-redis-params", "", "query `parameters` for mxd's Redis URL, e.g. pool_size=100 (go-redis ParseURL options)")
 	fs.Var(&mxdSet, "mxd-set", "extra `line` for mxd's TOML config, e.g. 'max_connections_per_ip = 10000' (repeatable)")
 	keep := fs.Bool("keep", false, "keep the temporary directory (logs, queues, configs)")
 	out := fs.String("json", "", "also write all results as JSON to this `file`")
@@ -117,7 +120,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	b := &bench{
 		dir: dir, domain: "lists.example.org", rcpt: "bench@lists.example.org",
-		stderr: stderr, mxdSet: mxdSet, mxdWait: *mxdWait,
+		stderr: stderr, mxdSet: mxdSet, mxdWait: *mxdWait, redisParams: *redisParams,
 	}
 	defer func() {
 		for i := len(b.cleanup) - 1; i >= 0; i-- {
@@ -213,7 +216,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		b.logf("%s", check)
 		checks = append(checks, check)
 	}
-
 
 	rep := report{
 		Date:    time.Now().UTC().Format(time.RFC3339),

@@ -132,7 +132,11 @@ func (b *bench) startMxd(ctx context.Context) (*target, error) {
 			return nil, err
 		}
 		addr := loopback(port)
-		r := strings.NewReplacer("{{listen}}", addr, "{{domain}}", b.domain, "{{redis}}", redisURL, "{{metrics}}", loopback(mport))
+		mxdRedis := redisURL
+		if b.redisParams != "" {
+			mxdRedis += "?" + b.redisParams
+		}
+		r := strings.NewReplacer("{{listen}}", addr, "{{domain}}", b.domain, "{{redis}}", mxdRedis, "{{metrics}}", loopback(mport))
 		conf := r.Replace(mxdConfig) + strings.Join(b.mxdSet, "\n") + "\n"
 		confPath := filepath.Join(b.dir, fmt.Sprintf("mxd%d.toml", attempt))
 		if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {

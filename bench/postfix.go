@@ -21,6 +21,9 @@ type target struct {
 	// depth, when set, counts the messages the server holds, to check
 	// that every 250 was really queued.
 	depth func() (int, error)
+	// settle, when set, waits until the server has finished the work the
+	// load left behind, so that it does not steal the next target's CPU.
+	settle func(context.Context) error
 }
 
 // startSink starts Postfix's smtp-sink: SMTP with PIPELINING and no
@@ -159,7 +162,11 @@ func (b *bench) startPostfix(ctx context.Context) (*target, error) {
 			stop()
 			continue
 		}
-		return &target{name: "postfix", addr: addr, pids: []string{strconv.Itoa(pid)}, stop: stop}, nil
+		queue := filepath.Join(dir, "queue")
+		settle := func(ctx context.Context) error {
+			return waitFor(ctx, "postfix queue empty", 2*time.Minute, nil, func() error { return queueEmpty(queue) })
+		}
+		return &target{name: "postfix", addr: addr, pids: []string{strconv.Itoa(pid)}, stop: stop, settle: settle}, nil
 	}
 	return nil, lastErr
 }
@@ -178,4 +185,21 @@ func waitGone(pid int, timeout time.Duration) {
 	for pidAlive(pid) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// queueEmpty fails while Postfix still has messages in its queue.
+func queueEmpty(queue string) error {
+	n := 0
+	for _, sub := range []string{"maildrop", "incoming", "active", "deferred", "hold"} {
+		filepath.WalkDir(filepath.Join(queue, sub), func(_ string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				n++
+			}
+			return nil
+		})
+	}
+	if n > 0 {
+		return fmt.Errorf("%d messages in the queue", n)
+	}
+	return nil
 }

@@ -11,16 +11,17 @@ import (
 
 // report is the outcome of a bench run.
 type report struct {
-	Date    string                  `json:"date"`
-	Machine string                  `json:"machine"`
-	Load    string                  `json:"load"`
-	Rounds  int                     `json:"rounds"`
-	Results map[string][]loadResult `json:"results"` // every round
-	Median  map[string]loadResult   `json:"median"`  // the round with the median rate
-	Ratios  map[string]float64      `json:"ratios"`
-	Idle    *idleResult             `json:"idle_mxd,omitempty"`
-	Checks  []string                `json:"checks,omitempty"`
-	order   []string
+	Date        string                  `json:"date"`
+	Machine     string                  `json:"machine"`
+	Load        string                  `json:"load"`
+	Rounds      int                     `json:"rounds"`
+	Results     map[string][]loadResult `json:"results"`      // every round
+	Median      map[string]loadResult   `json:"median"`       // the round with the median rate
+	Ratios      map[string]float64      `json:"ratios"`       // of the median rates
+	RoundRatios map[string][]float64    `json:"round_ratios"` // mxd's rate over the other's, round by round
+	Idle        *idleResult             `json:"idle_mxd,omitempty"`
+	Checks      []string                `json:"checks,omitempty"`
+	order       []string
 }
 
 func numCPU() int { return runtime.NumCPU() }
@@ -39,9 +40,15 @@ func (r *report) summarize(order []string) {
 	if !ok {
 		return
 	}
+	r.RoundRatios = map[string][]float64{}
 	for _, other := range []string{"smtp-sink", "postfix"} {
 		if o, ok := r.Median[other]; ok && o.Rate > 0 {
 			r.Ratios["mxd / "+other] = mxd.Rate / o.Rate
+			for i, m := range r.Results["mxd"] {
+				if others := r.Results[other]; i < len(others) && others[i].Rate > 0 {
+					r.RoundRatios["mxd / "+other] = append(r.RoundRatios["mxd / "+other], m.Rate/others[i].Rate)
+				}
+			}
 		}
 	}
 }
@@ -73,7 +80,15 @@ func (r *report) print(w io.Writer) {
 		for _, k := range []string{"mxd / smtp-sink", "mxd / postfix"} {
 			if v, ok := r.Ratios[k]; ok {
 				target := map[string]string{"mxd / smtp-sink": "≥ 0.5", "mxd / postfix": "≥ 5"}[k]
-				fmt.Fprintf(w, "%-16s %6.2f  (msgs/s; target %s)\n", k, v, target)
+				fmt.Fprintf(w, "%-16s %6.2f  (msgs/s, median rounds; target %s)", k, v, target)
+				if rs := r.RoundRatios[k]; len(rs) > 1 {
+					var parts []string
+					for _, x := range rs {
+						parts = append(parts, fmt.Sprintf("%.2f", x))
+					}
+					fmt.Fprintf(w, "  round by round: %s", strings.Join(parts, " "))
+				}
+				fmt.Fprintln(w)
 			}
 		}
 	}

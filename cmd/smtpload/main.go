@@ -72,7 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	duration := fs.Duration("duration", 5*time.Minute, "stop starting new messages after this long, even if fewer than -n were sent")
 	timeout := fs.Duration("timeout", time.Minute, "how long to wait for each reply (and to connect) before the session counts as failed")
 	progress := fs.Duration("progress", time.Second, "interval of the progress lines on stderr; 0 for none")
-	fs.Var(&pids, "pid", "measure the CPU time (load mode) or RSS (idle mode) of the `process` PID and all its descendants (Postfix: pass the master's pid); a name instead of a number selects every process with that name (comm), e.g. redis-server; repeat or give a comma list: each is reported on its own")
+	fs.Var(&pids, "pid", "measure the CPU time (load mode) or RSS (idle mode) of `process`: a PID with all its descendants (for Postfix, the master's pid covers smtpd, cleanup, qmgr, ...); a NAME (comm), every process of that name, e.g. redis-server; or NAME@PID, the processes of that name among PID's descendants, e.g. smtpd@1234. Repeat or give a comma list: each is reported on its own")
 	idle := fs.Int("idle", 0, "idle mode: open this `number` of sessions past EHLO, hold them, and report the RSS growth of the first -pid per session instead of sending mail")
 	dialers := fs.Int("idle-dialers", 50, "idle mode: `number` of connections opened at the same time")
 	settle := fs.Duration("idle-settle", 3*time.Second, "idle mode: wait this long after the last connection before measuring RSS")

@@ -83,22 +83,26 @@ func snapshot() (map[int]procStat, error) {
 	return procs, nil
 }
 
-// A procSel selects processes: a pid and all of its descendants, or every
-// process whose name (comm) is name.
+// A procSel selects processes: with only pid, that process and all of its
+// descendants; with only name, every process whose name (comm) is name;
+// with both, the processes called name among pid's descendants.
 type procSel struct {
 	pid  int
 	name string
 }
 
 func (s procSel) String() string {
-	if s.name != "" {
+	switch {
+	case s.name != "" && s.pid != 0:
+		return s.name + "@" + strconv.Itoa(s.pid)
+	case s.name != "":
 		return s.name
 	}
 	return strconv.Itoa(s.pid)
 }
 
-// parseProcSels parses "123,456" or "redis-server"; a value that is not a
-// number is a process name.
+// parseProcSels parses a comma list of "123", "redis-server" (a name) and
+// "smtpd@123" (a name under a parent).
 func parseProcSels(v string) ([]procSel, error) {
 	var sels []procSel
 	for _, f := range strings.Split(v, ",") {
@@ -106,18 +110,27 @@ func parseProcSels(v string) ([]procSel, error) {
 		if f == "" {
 			continue
 		}
-		if pid, err := strconv.Atoi(f); err == nil {
+		var s procSel
+		name, parent, under := strings.Cut(f, "@")
+		if under {
+			pid, err := strconv.Atoi(parent)
+			if err != nil || pid <= 0 || name == "" {
+				return nil, fmt.Errorf("bad process %q: want NAME@PID", f)
+			}
+			s = procSel{pid: pid, name: name}
+		} else if pid, err := strconv.Atoi(f); err == nil {
 			if pid <= 0 {
 				return nil, fmt.Errorf("bad pid %d", pid)
 			}
-			sels = append(sels, procSel{pid: pid})
-			continue
+			s = procSel{pid: pid}
+		} else {
+			s = procSel{name: f}
 		}
-		if len(f) > 15 {
+		if len(s.name) > 15 {
 			// The kernel cuts comm to 15 bytes.
-			f = f[:15]
+			s.name = s.name[:15]
 		}
-		sels = append(sels, procSel{name: f})
+		sels = append(sels, s)
 	}
 	return sels, nil
 }
@@ -125,7 +138,7 @@ func parseProcSels(v string) ([]procSel, error) {
 // members returns the pids s selects in procs.
 func (s procSel) members(procs map[int]procStat) []int {
 	var out []int
-	if s.name != "" {
+	if s.pid == 0 {
 		for pid, p := range procs {
 			if p.comm == s.name {
 				out = append(out, pid)
@@ -144,7 +157,9 @@ func (s procSel) members(procs map[int]procStat) []int {
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
-		out = append(out, pid)
+		if s.name == "" || procs[pid].comm == s.name {
+			out = append(out, pid)
+		}
 		queue = append(queue, children[pid]...)
 	}
 	return out

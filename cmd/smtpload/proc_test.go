@@ -60,12 +60,13 @@ func TestCPUBetween(t *testing.T) {
 		4: {pid: 4, ppid: 1, comm: "smtpd", utime: 25, stime: 5},
 		9: {pid: 9, comm: "redis-server", utime: 1100},
 	}
-	sels := []procSel{{pid: 1}, {name: "redis-server"}}
+	sels := []procSel{{pid: 1}, {name: "redis-server"}, {pid: 1, name: "cleanup"}}
 	got := cpuBetween(sels, before, after, 5000)
 	// master +2, reaped smtpd +140-70, cleanup +50, new smtpd +30 = 152 ticks.
 	want := []cpuUse{
 		{Sel: "1", Seconds: 1.52, Per10k: 3.04, ByName: map[string]float64{"master": 1.42, "cleanup": 0.5}},
 		{Sel: "redis-server", Seconds: 1, Per10k: 2, ByName: map[string]float64{"redis-server": 1}},
+		{Sel: "cleanup@1", Seconds: 0.5, Per10k: 1, ByName: map[string]float64{"cleanup": 0.5}},
 	}
 	// By name, the reaped smtpd's time counts under master, and smtpd
 	// went from 70 (pid 2) to 30 (pid 4): no growth shown.
@@ -75,16 +76,18 @@ func TestCPUBetween(t *testing.T) {
 }
 
 func TestParseProcSels(t *testing.T) {
-	got, err := parseProcSels("12, redis-server,a-very-long-process-name")
+	got, err := parseProcSels("12, redis-server,a-very-long-process-name,smtpd@34")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []procSel{{pid: 12}, {name: "redis-server"}, {name: "a-very-long-pro"}}
+	want := []procSel{{pid: 12}, {name: "redis-server"}, {name: "a-very-long-pro"}, {pid: 34, name: "smtpd"}}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(procSel{})); diff != "" {
 		t.Errorf("parseProcSels (-want +got):\n%s", diff)
 	}
-	if _, err := parseProcSels("-3"); err == nil {
-		t.Error("parseProcSels(-3): no error")
+	for _, bad := range []string{"-3", "smtpd@", "@12", "smtpd@x"} {
+		if _, err := parseProcSels(bad); err == nil {
+			t.Errorf("parseProcSels(%q): no error", bad)
+		}
 	}
 }
 
