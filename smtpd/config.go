@@ -1,7 +1,9 @@
 package smtpd
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -41,6 +43,15 @@ type Config struct {
 	// ShutdownTimeout bounds how long transactions in flight may take to
 	// finish on shutdown.
 	ShutdownTimeout time.Duration
+	// ProxyFrom are the addresses of load balancers that put a PROXY
+	// header (v1 or v2) in front of each connection. Connections from
+	// them must carry one; from anyone else one is refused.
+	ProxyFrom []netip.Prefix
+	// TLS enables STARTTLS with this configuration (TLS 1.2 or later is
+	// enforced). Nil: no STARTTLS.
+	TLS *tls.Config
+	// MaxHeaderBytes bounds the header section of a message.
+	MaxHeaderBytes int
 	// Version is reported in the heartbeat.
 	Version string
 }
@@ -51,6 +62,7 @@ func Defaults() Config {
 		MaxMessageBytes:     32 << 20,
 		MaxRecipients:       100, // RFC 5321 §4.5.3.1.8: at least 100
 		MaxReceived:         50,
+		MaxHeaderBytes:      1 << 20,
 		MaxConnections:      10000,
 		MaxConnectionsPerIP: 20,
 		CommandTimeout:      2 * time.Minute,
@@ -85,6 +97,7 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.MaxMessageBytes, d.MaxMessageBytes)
 	setDefault(&c.MaxRecipients, d.MaxRecipients)
 	setDefault(&c.MaxReceived, d.MaxReceived)
+	setDefault(&c.MaxHeaderBytes, d.MaxHeaderBytes)
 	setDefault(&c.MaxConnections, d.MaxConnections)
 	setDefault(&c.MaxConnectionsPerIP, d.MaxConnectionsPerIP)
 	setDefault(&c.CommandTimeout, d.CommandTimeout)

@@ -33,6 +33,7 @@ type conn struct {
 	reading  bool // blocked in Read: go-smtp is not writing
 	closed   bool
 	tls      bool
+	sniffed  bool // the first bytes were looked at
 	inTx     bool // between MAIL and the end of DATA
 
 	onClose   func()
@@ -77,6 +78,18 @@ func (c *conn) Read(b []byte) (int, error) {
 	}
 	if c.inData {
 		c.dataN += int64(n)
+	}
+	if !c.sniffed && n > 0 {
+		c.sniffed = true
+		if msg := sniff(b[:n]); msg != "" {
+			// Not SMTP: answer once and close rather than reply to
+			// each line of an HTTP request or a PROXY header.
+			c.closed = true
+			c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			c.Conn.Write([]byte(msg))
+			c.Conn.Close()
+			return 0, net.ErrClosed
+		}
 	}
 	if !c.tls {
 		c.scan(b[:n])

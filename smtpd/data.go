@@ -62,6 +62,9 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
 	if ss.wc.rawViolations() != ss.rawBefore {
 		return queue.Result{}, len(data), replyBareEOL
 	}
+	if headerTooLarge(data, ss.s.cfg.MaxHeaderBytes) {
+		return queue.Result{}, len(data), replyHeaderTooBig
+	}
 	if n := countReceived(data); n > ss.s.cfg.MaxReceived {
 		return queue.Result{}, len(data), replyLoop
 	}
@@ -125,6 +128,19 @@ func readData(r io.Reader, limit int64) ([]byte, error) {
 			return buf.Bytes(), err
 		}
 	}
+}
+
+// headerTooLarge reports whether the header section (up to the first
+// empty line, or the whole message without one) is longer than limit.
+func headerTooLarge(msg []byte, limit int) bool {
+	end := bytes.Index(msg, []byte("\r\n\r\n"))
+	if bytes.HasPrefix(msg, []byte("\r\n")) {
+		end = 0
+	}
+	if end < 0 {
+		end = len(msg)
+	}
+	return end > limit
 }
 
 // countReceived counts the Received header fields of the header section.

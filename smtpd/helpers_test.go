@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"mxq/queue"
 	"mxq/queue/queuetest"
 	"mxq/smtpd"
@@ -182,3 +184,15 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func netDial(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, time.Second) }
+
+// body returns the stored body of a queued message.
+func (e *env) body(id string) string {
+	e.t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr()})
+	defer rdb.Close()
+	b, err := rdb.Get(context.Background(), "{mxq}:body:"+id).Result()
+	if err != nil {
+		e.t.Fatalf("body of %s: %v", id, err)
+	}
+	return b
+}

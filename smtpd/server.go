@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"crypto/tls"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -72,6 +74,11 @@ func New(cfg Config, q Enqueuer, rcpts *Recipients, logger *slog.Logger, metrics
 	ss.EnableSMTPUTF8 = true
 	ss.EnableDSN = true                      // RET, ENVID, NOTIFY, ORCPT are recorded for the list software
 	ss.ErrorLog = log.New(io.Discard, "", 0) // sessions log through slog
+	if cfg.TLS != nil {
+		tc := cfg.TLS.Clone()
+		tc.MinVersion = max(tc.MinVersion, tls.VersionTLS12)
+		ss.TLSConfig = tc
+	}
 	s.smtp = ss
 	return s, nil
 }
@@ -79,33 +86,105 @@ func New(cfg Config, q Enqueuer, rcpts *Recipients, logger *slog.Logger, metrics
 // Serve accepts connections on l until Shutdown or Close. It may be
 // called for several listeners.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.smtp.Serve(&gate{Listener: l, s: s})
+	err := s.smtp.Serve(s.newGate(l))
 	if s.closing.Load() {
 		return ErrServerClosed
 	}
 	return err
 }
 
-// gate is the listener go-smtp accepts from. It turns connections away
-// with 421 while the host drains or shuts down or is over a connection
-// cap, before go-smtp spends anything on them.
+// gate is the listener go-smtp accepts from. Its own loop accepts from the
+// real listener; each connection is then prepared on its own goroutine
+// (a PROXY header read from a trusted proxy, the admission checks), so a
+// slow proxy or client never holds up the others. Connections turned away
+// (draining, shutting down, over a cap) get 421 before go-smtp sees them.
 type gate struct {
 	net.Listener
-	s *Server
+	s     *Server
+	ready chan net.Conn
+	errc  chan error
+	done  chan struct{}
+	once  sync.Once
 }
 
-func (g *gate) Accept() (net.Conn, error) {
+func (s *Server) newGate(l net.Listener) *gate {
+	g := &gate{Listener: l, s: s, ready: make(chan net.Conn), errc: make(chan error, 1), done: make(chan struct{})}
+	go g.loop()
+	return g
+}
+
+func (g *gate) loop() {
+	var delay time.Duration
 	for {
 		nc, err := g.Listener.Accept()
 		if err != nil {
-			return nil, err
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				g.s.log.Warn("accept", "err", err, "retry_in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			g.errc <- err
+			return
 		}
-		c, rejection := g.s.admit(nc)
-		if rejection == nil {
-			return c, nil
-		}
-		go refuse(nc, rejection)
+		delay = 0
+		go g.prepare(nc)
 	}
+}
+
+func (g *gate) prepare(nc net.Conn) {
+	if g.s.trustedProxy(nc.RemoteAddr()) {
+		nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		ap, err := readProxyHeader(nc)
+		nc.SetReadDeadline(time.Time{})
+		if err != nil {
+			g.s.log.Warn("proxy header", "proxy", nc.RemoteAddr().String(), "err", err)
+			g.s.metrics.refused.WithLabelValues("bad_proxy_header").Inc()
+			nc.Close()
+			return
+		}
+		if ap.IsValid() {
+			nc = &proxiedConn{Conn: nc, remote: net.TCPAddrFromAddrPort(ap)}
+		}
+	}
+	c, rejection := g.s.admit(nc)
+	if rejection != nil {
+		refuse(nc, rejection)
+		return
+	}
+	select {
+	case g.ready <- c:
+	case <-g.done:
+		c.Close()
+	}
+}
+
+func (g *gate) Accept() (net.Conn, error) {
+	select {
+	case c := <-g.ready:
+		return c, nil
+	case err := <-g.errc:
+		return nil, err
+	case <-g.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (g *gate) Close() error {
+	g.once.Do(func() { close(g.done) })
+	return g.Listener.Close()
+}
+
+// trustedProxy reports whether a may send a PROXY header.
+func (s *Server) trustedProxy(a net.Addr) bool {
+	ip := remoteIP(a)
+	for _, p := range s.cfg.ProxyFrom {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // refuse answers a connection that is not admitted and closes it.
