@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"regexp"
 	"strings"
@@ -27,7 +28,12 @@ type config struct {
 	MetricsListen string   `toml:"metrics_listen"`
 	LogLevel      string   `toml:"log_level"`
 
+	TLSCert   string   `toml:"tls_cert"`
+	TLSKey    string   `toml:"tls_key"`
+	ProxyFrom []string `toml:"proxy_from"`
+
 	MaxMessageBytes     int64    `toml:"max_message_bytes"`
+	MaxHeaderBytes      int      `toml:"max_header_bytes"`
 	MaxRecipients       int      `toml:"max_recipients"`
 	MaxReceived         int      `toml:"max_received"`
 	MaxConnections      int      `toml:"max_connections"`
@@ -118,6 +124,14 @@ func (c *config) check() error {
 	if c.AuthservID == "" {
 		problems = append(problems, `authserv_id is required: the same value on every MX and in the list software, e.g. authserv_id = "lists.example.org"`)
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		problems = append(problems, "tls_cert and tls_key go together: set both for STARTTLS, or neither")
+	}
+	for _, p := range c.ProxyFrom {
+		if _, err := parsePrefix(p); err != nil {
+			problems = append(problems, fmt.Sprintf("proxy_from %q: want an address or CIDR prefix such as \"10.0.0.5\" or \"10.0.0.0/24\"", p))
+		}
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -129,6 +143,29 @@ func (c *config) check() error {
 	return nil
 }
 
+// parsePrefix reads "10.0.0.5" or "10.0.0.0/24".
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// proxies returns proxy_from, checked.
+func (c *config) proxies() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range c.ProxyFrom {
+		if p, err := parsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // smtpd builds the receiver's configuration.
 func (c *config) smtpd(version string) smtpd.Config {
 	return smtpd.Config{
@@ -137,6 +174,7 @@ func (c *config) smtpd(version string) smtpd.Config {
 		MaxMessageBytes:     c.MaxMessageBytes,
 		MaxRecipients:       c.MaxRecipients,
 		MaxReceived:         c.MaxReceived,
+		MaxHeaderBytes:      c.MaxHeaderBytes,
 		MaxConnections:      c.MaxConnections,
 		MaxConnectionsPerIP: c.MaxConnectionsPerIP,
 		CommandTimeout:      c.CommandTimeout.Duration,
@@ -146,6 +184,7 @@ func (c *config) smtpd(version string) smtpd.Config {
 		MinDataRate:         c.MinDataRate,
 		EnqueueTimeout:      c.EnqueueTimeout.Duration,
 		ShutdownTimeout:     c.ShutdownTimeout.Duration,
+		ProxyFrom:           c.proxies(),
 		Version:             version,
 	}
 }

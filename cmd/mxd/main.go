@@ -49,7 +49,8 @@ is answered 4xx, so senders retry. Run the same config on every MX host,
 changing only hostname.
 
 Signals: SIGTERM or SIGINT stops accepting, lets transactions in flight finish
-(shutdown_timeout), and exits. The drain flag in Redis (set by dnsctl drain)
+(shutdown_timeout), and exits. SIGHUP reloads the TLS certificate and key:
+sessions from then on get the new one, sessions in TLS keep theirs. The drain flag in Redis (set by dnsctl drain)
 makes new connections get 421 4.3.2.
 
 Flags:
@@ -98,9 +99,21 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	}
 	defer q.Close()
 
+	sc := cfg.smtpd(version)
+	var certs *smtpd.CertStore
+	if cfg.TLSCert != "" {
+		if certs, err = smtpd.NewCertStore(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return err
+		}
+		sc.TLS = certs.TLSConfig()
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := smtpd.New(cfg.smtpd(version), q, smtpd.NewRecipients(q, cfg.RegistryTTL.Duration), logger, smtpd.NewMetrics(reg))
+	srv, err := smtpd.New(sc, q, smtpd.NewRecipients(q, cfg.RegistryTTL.Duration), logger, smtpd.NewMetrics(reg))
 	if err != nil {
 		return err
 	}
@@ -136,13 +149,26 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 		}()
 	}
 
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		srv.Close()
-		return err
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-hup:
+			// SIGHUP: a renewed certificate for sessions from now on.
+			if certs == nil {
+				continue
+			}
+			if err := certs.Reload(); err != nil {
+				logger.Error("reload tls certificate; keeping the previous one", "err", err)
+			} else {
+				logger.Info("reloaded tls certificate", "cert", cfg.TLSCert)
+			}
+		case err := <-errc:
+			srv.Close()
+			return err
+		}
 	}
-	sc, _ := cfg.smtpd(version).Checked()
+	sc, _ = sc.Checked()
 	sctx, cancel := context.WithTimeout(context.Background(), sc.ShutdownTimeout)
 	defer cancel()
 	err = srv.Shutdown(sctx)

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"mxq/queue/queuetest"
+)
+
+// The real binary: STARTTLS, SIGHUP picks up a new certificate for new
+// sessions while an older TLS session goes on, SIGTERM exits cleanly.
+func TestMxdProcess(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "mxd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	r := queuetest.StartRedis(t)
+	mxq := filepath.Join(dir, "mxq")
+	if out, err := exec.Command("go", "build", "-o", mxq, "../mxq").CombinedOutput(); err != nil {
+		t.Fatalf("go build mxq: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(mxq, "-redis", r.URL(), "lists", "add", "~*/*@lists.example.org").CombinedOutput(); err != nil {
+		t.Fatalf("mxq lists add: %v\n%s", err, out)
+	}
+	serial1 := writeCert(t, dir)
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := l.Addr().String()
+	l.Close()
+	conf := filepath.Join(dir, "mxd.toml")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`hostname = "mx1.example.org"
+listen = [%q]
+domains = ["lists.example.org"]
+authserv_id = "lists.example.org"
+redis = %q
+tls_cert = %q
+tls_key = %q
+heartbeat_interval = "100ms"
+`, addr, r.URL(), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))), 0o644)
+
+	var logs syncBuf
+	cmd := exec.Command(bin, "-config", conf)
+	cmd.Stderr = &logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("mxd log:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("mxd did not listen")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	old, got := tlsSession(t, addr)
+	if got.Cmp(serial1) != 0 {
+		t.Fatalf("serial %v, want %v", got, serial1)
+	}
+	serial2 := writeCert(t, dir)
+	cmd.Process.Signal(syscall.SIGHUP)
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "reloaded tls certificate") {
+		if time.Now().After(deadline) {
+			t.Fatal("no reload logged after SIGHUP")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, got := tlsSession(t, addr); got.Cmp(serial2) != 0 {
+		t.Errorf("after SIGHUP: serial %v, want %v", got, serial2)
+	}
+	// The session opened before the reload still works.
+	fmt.Fprintf(old, "MAIL FROM:<a@example.com>\r\nRCPT TO:<~a/b@lists.example.org>\r\nDATA\r\n")
+	br := bufio.NewReader(old)
+	for i := 0; i < 3; i++ {
+		line, _ := br.ReadString('\n')
+		if !strings.HasPrefix(line, "250") && !strings.HasPrefix(line, "354") {
+			t.Fatalf("old session after reload: %q", line)
+		}
+	}
+	fmt.Fprintf(old, "Subject: x\r\n\r\nx\r\n.\r\n")
+	if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "250 2.0.0 queued as") {
+		t.Errorf("old session's message: %q", line)
+	}
+	old.Close()
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("mxd after SIGTERM: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("mxd did not exit after SIGTERM")
+	}
+}
+
+// tlsSession opens a session, upgrades it, and returns it after EHLO.
+func tlsSession(t *testing.T, addr string) (*tls.Conn, *big.Int) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	readReply := func() string {
+		var last string
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			last = line
+			if len(line) < 4 || line[3] != '-' {
+				return last
+			}
+		}
+	}
+	readReply()
+	fmt.Fprintf(c, "EHLO client.example.com\r\n")
+	readReply()
+	fmt.Fprintf(c, "STARTTLS\r\n")
+	if r := readReply(); !strings.HasPrefix(r, "220") {
+		t.Fatalf("STARTTLS: %q", r)
+	}
+	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(tc, "EHLO client.example.com\r\n")
+	tbr := bufio.NewReader(tc)
+	for {
+		line, err := tbr.ReadString('\n')
+		if err != nil || len(line) < 4 || line[3] != '-' {
+			break
+		}
+	}
+	return tc, tc.ConnectionState().PeerCertificates[0].SerialNumber
+}
+
+func writeCert(t *testing.T, dir string) *big.Int {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: "mx1.example.org"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalPKCS8PrivateKey(key)
+	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
+	return serial
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
