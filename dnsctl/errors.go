@@ -67,3 +67,10 @@ func (e *LagError) Error() string {
 	return fmt.Sprintf("propagation timed out: want %s at serial >= %d; lagging: %s",
 		e.Want, e.Serial, strings.Join(who, "; "))
 }
+
+// TimeoutError says a wait ran out of time; What says for what.
+type TimeoutError struct {
+	What string
+}
+
+func (e *TimeoutError) Error() string { return "timed out " + e.What }

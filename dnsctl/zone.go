@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -69,8 +70,12 @@ func (z *Zone) Addrs() []string {
 // query asks addr one question with RD=0 over UDP, again over TCP when the
 // answer is truncated, and accepts only an authoritative NOERROR answer.
 func (z *Zone) query(ctx context.Context, addr string, qtype uint16) (*dns.Msg, error) {
+	return z.ask(ctx, addr, z.Name, qtype)
+}
+
+func (z *Zone) ask(ctx context.Context, addr, name string, qtype uint16) (*dns.Msg, error) {
 	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(z.Name), qtype)
+	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = false
 	m.SetEdns0(1232, false)
 	var r *dns.Msg
@@ -79,17 +84,17 @@ func (z *Zone) query(ctx context.Context, addr string, qtype uint16) (*dns.Msg, 
 		c := dns.Client{Net: network, Timeout: z.timeout()}
 		r, _, err = c.ExchangeContext(ctx, m, addr)
 		if err != nil {
-			return nil, fmt.Errorf("query %s %s over %s: %w", z.Name, dns.TypeToString[qtype], network, err)
+			return nil, fmt.Errorf("query %s %s over %s: %w", name, dns.TypeToString[qtype], network, err)
 		}
 		if !r.Truncated {
 			break
 		}
 	}
 	if r.Rcode != dns.RcodeSuccess {
-		return nil, fmt.Errorf("query %s %s: %s", z.Name, dns.TypeToString[qtype], dns.RcodeToString[r.Rcode])
+		return nil, fmt.Errorf("query %s %s: %s", name, dns.TypeToString[qtype], dns.RcodeToString[r.Rcode])
 	}
 	if !r.Authoritative {
-		return nil, fmt.Errorf("query %s %s: answer is not authoritative (AA not set)", z.Name, dns.TypeToString[qtype])
+		return nil, fmt.Errorf("query %s %s: answer is not authoritative (AA not set)", name, dns.TypeToString[qtype])
 	}
 	return r, nil
 }
@@ -172,4 +177,32 @@ func Agree(views []View) bool {
 		}
 	}
 	return len(views) > 0
+}
+
+// HostAddrs returns the IP addresses of an MX exchange: from the primary
+// (RD=0) when the name is inside the zone, so that no cache stands in the
+// way; else from the system resolver.
+func (z *Zone) HostAddrs(ctx context.Context, host string) ([]string, error) {
+	if !dns.IsSubDomain(z.zone(), dns.Fqdn(host)) {
+		return net.DefaultResolver.LookupHost(ctx, trimDot(host))
+	}
+	var out []string
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		r, err := z.ask(ctx, z.Primary, host, qt)
+		if err != nil {
+			return nil, err
+		}
+		for _, rr := range r.Answer {
+			switch rr := rr.(type) {
+			case *dns.A:
+				out = append(out, rr.A.String())
+			case *dns.AAAA:
+				out = append(out, rr.AAAA.String())
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s has no A or AAAA record", host)
+	}
+	return out, nil
 }
