@@ -34,6 +34,7 @@ type loadResult struct {
 	Latency   latency        `json:"latency"`
 	Codes     map[string]int `json:"codes"`
 	CPU       []cpuUse       `json:"cpu"`
+	SelfCPU   float64        `json:"self_cpu_seconds"`
 	TimedOut  bool           `json:"stopped_by_duration"`
 	Pipelined bool           `json:"pipelined"`
 }

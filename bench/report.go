@@ -55,14 +55,18 @@ func (r *report) summarize(order []string) {
 
 func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\n%s\n%s\nload: %s; median of %d round(s)\n\n", r.Date, r.Machine, r.Load, r.Rounds)
-	fmt.Fprintf(w, "%-10s %9s %9s %9s %9s %11s  %s\n", "target", "msgs/s", "p50 ms", "p99 ms", "max ms", "CPU s/10k", "replies")
+	fmt.Fprintf(w, "%-10s %9s %9s %9s %9s %11s %12s  %s\n", "target", "msgs/s", "p50 ms", "p99 ms", "max ms", "CPU s/10k", "client s/10k", "replies")
 	for _, name := range r.order {
 		m, ok := r.Median[name]
 		if !ok {
 			continue
 		}
-		fmt.Fprintf(w, "%-10s %9.0f %9.2f %9.2f %9.2f %11s  %s\n", name, m.Rate,
-			ms(m.Latency.P50), ms(m.Latency.P99), ms(m.Latency.Max), cpuText(m.CPU), codesText(m.Codes))
+		client := 0.0
+		if m.Accepted > 0 {
+			client = m.SelfCPU * 10000 / float64(m.Accepted)
+		}
+		fmt.Fprintf(w, "%-10s %9.0f %9.2f %9.2f %9.2f %11s %12.2f  %s\n", name, m.Rate,
+			ms(m.Latency.P50), ms(m.Latency.P99), ms(m.Latency.Max), cpuText(m.CPU), client, codesText(m.Codes))
 		if m.TimedOut {
 			fmt.Fprintf(w, "%-10s (stopped by -duration: %d of the messages sent)\n", "", m.Attempted)
 		}

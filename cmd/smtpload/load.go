@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -41,8 +42,11 @@ type loadResult struct {
 	Codes     counts        `json:"codes"`
 	Connects  int           `json:"connects"`
 	CPU       []cpuUse      `json:"cpu,omitempty"`
-	TimedOut  bool          `json:"stopped_by_duration"`
-	Pipelined bool          `json:"pipelined"`
+	// SelfCPU is the load tool's own CPU time: it shares the machine with
+	// the server it measures.
+	SelfCPU   float64 `json:"self_cpu_seconds"`
+	TimedOut  bool    `json:"stopped_by_duration"`
+	Pipelined bool    `json:"pipelined"`
 }
 
 // worker state, merged at the end.
@@ -79,6 +83,7 @@ func runLoad(ctx context.Context, cfg loadConfig, stderr io.Writer) (loadResult,
 		perm     atomic.Int64 // 5xx
 		errs     atomic.Int64 // connection and protocol errors
 	)
+	self0 := selfCPU()
 	start := time.Now()
 	deadline := start.Add(cfg.duration)
 	runCtx, cancel := context.WithDeadline(ctx, deadline)
@@ -204,6 +209,7 @@ func runLoad(ctx context.Context, cfg loadConfig, stderr io.Writer) (loadResult,
 		r.Connects += w.connects
 		r.Pipelined = r.Pipelined || w.pipelined
 	}
+	r.SelfCPU = selfCPU() - self0
 	r.Latency = summarize(lat)
 	r.Rate = float64(r.Accepted) / elapsed.Seconds()
 	r.MiBps = r.Rate * float64(cfg.size) / (1 << 20)
@@ -215,4 +221,13 @@ func runLoad(ctx context.Context, cfg loadConfig, stderr io.Writer) (loadResult,
 		r.CPU = cpuBetween(cfg.sels, before, after, r.Accepted)
 	}
 	return r, ctx.Err()
+}
+
+// selfCPU is the user and system CPU time of this process, in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }

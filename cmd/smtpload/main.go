@@ -168,6 +168,7 @@ func printLoad(w io.Writer, r loadResult) {
 		fmt.Fprintf(w, " %s: %d;", k, r.Codes[k])
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "cpu        smtpload itself: %.2f s\n", r.SelfCPU)
 	for _, c := range r.CPU {
 		fmt.Fprintf(w, "cpu        %s: %.2f s, %.2f s per 10k messages", c.Sel, c.Seconds, c.Per10k)
 		if c.Missing {
