@@ -1,0 +1,157 @@
+package dnsctl_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"mxq/dnsctl"
+	"mxq/dnsctl/dnstest"
+	"mxq/smtpd"
+)
+
+// smtpClient speaks SMTP line by line and returns replies as sent.
+type smtpClient struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func dialSMTP(t *testing.T, addr string) (*smtpClient, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s := &smtpClient{t: t, c: c, br: bufio.NewReader(c)}
+	return s, s.read()
+}
+
+func (s *smtpClient) read() string {
+	s.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var lines []string
+	for {
+		line, err := s.br.ReadString('\n')
+		if err != nil {
+			if err == io.EOF || len(lines) > 0 {
+				return strings.Join(lines, "\n")
+			}
+			return "ERR " + err.Error()
+		}
+		line = strings.TrimRight(line, "\r\n")
+		lines = append(lines, line)
+		if len(line) < 4 || line[3] != '-' {
+			return strings.Join(lines, "\n")
+		}
+	}
+}
+
+func (s *smtpClient) expect(line, prefix string) {
+	s.t.Helper()
+	io.WriteString(s.c, line+"\r\n")
+	if got := s.read(); !strings.HasPrefix(got, prefix) {
+		s.t.Fatalf("%q: got %q, want %s…", line, got, prefix)
+	}
+}
+
+// startMxd runs the real SMTP receiver for host on l, with its heartbeat.
+func startMxd(t *testing.T, e *env, host string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := e.q.AddRecipients(ctx, "~*/*@lists.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := smtpd.Config{Hostname: host, Domains: []string{"lists.example.org"}, Version: "test"}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := smtpd.New(cfg, e.q, smtpd.NewRecipients(e.q, 50*time.Millisecond), logger, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(e.listeners[host])
+	hb := &smtpd.Heartbeat{Server: srv, Beater: e.q, Interval: 50 * time.Millisecond, TTL: time.Second}
+	done := make(chan struct{})
+	go func() { hb.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done; srv.Close() })
+	waitFor(t, host+"'s first heartbeat", func() bool { return e.alive(host) })
+}
+
+// TestDrainWithMxd runs the real mxd on mx2: during the drain a session
+// that was open finishes its message, a new connection gets 421, and the
+// drain does not say safe while mx2's message is unconsumed.
+func TestDrainWithMxd(t *testing.T) {
+	e := newEnv(t, dnstest.StartKnot, "mx1.example.org", "mx3.example.org")
+	const host = "mx2.example.org"
+	startMxd(t, e, host)
+	addr := e.listeners[host].Addr().String()
+
+	open, greeting := dialSMTP(t, addr)
+	if !strings.HasPrefix(greeting, "220") {
+		t.Fatalf("greeting %q", greeting)
+	}
+	open.expect("EHLO sender.example.com", "250")
+	open.expect("MAIL FROM:<alice@example.com>", "250")
+	open.expect("RCPT TO:<~bob/dev@lists.example.org>", "250")
+
+	m := e.maintenance()
+	progress := m.Progress
+	events := make(chan dnsctl.Event, 1000)
+	m.Progress = func(ev dnsctl.Event) { progress(ev); events <- ev }
+	result := make(chan error, 1)
+	go func() { _, err := m.Drain(context.Background(), host); result <- err }()
+
+	waitEvent(t, events, result, "sessions 1, unconsumed 0, mxd confirms draining: yes")
+	if _, greeting := dialSMTP(t, addr); !strings.HasPrefix(greeting, "421") {
+		t.Errorf("new connection while draining: %q, want 421", greeting)
+	}
+	open.expect("DATA", "354")
+	open.expect("Subject: during the drain\r\nMessage-ID: <drain@example.com>\r\n\r\nhello\r\n.", "250")
+
+	waitEvent(t, events, result, "sessions 0, unconsumed 1, mxd confirms draining: yes")
+	select {
+	case err := <-result:
+		t.Fatalf("drain returned (%v) while mx2's message is unconsumed", err)
+	default:
+	}
+	consume(t, e, host)
+	if err := <-result; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// consume stands in for a consumer's acknowledgement (package queue has no
+// consumer API yet): it empties host's set of unacknowledged queue ids.
+func consume(t *testing.T, e *env, host string) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr()})
+	defer rdb.Close()
+	if n, err := rdb.Del(context.Background(), "{mxq}:inflight:"+host).Result(); n != 1 || err != nil {
+		t.Fatalf("consume: deleted %d keys, %v", n, err)
+	}
+}
+
+// waitEvent waits for a progress event with msg; the drain must not end
+// before.
+func waitEvent(t *testing.T, events <-chan dnsctl.Event, result <-chan error, msg string) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case ev := <-events:
+			if ev.Msg == msg {
+				return
+			}
+		case err := <-result:
+			t.Fatalf("drain ended (%v) before %q", err, msg)
+		case <-timeout:
+			t.Fatalf("no event %q", msg)
+		}
+	}
+}
