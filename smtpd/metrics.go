@@ -7,6 +7,7 @@ import (
 // Metrics are the receiver's Prometheus metrics.
 type Metrics struct {
 	sessions     prometheus.Gauge
+	accepted     prometheus.Counter
 	draining     prometheus.Gauge
 	refused      *prometheus.CounterVec
 	transactions *prometheus.CounterVec
@@ -19,6 +20,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mxd_sessions", Help: "Open SMTP sessions.",
+		}),
+		accepted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mxd_sessions_accepted_total", Help: "Connections admitted to an SMTP session.",
 		}),
 		draining: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mxd_draining", Help: "1 while this host drains (new connections get 421).",
@@ -38,7 +42,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.draining, m.refused, m.transactions, m.bytes, m.enqueue)
+		reg.MustRegister(m.sessions, m.accepted, m.draining, m.refused, m.transactions, m.bytes, m.enqueue)
 	}
 	return m
 }

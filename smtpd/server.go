@@ -226,6 +226,7 @@ func (s *Server) admit(nc net.Conn) (*conn, *smtp.SMTPError) {
 	s.conns[c] = struct{}{}
 	s.perIP[ip]++
 	s.metrics.sessions.Inc()
+	s.metrics.accepted.Inc()
 	return c, nil
 }
 

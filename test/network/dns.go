@@ -1,0 +1,205 @@
+package network
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Zone is the test zone: the list domain's MX records and what a sender
+// needs.
+type Zone struct {
+	Name    string // "example.org"
+	ListDom string // "lists.example.org"
+	MXTTL   int
+	KeyName string
+	KeyFile string
+	Secret  string
+}
+
+// writeKey creates the TSIG key both servers and dnsctl read.
+func writeKey(t testing.TB, dir string, z *Zone) {
+	t.Helper()
+	out, err := exec.Command("tsig-keygen", "-a", "hmac-sha256", z.KeyName).Output()
+	if err != nil {
+		t.Fatalf("tsig-keygen: %v (apt-get install bind9)", err)
+	}
+	z.KeyFile = filepath.Join(dir, "update.key")
+	if err := os.WriteFile(z.KeyFile, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if s, ok := strings.CutPrefix(strings.TrimSpace(line), "secret \""); ok {
+			z.Secret = strings.TrimSuffix(s, "\";")
+		}
+	}
+	if z.Secret == "" {
+		t.Fatalf("no secret in tsig-keygen output:\n%s", out)
+	}
+}
+
+// zoneFile is the primary's zone.
+func zoneFile(z *Zone, hosts map[string]string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "$ORIGIN %s.\n$TTL 60\n", z.Name)
+	fmt.Fprintf(&b, "@ SOA dns1 hostmaster 1 60 10 600 5\n@ NS dns1\n@ NS dns2\n")
+	for _, n := range []string{"dns1", "dns2", "mx1", "mx2", "mx3", "sender", "lists"} {
+		if ip, ok := hosts[n]; ok {
+			fmt.Fprintf(&b, "%s A %s\n", n, ip)
+		}
+	}
+	list := strings.TrimSuffix(z.ListDom, "."+z.Name)
+	for _, mx := range []string{"mx1", "mx2", "mx3"} {
+		fmt.Fprintf(&b, "%s %d MX 10 %s.%s.\n", list, z.MXTTL, mx, z.Name)
+	}
+	fmt.Fprintf(&b, "sender TXT \"v=spf1 ip4:%s -all\"\n", hosts["sender"])
+	fmt.Fprintf(&b, "_dmarc.sender TXT \"v=DMARC1; p=none\"\n")
+	return b.String()
+}
+
+// StartBIND starts the primary on h. It notifies secondary (the Knot on
+// dns2) and accepts TSIG-signed MX updates for the list domain.
+func StartBIND(t testing.TB, h *Host, z *Zone, hosts map[string]string, secondary string) *Proc {
+	t.Helper()
+	dir := filepath.Join(h.lab.Dir, "bind")
+	os.MkdirAll(dir, 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "zone.db"), []byte(zoneFile(z, hosts)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`include %q;
+options {
+	directory %q;
+	pid-file none;
+	session-keyfile none;
+	listen-on port 53 { %s; };
+	listen-on-v6 { none; };
+	recursion no;
+	notify explicit;
+	notify-delay 0;
+	also-notify { %s port 53; };
+	allow-transfer { %s; };
+};
+controls { };
+zone %q {
+	type primary;
+	file "zone.db";
+	update-policy { grant %s name %s. MX; };
+};
+`, z.KeyFile, dir, h.IP, secondary, secondary, z.Name, z.KeyName, z.ListDom)
+	path := filepath.Join(dir, "named.conf")
+	os.WriteFile(path, []byte(conf), 0o644)
+	if out, err := exec.Command("named-checkconf", path).CombinedOutput(); err != nil {
+		t.Fatalf("named-checkconf: %v\n%s", err, out)
+	}
+	p := h.Start("named", "named", "-g", "-c", path)
+	waitSOA(t, p, h.IP+":53", z.Name)
+	return p
+}
+
+// StartKnot starts a Knot secondary on h, fed by primary.
+func StartKnot(t testing.TB, h *Host, z *Zone, primary string) *Proc {
+	t.Helper()
+	dir := filepath.Join(h.lab.Dir, "knot")
+	os.MkdirAll(filepath.Join(dir, "db"), 0o755)
+	os.MkdirAll(filepath.Join(dir, "zones"), 0o755)
+	conf := fmt.Sprintf(`server:
+    listen: %s@53
+    rundir: %q
+database:
+    storage: %q
+remote:
+  - id: primary
+    address: %s@53
+acl:
+  - id: notify_from_primary
+    address: %s
+    action: notify
+template:
+  - id: default
+    storage: %q
+zone:
+  - domain: %s
+    master: primary
+    acl: notify_from_primary
+`, h.IP, dir, filepath.Join(dir, "db"), primary, primary, filepath.Join(dir, "zones"), z.Name)
+	path := filepath.Join(dir, "knot.conf")
+	os.WriteFile(path, []byte(conf), 0o644)
+	if out, err := exec.Command("knotc", "-c", path, "conf-check").CombinedOutput(); err != nil {
+		t.Fatalf("knotc conf-check: %v\n%s", err, out)
+	}
+	return h.Start("knotd", "knotd", "-c", path)
+}
+
+// waitSOA waits until addr answers an SOA query for zone with AA.
+func waitSOA(t testing.TB, p *Proc, addr, zone string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if err := querySOA(addr, zone); err == nil {
+			return
+		} else if time.Now().After(deadline) || p.Exited() {
+			t.Fatalf("%s does not answer SOA %s: %v\n%s", p.Name, zone, err, p.LogText())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func querySOA(addr, zone string) error {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(zone), dns.TypeSOA)
+	m.RecursionDesired = false
+	c := &dns.Client{Timeout: 500 * time.Millisecond}
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		return err
+	}
+	if r.Rcode != dns.RcodeSuccess || !r.Authoritative || len(r.Answer) == 0 {
+		return fmt.Errorf("rcode %s, aa %v, %d answers", dns.RcodeToString[r.Rcode], r.Authoritative, len(r.Answer))
+	}
+	return nil
+}
+
+// MXSet returns the MX exchanges addr serves for name, sorted.
+func MXSet(addr, name string) ([]string, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), dns.TypeMX)
+	m.RecursionDesired = false
+	c := &dns.Client{Timeout: time.Second}
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if mx, ok := rr.(*dns.MX); ok {
+			out = append(out, mx.String())
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// waitTCP waits until addr accepts connections.
+func waitTCP(t testing.TB, p *Proc, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) || (p != nil && p.Exited()) {
+			t.Fatalf("nothing listens on %s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,198 @@
+package network
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// StartRedis runs the queue's Redis on h: AOF with fsync always, no
+// eviction.
+func StartRedis(t testing.TB, h *Host) *Proc {
+	t.Helper()
+	dir := filepath.Join(h.lab.Dir, "redis")
+	os.MkdirAll(dir, 0o755)
+	p := h.Start("redis", "redis-server", "--bind", h.IP, "--port", "6379", "--dir", dir,
+		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
+		"--maxmemory", "512mb", "--maxmemory-policy", "noeviction", "--protected-mode", "no")
+	waitTCP(t, p, h.IP+":6379")
+	return p
+}
+
+// MXD is one mxd on its host.
+type MXD struct {
+	Host    *Host
+	Name    string // its hostname, e.g. "mx1.example.org"
+	Config  string
+	Metrics string
+	Proc    *Proc
+}
+
+// NewMXD writes the config of an mxd on h.
+func NewMXD(t testing.TB, h *Host, name, listDom, redisURL string) *MXD {
+	t.Helper()
+	conf := filepath.Join(h.lab.Dir, h.Name+"-mxd.toml")
+	m := &MXD{Host: h, Name: name, Config: conf, Metrics: h.IP + ":9125"}
+	err := os.WriteFile(conf, []byte(fmt.Sprintf(`hostname = %q
+listen = ["%s:25"]
+domains = [%q]
+authserv_id = %q
+redis = %q
+metrics_listen = %q
+heartbeat_interval = "500ms"
+shutdown_timeout = "20s"
+registry_ttl = "2s"
+`, name, h.IP, listDom, listDom, redisURL, m.Metrics)), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// Start starts mxd and waits until it listens.
+func (m *MXD) Start(t testing.TB, bin string) {
+	t.Helper()
+	m.Proc = m.Host.Start("mxd", bin, "-config", m.Config)
+	waitTCP(t, m.Proc, m.Host.IP+":25")
+}
+
+// Postfix is the sending MTA: a real Postfix in its own config directory,
+// relaying what it is given to the list domain by MX lookup.
+type Postfix struct {
+	Host *Host
+	Dir  string
+	etc  string
+}
+
+const senderMainCf = `compatibility_level = 3.6
+queue_directory = {{dir}}/queue
+data_directory = {{dir}}/data
+meta_directory = /etc/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = sender.{{zone}}
+mydomain = {{zone}}
+myorigin = $myhostname
+mydestination =
+inet_interfaces = {{ip}}
+inet_protocols = ipv4
+smtp_bind_address = {{ip}}
+mynetworks = {{subnet}}0/24
+smtpd_relay_restrictions = permit_mynetworks, reject
+alias_maps =
+alias_database =
+biff = no
+maillog_file = {{dir}}/maillog
+maillog_file_prefixes = {{dir}}
+smtp_host_lookup = dns
+disable_dns_lookups = no
+smtp_tls_security_level = none
+# Retry quickly, so that the test sees the end within minutes.
+queue_run_delay = 2s
+minimal_backoff_time = 2s
+maximal_backoff_time = 10s
+smtp_connect_timeout = 3s
+smtp_helo_timeout = 10s
+maximal_queue_lifetime = 1h
+bounce_queue_lifetime = 1h
+default_destination_concurrency_limit = 10
+`
+
+const senderMasterCf = `{{ip}}:25 inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+`
+
+// StartPostfix starts the sender's Postfix on h.
+func StartPostfix(t testing.TB, h *Host, zone string) *Postfix {
+	t.Helper()
+	pf, err := user.Lookup("postfix")
+	if err != nil {
+		t.Fatal("no postfix user: apt-get install postfix")
+	}
+	uid, _ := strconv.Atoi(pf.Uid)
+	dir := filepath.Join(h.lab.Dir, "postfix")
+	etc := filepath.Join(dir, "etc")
+	for _, d := range []string{etc, filepath.Join(dir, "queue"), filepath.Join(dir, "data")} {
+		os.MkdirAll(d, 0o755)
+	}
+	os.Chown(filepath.Join(dir, "data"), uid, -1)
+	r := strings.NewReplacer("{{dir}}", dir, "{{zone}}", zone, "{{ip}}", h.IP, "{{subnet}}", h.lab.subnet)
+	os.WriteFile(filepath.Join(etc, "main.cf"), []byte(r.Replace(senderMainCf)), 0o644)
+	os.WriteFile(filepath.Join(etc, "master.cf"), []byte(r.Replace(senderMasterCf)), 0o644)
+	p := &Postfix{Host: h, Dir: dir, etc: etc}
+	if out, err := h.Run("postfix", "-c", etc, "start"); err != nil {
+		t.Fatalf("postfix start: %v\n%s\n%s", err, out, p.Log())
+	}
+	t.Cleanup(func() {
+		h.Run("postfix", "-c", etc, "stop")
+		if pid, err := os.ReadFile(filepath.Join(dir, "queue", "pid", "master.pid")); err == nil {
+			n, _ := strconv.Atoi(strings.TrimSpace(string(pid)))
+			deadline := time.Now().Add(10 * time.Second)
+			for n > 0 && processAlive(n) && time.Now().Before(deadline) {
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		if t.Failed() {
+			t.Logf("==> postfix maillog <==\n%s", tailText(p.Log(), 8000))
+		}
+	})
+	waitTCP(t, nil, h.IP+":25")
+	return p
+}
+
+// Log is Postfix's maillog.
+func (p *Postfix) Log() string {
+	b, _ := os.ReadFile(filepath.Join(p.Dir, "maillog"))
+	return string(b)
+}
+
+// QueueCount is how many messages Postfix holds (active, deferred, …).
+func (p *Postfix) QueueCount() int {
+	n := 0
+	for _, sub := range []string{"maildrop", "incoming", "active", "deferred", "hold"} {
+		filepath.WalkDir(filepath.Join(p.Dir, "queue", sub), func(_ string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				n++
+			}
+			return nil
+		})
+	}
+	return n
+}
+
+// Flush asks Postfix to retry its deferred mail now.
+func (p *Postfix) Flush() { p.Host.Run("postqueue", "-c", p.etc, "-f") }
+
+func processAlive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+func tailText(s string, n int) string {
+	if len(s) > n {
+		return "…" + s[len(s)-n:]
+	}
+	return s
+}
