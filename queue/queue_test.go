@@ -149,6 +149,27 @@ func TestEnqueueErrors(t *testing.T) {
 		// Nothing half-written: every stream entry has its body.
 		assertConsistent(t, r.Addr())
 	})
+	t.Run("replica confirms", func(t *testing.T) {
+		primary := queuetest.StartRedis(t, queuetest.Config("repl-diskless-sync-delay 0"))
+		replica := queuetest.StartRedis(t, queuetest.Config("replicaof "+strings.Replace(primary.Addr(), ":", " ", 1)))
+		q := open(t, primary.URL(), queue.Options{Replicas: 1, ReplicaTimeout: 2 * time.Second})
+		rq := open(t, replica.URL(), queue.Options{})
+		rdb := redis.NewClient(&redis.Options{Addr: replica.Addr()})
+		defer rdb.Close()
+		deadline := time.Now().Add(30 * time.Second)
+		for info, _ := rdb.Info(ctx, "replication").Result(); !strings.Contains(info, "master_link_status:up"); info, _ = rdb.Info(ctx, "replication").Result() {
+			if time.Now().After(deadline) {
+				t.Fatalf("replica did not sync:\n%s", info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if _, err := q.Enqueue(ctx, testMessage("mx1", "replicated")); err != nil {
+			t.Fatalf("enqueue with a replica: %v", err)
+		}
+		if n, _ := rq.Depth(ctx); n != 1 {
+			t.Errorf("replica depth = %d, want 1 right after WAIT", n)
+		}
+	})
 	t.Run("replicas missing", func(t *testing.T) {
 		r := queuetest.StartRedis(t)
 		q := open(t, r.URL(), queue.Options{Replicas: 1, ReplicaTimeout: 100 * time.Millisecond})

@@ -1,0 +1,120 @@
+package network
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Outcome compares what was submitted with what was delivered.
+type Outcome struct {
+	Sent, Delivered, Missing, Duplicates int
+	// MissingIDs and DuplicateIDs list a few, for the failure message.
+	MissingIDs, DuplicateIDs []string
+	// Delays per phase ("all" for every message): submission to delivery.
+	Delays map[string][]time.Duration
+	// DupByPhase counts duplicates by the phase of their submission.
+	DupByPhase map[string]int
+}
+
+// Compare matches submissions with deliveries.
+func Compare(sent map[string]Sent, got map[string][]time.Time) Outcome {
+	o := Outcome{Sent: len(sent), Delays: map[string][]time.Duration{}, DupByPhase: map[string]int{}}
+	for id, s := range sent {
+		copies := got[id]
+		if len(copies) == 0 {
+			o.Missing++
+			if len(o.MissingIDs) < 10 {
+				o.MissingIDs = append(o.MissingIDs, id)
+			}
+			continue
+		}
+		o.Delivered++
+		if len(copies) > 1 {
+			o.Duplicates += len(copies) - 1
+			o.DupByPhase[s.Phase] += len(copies) - 1
+			if len(o.DuplicateIDs) < 10 {
+				o.DuplicateIDs = append(o.DuplicateIDs, id)
+			}
+		}
+		first := slices.MinFunc(copies, func(a, b time.Time) int { return a.Compare(b) })
+		d := max(first.Sub(s.At), 0)
+		o.Delays["all"] = append(o.Delays["all"], d)
+		o.Delays[s.Phase] = append(o.Delays[s.Phase], d)
+	}
+	return o
+}
+
+// percentile returns the p-th percentile (0–100) of ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(float64(len(s)-1) * p / 100)
+	return s[i]
+}
+
+// DrainTimes are how long each part of one host's drain took.
+type DrainTimes struct {
+	Host                     string
+	Propagation, TTL, Flush  time.Duration
+	Total                    time.Duration
+	StragglersRefused        float64 // connections answered 421 while drained
+	SessionsAfter421         float64 // sessions admitted after the 421 phase began (want 0)
+	OthersTransactionsDuring float64 // transactions the other hosts took meanwhile
+}
+
+// Print writes the summary table.
+func (o Outcome) Print(w io.Writer, phases []string, drains []DrainTimes) {
+	fmt.Fprintf(w, "\nmessages sent %d, delivered %d, missing %d, duplicates %d\n\n", o.Sent, o.Delivered, o.Missing, o.Duplicates)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\tmessages\tduplicates\tdelay p50\tp99\tmax\t")
+	for _, p := range append([]string{"all"}, phases...) {
+		ds := o.Delays[p]
+		dups := o.Duplicates
+		if p != "all" {
+			dups = o.DupByPhase[p]
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t\n", p, len(ds), dups,
+			round(percentile(ds, 50)), round(percentile(ds, 99)), round(percentile(ds, 100)))
+	}
+	tw.Flush()
+	if len(drains) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "drained host\tpropagation\tTTL wait\tflush\ttotal\t421 to stragglers\tsessions after 421\tothers' transactions\t")
+	for _, d := range drains {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t\n", d.Host, round(d.Propagation), round(d.TTL), round(d.Flush), round(d.Total),
+			d.StragglersRefused, d.SessionsAfter421, d.OthersTransactionsDuring)
+	}
+	tw.Flush()
+}
+
+func round(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	default:
+		return d.Round(100 * time.Microsecond).String()
+	}
+}
+
+// metric reads one sample of a Prometheus text exposition (name with its
+// label set, e.g. `mxd_connections_refused_total{reason="draining"}`).
+func metric(text, name string) float64 {
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return 0
+}
