@@ -14,11 +14,10 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Zone is the test zone: the list domain's MX records and what a sender
-// needs.
+// Zone is the test zone: the list domain, whose apex MX RRset names the
+// MX hosts, and what a sender needs.
 type Zone struct {
-	Name    string // "example.org"
-	ListDom string // "lists.example.org"
+	Name    string // "lists.example.org", the list domain
 	MXTTL   int
 	KeyName string
 	KeyFile string
@@ -56,9 +55,8 @@ func zoneFile(z *Zone, hosts map[string]string) string {
 			fmt.Fprintf(&b, "%s A %s\n", n, ip)
 		}
 	}
-	list := strings.TrimSuffix(z.ListDom, "."+z.Name)
 	for _, mx := range []string{"mx1", "mx2", "mx3"} {
-		fmt.Fprintf(&b, "%s %d MX 10 %s.%s.\n", list, z.MXTTL, mx, z.Name)
+		fmt.Fprintf(&b, "@ %d MX 10 %s.%s.\n", z.MXTTL, mx, z.Name)
 	}
 	fmt.Fprintf(&b, "sender TXT \"v=spf1 ip4:%s -all\"\n", hosts["sender"])
 	fmt.Fprintf(&b, "_dmarc.sender TXT \"v=DMARC1; p=none\"\n")
@@ -93,7 +91,7 @@ zone %q {
 	file "zone.db";
 	update-policy { grant %s name %s. MX; };
 };
-`, z.KeyFile, dir, h.IP, secondary, secondary, z.Name, z.KeyName, z.ListDom)
+`, z.KeyFile, dir, h.IP, secondary, secondary, z.Name, z.KeyName, z.Name)
 	path := filepath.Join(dir, "named.conf")
 	os.WriteFile(path, []byte(conf), 0o644)
 	if out, err := exec.Command("named-checkconf", path).CombinedOutput(); err != nil {

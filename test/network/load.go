@@ -49,7 +49,7 @@ func (l *Load) run() {
 			return
 		case <-t.C:
 		}
-		id := fmt.Sprintf("%d.%d@sender.example.org", n, time.Now().UnixNano())
+		id := fmt.Sprintf("%d.%d@sender.lists.example.org", n, time.Now().UnixNano())
 		msg := fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: load %d\r\nMessage-ID: <%s>\r\nDate: %s\r\n\r\nmessage %d\r\n",
 			l.from, l.rcpt, n, id, time.Now().Format(time.RFC1123Z), n)
 		at := time.Now()

@@ -28,7 +28,7 @@ func StartRedis(t testing.TB, h *Host) *Proc {
 // MXD is one mxd on its host.
 type MXD struct {
 	Host    *Host
-	Name    string // its hostname, e.g. "mx1.example.org"
+	Name    string // its hostname, e.g. "mx1.lists.example.org"
 	Config  string
 	Metrics string
 	Proc    *Proc

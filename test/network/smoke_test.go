@@ -15,7 +15,7 @@ import (
 // MX records: DNS, Postfix and mxd in their own hosts.
 func TestSmoke(t *testing.T) {
 	lab := NewLab(t)
-	z := &Zone{Name: "example.org", ListDom: "lists.example.org", MXTTL: 3, KeyName: "mxq-update"}
+	z := &Zone{Name: "lists.example.org", MXTTL: 3, KeyName: "mxq-update"}
 	writeKey(t, lab.Dir, z)
 	dns1 := lab.AddHost("dns1", "")
 	dns2 := lab.AddHost("dns2", "")
@@ -32,22 +32,22 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	if err := q.AddRecipients(context.Background(), "~*/*@"+z.ListDom); err != nil {
+	if err := q.AddRecipients(context.Background(), "~*/*@"+z.Name); err != nil {
 		t.Fatal(err)
 	}
-	m := NewMXD(t, mx, "mx1.example.org", z.ListDom, redisURL)
+	m := NewMXD(t, mx, "mx1.lists.example.org", z.Name, redisURL)
 	m.Start(t, command("mxd"))
 	pf := StartPostfix(t, sender, z.Name)
 
-	msg := fmt.Sprintf("From: a@sender.example.org\r\nTo: ~a/dev@lists.example.org\r\nSubject: smoke\r\nMessage-ID: <smoke@sender.example.org>\r\n\r\nhello\r\n")
-	if err := smtp.SendMail(sender.IP+":25", nil, "a@sender.example.org", []string{"~a/dev@lists.example.org"}, []byte(msg)); err != nil {
+	msg := fmt.Sprintf("From: a@sender.lists.example.org\r\nTo: ~a/dev@lists.example.org\r\nSubject: smoke\r\nMessage-ID: <smoke@sender.lists.example.org>\r\n\r\nhello\r\n")
+	if err := smtp.SendMail(sender.IP+":25", nil, "a@sender.lists.example.org", []string{"~a/dev@lists.example.org"}, []byte(msg)); err != nil {
 		t.Fatalf("submit to postfix: %v", err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		recs, err := q.Peek(context.Background(), 10)
 		if err == nil && len(recs) == 1 {
-			if recs[0].ClientIP != sender.IP || recs[0].Host != "mx1.example.org" {
+			if recs[0].ClientIP != sender.IP || recs[0].Host != "mx1.lists.example.org" {
 				t.Errorf("record %+v", recs[0])
 			}
 			break
