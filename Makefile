@@ -7,10 +7,10 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 REDIS_PORT ?= 6390
 
-.PHONY: help build test lint bench fuzz run deps clean
+.PHONY: help build test test-network lint bench fuzz run deps clean
 
 help: ## show this help
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 build: ## build every command into bin/
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
@@ -22,6 +22,9 @@ test: deps ## install what is missing, then gofmt check, go vet, go test -race
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race -timeout 20m ./...
+
+test-network: deps ## only the test network: real hosts in network namespaces, rolling maintenance under load (root)
+	$(GO) test -count=1 -v -timeout 15m ./test/network/
 
 lint: ## gofmt, go vet, staticcheck (if installed)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
