@@ -119,7 +119,7 @@ func (m *Maintenance) load(ctx context.Context) (*State, bool, error) {
 
 // lease takes the lease for r.st.Owner (a new token unless the local file
 // holds this maintenance) and keeps it renewed until the returned context
-// ends. The context is cancelled with queue.ErrLeaseLost if it is lost.
+// ends. The context is cancelled with queue.ErrMaintenanceLost if it is lost.
 func (r *run) lease(ctx context.Context) (context.Context, func(), error) {
 	if !r.local {
 		r.st.Owner = newToken()
@@ -145,8 +145,8 @@ func (r *run) lease(ctx context.Context) (context.Context, func(), error) {
 			case <-t.C:
 			}
 			err := r.m.Fleet.RenewLease(ctx, r.st.Owner, ttl)
-			if errors.Is(err, queue.ErrLeaseLost) {
-				cancel(fmt.Errorf("%w: another dnsctl took over", queue.ErrLeaseLost))
+			if errors.Is(err, queue.ErrMaintenanceLost) {
+				cancel(fmt.Errorf("%w: another dnsctl took over", queue.ErrMaintenanceLost))
 				return
 			}
 		}

@@ -29,9 +29,9 @@ func (e *LeaseHeldError) Error() string {
 	return fmt.Sprintf("maintenance lease held by %s until %s", e.Owner, e.Expires.Format(time.RFC3339))
 }
 
-// ErrLeaseLost says the caller's lease expired or was taken over: it must
+// ErrMaintenanceLost says the caller's maintenance lease expired or was taken over: it must
 // stop changing anything.
-var ErrLeaseLost = errors.New("maintenance lease lost")
+var ErrMaintenanceLost = errors.New("maintenance lease lost")
 
 // Lease is the maintenance lease as Redis holds it.
 type Lease struct {
@@ -39,9 +39,9 @@ type Lease struct {
 	Expires time.Time `json:"expires"`
 }
 
-// acquireScript sets the lease to ARGV[1] for ARGV[2] ms when it is free or
+// maintAcquireScript sets the lease to ARGV[1] for ARGV[2] ms when it is free or
 // already ARGV[1]'s; otherwise it returns the holder and its remaining ms.
-var acquireScript = redis.NewScript(`
+var maintAcquireScript = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if cur == false or cur == ARGV[1] then
 	redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -50,17 +50,17 @@ end
 return {0, cur, redis.call('PTTL', KEYS[1])}
 `)
 
-// renewScript extends the lease only when ARGV[1] holds it.
-var renewScript = redis.NewScript(`
+// maintRenewScript extends the lease only when ARGV[1] holds it.
+var maintRenewScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
 	return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 `)
 
-// fencedScript runs SET KEYS[2] ARGV[2] (or DEL when ARGV[3] is "del", then
+// maintFencedScript runs SET KEYS[2] ARGV[2] (or DEL when ARGV[3] is "del", then
 // also DEL KEYS[1]) only when ARGV[1] holds the lease KEYS[1].
-var fencedScript = redis.NewScript(`
+var maintFencedScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 	return 0
 end
@@ -72,8 +72,8 @@ end
 return 1
 `)
 
-// releaseScript deletes the lease only when ARGV[1] holds it.
-var releaseScript = redis.NewScript(`
+// maintReleaseScript deletes the lease only when ARGV[1] holds it.
+var maintReleaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
 	return redis.call('DEL', KEYS[1])
 end
@@ -89,7 +89,7 @@ func (q *Queue) AcquireLease(ctx context.Context, owner string, ttl time.Duratio
 	}
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
-	res, err := acquireScript.Run(ctx, q.rdb, []string{q.key("maint", "lease")}, owner, ttl.Milliseconds()).Slice()
+	res, err := maintAcquireScript.Run(ctx, q.rdb, []string{q.key("maint", "lease")}, owner, ttl.Milliseconds()).Slice()
 	if err != nil {
 		return classify(err)
 	}
@@ -104,17 +104,17 @@ func (q *Queue) AcquireLease(ctx context.Context, owner string, ttl time.Duratio
 	return &LeaseHeldError{Owner: holder, Expires: time.Now().Add(time.Duration(ms) * time.Millisecond)}
 }
 
-// RenewLease extends owner's lease to ttl from now. It returns ErrLeaseLost
+// RenewLease extends owner's lease to ttl from now. It returns ErrMaintenanceLost
 // when owner no longer holds it.
 func (q *Queue) RenewLease(ctx context.Context, owner string, ttl time.Duration) error {
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
-	n, err := renewScript.Run(ctx, q.rdb, []string{q.key("maint", "lease")}, owner, ttl.Milliseconds()).Int64()
+	n, err := maintRenewScript.Run(ctx, q.rdb, []string{q.key("maint", "lease")}, owner, ttl.Milliseconds()).Int64()
 	if err != nil {
 		return classify(err)
 	}
 	if n != 1 {
-		return ErrLeaseLost
+		return ErrMaintenanceLost
 	}
 	return nil
 }
@@ -124,7 +124,7 @@ func (q *Queue) RenewLease(ctx context.Context, owner string, ttl time.Duration)
 func (q *Queue) ReleaseLease(ctx context.Context, owner string) error {
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
-	return classify(releaseScript.Run(ctx, q.rdb, []string{q.key("maint", "lease")}, owner).Err())
+	return classify(maintReleaseScript.Run(ctx, q.rdb, []string{q.key("maint", "lease")}, owner).Err())
 }
 
 // CurrentLease returns the lease, or a zero Lease when nobody holds it.
@@ -148,14 +148,14 @@ func (q *Queue) CurrentLease(ctx context.Context) (Lease, error) {
 }
 
 // SaveMaintenance stores state as the maintenance in progress, only while
-// owner holds the lease (ErrLeaseLost otherwise), so that a run that lost
+// owner holds the lease (ErrMaintenanceLost otherwise), so that a run that lost
 // its lease cannot overwrite the state of the run that took over.
 func (q *Queue) SaveMaintenance(ctx context.Context, owner string, state []byte) error {
 	return q.fenced(ctx, owner, state, "set")
 }
 
 // ClearMaintenance deletes the state and the lease together, only while
-// owner holds the lease (ErrLeaseLost otherwise).
+// owner holds the lease (ErrMaintenanceLost otherwise).
 func (q *Queue) ClearMaintenance(ctx context.Context, owner string) error {
 	return q.fenced(ctx, owner, nil, "del")
 }
@@ -164,12 +164,12 @@ func (q *Queue) fenced(ctx context.Context, owner string, state []byte, op strin
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
 	keys := []string{q.key("maint", "lease"), q.key("maint", "state")}
-	n, err := fencedScript.Run(ctx, q.rdb, keys, owner, state, op).Int64()
+	n, err := maintFencedScript.Run(ctx, q.rdb, keys, owner, state, op).Int64()
 	if err != nil {
 		return classify(err)
 	}
 	if n != 1 {
-		return ErrLeaseLost
+		return ErrMaintenanceLost
 	}
 	return nil
 }

@@ -42,11 +42,11 @@ func TestMaintenanceLease(t *testing.T) {
 		want error
 	}{
 		{"renew by holder", func() error { return q.RenewLease(ctx, "a", ttl) }, nil},
-		{"renew by other", func() error { return q.RenewLease(ctx, "b", ttl) }, queue.ErrLeaseLost},
+		{"renew by other", func() error { return q.RenewLease(ctx, "b", ttl) }, queue.ErrMaintenanceLost},
 		{"save by holder", func() error { return q.SaveMaintenance(ctx, "a", []byte(`{"phase":1}`)) }, nil},
-		{"save by other", func() error { return q.SaveMaintenance(ctx, "b", []byte(`{"phase":2}`)) }, queue.ErrLeaseLost},
+		{"save by other", func() error { return q.SaveMaintenance(ctx, "b", []byte(`{"phase":2}`)) }, queue.ErrMaintenanceLost},
 		{"release by other", func() error { return q.ReleaseLease(ctx, "b") }, nil},
-		{"clear by other", func() error { return q.ClearMaintenance(ctx, "b") }, queue.ErrLeaseLost},
+		{"clear by other", func() error { return q.ClearMaintenance(ctx, "b") }, queue.ErrMaintenanceLost},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.op(); !errors.Is(err, tc.want) {
@@ -121,7 +121,7 @@ func TestMaintenanceLeaseExpires(t *testing.T) {
 		}
 		<-time.After(10 * time.Millisecond) // poll interval
 	}
-	if err := q.RenewLease(ctx, "a", time.Minute); !errors.Is(err, queue.ErrLeaseLost) {
-		t.Errorf("renew after expiry: got %v, want ErrLeaseLost", err)
+	if err := q.RenewLease(ctx, "a", time.Minute); !errors.Is(err, queue.ErrMaintenanceLost) {
+		t.Errorf("renew after expiry: got %v, want ErrMaintenanceLost", err)
 	}
 }
