@@ -39,6 +39,7 @@ FUZZTIME ?= 30s
 fuzz: ## run every fuzz target for FUZZTIME (30s) each; new finds land in testdata/fuzz
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAddress$$' -fuzztime $(FUZZTIME) ./smtpd/
 	$(GO) test -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME) ./smtpd/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseKey$$' -fuzztime $(FUZZTIME) ./dnsctl/
 
 run: deps build ## run Redis (AOF on, data in run/) and mxd on 127.0.0.1:2525
 	@mkdir -p $(RUN)/redis

@@ -13,6 +13,8 @@
 //	{NAME}:rcpt:static     recipient registry edited by operators (mxq lists)
 //	{NAME}:rcpt:routes     recipient registry published by consumers (listd)
 //	{NAME}:dead            dead-letter stream
+//	{NAME}:maint:lease     maintenance lease: one MX host in maintenance at a time (dnsctl)
+//	{NAME}:maint:state     the maintenance in progress and its phase (JSON)
 //
 // # Guarantees
 //
