@@ -1,0 +1,215 @@
+package msgauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxDKIMSignatures = 5
+	DefaultTimeout           = 20 * time.Second
+	defaultQueryTimeout      = 5 * time.Second
+)
+
+// The result keywords of RFC 8601 §2.7 used here.
+const (
+	Pass      = "pass"
+	Fail      = "fail"
+	SoftFail  = "softfail"
+	Neutral   = "neutral"
+	None      = "none"
+	TempError = "temperror"
+	PermError = "permerror"
+)
+
+// Config configures a Checker.
+type Config struct {
+	// AuthservID is the authserv-id of the header (RFC 8601 §2.5): the
+	// same on every MX, and what the list software trusts. It must be a
+	// token (a host name is), since it is also what StripForged removes.
+	AuthservID string
+	// Resolver does every lookup. Nil means the system's resolvers with a
+	// 5 s timeout per query.
+	Resolver *Resolver
+	// MaxDKIMSignatures caps the signatures verified per message; further
+	// ones are counted in Result.DKIMSkipped and not looked at. Zero means
+	// DefaultMaxDKIMSignatures.
+	MaxDKIMSignatures int
+	// Timeout bounds a whole Check. Zero means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Checker runs the checks of one MX. It is safe for concurrent use.
+type Checker struct {
+	id       string
+	resolver *Resolver
+	maxSigs  int
+	timeout  time.Duration
+}
+
+// New returns a Checker for cfg.
+func New(cfg Config) (*Checker, error) {
+	if err := validAuthservID(cfg.AuthservID); err != nil {
+		return nil, fmt.Errorf("authserv-id %q: %w", cfg.AuthservID, err)
+	}
+	c := &Checker{id: cfg.AuthservID, resolver: cfg.Resolver,
+		maxSigs: cfg.MaxDKIMSignatures, timeout: cfg.Timeout}
+	if c.resolver == nil {
+		r, err := NewResolver("", defaultQueryTimeout)
+		if err != nil {
+			return nil, fmt.Errorf("default resolver: %w", err)
+		}
+		c.resolver = r
+	}
+	switch {
+	case c.maxSigs == 0:
+		c.maxSigs = DefaultMaxDKIMSignatures
+	case c.maxSigs < 0:
+		return nil, fmt.Errorf("max dkim signatures %d: must not be negative", c.maxSigs)
+	}
+	switch {
+	case c.timeout == 0:
+		c.timeout = DefaultTimeout
+	case c.timeout < 0:
+		return nil, fmt.Errorf("timeout %v: must not be negative", c.timeout)
+	}
+	return c, nil
+}
+
+// validAuthservID accepts an RFC 2045 token: the form that needs no quoting
+// in the header and that StripForged compares.
+func validAuthservID(id string) error {
+	if id == "" {
+		return errors.New("empty")
+	}
+	for _, ch := range id {
+		if ch <= ' ' || ch >= 0x7f || strings.ContainsRune(`()<>@,;:\"/[]?=`, ch) {
+			return fmt.Errorf("character %q not allowed", ch)
+		}
+	}
+	return nil
+}
+
+// Input is what the SMTP session knows about one message.
+type Input struct {
+	IP       netip.Addr // the client's address
+	HELO     string     // the EHLO/HELO argument
+	MailFrom string     // the reverse-path without brackets; "" is the null sender
+	Message  []byte     // the message as received, CRLF line endings
+}
+
+// Result is the outcome of the checks. The four verdicts are RFC 8601
+// result keywords; the other fields are the properties that go into the
+// header, for consumers that should not parse it.
+type Result struct {
+	SPF   string // pass, fail, softfail, neutral, none, temperror, permerror
+	DKIM  string // the best over the verified signatures, or none
+	DMARC string // pass, fail, none, temperror, permerror
+	IPRev string // pass, fail, temperror, permerror
+
+	// SPF: the identity checked (RFC 7208 §2.3, §2.4) and its domain.
+	SPFIdentity string // "mailfrom", or "helo" for the null sender
+	SPFDomain   string
+	MailFrom    string // smtp.mailfrom, "" for the null sender
+	HELO        string // smtp.helo
+
+	DKIMSignatures []DKIMSignature // one per verified signature, in header order
+	DKIMSkipped    int             // signatures over MaxDKIMSignatures, not verified
+
+	FromDomain  string // header.from: the RFC5322.From domain, "" when not one
+	DMARCPolicy string // none, quarantine, reject (sp= for a subdomain); "" without a record
+	SPFAligned  bool   // SPF passed for a domain aligned with FromDomain
+	DKIMAligned bool   // a signature of an aligned domain passed
+
+	IPRevName string // the PTR name that forward-confirmed the IP (iprev=pass)
+
+	Header    string // the Authentication-Results field, folded, ending in CRLF
+	TempError bool   // a check met a temporary DNS error
+}
+
+// DKIMSignature is the verdict on one DKIM-Signature field (RFC 6376,
+// RFC 8601 §2.7.1).
+type DKIMSignature struct {
+	Result    string // pass, fail, neutral, temperror, permerror
+	Domain    string // d=, header.d
+	Selector  string // s=, header.s
+	Algorithm string // a=, header.a
+	B         string // the first characters of b=, header.b (RFC 6008)
+	Reason    string // why it did not pass, for logs; never in the header
+}
+
+// Check runs SPF, DKIM, iprev and then DMARC on one message, within the
+// configured timeout and ctx. It never fails: what it could not decide is
+// a temperror or permerror in the Result.
+//
+// Call it on the message as received, before StripForged: a signature may
+// cover any field. Then prepend Result.Header to StripForged(msg, id).
+func (c *Checker) Check(ctx context.Context, in Input) Result {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+
+	msg := in.Message
+	fields, _, sep := headerFields(msg)
+	if !sep {
+		// A message that is all header has an empty body: give the
+		// DKIM verifier the empty line it needs to see the header's end.
+		msg = append(msg[:len(msg):len(msg)], "\r\n"...)
+	}
+	from := authorDomain(msg, fields)
+
+	var (
+		res  = Result{HELO: in.HELO, MailFrom: in.MailFrom, FromDomain: from.domain}
+		spf  spfOutcome
+		pol  policy
+		wg   sync.WaitGroup
+		sigs []dkimSig
+	)
+	wg.Go(func() { spf = c.checkSPF(ctx, in) })
+	wg.Go(func() { sigs, res.DKIMSkipped = c.checkDKIM(ctx, msg, fields) })
+	wg.Go(func() { res.IPRev, res.IPRevName = c.checkIPRev(ctx, in.IP) })
+	if from.err == "" && from.domain != "" {
+		wg.Go(func() { pol = c.lookupPolicy(ctx, from.domain) })
+	}
+	wg.Wait()
+
+	res.SPF, res.SPFIdentity, res.SPFDomain = spf.result, spf.identity, spf.domain
+	res.DKIM = None
+	for _, s := range sigs {
+		res.DKIMSignatures = append(res.DKIMSignatures, s.DKIMSignature)
+		if dkimRank(s.Result) < dkimRank(res.DKIM) {
+			res.DKIM = s.Result
+		}
+	}
+	c.evaluateDMARC(&res, from, pol)
+	res.TempError = res.SPF == TempError || res.DKIM == TempError ||
+		res.DMARC == TempError || res.IPRev == TempError
+	for _, s := range res.DKIMSignatures {
+		res.TempError = res.TempError || s.Result == TempError
+	}
+	res.Header = c.header(&res, in.IP)
+	return res
+}
+
+// dkimRank orders DKIM results for Result.DKIM: a pass wins; a temperror
+// comes next because the signature might pass on retry; then the failures.
+func dkimRank(r string) int {
+	switch r {
+	case Pass:
+		return 0
+	case TempError:
+		return 1
+	case Fail:
+		return 2
+	case Neutral:
+		return 3
+	case PermError:
+		return 4
+	}
+	return 5 // none
+}

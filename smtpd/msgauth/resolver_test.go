@@ -1,0 +1,159 @@
+package msgauth
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// dnsOutcome is what a lookup answered, in a form cmp can compare.
+type dnsOutcome struct {
+	Answers   []string
+	NotFound  bool
+	Temporary bool
+	Timeout   bool
+}
+
+func outcome(answers []string, err error) dnsOutcome {
+	sort.Strings(answers)
+	o := dnsOutcome{Answers: answers}
+	var de *net.DNSError
+	if err != nil && !errors.As(err, &de) {
+		o.Answers = []string{"not a *net.DNSError: " + err.Error()}
+	}
+	if de != nil {
+		o.NotFound, o.Temporary, o.Timeout = de.IsNotFound, de.IsTemporary, de.IsTimeout
+	}
+	return o
+}
+
+// TestResolver checks, against a real named, that the Resolver tells a
+// record from "no such record" (NXDOMAIN, NODATA) from a temporary failure
+// (SERVFAIL of an unloaded zone, REFUSED for a zone it does not serve).
+func TestResolver(t *testing.T) {
+	e := newEnv(t, Config{})
+	r := e.checker.resolver
+	ctx := context.Background()
+	txts := func(name string) func() dnsOutcome {
+		return func() dnsOutcome { return outcome(r.LookupTXT(ctx, name)) }
+	}
+	ips := func(name string) func() dnsOutcome {
+		return func() dnsOutcome {
+			addrs, err := r.LookupIPAddr(ctx, name)
+			var s []string
+			for _, a := range addrs {
+				s = append(s, a.IP.String())
+			}
+			return outcome(s, err)
+		}
+	}
+	var big []string
+	for i := range 8 {
+		big = append(big, strings.Repeat(string(rune('a'+i)), 250))
+	}
+	tests := []struct {
+		name   string
+		lookup func() dnsOutcome
+		want   dnsOutcome
+	}{
+		{"txt", txts("fail.example.test"), dnsOutcome{Answers: []string{"v=spf1 ip4:192.0.2.1 -all"}}},
+		{"txt strings joined", txts("split.example.test"), dnsOutcome{Answers: []string{"v=spf1 ip4:127.0.0.2 -all"}}},
+		{"truncated over udp, whole over tcp", txts("big.example.test"), dnsOutcome{Answers: big}},
+		{"nxdomain", txts("nx.example.test"), dnsOutcome{NotFound: true}},
+		{"nodata", txts("liar.example.test"), dnsOutcome{NotFound: true}},
+		{"servfail", txts("broken.test"), dnsOutcome{Temporary: true}},
+		{"refused", txts("example.com"), dnsOutcome{Temporary: true}},
+		{"invalid name", txts(strings.Repeat("a", 64) + ".example.test"), dnsOutcome{NotFound: true}},
+		{"a", ips("mail.example.test"), dnsOutcome{Answers: []string{"127.0.0.2"}}},
+		{"cname followed", ips("cname.example.test"), dnsOutcome{Answers: []string{"127.0.0.2"}}},
+		{"a nxdomain", ips("nx.example.test"), dnsOutcome{NotFound: true}},
+		{"a servfail", ips("host.broken.test"), dnsOutcome{Temporary: true}},
+		{"mx nodata", func() dnsOutcome {
+			mxs, err := r.LookupMX(ctx, "example.test")
+			return outcome(make([]string, len(mxs)), err)
+		}, dnsOutcome{Answers: []string{}, NotFound: true}},
+		{"ptr", func() dnsOutcome { return outcome(r.LookupAddr(ctx, "127.0.0.7")) },
+			dnsOutcome{Answers: []string{"mail7.example.test.", "nx.example.test."}}},
+		{"ptr none", func() dnsOutcome { return outcome(r.LookupAddr(ctx, "127.0.0.4")) },
+			dnsOutcome{NotFound: true}},
+		{"ptr servfail", func() dnsOutcome { return outcome(r.LookupAddr(ctx, "127.0.0.6")) },
+			dnsOutcome{Temporary: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, tt.lookup()); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestResolverTimeout points a Resolver at a UDP socket that never
+// answers: the lookup is a temporary timeout, bounded by the timeout.
+func TestResolverTimeout(t *testing.T) {
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	r, err := NewResolver(silent.LocalAddr().String(), 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := outcome(r.LookupTXT(context.Background(), "example.test"))
+	if diff := cmp.Diff(dnsOutcome{Temporary: true, Timeout: true}, got); diff != "" {
+		t.Errorf("(-want +got)\n%s", diff)
+	}
+}
+
+func TestNewResolver(t *testing.T) {
+	tests := []struct {
+		server  string
+		timeout time.Duration
+		want    []string
+		err     bool
+	}{
+		{"127.0.0.1:5353", time.Second, []string{"127.0.0.1:5353"}, false},
+		{"127.0.0.1", time.Second, []string{"127.0.0.1:53"}, false},
+		{"::1", time.Second, []string{"[::1]:53"}, false},
+		{"[::1]:5353", time.Second, []string{"[::1]:5353"}, false},
+		{"dns.example.test", time.Second, []string{"dns.example.test:53"}, false},
+		{"[::1", time.Second, nil, true},
+		{":53", time.Second, nil, true},
+		{"127.0.0.1:53", 0, nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.server, func(t *testing.T) {
+			r, err := NewResolver(tt.server, tt.timeout)
+			if (err != nil) != tt.err {
+				t.Fatalf("NewResolver(%q, %v) error = %v, want error: %v", tt.server, tt.timeout, err, tt.err)
+			}
+			if err != nil {
+				return
+			}
+			if diff := cmp.Diff(tt.want, r.Servers()); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestNewResolverSystem reads /etc/resolv.conf, which every test machine
+// has, and uses its servers with their port.
+func TestNewResolverSystem(t *testing.T) {
+	r, err := NewResolver("", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range r.Servers() {
+		if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+			t.Errorf("server %q has no port", s)
+		}
+	}
+}

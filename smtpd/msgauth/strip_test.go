@@ -1,0 +1,98 @@
+package msgauth
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestStripForged strips testdata/strip/NAME.eml and compares the result
+// with NAME.golden (-update rewrites it).
+func TestStripForged(t *testing.T) {
+	inputs, err := filepath.Glob(filepath.Join("testdata", "strip", "*.eml"))
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no inputs: %v", err)
+	}
+	for _, in := range inputs {
+		name := strings.TrimSuffix(filepath.Base(in), ".eml")
+		t.Run(name, func(t *testing.T) {
+			msg, err := os.ReadFile(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			orig := bytes.Clone(msg)
+			got := StripForged(msg, authservID)
+			if !bytes.Equal(msg, orig) {
+				t.Error("StripForged changed its input")
+			}
+			checkStripped(t, orig, got)
+			golden(t, strings.TrimSuffix(in, ".eml")+".golden", got)
+		})
+	}
+}
+
+// checkStripped checks the invariants of StripForged: got is msg with
+// whole fields removed, none of them another authserv-id's, none of ours
+// left, and stripping again changes nothing.
+func checkStripped(t *testing.T, msg, got []byte) {
+	t.Helper()
+	fields, _, _ := headerFields(msg)
+	var kept []byte
+	for _, f := range fields {
+		ours := strings.EqualFold(f.name, "Authentication-Results") && claims(f.value(msg), authservID)
+		if !ours {
+			kept = append(kept, msg[f.start:f.end]...)
+		}
+	}
+	kept = append(kept, msg[fieldsEnd(fields):]...) // the empty line and the body
+	if !bytes.Equal(kept, got) {
+		t.Errorf("got %q, want %q", got, kept)
+	}
+	if again := StripForged(got, authservID); !bytes.Equal(again, got) {
+		t.Errorf("stripping twice removed more: %q", again)
+	}
+}
+
+func fieldsEnd(fields []field) int {
+	if len(fields) == 0 {
+		return 0
+	}
+	return fields[len(fields)-1].end
+}
+
+func TestAuthservIDOf(t *testing.T) {
+	tests := []struct{ value, want string }{
+		{"mx.lists.test; dkim=pass", "mx.lists.test"},
+		{"mx.lists.test;dkim=pass", "mx.lists.test"},
+		{"  mx.lists.test 1; spf=pass", "mx.lists.test"},
+		{"(c) mx.lists.test; none", "mx.lists.test"},
+		{"(a (b) \\) c) mx.lists.test; none", "mx.lists.test"},
+		{`"mx.lists.test"; none`, "mx.lists.test"},
+		{`"mx.li\"sts"; none`, `mx.li"sts`},
+		{`"unterminated; none`, ""},
+		{"(unterminated mx.lists.test; none", ""},
+		{"mx.lists.test(c); none", "mx.lists.test"},
+		{"", ""},
+		{"; none", ""},
+	}
+	for _, tt := range tests {
+		if got := authservIDOf(tt.value); got != tt.want {
+			t.Errorf("authservIDOf(%q) = %q, want %q", tt.value, got, tt.want)
+		}
+	}
+}
+
+// FuzzStripForged checks the invariants on any input.
+func FuzzStripForged(f *testing.F) {
+	inputs, _ := filepath.Glob(filepath.Join("testdata", "strip", "*.eml"))
+	for _, in := range inputs {
+		if msg, err := os.ReadFile(in); err == nil {
+			f.Add(msg)
+		}
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		checkStripped(t, msg, StripForged(msg, authservID))
+	})
+}
