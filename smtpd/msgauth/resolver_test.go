@@ -157,3 +157,38 @@ func TestNewResolverSystem(t *testing.T) {
 		}
 	}
 }
+
+// TestResolverFallbacks shows, by the queries sent, that a truncated UDP
+// answer is asked again over TCP, and that a server that does not answer
+// is followed by the next one.
+func TestResolverFallbacks(t *testing.T) {
+	e := newEnv(t, Config{})
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { silent.Close() })
+	tests := []struct {
+		name    string
+		servers []string
+		lookup  string
+		want    int // answers
+		queries int64
+	}{
+		{"small answer over udp", []string{e.dns.Addr}, "fail.example.test", 1, 1},
+		{"truncated answer over tcp", []string{e.dns.Addr}, "big.example.test", 8, 2},
+		{"silent server then named", []string{silent.LocalAddr().String(), e.dns.Addr}, "fail.example.test", 1, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &Resolver{servers: tt.servers, timeout: 200 * time.Millisecond}
+			txts, err := r.LookupTXT(context.Background(), tt.lookup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(txts) != tt.want || r.queries.Load() != tt.queries {
+				t.Errorf("got %d answers in %d queries, want %d in %d", len(txts), r.queries.Load(), tt.want, tt.queries)
+			}
+		})
+	}
+}
