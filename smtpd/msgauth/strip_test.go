@@ -96,3 +96,27 @@ func FuzzStripForged(f *testing.F) {
 		checkStripped(t, msg, StripForged(msg, authservID))
 	})
 }
+
+func TestClaims(t *testing.T) {
+	tests := []struct {
+		value string
+		want  bool
+	}{
+		{"mx.lists.test; dkim=pass", true},
+		{"MX.LISTS.TEST; dkim=pass", true},
+		{"(c) mx.lists.test 1; dkim=pass", true},
+		{`"mx.lists.test"; none`, true},
+		{"(unterminated mx.lists.test; none", true},
+		{"other.test (via mx.lists.test); none", true},
+		{"other.test; dkim=pass (mx.lists.test)", false},
+		{"mx.lists.test.evil.test; none", false},
+		{"evil.mx.lists.test; none", false},
+		{"other.test; dkim=pass header.d=mx.lists.test", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := claims(tt.value, authservID); got != tt.want {
+			t.Errorf("claims(%q) = %v, want %v", tt.value, got, tt.want)
+		}
+	}
+}
