@@ -51,10 +51,16 @@ type Recipient struct {
 // AuthResults are the results that went into the Authentication-Results
 // header, so consumers need not parse it.
 type AuthResults struct {
+	// The result keywords of RFC 8601: pass, fail, softfail, neutral,
+	// none, temperror, permerror.
 	SPF   string `json:"spf,omitempty"`
 	DKIM  string `json:"dkim,omitempty"`
 	DMARC string `json:"dmarc,omitempty"`
 	IPRev string `json:"iprev,omitempty"`
+	// FromDomain is the domain of the From field; DMARCPolicy its p= (or
+	// sp=) as published.
+	FromDomain  string `json:"from_domain,omitempty"`
+	DMARCPolicy string `json:"dmarc_policy,omitempty"`
 }
 
 // Recipients returns the addresses of r.Rcpts.

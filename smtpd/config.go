@@ -50,6 +50,19 @@ type Config struct {
 	// TLS enables STARTTLS with this configuration (TLS 1.2 or later is
 	// enforced). Nil: no STARTTLS.
 	TLS *tls.Config
+	// Auth computes the Authentication-Results of each message. Nil: no
+	// checks and no header (the list software then sees none of ours).
+	Auth Authenticator
+	// AuthservID is the authserv-id of our Authentication-Results; incoming
+	// fields that claim it are removed (RFC 8601 §5).
+	AuthservID string
+	// DMARCReject refuses, with 550 5.7.1, messages that fail DMARC whose
+	// domain publishes p=reject. Off: the failure is only recorded.
+	DMARCReject bool
+	// TempFailDNS answers 451 4.4.3 when a check hit a temporary DNS
+	// error. Off: the result is recorded as temperror and the message
+	// queued.
+	TempFailDNS bool
 	// MaxHeaderBytes bounds the header section of a message.
 	MaxHeaderBytes int
 	// Version is reported in the heartbeat.

@@ -82,7 +82,17 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
 		rec.TLSVersion = tls.VersionName(st.Version)
 		rec.TLSCipher = tls.CipherSuiteName(st.CipherSuite)
 	}
-	m := &queue.Message{Record: rec, Header: ss.received(rec), Data: data}
+	header := ss.received(rec)
+	if auth := ss.s.cfg.Auth; auth != nil {
+		res, err := ss.authenticate(auth, data)
+		if err != nil {
+			return queue.Result{}, len(data), err
+		}
+		rec.Auth = res.Record
+		header = append(header, res.Header...)
+		data = res.Data
+	}
+	m := &queue.Message{Record: rec, Header: header, Data: data}
 	ctx, cancel := context.WithTimeout(context.Background(), ss.s.cfg.EnqueueTimeout)
 	defer cancel()
 	t0 := time.Now()

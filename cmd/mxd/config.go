@@ -28,6 +28,13 @@ type config struct {
 	MetricsListen string   `toml:"metrics_listen"`
 	LogLevel      string   `toml:"log_level"`
 
+	DNSResolver       string   `toml:"dns_resolver"`
+	DNSTimeout        duration `toml:"dns_timeout"`
+	DMARCReject       bool     `toml:"dmarc_reject"`
+	DNSTempError      string   `toml:"dns_temperror"`
+	MaxDKIMSignatures int      `toml:"max_dkim_signatures"`
+	AuthTimeout       duration `toml:"auth_timeout"`
+
 	TLSCert   string   `toml:"tls_cert"`
 	TLSKey    string   `toml:"tls_key"`
 	ProxyFrom []string `toml:"proxy_from"`
@@ -76,6 +83,8 @@ func loadConfig(path string) (*config, error) {
 		Redis:             "redis://127.0.0.1:6379/0",
 		Queue:             "mxq",
 		LogLevel:          "info",
+		DNSTempError:      "record",
+		DNSTimeout:        duration{5 * time.Second},
 		RegistryTTL:       duration{5 * time.Second},
 		HeartbeatInterval: duration{time.Second},
 	}
@@ -132,6 +141,9 @@ func (c *config) check() error {
 			problems = append(problems, fmt.Sprintf("proxy_from %q: want an address or CIDR prefix such as \"10.0.0.5\" or \"10.0.0.0/24\"", p))
 		}
 	}
+	if c.DNSTempError != "record" && c.DNSTempError != "tempfail" {
+		problems = append(problems, fmt.Sprintf("dns_temperror %q: want \"record\" (queue with temperror) or \"tempfail\" (451 4.4.3)", c.DNSTempError))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -185,6 +197,9 @@ func (c *config) smtpd(version string) smtpd.Config {
 		EnqueueTimeout:      c.EnqueueTimeout.Duration,
 		ShutdownTimeout:     c.ShutdownTimeout.Duration,
 		ProxyFrom:           c.proxies(),
+		AuthservID:          c.AuthservID,
+		DMARCReject:         c.DMARCReject,
+		TempFailDNS:         c.DNSTempError == "tempfail",
 		Version:             version,
 	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"mxq/queue"
 	"mxq/smtpd"
+	"mxq/smtpd/msgauth"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -107,6 +108,20 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 		}
 		sc.TLS = certs.TLSConfig()
 	}
+	resolver, err := msgauth.NewResolver(cfg.DNSResolver, cfg.DNSTimeout.Duration)
+	if err != nil {
+		return fmt.Errorf("dns_resolver: %w", err)
+	}
+	checker, err := msgauth.New(msgauth.Config{
+		AuthservID:        cfg.AuthservID,
+		Resolver:          resolver,
+		MaxDKIMSignatures: cfg.MaxDKIMSignatures,
+		Timeout:           cfg.AuthTimeout.Duration,
+	})
+	if err != nil {
+		return fmt.Errorf("authserv_id: %w", err)
+	}
+	sc.Auth = checker
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

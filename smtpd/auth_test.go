@@ -1,0 +1,134 @@
+package smtpd_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"mxq/smtpd"
+	"mxq/smtpd/msgauth"
+)
+
+// startDNS serves a few TXT records on loopback. The checks themselves are
+// tested against a real named in package msgauth; this server only gives
+// the receiver's policy something to act on.
+func startDNS(t *testing.T, txt map[string]string) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		q := r.Question[0]
+		if v, ok := txt[strings.ToLower(q.Name)]; ok && q.Qtype == dns.TypeTXT {
+			m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{v}})
+		} else if !ok {
+			m.Rcode = dns.RcodeNameError
+		}
+		w.WriteMsg(m)
+	})
+	srv := &dns.Server{PacketConn: pc, Handler: h}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return pc.LocalAddr().String()
+}
+
+func checker(t *testing.T, resolver string) *msgauth.Checker {
+	t.Helper()
+	r, err := msgauth.NewResolver(resolver, 300*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := msgauth.New(msgauth.Config{AuthservID: domain, Resolver: r, Timeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestAuthenticationResults(t *testing.T) {
+	ns := startDNS(t, map[string]string{
+		"strict.example.":        "v=spf1 -all",
+		"_dmarc.strict.example.": "v=DMARC1; p=reject",
+		"soft.example.":          "v=spf1 ip4:127.0.0.1 -all",
+		"_dmarc.soft.example.":   "v=DMARC1; p=none",
+	})
+	forged := "Authentication-Results: " + domain + "; dkim=pass header.d=paypal.com\r\n" +
+		"Authentication-Results: other.example; spf=pass\r\n"
+	msg := func(from string) string {
+		return forged + "From: <a@" + from + ">\r\nSubject: auth\r\nMessage-ID: <" + from + "@x>\r\n\r\nhi\r\n"
+	}
+	t.Run("recorded", func(t *testing.T) {
+		e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.Auth, c.AuthservID = checker(t, ns), domain })
+		c, _ := dial(t, e.addr)
+		c.expect("EHLO client.example.com", "250")
+		got := c.sendMail("a@soft.example", []string{listAddr}, msg("soft.example"))
+		id, ok := strings.CutPrefix(got, "250 2.0.0 queued as ")
+		if !ok {
+			t.Fatalf("got %q", got)
+		}
+		body := e.body(id)
+		if n := strings.Count(body, "Authentication-Results: "+domain); n != 1 {
+			t.Errorf("%d Authentication-Results with our id, want exactly ours:\n%s", n, body)
+		}
+		if !strings.Contains(body, "spf=pass smtp.mailfrom=a@soft.example") || !strings.Contains(body, "dmarc=pass") {
+			t.Errorf("our header lacks spf=pass / dmarc=pass:\n%s", body)
+		}
+		if strings.Contains(body, "header.d=paypal.com") {
+			t.Errorf("forged header kept:\n%s", body)
+		}
+		if !strings.Contains(body, "Authentication-Results: other.example; spf=pass") {
+			t.Errorf("another server's header was removed:\n%s", body)
+		}
+		recs, _ := e.q.Peek(context.Background(), 1)
+		if a := recs[0].Auth; a == nil || a.SPF != "pass" || a.DMARC != "pass" || a.DKIM != "none" || a.FromDomain != "soft.example" {
+			t.Errorf("record auth = %+v", recs[0].Auth)
+		}
+		// p=reject failures are recorded, not refused, by default.
+		if got := c.sendMail("a@strict.example", []string{listAddr}, msg("strict.example")); !strings.HasPrefix(got, "250") {
+			t.Errorf("DMARC fail without dmarc_reject: %q", got)
+		}
+	})
+	t.Run("dmarc reject", func(t *testing.T) {
+		e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) {
+			c.Auth, c.AuthservID, c.DMARCReject = checker(t, ns), domain, true
+		})
+		c, _ := dial(t, e.addr)
+		c.expect("EHLO client.example.com", "250")
+		if got := c.sendMail("a@strict.example", []string{listAddr}, msg("strict.example")); !strings.HasPrefix(got, "550 5.7.1") {
+			t.Errorf("DMARC p=reject failure: %q, want 550 5.7.1", got)
+		}
+		if got := c.sendMail("a@soft.example", []string{listAddr}, msg("soft.example")); !strings.HasPrefix(got, "250") {
+			t.Errorf("DMARC pass: %q", got)
+		}
+	})
+	t.Run("dns down", func(t *testing.T) {
+		dead, _ := net.ListenPacket("udp", "127.0.0.1:0") // answers nothing
+		defer dead.Close()
+		for _, tempfail := range []bool{false, true} {
+			e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) {
+				c.Auth, c.AuthservID, c.TempFailDNS = checker(t, dead.LocalAddr().String()), domain, tempfail
+			})
+			c, _ := dial(t, e.addr)
+			c.expect("EHLO client.example.com", "250")
+			got := c.sendMail("a@soft.example", []string{listAddr}, msg("soft.example"))
+			switch {
+			case tempfail && !strings.HasPrefix(got, "451 4.4.3"):
+				t.Errorf("DNS down with tempfail: %q, want 451 4.4.3", got)
+			case !tempfail && !strings.HasPrefix(got, "250"):
+				t.Errorf("DNS down, record only: %q, want 250", got)
+			case !tempfail:
+				recs, _ := e.q.Peek(context.Background(), 1)
+				if a := recs[0].Auth; a == nil || a.SPF != "temperror" {
+					t.Errorf("record auth = %+v, want spf temperror", a)
+				}
+			}
+		}
+	})
+}
