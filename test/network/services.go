@@ -35,7 +35,7 @@ type MXD struct {
 }
 
 // NewMXD writes the config of an mxd on h.
-func NewMXD(t testing.TB, h *Host, name, listDom, redisURL string) *MXD {
+func NewMXD(t testing.TB, h *Host, name, listDom, redisURL, resolver string) *MXD {
 	t.Helper()
 	conf := filepath.Join(h.lab.Dir, h.Name+"-mxd.toml")
 	m := &MXD{Host: h, Name: name, Config: conf, Metrics: h.IP + ":9125"}
@@ -48,7 +48,8 @@ metrics_listen = %q
 heartbeat_interval = "500ms"
 shutdown_timeout = "20s"
 registry_ttl = "2s"
-`, name, h.IP, listDom, listDom, redisURL, m.Metrics)), 0o644)
+dns_resolver = %q
+`, name, h.IP, listDom, listDom, redisURL, m.Metrics, resolver)), 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}

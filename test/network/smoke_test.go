@@ -35,7 +35,7 @@ func TestSmoke(t *testing.T) {
 	if err := q.AddRecipients(context.Background(), "~*/*@"+z.Name); err != nil {
 		t.Fatal(err)
 	}
-	m := NewMXD(t, mx, "mx1.lists.example.org", z.Name, redisURL)
+	m := NewMXD(t, mx, "mx1.lists.example.org", z.Name, redisURL, dns1.IP+":53")
 	m.Start(t, command("mxd"))
 	pf := StartPostfix(t, sender, z.Name)
 
@@ -47,7 +47,7 @@ func TestSmoke(t *testing.T) {
 	for {
 		recs, err := q.Peek(context.Background(), 10)
 		if err == nil && len(recs) == 1 {
-			if recs[0].ClientIP != sender.IP || recs[0].Host != "mx1.lists.example.org" {
+			if recs[0].ClientIP != sender.IP || recs[0].Host != "mx1.lists.example.org" || recs[0].Auth == nil || recs[0].Auth.SPF != "pass" {
 				t.Errorf("record %+v", recs[0])
 			}
 			break
