@@ -1,0 +1,314 @@
+package lists
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"mxq/queue"
+)
+
+// Source is where a Consumer takes messages from. *queue.Consumer is the
+// one to use; it holds each delivery under a lease and settles it.
+type Source interface {
+	Fetch(ctx context.Context, n int) ([]*queue.Delivery, error)
+}
+
+// Handler delivers one message. It returns nil when every pending
+// recipient has the message (or was rejected with Message.Reject), an
+// error marked Permanent when the message can never be delivered, and any
+// other error to have it retried later. It must be idempotent by queue
+// id: see the package doc.
+type Handler interface {
+	Deliver(ctx context.Context, m *Message) error
+}
+
+// HandlerFunc adapts a function to a Handler.
+type HandlerFunc func(ctx context.Context, m *Message) error
+
+// Deliver calls f.
+func (f HandlerFunc) Deliver(ctx context.Context, m *Message) error { return f(ctx, m) }
+
+// Message is a queued message handed to a Handler.
+type Message struct {
+	// Record is the envelope and what the MX host knew about the client:
+	// queue id, sender, recipients, authentication results.
+	Record *queue.Record
+	// Attempt is 1 on the first delivery attempt.
+	Attempt int
+	d       *queue.Delivery
+}
+
+// Body returns a reader of the whole message (the MX host's Received and
+// Authentication-Results headers, then the message as sent). Each call
+// starts at the beginning.
+func (m *Message) Body() io.Reader { return bytes.NewReader(m.d.Body) }
+
+// Size is the body's length in bytes.
+func (m *Message) Size() int { return len(m.d.Body) }
+
+// Pending returns the recipients that earlier attempts did not settle: a
+// handler delivers to these, not to all of Record.Rcpts.
+func (m *Message) Pending() []queue.Recipient { return m.d.Pending() }
+
+// Delivered records that rcpt has the message; no later attempt delivers
+// to it again.
+func (m *Message) Delivered(ctx context.Context, rcpt string) error {
+	return m.d.Delivered(ctx, rcpt)
+}
+
+// Reject records that rcpt can never get the message; the message is
+// dead-lettered with reason once no recipient is pending.
+func (m *Message) Reject(ctx context.Context, rcpt string, reason error) error {
+	return m.d.Reject(ctx, rcpt, reason)
+}
+
+// Outcome is how one delivery attempt ended.
+type Outcome int
+
+const (
+	// Delivered: acknowledged, gone from the queue.
+	Delivered Outcome = iota
+	// Retried: a temporary failure; the next attempt is scheduled.
+	Retried
+	// Dead: moved to the dead-letter stream.
+	Dead
+	// Released: the consumer stopped; the message went back for another
+	// consumer without counting a failure.
+	Released
+	// LeaseLost: another consumer took the message over.
+	LeaseLost
+	// Unsettled: the result could not be written to Redis; the message
+	// comes back when its lease runs out.
+	Unsettled
+)
+
+var outcomeNames = [...]string{"delivered", "retried", "dead", "released", "lease lost", "unsettled"}
+
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// Result describes one finished attempt, for metrics.
+type Result struct {
+	Record  *queue.Record // nil for an entry that could not be decoded
+	ID      string
+	Attempt int
+	Outcome Outcome
+	Err     error         // the handler's error, or the settling error
+	Elapsed time.Duration // the attempt's duration
+}
+
+// Consumer runs a Handler on every message of a Source.
+type Consumer struct {
+	Source  Source
+	Handler Handler
+	// Concurrency is how many deliveries run at once. Default 4.
+	Concurrency int
+	// Timeout bounds one delivery attempt; when it passes, the attempt
+	// counts as a temporary failure. Default 10m.
+	Timeout time.Duration
+	// Grace is how long Run lets deliveries in flight finish after its
+	// context ends; the ones still running then are stopped and released
+	// to other consumers. Default 30s.
+	Grace time.Duration
+	// Logger gets one line per attempt. Default slog.Default().
+	Logger *slog.Logger
+	// Observe, when set, is called after every attempt.
+	Observe func(Result)
+}
+
+// Run consumes until ctx ends, then stops as Grace says and returns nil.
+// Trouble with Redis is logged and retried, never returned: a consumer
+// outlives a Redis restart.
+func (c *Consumer) Run(ctx context.Context) error {
+	if c.Source == nil || c.Handler == nil {
+		return errors.New("lists: Consumer needs a Source and a Handler")
+	}
+	n := c.Concurrency
+	if n <= 0 {
+		n = 4
+	}
+	grace := c.Grace
+	if grace <= 0 {
+		grace = 30 * time.Second
+	}
+	log := c.logger()
+	// Deliveries outlive ctx by up to Grace.
+	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRuns()
+	slots := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	wait := time.Duration(0)
+	for ctx.Err() == nil {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		free := 1
+		for more := true; more && free < n; {
+			select {
+			case slots <- struct{}{}:
+				free++
+			default:
+				more = false
+			}
+		}
+		ds, err := c.Source.Fetch(ctx, free)
+		for range free - len(ds) {
+			<-slots
+		}
+		for _, d := range ds {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				c.deliver(runCtx, d)
+			}()
+		}
+		if err == nil {
+			if wait > 0 {
+				log.Info("queue reachable again")
+			}
+			wait = 0
+			continue
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wait = min(max(2*wait, 100*time.Millisecond), 5*time.Second)
+		log.Warn("fetch from the queue failed; trying again", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		log.Warn("stop: grace period over; interrupting deliveries in flight", "grace", grace)
+		stopRuns()
+		<-done
+	}
+	return nil
+}
+
+func (c *Consumer) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
+}
+
+// deliver runs one attempt and settles it.
+func (c *Consumer) deliver(runCtx context.Context, d *queue.Delivery) {
+	start := time.Now()
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Minute
+	}
+	hctx, stopHold := d.Hold(runCtx)
+	dctx, cancel := context.WithTimeout(hctx, timeout)
+	m := &Message{Record: d.Record, Attempt: d.Attempt, d: d}
+	var err error
+	switch {
+	case d.Err() != nil:
+		err = Permanent(d.Err())
+	case len(d.Pending()) > 0:
+		err = c.call(dctx, m)
+		if err != nil && dctx.Err() == context.DeadlineExceeded && hctx.Err() == nil {
+			err = Temporary(fmt.Errorf("delivery timed out after %v: %w", timeout, err))
+		}
+	}
+	cancel()
+	lost := errors.Is(context.Cause(hctx), queue.ErrLeaseLost)
+	stopHold()
+
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(runCtx), 30*time.Second)
+	defer scancel()
+	res := Result{Record: d.Record, ID: d.ID, Attempt: d.Attempt, Err: err}
+	var serr error
+	switch {
+	case lost:
+		res.Outcome = LeaseLost
+	case err != nil && runCtx.Err() != nil:
+		res.Outcome, serr = Released, d.Release(sctx)
+	case err == nil && len(d.Rejected()) == 0:
+		res.Outcome, serr = Delivered, d.Ack(sctx)
+	case err == nil:
+		res.Err = Permanent(rejections(d.Rejected()))
+		res.Outcome, serr = Dead, d.Dead(sctx, res.Err.Error())
+	case IsPermanent(err):
+		res.Outcome, serr = Dead, d.Dead(sctx, err.Error())
+	default:
+		var dead bool
+		dead, serr = d.Retry(sctx, err)
+		res.Outcome = Retried
+		if dead {
+			res.Outcome = Dead
+		}
+	}
+	if errors.Is(serr, queue.ErrLeaseLost) {
+		res.Outcome, serr = LeaseLost, nil
+	}
+	if serr != nil {
+		res.Outcome, res.Err = Unsettled, errors.Join(err, serr)
+	}
+	res.Elapsed = time.Since(start)
+	c.log(res, d)
+	if c.Observe != nil {
+		c.Observe(res)
+	}
+}
+
+// call runs the handler, turning a panic into a temporary error.
+func (c *Consumer) call(ctx context.Context, m *Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.logger().Error("handler panicked", "queue_id", m.Record.ID, "panic", p, "stack", string(debug.Stack()))
+			err = Temporary(fmt.Errorf("handler panicked: %v", p))
+		}
+	}()
+	return c.Handler.Deliver(ctx, m)
+}
+
+// rejections is the dead-letter reason when every recipient is settled
+// but some were rejected.
+func rejections(r map[string]string) error {
+	rcpts := make([]string, 0, len(r))
+	for k := range r {
+		rcpts = append(rcpts, k)
+	}
+	sort.Strings(rcpts)
+	parts := make([]string, len(rcpts))
+	for i, k := range rcpts {
+		parts[i] = "<" + k + ">: " + r[k]
+	}
+	return fmt.Errorf("rejected for good: %s", strings.Join(parts, "; "))
+}
+
+// log writes the one summary line of an attempt.
+func (c *Consumer) log(r Result, d *queue.Delivery) {
+	attrs := []any{"queue_id", r.ID, "attempt", r.Attempt, "outcome", r.Outcome.String(), "elapsed", r.Elapsed.Round(time.Millisecond)}
+	if d.Record != nil {
+		attrs = append(attrs, "from", d.Record.From, "rcpts", len(d.Record.Rcpts), "host", d.Record.Host)
+	}
+	level := slog.LevelInfo
+	if r.Err != nil {
+		attrs = append(attrs, "err", r.Err.Error())
+		level = slog.LevelWarn
+	}
+	if r.Outcome == Dead || r.Outcome == Unsettled {
+		level = slog.LevelError
+	}
+	c.logger().Log(context.Background(), level, "delivery", attrs...)
+}

@@ -1,0 +1,46 @@
+// Package lists takes messages off the mail queue and hands them to
+// mailing-list software: the consumer half of mxq.
+//
+// A Consumer fetches queued messages from a Source (a *queue.Consumer) and
+// calls a Handler for each, several at a time. A Handler gets the queued
+// record (queue id, envelope, authentication results) and the body, and
+// returns nil when the message is delivered, an error wrapped with
+// Permanent when it can never be delivered, or any other error (Temporary
+// makes it explicit) when a later attempt may succeed. Router is the
+// Handler that listd uses: it picks a Destination per recipient (LMTP,
+// SMTP, a program, a Maildir) by address pattern.
+//
+// # Guarantee: at least once
+//
+// A message leaves the queue only when its handler returned nil and the
+// acknowledgement reached Redis, or when it was moved to the dead-letter
+// stream. Anything else — a temporary error, a crash (even kill -9) of the
+// consumer, a lost Redis connection, a stop in the middle of a delivery —
+// leaves the message queued, and it is delivered again: after a back-off
+// for a temporary error, after the lease runs out for a consumer that
+// died. So a message may be delivered more than once, and a handler must
+// be idempotent by queue id (Message.Record.ID): lists.sr.ht, Mailman and
+// mlmmj all drop a repeated Message-ID, a Maildir delivery here reuses
+// one file name per queue id and recipient.
+//
+// Within one message, recipients are remembered one by one: a handler
+// calls Message.Delivered for each recipient that has the message (and
+// Message.Reject for one that can never get it), and later attempts see
+// only the recipients still pending. Router does this for you. A retry
+// therefore never repeats a recipient that was recorded as delivered; the
+// only repeat left is the recipient whose delivery was under way when the
+// consumer died.
+//
+// A temporary failure is retried with exponential back-off up to a cap
+// (queue.ConsumerOptions); after the last attempt, or at once for a
+// permanent failure, the message goes to the dead-letter stream with the
+// reason and every attempt's error, where `mxq dead` shows it and can put
+// it back.
+//
+// # What it never does
+//
+// It never drops a message silently: a recipient that matches no route is
+// a permanent failure, visible in the dead-letter stream. It never runs a
+// shell: an exec destination runs its program directly. It never blocks
+// forever on Redis: fetches wait at most queue.ConsumerOptions.Block.
+package lists

@@ -1,0 +1,210 @@
+package lists_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"mxq/lists"
+	"mxq/queue"
+	"mxq/queue/queuetest"
+)
+
+// env is a real Redis with a queue, and a consumer running a Router.
+type env struct {
+	r *queuetest.Redis
+	q *queue.Queue
+}
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	r := queuetest.StartRedis(t)
+	q, err := queue.Open(r.URL(), queue.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return &env{r: r, q: q}
+}
+
+// fastRetries are consumer options for tests: short waits everywhere.
+var fastRetries = queue.ConsumerOptions{
+	Block: 20 * time.Millisecond, Lease: 2 * time.Second,
+	RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond, MaxAttempts: 50,
+}
+
+// run starts a consumer with handler h and stops it when the test ends.
+func (e *env) run(t testing.TB, opt queue.ConsumerOptions, h lists.Handler) *queue.Consumer {
+	t.Helper()
+	src := e.q.Consumer(opt)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	c := &lists.Consumer{Source: src, Handler: h, Concurrency: 4, Grace: 5 * time.Second, Logger: testLogger(t)}
+	go func() { c.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return src
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+// put enqueues a message from mx1 and returns its queue id.
+func (e *env) put(t testing.TB, from string, rcpts ...string) string {
+	t.Helper()
+	rec := &queue.Record{ID: queue.NewID(time.Now()), Host: "mx1.example.org", From: from, Arrived: time.Now()}
+	for _, r := range rcpts {
+		rec.Rcpts = append(rec.Rcpts, queue.Recipient{Addr: r})
+	}
+	data := "From: " + from + "\r\nTo: " + rcpts[0] + "\r\nSubject: test " + rec.ID + "\r\nMessage-ID: <" + rec.ID + "@example.com>\r\n\r\nHello.\r\n"
+	_, err := e.q.Enqueue(context.Background(), &queue.Message{Record: rec, Header: []byte("Received: from test\r\n"), Data: []byte(data)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec.ID
+}
+
+// waitFor polls cond until it holds, for at most 20s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval, not a wait for an event
+	}
+}
+
+// drained reports whether nothing is left to consume.
+func (e *env) drained(t testing.TB) func() bool {
+	return func() bool {
+		b, err := e.q.Backlog(context.Background())
+		return err == nil && b.Depth() == 0
+	}
+}
+
+// maildirFiles returns the files in dir/new.
+func maildirFiles(t testing.TB, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "new"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		out = append(out, filepath.Join(dir, "new", e.Name()))
+	}
+	return out
+}
+
+// mta is an LMTP or SMTP server run in the test. Reply decides the
+// answer to each recipient at the end of data (LMTP) or at RCPT (SMTP).
+type mta struct {
+	mu    sync.Mutex
+	reply func(rcpt string) error
+	got   map[string]int // recipient → messages accepted for it
+	data  [][]byte
+	addr  string
+	lmtp  bool
+}
+
+func startMTA(t testing.TB, lmtp bool) *mta {
+	t.Helper()
+	m := &mta{got: map[string]int{}, lmtp: lmtp}
+	s := smtp.NewServer(m)
+	s.LMTP = lmtp
+	s.Domain = "mta.test"
+	s.ReadTimeout, s.WriteTimeout = 10*time.Second, 10*time.Second
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.addr = l.Addr().String()
+	go s.Serve(l)
+	t.Cleanup(func() { s.Close() })
+	return m
+}
+
+func (m *mta) setReply(f func(rcpt string) error) { m.mu.Lock(); m.reply = f; m.mu.Unlock() }
+
+func (m *mta) count(rcpt string) int { m.mu.Lock(); defer m.mu.Unlock(); return m.got[rcpt] }
+
+func (m *mta) answer(rcpt string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.reply == nil {
+		return nil
+	}
+	return m.reply(rcpt)
+}
+
+func (m *mta) NewSession(c *smtp.Conn) (smtp.Session, error) { return &mtaSession{m: m}, nil }
+
+type mtaSession struct {
+	m     *mta
+	rcpts []string
+}
+
+func (s *mtaSession) Reset()        { s.rcpts = nil }
+func (s *mtaSession) Logout() error { return nil }
+func (s *mtaSession) Mail(from string, opts *smtp.MailOptions) error {
+	return nil
+}
+
+func (s *mtaSession) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if !s.m.isLMTP() {
+		if err := s.m.answer(to); err != nil {
+			return err
+		}
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+func (m *mta) isLMTP() bool { return m.lmtp }
+
+func (s *mtaSession) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	s.m.mu.Lock()
+	defer s.m.mu.Unlock()
+	s.m.data = append(s.m.data, b)
+	for _, rc := range s.rcpts {
+		s.m.got[rc]++
+	}
+	return nil
+}
+
+func (s *mtaSession) LMTPData(r io.Reader, status smtp.StatusCollector) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	for _, rc := range s.rcpts {
+		err := s.m.answer(rc)
+		if err == nil {
+			s.m.mu.Lock()
+			s.m.got[rc]++
+			s.m.data = append(s.m.data, b)
+			s.m.mu.Unlock()
+		}
+		status.SetStatus(rc, err)
+	}
+	return nil
+}

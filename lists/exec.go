@@ -1,0 +1,129 @@
+package lists
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// exTempFail is EX_TEMPFAIL of sysexits.h: "try again later".
+const exTempFail = 75
+
+// Exec runs a program once per recipient, without a shell, with the
+// message on stdin and the envelope in its environment: SENDER,
+// RECIPIENT, ORIGINAL_RECIPIENT (from the ORCPT parameter, RFC 3461
+// §4.2, else the recipient) and QUEUE_ID, plus PATH. Exit 0 is delivered,
+// exit 75 (EX_TEMPFAIL) or running past Timeout is retried, any other exit
+// rejects the recipient. The tail of stderr goes into the error, and so
+// into the log and the dead letter.
+type Exec struct {
+	// Argv is the program's absolute path and its arguments.
+	Argv []string
+	// Timeout bounds one run. Default 5m.
+	Timeout time.Duration
+}
+
+func (e *Exec) String() string { return "exec " + strings.Join(e.Argv, " ") }
+
+// maxStderr is how much of a program's stderr is kept.
+const maxStderr = 4 << 10
+
+// Deliver runs the program for rcpt.
+func (e *Exec) Deliver(ctx context.Context, m *Message, rcpt string) error {
+	if len(e.Argv) == 0 {
+		return Permanent(errors.New("exec: no program"))
+	}
+	timeout := e.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, e.Argv[0], e.Argv[1:]...)
+	cmd.Stdin = m.Body()
+	stderr := &tailBuffer{max: maxStderr}
+	cmd.Stderr = stderr
+	cmd.Env = []string{
+		"PATH=/usr/local/bin:/usr/bin:/bin",
+		"SENDER=" + m.Record.From,
+		"RECIPIENT=" + rcpt,
+		"ORIGINAL_RECIPIENT=" + originalRecipient(m, rcpt),
+		"QUEUE_ID=" + m.Record.ID,
+	}
+	// Its own process group, so that a timeout ends the program's
+	// children too (mlmmj-receive forks mlmmj-process).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	if err == nil {
+		return nil
+	}
+	msg := strings.TrimSpace(stderr.String())
+	if msg != "" {
+		msg = "; stderr: " + msg
+	}
+	if ctx.Err() != nil {
+		return Temporary(fmt.Errorf("%s: stopped after %v (%v)%s", e.Argv[0], timeout, ctx.Err(), msg))
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		// The program could not be started (missing, not executable):
+		// a setup problem an operator fixes, so retry.
+		return Temporary(fmt.Errorf("%s: %w", e.Argv[0], err))
+	}
+	if ee.ExitCode() == exTempFail {
+		return Temporary(fmt.Errorf("%s: exit %d (EX_TEMPFAIL)%s", e.Argv[0], exTempFail, msg))
+	}
+	return Permanent(fmt.Errorf("%s: %v%s", e.Argv[0], ee, msg))
+}
+
+// originalRecipient decodes the ORCPT parameter ("rfc822;" plus xtext,
+// RFC 3461 §4.2) of rcpt, or returns rcpt.
+func originalRecipient(m *Message, rcpt string) string {
+	for _, r := range m.Record.Rcpts {
+		if r.Addr != rcpt {
+			continue
+		}
+		v, ok := r.Params["ORCPT"]
+		typ, addr, found := strings.Cut(v, ";")
+		if !ok || !found || !strings.EqualFold(typ, "rfc822") {
+			break
+		}
+		// xtext: "+XX" is a hex-encoded byte; url.PathUnescape reads "%XX".
+		if dec, err := url.PathUnescape(strings.ReplaceAll(addr, "+", "%")); err == nil {
+			return dec
+		}
+		return addr
+	}
+	return rcpt
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	b   bytes.Buffer
+	cut bool
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b.Write(p)
+	if over := t.b.Len() - t.max; over > 0 {
+		t.b.Next(over)
+		t.cut = true
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	if t.cut {
+		return "…" + t.b.String()
+	}
+	return t.b.String()
+}

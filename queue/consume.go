@@ -1,0 +1,373 @@
+package queue
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The consumer side of the queue adds these keys to the ones in doc.go:
+//
+//	{NAME}:retry        sorted set: queue id → when its next attempt is due (unix ms)
+//	{NAME}:wait:ID      the stream fields of ID while it waits in {NAME}:retry
+//	{NAME}:done:ID      hash: recipient → "delivered" or "failed: REASON"
+//	{NAME}:tries:ID     hash: attempt number → Attempt (JSON)
+//
+// An entry is read from the stream with XREADGROUP into the pending list
+// of one consumer, which holds it under a lease. A temporary failure moves
+// the entry out of the stream into {NAME}:retry and {NAME}:wait:ID in one
+// script, and a due entry moves back (a new stream entry, same fields) in
+// one script, so at every moment a message is in exactly one of: the
+// stream, the retry set, the dead-letter stream.
+
+// ErrLeaseLost is returned when a consumer settles or renews an entry that
+// is no longer pending to it: its lease ran out and another consumer took
+// the entry over, or the entry is gone.
+var ErrLeaseLost = errors.New("lease lost: the entry is no longer pending to this consumer")
+
+// ConsumerOptions tune a Consumer. The zero value is usable.
+type ConsumerOptions struct {
+	// Group is the consumer group. Consumers in one group share the work;
+	// every group gets every message. Default "listd".
+	Group string
+	// Name identifies this consumer in its group; it must be unique among
+	// the running consumers. Default HOSTNAME-PID-RANDOM.
+	Name string
+	// Lease is how long an entry stays with a consumer that stops
+	// renewing it (it crashed, or lost Redis) before another consumer
+	// takes it over. Default 1m.
+	Lease time.Duration
+	// Block is the longest Fetch waits for a new entry. Never forever:
+	// due retries and expired leases are looked at between waits.
+	// Default 1s.
+	Block time.Duration
+	// MaxAttempts is how many attempts a message gets before it is
+	// dead-lettered. Default 30.
+	MaxAttempts int
+	// RetryMin is the wait after the first failure; each further failure
+	// doubles it up to RetryMax. Defaults 30s and 30m: 30 attempts span
+	// about 13 hours.
+	RetryMin, RetryMax time.Duration
+	// ReclaimInterval is how often Fetch looks for entries whose lease
+	// expired. Default Lease/4.
+	ReclaimInterval time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+func (o ConsumerOptions) withDefaults() ConsumerOptions {
+	if o.Group == "" {
+		o.Group = "listd"
+	}
+	if o.Name == "" {
+		host, _ := os.Hostname()
+		var b [3]byte
+		rand.Read(b[:])
+		o.Name = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	if o.Lease <= 0 {
+		o.Lease = time.Minute
+	}
+	if o.Block <= 0 {
+		o.Block = time.Second
+	}
+	o.Block = max(o.Block, time.Millisecond) // BLOCK 0 would mean forever
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 30
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = 30 * time.Second
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 30 * time.Minute
+	}
+	o.RetryMax = max(o.RetryMax, o.RetryMin)
+	if o.ReclaimInterval <= 0 {
+		o.ReclaimInterval = o.Lease / 4
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Consumer takes entries off the queue for one member of a consumer
+// group. It is safe for concurrent use.
+type Consumer struct {
+	q   *Queue
+	opt ConsumerOptions
+
+	mu          sync.Mutex
+	group       bool // the group is known to exist
+	lastReclaim time.Time
+	cursor      string // XAUTOCLAIM position
+}
+
+// Consumer returns a consumer of q. It does not contact Redis.
+func (q *Queue) Consumer(opt ConsumerOptions) *Consumer {
+	return &Consumer{q: q, opt: opt.withDefaults(), cursor: "0-0"}
+}
+
+// Name is the consumer's name in its group.
+func (c *Consumer) Name() string { return c.opt.Name }
+
+// Options returns the consumer's options with defaults filled in.
+func (c *Consumer) Options() ConsumerOptions { return c.opt }
+
+// Fetch returns up to n deliveries: due retries are moved back into the
+// stream first, then entries whose lease expired are taken over, then new
+// entries are read, waiting at most Block for one. It returns no
+// deliveries and no error when there was nothing to do.
+func (c *Consumer) Fetch(ctx context.Context, n int) ([]*Delivery, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	if err := c.ensureGroup(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := c.promote(ctx, 100); err != nil {
+		return nil, err
+	}
+	ds, err := c.reclaim(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	if len(ds) < n {
+		block := c.opt.Block
+		if len(ds) > 0 {
+			block = -1 // top up without waiting
+		}
+		more, err := c.read(ctx, n-len(ds), block)
+		if err != nil {
+			return ds, err
+		}
+		ds = append(ds, more...)
+	}
+	return ds, nil
+}
+
+// ensureGroup creates the consumer group once. It starts at the
+// beginning of the stream ("0", not "$"), so that entries queued before
+// the first consumer ever ran are consumed too.
+func (c *Consumer) ensureGroup(ctx context.Context) error {
+	c.mu.Lock()
+	ok := c.group
+	c.mu.Unlock()
+	if ok {
+		return nil
+	}
+	ctx, cancel := c.q.ctx(ctx)
+	defer cancel()
+	err := c.q.rdb.XGroupCreateMkStream(ctx, c.q.key("stream"), c.opt.Group, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return fmt.Errorf("create consumer group %s: %w", c.opt.Group, classify(err))
+	}
+	c.mu.Lock()
+	c.group = true
+	c.mu.Unlock()
+	return nil
+}
+
+// groupLost notes that Redis no longer knows the group (NOGROUP: its data
+// was lost or flushed), so that the next Fetch creates it again.
+func (c *Consumer) groupLost(err error) {
+	if err != nil && strings.Contains(err.Error(), "NOGROUP") {
+		c.mu.Lock()
+		c.group = false
+		c.mu.Unlock()
+	}
+}
+
+// promoteScript moves due entries from the retry set back into the
+// stream. ZREM decides which caller moves an entry, so two consumers
+// promoting at once add it once.
+var promoteScript = redis.NewScript(`
+local n = 0
+for i, id in ipairs(ARGV) do
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    local f = redis.call('HGETALL', KEYS[i+2])
+    if #f > 0 then
+      redis.call('XADD', KEYS[2], '*', unpack(f))
+      n = n + 1
+    end
+    redis.call('DEL', KEYS[i+2])
+  end
+end
+return n
+`)
+
+// promote moves up to max due retries back into the stream and returns
+// how many it moved.
+func (c *Consumer) promote(ctx context.Context, max int64) (int, error) {
+	ctx, cancel := c.q.ctx(ctx)
+	defer cancel()
+	now := c.opt.Now().UnixMilli()
+	ids, err := c.q.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
+		Key: c.q.key("retry"), Start: "-inf", Stop: now, ByScore: true, Count: max,
+	}).Result()
+	if err != nil || len(ids) == 0 {
+		return 0, classify(err)
+	}
+	keys := []string{c.q.key("retry"), c.q.key("stream")}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		keys = append(keys, c.q.key("wait", id))
+		args[i] = id
+	}
+	n, err := promoteScript.Run(ctx, c.q.rdb, keys, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("move due retries into the stream: %w", classify(err))
+	}
+	return n, nil
+}
+
+// reclaim takes over up to n entries whose lease expired, when the last
+// look is ReclaimInterval ago.
+func (c *Consumer) reclaim(ctx context.Context, n int) ([]*Delivery, error) {
+	c.mu.Lock()
+	now := c.opt.Now()
+	if now.Sub(c.lastReclaim) < c.opt.ReclaimInterval {
+		c.mu.Unlock()
+		return nil, nil
+	}
+	cursor := c.cursor
+	c.mu.Unlock()
+
+	ctx, cancel := c.q.ctx(ctx)
+	defer cancel()
+	msgs, next, deleted, err := c.q.rdb.XAutoClaimWithDeleted(ctx, &redis.XAutoClaimArgs{
+		Stream: c.q.key("stream"), Group: c.opt.Group, Consumer: c.opt.Name,
+		MinIdle: c.opt.Lease, Start: cursor, Count: int64(n),
+	}).Result()
+	if err != nil {
+		c.groupLost(err)
+		return nil, fmt.Errorf("reclaim expired leases: %w", classify(err))
+	}
+	c.mu.Lock()
+	c.cursor = next
+	if next == "0-0" {
+		// A full pass is done: wait for the next interval.
+		c.lastReclaim = now
+	}
+	c.mu.Unlock()
+	if len(deleted) > 0 {
+		// Pending entries whose stream data is gone (deleted by hand:
+		// our own scripts delete and acknowledge together). Redis 7
+		// already dropped them from the pending list; XACK makes sure on
+		// any version. Their bodies cannot be found without the entry.
+		ids := make([]string, len(deleted))
+		copy(ids, deleted)
+		if err := c.q.rdb.XAck(ctx, c.q.key("stream"), c.opt.Group, ids...).Err(); err != nil {
+			return nil, fmt.Errorf("acknowledge deleted entries %v: %w", ids, classify(err))
+		}
+	}
+	return c.begin(ctx, msgs, true)
+}
+
+// read reads up to n new entries, waiting at most block (no wait when
+// block < 0).
+func (c *Consumer) read(ctx context.Context, n int, block time.Duration) ([]*Delivery, error) {
+	// The command timeout covers the wait plus the usual budget.
+	rctx, cancel := context.WithTimeout(ctx, max(block, 0)+c.q.opt.Timeout)
+	defer cancel()
+	res, err := c.q.rdb.XReadGroup(rctx, &redis.XReadGroupArgs{
+		Group: c.opt.Group, Consumer: c.opt.Name,
+		Streams: []string{c.q.key("stream"), ">"},
+		Count:   int64(n), Block: block,
+	}).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		c.groupLost(err)
+		return nil, fmt.Errorf("read the stream: %w", classify(err))
+	}
+	var msgs []redis.XMessage
+	for _, s := range res {
+		msgs = append(msgs, s.Messages...)
+	}
+	return c.begin(rctx, msgs, false)
+}
+
+// begin loads what a delivery needs: the body, the recipients settled by
+// earlier attempts and the earlier attempts themselves. A reclaimed entry
+// gets an attempt recorded for the consumer that lost it.
+func (c *Consumer) begin(ctx context.Context, msgs []redis.XMessage, reclaimed bool) ([]*Delivery, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	ds := make([]*Delivery, len(msgs))
+	type cmds struct {
+		body  *redis.StringCmd
+		done  *redis.MapStringStringCmd
+		tries *redis.MapStringStringCmd
+	}
+	cs := make([]cmds, len(msgs))
+	_, err := c.q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, m := range msgs {
+			id, _ := m.Values["id"].(string)
+			cs[i] = cmds{p.Get(ctx, c.q.key("body", id)), p.HGetAll(ctx, c.q.key("done", id)), p.HGetAll(ctx, c.q.key("tries", id))}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("load bodies: %w", classify(err))
+	}
+	for i, m := range msgs {
+		d := &Delivery{c: c, StreamID: m.ID, Started: c.opt.Now()}
+		d.ID, _ = m.Values["id"].(string)
+		d.Record, d.decodeErr = decodeRecord(m.Values)
+		if d.decodeErr == nil {
+			d.ID = d.Record.ID
+		}
+		if b, err := cs[i].body.Bytes(); err == nil {
+			d.Body = b
+		} else {
+			d.bodyMissing = true
+		}
+		d.settled = cs[i].done.Val()
+		d.Attempts = decodeAttempts(cs[i].tries.Val())
+		if reclaimed {
+			a := Attempt{N: len(d.Attempts) + 1, End: d.Started,
+				Error: "no result: the consumer's lease expired (it crashed, hung or lost Redis)"}
+			if err := c.q.rdb.HSet(ctx, c.q.key("tries", d.ID), a.N, a.encode()).Err(); err != nil {
+				return nil, fmt.Errorf("record lost attempt of %s: %w", d.ID, classify(err))
+			}
+			d.Attempts = append(d.Attempts, a)
+		}
+		d.Attempt = len(d.Attempts) + 1
+		ds[i] = d
+	}
+	return ds, nil
+}
+
+// backoff is the wait before the attempt after attempt n (1-based):
+// RetryMin doubled per failure, capped at RetryMax, with ±10% jitter so
+// that messages that failed together do not come back together.
+func (c *Consumer) backoff(n int) time.Duration {
+	var b [2]byte
+	rand.Read(b[:])
+	return backoff(c.opt.RetryMin, c.opt.RetryMax, n, float64(int(b[0])<<8|int(b[1]))/65535)
+}
+
+// backoff is the pure part of (*Consumer).backoff; r in [0, 1] picks the
+// jitter.
+func backoff(lo, hi time.Duration, n int, r float64) time.Duration {
+	d := lo
+	for i := 1; i < n && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	return d - d/10 + time.Duration(float64(d/5)*r)
+}

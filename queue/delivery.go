@@ -1,0 +1,330 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Delivery is one attempt to deliver one queued message, held under a
+// lease by the consumer that fetched it. Settle it exactly once with Ack,
+// Retry, Dead or Release; keep the lease with Renew (or Hold) while the
+// attempt runs.
+type Delivery struct {
+	// ID is the queue id.
+	ID string
+	// StreamID is the id of the stream entry (it changes on every retry).
+	StreamID string
+	// Record describes the message; nil when the entry could not be
+	// decoded (Fetch returns such entries so that they can be
+	// dead-lettered: see Err).
+	Record *Record
+	// Body is the message as stored.
+	Body []byte
+	// Attempt is the number of this attempt, 1 for the first.
+	Attempt int
+	// Attempts are the earlier attempts, oldest first.
+	Attempts []Attempt
+	// Started is when this attempt was fetched.
+	Started time.Time
+
+	c           *Consumer
+	decodeErr   error
+	bodyMissing bool
+	settled     map[string]string // recipient → "delivered" | "failed: …"
+}
+
+// Attempt is one attempt at delivering a message, as kept for the dead
+// letter and for mxq.
+type Attempt struct {
+	N        int       `json:"n"`
+	Consumer string    `json:"consumer,omitempty"`
+	Start    time.Time `json:"start,omitzero"`
+	End      time.Time `json:"end"`
+	Error    string    `json:"error"`
+}
+
+func (a Attempt) encode() string {
+	b, _ := json.Marshal(a)
+	return string(b)
+}
+
+func decodeAttempts(m map[string]string) []Attempt {
+	out := make([]Attempt, 0, len(m))
+	for k, v := range m {
+		var a Attempt
+		if json.Unmarshal([]byte(v), &a) != nil {
+			a.Error = v
+		}
+		if a.N == 0 {
+			a.N, _ = strconv.Atoi(k)
+		}
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b Attempt) int { return a.N - b.N })
+	return out
+}
+
+// Err reports why the entry cannot be delivered at all (its record is in
+// a format this reader does not know, or its body is missing); such a
+// delivery should be dead-lettered.
+func (d *Delivery) Err() error {
+	if d.decodeErr != nil {
+		return fmt.Errorf("stream entry %s: %w", d.StreamID, d.decodeErr)
+	}
+	if d.bodyMissing {
+		return fmt.Errorf("queue id %s: body missing", d.ID)
+	}
+	return nil
+}
+
+const (
+	stateDelivered = "delivered"
+	stateFailed    = "failed: "
+)
+
+// Pending returns the recipients that earlier attempts neither delivered
+// nor rejected for good, in envelope order.
+func (d *Delivery) Pending() []Recipient {
+	if d.Record == nil {
+		return nil
+	}
+	var out []Recipient
+	for _, r := range d.Record.Rcpts {
+		if _, ok := d.settled[r.Addr]; !ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Rejected returns the recipients rejected for good, so far, with the
+// reason.
+func (d *Delivery) Rejected() map[string]string {
+	out := map[string]string{}
+	for r, s := range d.settled {
+		if reason, ok := strings.CutPrefix(s, stateFailed); ok {
+			out[r] = reason
+		}
+	}
+	return out
+}
+
+// Delivered records that rcpt has the message, so that no later attempt
+// delivers to it again. It is written at once, not at Ack: a consumer
+// that dies after this call does not repeat rcpt.
+func (d *Delivery) Delivered(ctx context.Context, rcpt string) error {
+	return d.settle(ctx, rcpt, stateDelivered)
+}
+
+// Reject records that rcpt failed for good (a 5xx, no route): later
+// attempts skip it, and the message is dead-lettered once no recipient is
+// left pending.
+func (d *Delivery) Reject(ctx context.Context, rcpt string, reason error) error {
+	return d.settle(ctx, rcpt, stateFailed+reason.Error())
+}
+
+func (d *Delivery) settle(ctx context.Context, rcpt, state string) error {
+	ctx, cancel := d.c.q.ctx(ctx)
+	defer cancel()
+	if err := d.c.q.rdb.HSet(ctx, d.c.q.key("done", d.ID), rcpt, state).Err(); err != nil {
+		return fmt.Errorf("record %s for %s: %w", strings.TrimSuffix(state, ": "), rcpt, classify(err))
+	}
+	if d.settled == nil {
+		d.settled = map[string]string{}
+	}
+	d.settled[rcpt] = state
+	return nil
+}
+
+// ownerCheck is the first lines of every script that settles an entry:
+// only the consumer it is pending to may settle it. ARGV[1] group,
+// ARGV[2] consumer, ARGV[3] stream id; KEYS[1] the stream.
+const ownerCheck = `
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if #p == 0 then return 0 end
+`
+
+// renewScript resets the entry's idle time, which is its lease, with
+// XCLAIM … JUSTID from the consumer that owns it (JUSTID does not count
+// as a new delivery).
+var renewScript = redis.NewScript(ownerCheck + `
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
+`)
+
+// Renew extends the lease by Lease from now. It returns ErrLeaseLost when
+// another consumer has taken the entry over.
+func (d *Delivery) Renew(ctx context.Context) error {
+	return d.run(ctx, "renew lease", renewScript, nil)
+}
+
+// Hold renews the lease every Lease/3 until stop is called. The returned
+// context is cancelled when the lease is lost, so that the attempt stops
+// rather than race the consumer that took over.
+func (d *Delivery) Hold(ctx context.Context) (hctx context.Context, stop func()) {
+	hctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(d.c.opt.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-hctx.Done():
+				return
+			case <-t.C:
+				if err := d.Renew(hctx); errors.Is(err, ErrLeaseLost) {
+					cancel(err)
+					return
+				}
+				// Other errors (Redis unreachable) are retried at the
+				// next tick: while Redis is away nobody can take the
+				// entry over either.
+			}
+		}
+	}()
+	return hctx, func() { close(done); cancel(nil) }
+}
+
+// ackScript is the acknowledgement: pending list, stream entry, body,
+// per-recipient state, attempts and the host's accounting go together.
+// KEYS: stream, body, inflight:HOST, done, tries; ARGV[4] queue id.
+var ackScript = redis.NewScript(ownerCheck + `
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[3])
+redis.call('DEL', KEYS[2], KEYS[4], KEYS[5])
+redis.call('SREM', KEYS[3], ARGV[4])
+return 1
+`)
+
+// Ack acknowledges a delivered message: it leaves the queue for good.
+func (d *Delivery) Ack(ctx context.Context) error {
+	q := d.c.q
+	keys := []string{q.key("stream"), q.key("body", d.ID), q.key("inflight", d.host()), q.key("done", d.ID), q.key("tries", d.ID)}
+	return d.run(ctx, "acknowledge", ackScript, keys, d.ID)
+}
+
+func (d *Delivery) host() string {
+	if d.Record == nil {
+		return ""
+	}
+	return d.Record.Host
+}
+
+// retryScript moves the entry from the stream to the retry set: its
+// fields into wait:ID, its due time into the retry set, the attempt into
+// tries:ID, then XACK and XDEL.
+// KEYS: stream, retry, wait, tries. ARGV[4] queue id, [5] due ms,
+// [6] attempt number, [7] attempt JSON.
+var retryScript = redis.NewScript(ownerCheck + `
+local e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+if #e == 0 then return 0 end
+redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[3], unpack(e[1][2]))
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
+redis.call('XDEL', KEYS[1], ARGV[3])
+return 1
+`)
+
+// Retry records the failed attempt and schedules the next one after the
+// back-off. When this was the last allowed attempt it dead-letters the
+// message instead and reports dead.
+func (d *Delivery) Retry(ctx context.Context, cause error) (dead bool, err error) {
+	a := d.attempt(cause)
+	if d.Attempt >= d.c.opt.MaxAttempts {
+		reason := fmt.Sprintf("gave up after %d attempts; last error: %v", d.Attempt, cause)
+		return true, d.dead(ctx, reason, a)
+	}
+	q := d.c.q
+	due := d.c.opt.Now().Add(d.c.backoff(d.Attempt)).UnixMilli()
+	keys := []string{q.key("stream"), q.key("retry"), q.key("wait", d.ID), q.key("tries", d.ID)}
+	return false, d.run(ctx, "schedule retry", retryScript, keys, d.ID, due, a.N, a.encode())
+}
+
+// Dead moves the message to the dead-letter stream with reason and every
+// attempt's error (this one's is reason). The body and the recipients
+// already delivered stay, for mxq dead retry.
+func (d *Delivery) Dead(ctx context.Context, reason string) error {
+	return d.dead(ctx, reason, d.attempt(errors.New(reason)))
+}
+
+func (d *Delivery) attempt(cause error) Attempt {
+	msg := "unknown error"
+	if cause != nil {
+		msg = cause.Error()
+	}
+	return Attempt{N: d.Attempt, Consumer: d.c.opt.Name, Start: d.Started, End: d.c.opt.Now(), Error: msg}
+}
+
+// deadScript: the entry's fields plus reason, attempts and time go to the
+// dead-letter stream; the entry leaves the stream and the host's
+// accounting (the MX's part is done), tries:ID is folded into the dead
+// letter. KEYS: stream, dead, inflight:HOST, tries.
+// ARGV[4] queue id, [5] reason, [6] attempts JSON, [7] now ms.
+var deadScript = redis.NewScript(ownerCheck + `
+local e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+if #e == 0 then return 0 end
+local f = e[1][2]
+table.insert(f, 'reason') table.insert(f, ARGV[5])
+table.insert(f, 'attempts') table.insert(f, ARGV[6])
+table.insert(f, 'dead_at') table.insert(f, ARGV[7])
+redis.call('XADD', KEYS[2], '*', unpack(f))
+redis.call('XDEL', KEYS[1], ARGV[3])
+redis.call('SREM', KEYS[3], ARGV[4])
+redis.call('DEL', KEYS[4])
+return 1
+`)
+
+func (d *Delivery) dead(ctx context.Context, reason string, last Attempt) error {
+	q := d.c.q
+	all, _ := json.Marshal(append(slices.Clone(d.Attempts), last))
+	keys := []string{q.key("stream"), q.key("dead"), q.key("inflight", d.host()), q.key("tries", d.ID)}
+	return d.run(ctx, "dead-letter", deadScript, keys, d.ID, reason, string(all), d.c.opt.Now().UnixMilli())
+}
+
+// releaseScript hands the entry back at once: its idle time is set past
+// the lease, so the next consumer to look takes it over.
+var releaseScript = redis.NewScript(ownerCheck + `
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
+return 1
+`)
+
+// Release gives the entry up without counting a failure, for a consumer
+// that stops: another consumer takes it over without waiting out the
+// lease.
+func (d *Delivery) Release(ctx context.Context) error {
+	return d.run(ctx, "release", releaseScript, nil, d.c.opt.Lease.Milliseconds()+1)
+}
+
+// run runs one of the owner-checked scripts on the entry. keys defaults
+// to just the stream; extra are the arguments after group, consumer and
+// stream id.
+func (d *Delivery) run(ctx context.Context, what string, s *redis.Script, keys []string, extra ...any) error {
+	if keys == nil {
+		keys = []string{d.c.q.key("stream")}
+	}
+	args := append([]any{d.c.opt.Group, d.c.opt.Name, d.StreamID}, extra...)
+	ctx, cancel := d.c.q.ctx(ctx)
+	defer cancel()
+	n, err := s.Run(ctx, d.c.q.rdb, keys, args...).Int()
+	if err != nil {
+		d.c.groupLost(err)
+		return fmt.Errorf("%s %s: %w", what, d.ID, classify(err))
+	}
+	if n == 0 {
+		return fmt.Errorf("%s %s: %w", what, d.ID, ErrLeaseLost)
+	}
+	return nil
+}
