@@ -3,16 +3,11 @@ package lists_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/emersion/go-smtp"
 
 	"mxq/lists"
 	"mxq/queue"
@@ -109,102 +104,4 @@ func maildirFiles(t testing.TB, dir string) []string {
 		out = append(out, filepath.Join(dir, "new", e.Name()))
 	}
 	return out
-}
-
-// mta is an LMTP or SMTP server run in the test. Reply decides the
-// answer to each recipient at the end of data (LMTP) or at RCPT (SMTP).
-type mta struct {
-	mu    sync.Mutex
-	reply func(rcpt string) error
-	got   map[string]int // recipient → messages accepted for it
-	data  [][]byte
-	addr  string
-	lmtp  bool
-}
-
-func startMTA(t testing.TB, lmtp bool) *mta {
-	t.Helper()
-	m := &mta{got: map[string]int{}, lmtp: lmtp}
-	s := smtp.NewServer(m)
-	s.LMTP = lmtp
-	s.Domain = "mta.test"
-	s.ReadTimeout, s.WriteTimeout = 10*time.Second, 10*time.Second
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.addr = l.Addr().String()
-	go s.Serve(l)
-	t.Cleanup(func() { s.Close() })
-	return m
-}
-
-func (m *mta) setReply(f func(rcpt string) error) { m.mu.Lock(); m.reply = f; m.mu.Unlock() }
-
-func (m *mta) count(rcpt string) int { m.mu.Lock(); defer m.mu.Unlock(); return m.got[rcpt] }
-
-func (m *mta) answer(rcpt string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.reply == nil {
-		return nil
-	}
-	return m.reply(rcpt)
-}
-
-func (m *mta) NewSession(c *smtp.Conn) (smtp.Session, error) { return &mtaSession{m: m}, nil }
-
-type mtaSession struct {
-	m     *mta
-	rcpts []string
-}
-
-func (s *mtaSession) Reset()        { s.rcpts = nil }
-func (s *mtaSession) Logout() error { return nil }
-func (s *mtaSession) Mail(from string, opts *smtp.MailOptions) error {
-	return nil
-}
-
-func (s *mtaSession) Rcpt(to string, opts *smtp.RcptOptions) error {
-	if !s.m.isLMTP() {
-		if err := s.m.answer(to); err != nil {
-			return err
-		}
-	}
-	s.rcpts = append(s.rcpts, to)
-	return nil
-}
-
-func (m *mta) isLMTP() bool { return m.lmtp }
-
-func (s *mtaSession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	s.m.mu.Lock()
-	defer s.m.mu.Unlock()
-	s.m.data = append(s.m.data, b)
-	for _, rc := range s.rcpts {
-		s.m.got[rc]++
-	}
-	return nil
-}
-
-func (s *mtaSession) LMTPData(r io.Reader, status smtp.StatusCollector) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	for _, rc := range s.rcpts {
-		err := s.m.answer(rc)
-		if err == nil {
-			s.m.mu.Lock()
-			s.m.got[rc]++
-			s.m.data = append(s.m.data, b)
-			s.m.mu.Unlock()
-		}
-		status.SetStatus(rc, err)
-	}
-	return nil
 }

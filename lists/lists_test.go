@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"mxq/lists"
+	"mxq/lists/liststest"
 	"mxq/queue"
 )
 
@@ -107,9 +108,9 @@ func TestNoRouteIsDeadLetter(t *testing.T) {
 // one again.
 func TestLMTPTemporaryThenPermanent(t *testing.T) {
 	e := newEnv(t)
-	srv := startMTA(t, true)
+	srv := liststest.StartMTA(t, true)
 	var fails atomic.Int32
-	srv.setReply(func(rcpt string) error {
+	srv.SetReply(func(rcpt string) error {
 		if fails.Add(1) <= 3 {
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try later"}
 		}
@@ -118,13 +119,13 @@ func TestLMTPTemporaryThenPermanent(t *testing.T) {
 		}
 		return nil
 	})
-	r := &lists.Router{Routes: []lists.Route{{Match: "*@lists.example.org", To: &lists.LMTP{Addr: srv.addr}}}}
+	r := &lists.Router{Routes: []lists.Route{{Match: "*@lists.example.org", To: &lists.LMTP{Addr: srv.Addr}}}}
 	e.run(t, fastRetries, r)
 
 	ctx := context.Background()
 	id := e.put(t, "alice@example.com", "dev@lists.example.org")
 	waitFor(t, "delivery after 4xx", e.drained(t))
-	if n := srv.count("dev@lists.example.org"); n != 1 {
+	if n := srv.Count("dev@lists.example.org"); n != 1 {
 		t.Errorf("dev got %d copies, want 1", n)
 	}
 	if _, err := e.q.DeadLetter(ctx, id); !errors.Is(err, queue.ErrNotFound) {
@@ -140,12 +141,12 @@ func TestLMTPTemporaryThenPermanent(t *testing.T) {
 	if !strings.Contains(dl.Reason, "<broken@lists.example.org>") || !strings.Contains(dl.Reason, "550") {
 		t.Errorf("reason = %q", dl.Reason)
 	}
-	srv.setReply(nil) // the list now exists
+	srv.SetReply(nil) // the list now exists
 	if err := e.q.RetryDead(ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "delivery after dead retry", e.drained(t))
-	if a, b := srv.count("ok@lists.example.org"), srv.count("broken@lists.example.org"); a != 1 || b != 1 {
+	if a, b := srv.Count("ok@lists.example.org"), srv.Count("broken@lists.example.org"); a != 1 || b != 1 {
 		t.Errorf("ok got %d, broken got %d; want 1 each", a, b)
 	}
 	if st, _ := e.q.Stats(ctx); st.Dead != 0 {
@@ -155,18 +156,18 @@ func TestLMTPTemporaryThenPermanent(t *testing.T) {
 
 func TestSMTPRelay(t *testing.T) {
 	e := newEnv(t)
-	srv := startMTA(t, false)
-	srv.setReply(func(rcpt string) error {
+	srv := liststest.StartMTA(t, false)
+	srv.SetReply(func(rcpt string) error {
 		if strings.HasPrefix(rcpt, "gone") {
 			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "gone"}
 		}
 		return nil
 	})
-	r := &lists.Router{Routes: []lists.Route{{Match: "*@lists.example.org", To: &lists.SMTP{Addr: srv.addr}}}}
+	r := &lists.Router{Routes: []lists.Route{{Match: "*@lists.example.org", To: &lists.SMTP{Addr: srv.Addr}}}}
 	e.run(t, fastRetries, r)
 	id := e.put(t, "", "a@lists.example.org", "b@lists.example.org", "gone@lists.example.org")
 	waitFor(t, "delivery", e.drained(t))
-	if a, b := srv.count("a@lists.example.org"), srv.count("b@lists.example.org"); a != 1 || b != 1 {
+	if a, b := srv.Count("a@lists.example.org"), srv.Count("b@lists.example.org"); a != 1 || b != 1 {
 		t.Errorf("a got %d, b got %d; want 1 each", a, b)
 	}
 	if dl, err := e.q.DeadLetter(context.Background(), id); err != nil || dl.Rejected["gone@lists.example.org"] == "" {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"mxq/lists"
+	"mxq/lists/liststest"
 )
 
 // newMlmmjList makes an mlmmj list directory by hand (mlmmj-make-ml is
@@ -45,8 +46,8 @@ func TestMlmmjThroughExec(t *testing.T) {
 	if err != nil {
 		t.Fatal("mlmmj-receive not found: install it with `apt-get install mlmmj` (or run `make test`)")
 	}
-	relay := startMTA(t, false)
-	list := newMlmmjList(t, "dev@lists.example.org", relay.addr, "sub1@example.net", "sub2@example.net")
+	relay := liststest.StartMTA(t, false)
+	list := newMlmmjList(t, "dev@lists.example.org", relay.Addr, "sub1@example.net", "sub2@example.net")
 	e := newEnv(t)
 	r := &lists.Router{Routes: []lists.Route{
 		{Match: "dev@lists.example.org", To: &lists.Exec{Argv: []string{bin, "-F", "-L", list}}},
@@ -69,7 +70,7 @@ func TestMlmmjThroughExec(t *testing.T) {
 		t.Errorf("archive/1 is not our message:\n%s", arch)
 	}
 	waitFor(t, "distribution to subscribers", func() bool {
-		return relay.count("sub1@example.net") == 1 && relay.count("sub2@example.net") == 1
+		return relay.Count("sub1@example.net") == 1 && relay.Count("sub2@example.net") == 1
 	})
 	if _, err := os.Stat(filepath.Join(list, "archive", strconv.Itoa(2))); err == nil {
 		t.Error("mlmmj archived a second message: delivered twice")

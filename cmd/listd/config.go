@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"mxq/lists"
+	"mxq/queue"
+)
+
+// config is listd's TOML file. Every key is documented in
+// docs/examples/listd.toml.
+type config struct {
+	Redis         string `toml:"redis"`
+	Queue         string `toml:"queue"`
+	Group         string `toml:"group"`
+	Consumer      string `toml:"consumer"`
+	Hostname      string `toml:"hostname"`
+	MetricsListen string `toml:"metrics_listen"`
+	LogLevel      string `toml:"log_level"`
+
+	Concurrency     int      `toml:"concurrency"`
+	Lease           duration `toml:"lease"`
+	MaxAttempts     int      `toml:"max_attempts"`
+	RetryMin        duration `toml:"retry_min"`
+	RetryMax        duration `toml:"retry_max"`
+	DeliveryTimeout duration `toml:"delivery_timeout"`
+	ShutdownTimeout duration `toml:"shutdown_timeout"`
+
+	Routes []route `toml:"route"`
+}
+
+// route is one [[route]] table: match and exactly one destination.
+type route struct {
+	Match   string   `toml:"match"`
+	LMTP    string   `toml:"lmtp"`
+	SMTP    string   `toml:"smtp"`
+	Exec    []string `toml:"exec"`
+	Maildir string   `toml:"maildir"`
+	Timeout duration `toml:"timeout"`
+}
+
+// duration is a time.Duration written as "30s", "2m".
+type duration struct{ time.Duration }
+
+func (d *duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("want a duration such as \"30s\" or \"2m\": %w", err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// loadConfig reads and checks the file at path. Errors name the file,
+// the line where they can, and what to do.
+func loadConfig(path string) (*config, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c := &config{
+		Redis:           "redis://127.0.0.1:6379/0",
+		Queue:           "mxq",
+		Group:           "listd",
+		LogLevel:        "info",
+		Concurrency:     8,
+		Lease:           duration{time.Minute},
+		MaxAttempts:     30,
+		RetryMin:        duration{30 * time.Second},
+		RetryMax:        duration{30 * time.Minute},
+		DeliveryTimeout: duration{10 * time.Minute},
+		ShutdownTimeout: duration{30 * time.Second},
+	}
+	md, err := toml.Decode(string(src), c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%s:%d: %s", path, pe.Position.Line, pe.Message)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		return nil, fmt.Errorf("%s:%d: unknown key %q (see docs/examples/listd.toml for the valid keys)", path, keyLine(src, und[0]), und[0].String())
+	}
+	if err := c.check(src); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// keyLine finds the line where key is set, 0 if not found.
+func keyLine(src []byte, key toml.Key) int {
+	last := regexp.QuoteMeta(key[len(key)-1])
+	re := regexp.MustCompile(`^\s*("?)` + last + `("?)\s*=|^\s*\[+\s*` + regexp.QuoteMeta(key.String()) + `\s*\]+`)
+	sc := bufio.NewScanner(bytes.NewReader(src))
+	for n := 1; sc.Scan(); n++ {
+		if re.MatchString(sc.Text()) {
+			return n
+		}
+	}
+	return 0
+}
+
+// routeLines returns the line of each [[route]] header, for messages.
+func routeLines(src []byte) []int {
+	var out []int
+	sc := bufio.NewScanner(bytes.NewReader(src))
+	for n := 1; sc.Scan(); n++ {
+		if strings.TrimSpace(sc.Text()) == "[[route]]" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (c *config) check(src []byte) error {
+	var problems []string
+	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if q, err := queue.Open(c.Redis, queue.Options{}); err != nil {
+		add("redis: %v", err)
+	} else {
+		q.Close()
+	}
+	if c.Concurrency < 1 {
+		add("concurrency %d: want at least 1", c.Concurrency)
+	}
+	if c.MaxAttempts < 1 {
+		add("max_attempts %d: want at least 1", c.MaxAttempts)
+	}
+	for name, d := range map[string]duration{"lease": c.Lease, "retry_min": c.RetryMin, "retry_max": c.RetryMax,
+		"delivery_timeout": c.DeliveryTimeout, "shutdown_timeout": c.ShutdownTimeout} {
+		if d.Duration <= 0 {
+			add("%s: want a positive duration", name)
+		}
+	}
+	if c.RetryMax.Duration < c.RetryMin.Duration {
+		add("retry_max %v is less than retry_min %v", c.RetryMax.Duration, c.RetryMin.Duration)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if len(c.Routes) == 0 {
+		add(`no [[route]]: listd needs at least one, e.g. [[route]] match = "~*/*@lists.example.org" lmtp = "unix:/run/lists/lmtp.sock"`)
+	}
+	lines := routeLines(src)
+	for i, r := range c.Routes {
+		where := fmt.Sprintf("route %d", i+1)
+		if i < len(lines) {
+			where = fmt.Sprintf("line %d: route %d", lines[i], i+1)
+		}
+		if err := r.check(); err != nil {
+			add("%s: %v", where, err)
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+func (r *route) check() error {
+	if r.Match == "" {
+		return errors.New(`match is required: an address or pattern such as "~*/*@lists.example.org"`)
+	}
+	if _, err := queue.NormalizePattern(r.Match); err != nil {
+		return err
+	}
+	n := 0
+	for _, set := range []bool{r.LMTP != "", r.SMTP != "", len(r.Exec) > 0, r.Maildir != ""} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("match %q: want exactly one of lmtp, smtp, exec, maildir (found %d)", r.Match, n)
+	}
+	switch {
+	case r.LMTP != "":
+		if p, ok := strings.CutPrefix(r.LMTP, "unix:"); ok && !filepath.IsAbs(p) {
+			return fmt.Errorf("lmtp %q: a unix socket needs an absolute path", r.LMTP)
+		} else if !ok && !strings.Contains(r.LMTP, ":") {
+			return fmt.Errorf(`lmtp %q: want "unix:/path" or "host:port"`, r.LMTP)
+		}
+	case r.SMTP != "":
+		if !strings.Contains(r.SMTP, ":") {
+			return fmt.Errorf(`smtp %q: want "host:port"`, r.SMTP)
+		}
+	case len(r.Exec) > 0:
+		if !filepath.IsAbs(r.Exec[0]) {
+			return fmt.Errorf("exec %q: the program needs an absolute path (no shell, no PATH lookup)", r.Exec[0])
+		}
+		st, err := os.Stat(r.Exec[0])
+		if err != nil {
+			return fmt.Errorf("exec: %w", err)
+		}
+		if st.IsDir() || st.Mode()&0o111 == 0 {
+			return fmt.Errorf("exec %q: not an executable file", r.Exec[0])
+		}
+	case r.Maildir != "":
+		if !filepath.IsAbs(r.Maildir) {
+			return fmt.Errorf("maildir %q: want an absolute path", r.Maildir)
+		}
+	}
+	return nil
+}
+
+// router builds the Router of the routes.
+func (c *config) router() *lists.Router {
+	rt := &lists.Router{}
+	name := c.Hostname
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	for _, r := range c.Routes {
+		var d lists.Destination
+		switch {
+		case r.LMTP != "":
+			d = &lists.LMTP{Addr: r.LMTP, LocalName: name, Timeout: r.Timeout.Duration}
+		case r.SMTP != "":
+			d = &lists.SMTP{Addr: r.SMTP, LocalName: name, Timeout: r.Timeout.Duration}
+		case len(r.Exec) > 0:
+			d = &lists.Exec{Argv: r.Exec, Timeout: r.Timeout.Duration}
+		default:
+			d = &lists.Maildir{Dir: r.Maildir}
+		}
+		rt.Routes = append(rt.Routes, lists.Route{Match: r.Match, To: d})
+	}
+	return rt
+}
+
+// consumerOptions are the queue consumer's settings.
+func (c *config) consumerOptions() queue.ConsumerOptions {
+	return queue.ConsumerOptions{
+		Group: c.Group, Name: c.Consumer, Lease: c.Lease.Duration, MaxAttempts: c.MaxAttempts,
+		RetryMin: c.RetryMin.Duration, RetryMax: c.RetryMax.Duration,
+	}
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, src string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "listd.toml")
+	if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestExampleConfig(t *testing.T) {
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"-config", "../../docs/examples/listd.toml", "-check-config"}, &out, &out)
+	if err != nil {
+		t.Fatalf("docs/examples/listd.toml: %v", err)
+	}
+	if !strings.Contains(out.String(), "ok, 4 routes") || !strings.Contains(out.String(), "~*/*@lists.example.org → lmtp unix:/run/lists.sr.ht/lmtp.sock") {
+		t.Errorf("-check-config printed:\n%s", out.String())
+	}
+	cfg, err := loadConfig("../../docs/examples/listd.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Lease.Duration != time.Minute || cfg.MaxAttempts != 30 || cfg.Concurrency != 8 {
+		t.Errorf("defaults in the example differ from the code's: %+v", cfg)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	const route = "\n[[route]]\nmatch = \"*@lists.example.org\"\nmaildir = \"/var/mail/x\"\n"
+	tests := []struct {
+		name, src, want string
+	}{
+		{"unknown top-level key", "redis = \"redis://127.0.0.1:6379/0\"\nconcurrence = 3\n" + route, `:2: unknown key "concurrence"`},
+		{"unknown key in a route", "[[route]]\nmatch = \"a@b.example\"\nmaildir = \"/x\"\n\n[[route]]\nmatch = \"c@b.example\"\nlmpt = \"unix:/x\"\n", `:7: unknown key "route.lmpt"`},
+		{"bad duration", "lease = \"forever\"\n" + route, `:1:`},
+		{"two destinations", "[[route]]\nmatch = \"a@b.example\"\nmaildir = \"/x\"\nlmtp = \"unix:/y\"\n", "line 1: route 1: match \"a@b.example\": want exactly one of lmtp, smtp, exec, maildir (found 2)"},
+		{"no destination", "[[route]]\nmatch = \"a@b.example\"\n", "found 0"},
+		{"no routes", "concurrency = 2\n", "no [[route]]"},
+		{"bad pattern", "[[route]]\nmatch = \"not-an-address\"\nmaildir = \"/x\"\n", "want local@domain"},
+		{"relative exec", "[[route]]\nmatch = \"a@b.example\"\nexec = [\"mlmmj-receive\"]\n", "absolute path"},
+		{"missing exec", "[[route]]\nmatch = \"a@b.example\"\nexec = [\"/nonexistent/prog\"]\n", "no such file"},
+		{"relative maildir", "[[route]]\nmatch = \"a@b.example\"\nmaildir = \"mail\"\n", "absolute path"},
+		{"lmtp without port", "[[route]]\nmatch = \"a@b.example\"\nlmtp = \"localhost\"\n", `want "unix:/path" or "host:port"`},
+		{"retry_max below retry_min", "retry_min = \"1h\"\nretry_max = \"1m\"\n" + route, "retry_max 1m0s is less than retry_min 1h0m0s"},
+		{"bad log level", "log_level = \"loud\"\n" + route, `log_level "loud"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := writeConfig(t, tt.src)
+			_, err := loadConfig(p)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("loadConfig = %v, want an error containing %q", err, tt.want)
+			}
+			if !strings.HasPrefix(err.Error(), p) {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,260 @@
+// Command listd delivers the messages of the shared mail queue to the
+// mailing-list software on the lists host: over LMTP, SMTP, through a
+// program, or into a Maildir, chosen per recipient by the [[route]]
+// tables of its configuration. It delivers every message at least once.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"reflect"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"mxq/lists"
+	"mxq/queue"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "listd:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+const usage = `Usage: listd -config FILE [-check-config]
+
+listd takes messages off the queue that the MX hosts (mxd) fill and hands
+each recipient to the destination of the first [[route]] it matches: an LMTP
+server (lists.sr.ht, Mailman, Dovecot), an SMTP relay, a program such as
+mlmmj-receive (no shell), or a Maildir. Every message is delivered at least
+once: a temporary failure (4xx, exit 75, timeout) is retried with back-off, a
+permanent one (5xx, other exit codes, no route) goes to the dead-letter
+stream, where "mxq dead" shows it and can retry it. Recipients already
+delivered are never delivered again by a retry.
+
+On start and on SIGHUP, listd publishes its route patterns to the recipient
+registry, so that every MX accepts mail for them at RCPT.
+
+Signals: SIGHUP reloads the [[route]] tables (other settings need a restart);
+a broken file is reported and the running routes are kept. SIGTERM or SIGINT
+stops fetching, lets deliveries in flight finish within shutdown_timeout, and
+hands the rest back to other consumers.
+
+Flags:
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("listd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	path := fs.String("config", "/etc/mxq/listd.toml", "the TOML configuration `file` (see docs/examples/listd.toml)")
+	check := fs.Bool("check-config", false, "check the configuration and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "listd", version)
+		return nil
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: ok, %d routes\n", *path, len(cfg.Routes))
+		for _, r := range cfg.router().Routes {
+			fmt.Fprintf(stdout, "  %s → %s\n", r.Match, r.To)
+		}
+		return nil
+	}
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	return serve(ctx, *path, cfg, logger)
+}
+
+func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) error {
+	q, err := queue.Open(cfg.Redis, queue.Options{Name: cfg.Queue})
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := newMetrics(reg, q)
+	var metricsLn net.Listener
+	if cfg.MetricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return fmt.Errorf("metrics_listen: %w", err)
+		}
+	}
+
+	var router atomic.Pointer[lists.Router]
+	router.Store(cfg.router())
+	src := q.Consumer(cfg.consumerOptions())
+	consumer := &lists.Consumer{
+		Source: src,
+		Handler: lists.HandlerFunc(func(ctx context.Context, msg *lists.Message) error {
+			return router.Load().Deliver(ctx, msg)
+		}),
+		Concurrency: cfg.Concurrency,
+		Timeout:     cfg.DeliveryTimeout.Duration,
+		Grace:       cfg.ShutdownTimeout.Duration,
+		Logger:      logger,
+		Observe:     m.observe,
+	}
+
+	bg, stopBg := context.WithCancel(context.Background())
+	defer stopBg()
+	pub := &publisher{q: q, log: logger, want: make(chan []string, 1)}
+	go pub.run(bg)
+	pub.set(router.Load().Patterns())
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	var metrics *http.Server
+	errc := make(chan error, 1)
+	if metricsLn != nil {
+		metrics = metricsServer(reg, q)
+		go func() {
+			if err := metrics.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
+			}
+		}()
+		defer metrics.Close()
+		logger.Info("serving metrics", "addr", metricsLn.Addr().String())
+	}
+
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	runDone := make(chan error, 1)
+	go func() { runDone <- consumer.Run(runCtx) }()
+	logger.Info("started", "version", version, "consumer", src.Name(), "group", cfg.Group,
+		"routes", len(cfg.Routes), "concurrency", cfg.Concurrency, "lease", cfg.Lease.Duration)
+
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info("stopping: finishing deliveries in flight", "grace", cfg.ShutdownTimeout.Duration)
+			<-runDone
+			logger.Info("stopped")
+			return nil
+		case err := <-errc:
+			stopRun()
+			<-runDone
+			return err
+		case err := <-runDone:
+			return err
+		case <-hup:
+			next, err := loadConfig(path)
+			if err != nil {
+				logger.Error("reload: keeping the running routes", "err", err)
+				continue
+			}
+			router.Store(next.router())
+			pub.set(next.Patterns())
+			logger.Info("reloaded routes", "routes", len(next.Routes))
+			if !sameExceptRoutes(cfg, next) {
+				logger.Warn("reload: settings other than [[route]] changed; they take effect at the next start")
+			}
+		}
+	}
+}
+
+// Patterns are the patterns the routes publish to the registry.
+func (c *config) Patterns() []string { return c.router().Patterns() }
+
+func sameExceptRoutes(a, b *config) bool {
+	x, y := *a, *b
+	x.Routes, y.Routes = nil, nil
+	return reflect.DeepEqual(x, y)
+}
+
+func metricsServer(reg *prometheus.Registry, q *queue.Queue) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := q.Ping(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+}
+
+// publisher publishes route patterns to the recipient registry, and keeps
+// trying while Redis is away: the latest set wins.
+type publisher struct {
+	q    *queue.Queue
+	log  *slog.Logger
+	want chan []string
+}
+
+// set asks for patterns to be published, replacing a set not yet
+// published.
+func (p *publisher) set(patterns []string) {
+	for {
+		select {
+		case p.want <- patterns:
+			return
+		default:
+			select {
+			case <-p.want:
+			default:
+			}
+		}
+	}
+}
+
+func (p *publisher) run(ctx context.Context) {
+	var pending []string
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case pending = <-p.want:
+		case <-retry:
+		}
+		if pending == nil {
+			continue
+		}
+		if err := p.q.PublishRoutes(ctx, pending); err != nil {
+			p.log.Error("publish routes to the recipient registry; trying again in 5s", "err", err)
+			retry = time.After(5 * time.Second)
+			continue
+		}
+		p.log.Info("published routes to the recipient registry", "patterns", len(pending))
+		pending, retry = nil, nil
+	}
+}

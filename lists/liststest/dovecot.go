@@ -1,0 +1,172 @@
+package liststest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Dovecot is a Dovecot LMTP server run by a test, delivering into
+// Maildirs in its own directory.
+type Dovecot struct {
+	t    testing.TB
+	dir  string
+	conf string
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+}
+
+// Socket is the LMTP unix socket, as an lmtp destination address.
+func (d *Dovecot) Socket() string { return "unix:" + filepath.Join(d.dir, "run", "lmtp") }
+
+// StartDovecot starts `dovecot -F` with an LMTP unix listener and a
+// passwd-file userdb holding users. Mail is stored as the user nobody.
+func StartDovecot(t testing.TB, users ...string) *Dovecot {
+	t.Helper()
+	bin, err := exec.LookPath("dovecot")
+	if err != nil {
+		t.Fatal("dovecot not found: install it with `apt-get install dovecot-core dovecot-lmtpd` (or run `make test`)")
+	}
+	if _, err := os.Stat("/usr/lib/dovecot/lmtp"); err != nil {
+		t.Fatal("dovecot's lmtp is missing: install it with `apt-get install dovecot-lmtpd`")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	gid, _ := strconv.Atoi(nobody.Gid)
+	dir := t.TempDir()
+	// The mail processes run as nobody and must reach the Maildirs.
+	for p := dir; p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
+		os.Chmod(p, 0o755)
+	}
+	mail := filepath.Join(dir, "mail")
+	if err := os.Mkdir(mail, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(mail, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	var pw strings.Builder
+	for _, u := range users {
+		fmt.Fprintf(&pw, "%s:::::\n", u)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "passwd"), []byte(pw.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`base_dir = %[1]s/run
+state_dir = %[1]s/state
+instance_name = mxqtest-%[4]d
+log_path = %[1]s/dovecot.log
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+default_internal_user = root
+default_internal_group = root
+default_login_user = root
+mail_location = maildir:%[1]s/mail/%%n
+passdb {
+  driver = passwd-file
+  args = %[1]s/passwd
+}
+userdb {
+  driver = passwd-file
+  args = %[1]s/passwd
+  default_fields = uid=%[2]d gid=%[3]d home=%[1]s/mail/%%n
+}
+service lmtp {
+  user = root
+  unix_listener lmtp {
+    mode = 0666
+  }
+}
+service anvil {
+  chroot =
+}
+service stats {
+  chroot =
+}
+`, dir, uid, gid, time.Now().UnixNano())
+	d := &Dovecot{t: t, dir: dir, conf: filepath.Join(dir, "dovecot.conf")}
+	if err := os.WriteFile(d.conf, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = exec.Command(bin, "-F", "-c", d.conf)
+	d.cmd.Stdout, d.cmd.Stderr = &d.out, &d.out
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { d.cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			d.cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
+			t.Logf("dovecot output:\n%s\n%s", d.out.String(), log)
+		}
+	})
+	// Ready once the LMTP socket answers with its greeting.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("unix", filepath.Join(dir, "run", "lmtp"), time.Second)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			b := make([]byte, 4)
+			_, err = c.Read(b)
+			c.Close()
+			if err == nil && string(b[:3]) == "220" {
+				return d
+			}
+		}
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
+			t.Fatalf("dovecot exited at start:\n%s\n%s", d.out.String(), log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dovecot's LMTP socket did not answer within 10s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Doveadm runs doveadm against this instance.
+func (d *Dovecot) Doveadm(args ...string) (string, error) {
+	out, err := exec.Command("doveadm", append([]string{"-c", d.conf}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// MessageIDs returns the Message-ID of every message in user's INBOX, as
+// doveadm reports them.
+func (d *Dovecot) MessageIDs(user string) []string {
+	d.t.Helper()
+	out, err := d.Doveadm("fetch", "-u", user, "hdr.message-id", "mailbox", "INBOX")
+	if err != nil {
+		d.t.Fatalf("doveadm fetch: %v\n%s", err, out)
+	}
+	var ids []string
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "hdr.message-id: "); ok {
+			ids = append(ids, strings.TrimSpace(v))
+		}
+	}
+	return ids
+}
