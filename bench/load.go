@@ -82,7 +82,7 @@ func (b *bench) smtploadJSON(ctx context.Context, v any, args ...string) error {
 // load drives l at t. measure adds the CPU measurement of t's processes.
 func (b *bench) load(ctx context.Context, t *target, l loadArgs, measure bool) (loadResult, error) {
 	args := []string{
-		"-server", t.addr, "-to", b.rcpt, "-from", "bench@sender.example",
+		"-server", t.addr, "-to", b.rcpt, "-from", senderAddr, "-helo", senderHost,
 		"-n", strconv.Itoa(l.n), "-c", strconv.Itoa(l.c), "-size", strconv.Itoa(l.size),
 		"-per-conn", strconv.Itoa(l.perConn), "-duration", l.duration.String(), "-progress", "5s",
 	}
@@ -111,7 +111,7 @@ func (b *bench) load(ctx context.Context, t *target, l loadArgs, measure bool) (
 // idle opens n idle sessions to t and measures its RSS per session.
 func (b *bench) idle(ctx context.Context, t *target, n int) (idleResult, error) {
 	var r idleResult
-	err := b.smtploadJSON(ctx, &r, "-server", t.addr, "-idle", strconv.Itoa(n), "-pid", t.pids[0], "-idle-dialers", "50")
+	err := b.smtploadJSON(ctx, &r, "-server", t.addr, "-helo", senderHost, "-idle", strconv.Itoa(n), "-pid", t.pids[0], "-idle-dialers", "50")
 	if err == nil {
 		b.logf("%s idle: %d of %d open, %.1f KiB per connection, failures %v", t.name, r.Opened, r.Requested, r.PerConnKiB, r.Codes)
 	}

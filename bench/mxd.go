@@ -67,13 +67,15 @@ func redisReady(addr string) func() error {
 
 // mxdConfig is mxd's TOML for the bench. All load comes from 127.0.0.1,
 // unlike real traffic from many senders, so the per-address cap is lifted;
-// everything else keeps mxd's defaults. -mxd-set lines are appended.
+// DNS goes to the bench's own server (startDNS); everything else keeps
+// mxd's defaults. -mxd-set lines are appended.
 const mxdConfig = `hostname = "mx-bench.invalid"
 listen = ["{{listen}}"]
 domains = ["{{domain}}"]
 authserv_id = "{{domain}}"
 redis = "{{redis}}"
 metrics_listen = "{{metrics}}"
+dns_resolver = "{{dns}}"
 max_connections_per_ip = 100000
 `
 
@@ -113,6 +115,10 @@ func (b *bench) startMxd(ctx context.Context) (*target, error) {
 	if err := b.buildMxd(ctx); err != nil {
 		return nil, err
 	}
+	dnsAddr, err := b.startDNS()
+	if err != nil {
+		return nil, err
+	}
 	redis, redisURL, err := b.startRedis(ctx)
 	if err != nil {
 		return nil, err
@@ -136,7 +142,7 @@ func (b *bench) startMxd(ctx context.Context) (*target, error) {
 		if b.redisParams != "" {
 			mxdRedis += "?" + b.redisParams
 		}
-		r := strings.NewReplacer("{{listen}}", addr, "{{domain}}", b.domain, "{{redis}}", mxdRedis, "{{metrics}}", loopback(mport))
+		r := strings.NewReplacer("{{listen}}", addr, "{{domain}}", b.domain, "{{redis}}", mxdRedis, "{{metrics}}", loopback(mport), "{{dns}}", dnsAddr)
 		conf := r.Replace(mxdConfig) + strings.Join(b.mxdSet, "\n") + "\n"
 		confPath := filepath.Join(b.dir, fmt.Sprintf("mxd%d.toml", attempt))
 		if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
