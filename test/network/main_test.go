@@ -9,7 +9,7 @@ import (
 )
 
 // commands are built once for every test of the lab.
-var commands = []string{"mxd", "mxq", "dnsctl"}
+var commands = []string{"mxd", "mxq", "dnsctl", "listd"}
 
 // bin holds the commands built for the lab: mxd, listd, dnsctl, mxq.
 var bin string

@@ -66,7 +66,7 @@ type DrainTimes struct {
 	Total                    time.Duration
 	StragglersRefused        float64 // connections answered 421 while drained
 	SessionsAfter421         float64 // sessions admitted after the 421 phase began (want 0)
-	OthersTransactionsDuring float64 // transactions the other hosts took meanwhile
+	OthersTransactionsDuring float64 // transactions the other hosts took during the drain
 }
 
 // Print writes the summary table.
@@ -89,7 +89,7 @@ func (o Outcome) Print(w io.Writer, phases []string, drains []DrainTimes) {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "drained host\tpropagation\tTTL wait\tflush\ttotal\t421 to stragglers\tsessions after 421\tothers' transactions\t")
+	fmt.Fprintln(tw, "drained host\tpropagation\tTTL wait\tflush\ttotal\t421 to stragglers\tsessions after 421\tothers' 250s during drain\t")
 	for _, d := range drains {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t%.0f\t\n", d.Host, round(d.Propagation), round(d.TTL), round(d.Flush), round(d.Total),
 			d.StragglersRefused, d.SessionsAfter421, d.OthersTransactionsDuring)

@@ -1,0 +1,360 @@
+package network
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"mxq/queue"
+)
+
+// world is the whole test network, up and running.
+type world struct {
+	t      *testing.T
+	lab    *Lab
+	zone   *Zone
+	dns1   *Host
+	dns2   *Host
+	lists  *Host
+	sender *Host
+	mxd    []*MXD
+	redis  *Proc
+	listd  *Proc
+	q      *queue.Queue
+	pf     *Postfix
+
+	redisURL string
+	maildir  string
+	listdCfg string
+}
+
+const listRcpt = "~team/announce@lists.example.org"
+
+func buildWorld(t *testing.T) *world {
+	t.Helper()
+	lab := NewLab(t)
+	w := &world{t: t, lab: lab}
+	w.zone = &Zone{Name: "lists.example.org", MXTTL: 3, KeyName: "mxq-update"}
+	writeKey(t, lab.Dir, w.zone)
+	w.dns1 = lab.AddHost("dns1", "")
+	w.dns2 = lab.AddHost("dns2", "")
+	var mxHosts []*Host
+	for i := 1; i <= 3; i++ {
+		mxHosts = append(mxHosts, lab.AddHost(fmt.Sprintf("mx%d", i), ""))
+	}
+	w.lists = lab.AddHost("lists", "")
+	w.sender = lab.AddHost("sender", "")
+	// The sender resolves through the primary, as the issue asks; the
+	// others do not need DNS.
+	os.WriteFile(filepath.Join("/etc/netns", w.sender.NS, "resolv.conf"), []byte("nameserver "+w.dns1.IP+"\noptions timeout:1 attempts:2\n"), 0o644)
+	ips := map[string]string{"dns1": w.dns1.IP, "dns2": w.dns2.IP, "lists": w.lists.IP, "sender": w.sender.IP}
+	for i, h := range mxHosts {
+		ips[fmt.Sprintf("mx%d", i+1)] = h.IP
+	}
+	StartKnot(t, w.dns2, w.zone, w.dns1.IP) // secondaries first: a NOTIFY to a server not yet up is lost
+	StartBIND(t, w.dns1, w.zone, ips, w.dns2.IP)
+	waitSOA(t, nil, w.dns2.IP+":53", w.zone.Name)
+
+	w.redis = StartRedis(t, w.lists)
+	w.redisURL = "redis://" + w.lists.IP + ":6379/0"
+	q, err := queue.Open(w.redisURL, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	w.q = q
+	w.maildir = filepath.Join(lab.Dir, "maildir")
+	w.startListd()
+	// listd publishes its routes; mxd accepts them.
+	waitUntil(t, 20*time.Second, "listd to publish its routes", func() bool {
+		reg, err := q.Registry(context.Background())
+		return err == nil && len(reg) > 0
+	})
+	for i, h := range mxHosts {
+		m := NewMXD(t, h, fmt.Sprintf("mx%d.%s", i+1, w.zone.Name), w.zone.Name, w.redisURL, w.dns1.IP+":53")
+		m.Start(t, command("mxd"))
+		w.mxd = append(w.mxd, m)
+	}
+	waitUntil(t, 20*time.Second, "three heartbeats", func() bool {
+		hs, err := q.Hosts(context.Background())
+		alive := 0
+		for _, h := range hs {
+			if h.Alive {
+				alive++
+			}
+		}
+		return err == nil && alive == 3
+	})
+	w.pf = StartPostfix(t, w.sender, w.zone.Name)
+	return w
+}
+
+func (w *world) startListd() {
+	w.t.Helper()
+	if w.listdCfg == "" {
+		w.listdCfg = filepath.Join(w.lab.Dir, "listd.toml")
+		cfg := fmt.Sprintf(`redis = %q
+metrics_listen = "%s:9126"
+lease = "5s"
+retry_min = "500ms"
+retry_max = "5s"
+
+[[route]]
+match = "~*/*@%s"
+maildir = %q
+`, w.redisURL, w.lists.IP, w.zone.Name, w.maildir)
+		if err := os.WriteFile(w.listdCfg, []byte(cfg), 0o644); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	w.listd = w.lists.Start("listd", command("listd"), "-config", w.listdCfg)
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// dnsctl runs the maintenance command against the lab.
+func (w *world) dnsctl(args ...string) (map[string]any, string, error) {
+	base := []string{
+		"-zone", w.zone.Name, "-server", w.dns1.IP + ":53", "-authoritative", w.dns2.IP + ":53", "-ns=false",
+		"-key", w.zone.KeyFile, "-redis", w.redisURL, "-state", filepath.Join(w.lab.Dir, "dnsctl-state.json"),
+		"-margin", "1s", "-json",
+	}
+	cmd := exec.Command(command("dnsctl"), append(append(args[:1:1], base...), args[1:]...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	os.WriteFile(filepath.Join(w.lab.Dir, "dnsctl.log"), append(readFile(filepath.Join(w.lab.Dir, "dnsctl.log")), stderr.Bytes()...), 0o644)
+	var rep map[string]any
+	json.Unmarshal(stdout.Bytes(), &rep)
+	return rep, stdout.String(), err
+}
+
+func readFile(p string) []byte { b, _ := os.ReadFile(p); return b }
+
+// metrics fetches a host's Prometheus metrics.
+func metricsText(addr string) string {
+	c := http.Client{Timeout: 2 * time.Second}
+	r, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return string(b)
+}
+
+// drain takes one host through drain, restart and restore, and measures.
+func (w *world) drain(m *MXD) DrainTimes {
+	t := w.t
+	t.Helper()
+	dt := DrainTimes{Host: m.Name}
+	// Watch for the 421 phase: the host itself reports draining.
+	type snap struct{ accepted float64 }
+	var at421 *snap
+	others := func() float64 {
+		var n float64
+		for _, o := range w.mxd {
+			if o != m {
+				n += metric(metricsText(o.Metrics), `mxd_transactions_total{code="250"}`)
+			}
+		}
+		return n
+	}
+	stop := make(chan struct{})
+	seen := make(chan *snap, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				seen <- nil
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			hs, _ := w.q.Hosts(context.Background())
+			for _, h := range hs {
+				if h.Host == m.Name && h.Alive && h.Draining {
+					seen <- &snap{accepted: metric(metricsText(m.Metrics), "mxd_sessions_accepted_total")}
+					return
+				}
+			}
+		}
+	}()
+	start := time.Now()
+	othersBefore := others()
+	rep, out, err := w.dnsctl("drain", m.Name)
+	close(stop)
+	at421 = <-seen
+	if err != nil || rep["safe"] != true {
+		t.Fatalf("dnsctl drain %s: %v\n%s", m.Name, err, out)
+	}
+	dt.Total = time.Since(start)
+	text := metricsText(m.Metrics)
+	if at421 == nil {
+		t.Fatalf("%s never reported draining during dnsctl drain", m.Name)
+	}
+	dt.SessionsAfter421 = metric(text, "mxd_sessions_accepted_total") - at421.accepted
+	dt.StragglersRefused = metric(text, `mxd_connections_refused_total{reason="draining"}`)
+	dt.OthersTransactionsDuring = others() - othersBefore
+	steps, _ := rep["steps"].([]any)
+	for _, s := range steps {
+		st, _ := s.(map[string]any)
+		a, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(st["start"]))
+		b, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(st["end"]))
+		switch st["phase"] {
+		case "removing", "removed", "propagated":
+			dt.Propagation += b.Sub(a)
+		case "ttl-waited":
+			dt.TTL += b.Sub(a)
+		case "flagged", "drained":
+			dt.Flush += b.Sub(a)
+		}
+	}
+	// The host is out of service: stop and start its mxd, as an upgrade would.
+	m.Proc.Signal(syscall.SIGTERM)
+	if err, ok := m.Proc.Wait(30 * time.Second); !ok || err != nil {
+		t.Fatalf("%s after SIGTERM: exited %v, err %v", m.Name, ok, err)
+	}
+	m.Start(t, command("mxd"))
+	waitUntil(t, 10*time.Second, m.Name+" heartbeat after restart", func() bool {
+		hs, _ := w.q.Hosts(context.Background())
+		for _, h := range hs {
+			if h.Host == m.Name && h.Alive && time.Since(h.LastSeen) < time.Second {
+				return true
+			}
+		}
+		return false
+	})
+	if _, out, err := w.dnsctl("restore", m.Name); err != nil {
+		t.Fatalf("dnsctl restore %s: %v\n%s", m.Name, err, out)
+	}
+	return dt
+}
+
+var fivexx = regexp.MustCompile(`said: 5\d\d|status=bounced`)
+
+func TestRollingMaintenance(t *testing.T) {
+	w := buildWorld(t)
+	load := StartLoad(w.sender.IP+":25", "load@sender."+w.zone.Name, listRcpt, 10)
+	defer func() {
+		if t.Failed() {
+			load.Stop()
+		}
+	}()
+	phase := func(name string) {
+		t.Logf("%s phase %q (submitted so far: %d)", time.Now().Format("15:04:05.000"), name, load.Count())
+		load.SetPhase(name)
+	}
+	time.Sleep(3 * time.Second) // warm-up: mail flows through all three
+	var phases []string
+	var drains []DrainTimes
+	for _, m := range w.mxd {
+		name := "drain " + strings.SplitN(m.Name, ".", 2)[0]
+		phases = append(phases, name)
+		phase(name)
+		drains = append(drains, w.drain(m))
+	}
+
+	phases = append(phases, "kill -9 mxd")
+	phase("kill -9 mxd")
+	victim := w.mxd[1]
+	before := metric(metricsText(victim.Metrics), `mxd_transactions_total{code="250"}`)
+	waitUntil(t, 30*time.Second, victim.Name+" to receive", func() bool {
+		return metric(metricsText(victim.Metrics), `mxd_transactions_total{code="250"}`) > before
+	})
+	victim.Proc.Signal(syscall.SIGKILL)
+	victim.Proc.Wait(10 * time.Second)
+	time.Sleep(3 * time.Second) // senders find the other MX hosts
+	victim.Start(t, command("mxd"))
+
+	phases = append(phases, "kill -9 listd")
+	phase("kill -9 listd")
+	time.Sleep(2 * time.Second)
+	w.listd.Signal(syscall.SIGKILL)
+	w.listd.Wait(10 * time.Second)
+	time.Sleep(time.Second)
+	w.startListd()
+
+	phases = append(phases, "redis restart")
+	phase("redis restart")
+	time.Sleep(2 * time.Second)
+	w.redis.Stop(30 * time.Second)
+	time.Sleep(2 * time.Second)
+	w.redis = StartRedis(t, w.lists)
+
+	phases = append(phases, "cool-down")
+	phase("cool-down")
+	time.Sleep(3 * time.Second)
+	sent, errs := load.Stop()
+	if len(errs) > 0 {
+		t.Errorf("%d submissions to the sender's Postfix failed, e.g. %s", len(errs), errs[0])
+	}
+
+	// Everything must arrive: Postfix empties its queue, the queue drains.
+	deadline := time.Now().Add(3 * time.Minute)
+	var got map[string][]time.Time
+	for {
+		w.pf.Flush()
+		var err error
+		got, err = Delivered(w.maildir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		depth, _ := w.q.Depth(context.Background())
+		if w.pf.QueueCount() == 0 && depth == 0 && len(got) >= len(sent) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("not settled after 3 minutes: postfix queue %d, redis depth %d, delivered %d of %d", w.pf.QueueCount(), depth, len(got), len(sent))
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	o := Compare(sent, got)
+	var table bytes.Buffer
+	o.Print(&table, phases, drains)
+	t.Log("\n" + table.String())
+	os.WriteFile(filepath.Join(os.TempDir(), "mxq-network-summary.txt"), table.Bytes(), 0o644)
+
+	if o.Missing > 0 {
+		t.Errorf("%d messages never delivered, e.g. %v", o.Missing, o.MissingIDs)
+	}
+	for p, n := range o.DupByPhase {
+		if n > 0 && !strings.HasPrefix(p, "kill -9") {
+			t.Errorf("%d duplicates in phase %q (only kill -9 may cause them): %v", n, p, o.DuplicateIDs)
+		}
+	}
+	if w.pf.QueueCount() != 0 {
+		t.Errorf("postfix still holds %d messages", w.pf.QueueCount())
+	}
+	if bad := fivexx.FindAllString(w.pf.Log(), 5); len(bad) > 0 {
+		t.Errorf("postfix saw a 5xx or bounced: %v", bad)
+	}
+	for _, d := range drains {
+		if d.SessionsAfter421 > 0 {
+			t.Errorf("%s: %v sessions reached it after its 421 phase began", d.Host, d.SessionsAfter421)
+		}
+		if d.OthersTransactionsDuring == 0 {
+			t.Errorf("%s: the other hosts took no mail while it was drained", d.Host)
+		}
+	}
+}
