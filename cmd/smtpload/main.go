@@ -140,14 +140,18 @@ Flags:
 		n: *n, sessions: min(*sessions, *n), size: *size, perConn: *perConn,
 		duration: *duration, timeout: *timeout, progress: *progress, sels: sels,
 	}, stderr)
-	if err != nil {
+	if err != nil && res.Attempted == 0 {
 		return err
 	}
+	// Interrupted: report what was measured, then the interruption.
 	if *asJSON {
-		return json.NewEncoder(stdout).Encode(res)
+		if jerr := json.NewEncoder(stdout).Encode(res); jerr != nil {
+			return jerr
+		}
+	} else {
+		printLoad(stdout, res)
 	}
-	printLoad(stdout, res)
-	return nil
+	return err
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
