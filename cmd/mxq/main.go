@@ -29,6 +29,13 @@ var commands = map[string]command{
 	"lists rm":  {"ADDRESS|PATTERN...: stop accepting mail for these (static entries only)", listsRm},
 	"lists ls":  {"[-json]: show the recipient registry and where each entry comes from", listsLs},
 	"stats":     {"[-json]: queue depth, dead letters, and every MX host's state", stats},
+
+	// The consumer side: peek.go, dead.go.
+	"peek":       {"[-n N] [-json]: the oldest queued messages and those waiting for a retry", peek},
+	"dead ls":    {"[-json]: the dead letters, messages the consumers gave up on", deadLs},
+	"dead show":  {"ID [-json]: one dead letter with every attempt and its error", deadShow},
+	"dead retry": {"ID...|--all [-json]: put dead letters back into the queue (delivered recipients are skipped)", deadRetry},
+	"dead purge": {"ID...|--all [-json]: delete dead letters and their bodies for good", deadPurge},
 }
 
 const usage = `Usage: mxq [-redis URL] [-queue NAME] COMMAND [ARGS]

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"mxq/queue"
+)
+
+// cmdArgs are the flags the dead and peek subcommands take, in any
+// position: -json, --all, -n N.
+type cmdArgs struct {
+	json, all bool
+	n         int64
+	rest      []string
+}
+
+func parseArgs(name string, args []string, allowAll, allowN bool) (cmdArgs, error) {
+	a := cmdArgs{n: 20}
+	for i := 0; i < len(args); i++ {
+		switch f := strings.TrimLeft(args[i], "-"); {
+		case !strings.HasPrefix(args[i], "-"):
+			a.rest = append(a.rest, args[i])
+		case f == "json":
+			a.json = true
+		case f == "all" && allowAll:
+			a.all = true
+		case f == "n" && allowN && i+1 < len(args):
+			n, err := strconv.ParseInt(args[i+1], 10, 64)
+			if err != nil || n < 1 {
+				return a, usageError{fmt.Sprintf("%s: -n wants a positive number, not %q", name, args[i+1])}
+			}
+			a.n, i = n, i+1
+		default:
+			return a, usageError{fmt.Sprintf("%s: unknown flag %q", name, args[i])}
+		}
+	}
+	return a, nil
+}
+
+func deadLs(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
+	a, err := parseArgs("dead ls", args, false, false)
+	if err != nil {
+		return err
+	}
+	if len(a.rest) > 0 {
+		return usageError{fmt.Sprintf("dead ls: unexpected argument %q (mxq dead show ID shows one)", a.rest[0])}
+	}
+	ds, err := q.DeadLetters(ctx)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		if ds == nil {
+			ds = []queue.DeadLetter{}
+		}
+		return writeJSON(stdout, ds)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tDEAD SINCE\tATTEMPTS\tFROM\tRCPTS\tREASON")
+	for _, d := range ds {
+		from, rcpts := "?", "?"
+		if d.Record != nil {
+			from, rcpts = orNull(d.Record.From), strings.Join(d.Record.Recipients(), ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", d.ID, ago(d.DeadAt), len(d.Attempts), from, short(rcpts, 40), short(d.Reason, 80))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(ds) > 0 {
+		fmt.Fprintf(stdout, "%d dead letters; mxq dead show ID for every attempt, mxq dead retry ID|--all once fixed\n", len(ds))
+	}
+	return nil
+}
+
+func deadShow(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
+	a, err := parseArgs("dead show", args, false, false)
+	if err != nil {
+		return err
+	}
+	if len(a.rest) != 1 {
+		return usageError{"dead show: give one queue id, as shown by mxq dead ls"}
+	}
+	d, err := q.DeadLetter(ctx, a.rest[0])
+	if err != nil {
+		return err
+	}
+	if a.json {
+		return writeJSON(stdout, d)
+	}
+	fmt.Fprintf(stdout, "queue id:   %s\n", d.ID)
+	fmt.Fprintf(stdout, "dead since: %s (%s)\n", d.DeadAt.UTC().Format(time.RFC3339), ago(d.DeadAt))
+	fmt.Fprintf(stdout, "reason:     %s\n", d.Reason)
+	if d.Record == nil {
+		fmt.Fprintf(stdout, "record:     cannot be read: %s\n", d.RecordError)
+	} else {
+		r := d.Record
+		fmt.Fprintf(stdout, "from:       <%s>\n", r.From)
+		fmt.Fprintf(stdout, "arrived:    %s at %s from %s (%s), %d bytes\n", r.Arrived.UTC().Format(time.RFC3339), r.Host, r.ClientIP, r.HELO, r.Size)
+		fmt.Fprintln(stdout, "recipients:")
+		for _, rc := range r.Rcpts {
+			state := "pending"
+			if slices.Contains(d.Delivered, rc.Addr) {
+				state = "delivered (a retry skips it)"
+			} else if why, ok := d.Rejected[rc.Addr]; ok {
+				state = "rejected: " + why
+			}
+			fmt.Fprintf(stdout, "  <%s>  %s\n", rc.Addr, state)
+		}
+	}
+	fmt.Fprintf(stdout, "attempts:   %d\n", len(d.Attempts))
+	for _, at := range d.Attempts {
+		who := ""
+		if at.Consumer != "" {
+			who = " by " + at.Consumer
+		}
+		fmt.Fprintf(stdout, "  #%d %s%s: %s\n", at.N, at.End.UTC().Format(time.RFC3339), who, at.Error)
+	}
+	return nil
+}
+
+func deadRetry(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
+	return deadEach(ctx, q, "dead retry", args, stdout, q.RetryDead, "put back into the queue")
+}
+
+func deadPurge(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
+	return deadEach(ctx, q, "dead purge", args, stdout, q.PurgeDead, "deleted for good")
+}
+
+// deadEach applies do to the dead letter named in args, or to all with
+// --all.
+func deadEach(ctx context.Context, q *queue.Queue, name string, args []string, stdout io.Writer,
+	do func(context.Context, string) error, done string) error {
+	a, err := parseArgs(name, args, true, false)
+	if err != nil {
+		return err
+	}
+	ids := a.rest
+	switch {
+	case a.all && len(ids) > 0:
+		return usageError{name + ": give queue ids or --all, not both"}
+	case a.all:
+		ds, err := q.DeadLetters(ctx)
+		if err != nil {
+			return err
+		}
+		for _, d := range ds {
+			ids = append(ids, d.ID)
+		}
+	case len(ids) == 0:
+		return usageError{name + ": give a queue id (mxq dead ls) or --all"}
+	}
+	var failed []error
+	okIDs := []string{}
+	for _, id := range ids {
+		if err := do(ctx, id); err != nil {
+			failed = append(failed, err)
+			continue
+		}
+		okIDs = append(okIDs, id)
+	}
+	if a.json {
+		if err := writeJSON(stdout, map[string][]string{"ids": okIDs}); err != nil {
+			return err
+		}
+	} else {
+		for _, id := range okIDs {
+			fmt.Fprintf(stdout, "%s %s\n", id, done)
+		}
+	}
+	return errors.Join(failed...)
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func orNull(from string) string {
+	if from == "" {
+		return "<>"
+	}
+	return from
+}
+
+func short(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
