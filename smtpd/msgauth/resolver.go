@@ -36,6 +36,8 @@ type Resolver struct {
 
 	// queries counts the queries sent, for the benchmark's queries/op.
 	queries atomic.Int64
+
+	cache answerCache
 }
 
 // NewResolver returns a Resolver that asks server ("host:port"; the port
@@ -93,13 +95,22 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 		// Nothing can be published under a name DNS cannot carry.
 		return nil, &net.DNSError{Err: "invalid domain name", Name: name, IsNotFound: true}
 	}
+	key := cacheKey{qtype: qtype, name: strings.ToLower(fqdn)}
+	if rrs, err, ok := r.cache.get(key); ok {
+		if err != nil {
+			return nil, err
+		}
+		return rrs, nil
+	}
 	var last *net.DNSError
 	for _, server := range r.servers {
 		rrs, err := r.queryServer(ctx, fqdn, qtype, server)
 		switch {
 		case err == nil:
+			r.cache.put(key, rrs, nil)
 			return rrs, nil
 		case err.IsNotFound:
+			r.cache.put(key, nil, err)
 			return nil, err
 		}
 		last = err

@@ -1,0 +1,31 @@
+package msgauth
+
+import (
+	"context"
+	"testing"
+)
+
+// Answers and "no such record" are kept; temporary failures are asked
+// again every time.
+func TestResolverCache(t *testing.T) {
+	e := newEnv(t, Config{})
+	r := e.checker.resolver
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		wantAgain bool // a second lookup sends a query again
+	}{
+		{"fail.example.test", false},
+		{"nx.example.test", false},
+		{"broken.test", true},
+	}
+	for _, tt := range tests {
+		r.LookupTXT(ctx, tt.name)
+		before := r.queries.Load()
+		r.LookupTXT(ctx, tt.name)
+		r.LookupTXT(ctx, tt.name)
+		if again := r.queries.Load() > before; again != tt.wantAgain {
+			t.Errorf("%s: queried again = %v, want %v", tt.name, again, tt.wantAgain)
+		}
+	}
+}
