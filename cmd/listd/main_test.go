@@ -261,3 +261,48 @@ func TestReloadAndStop(t *testing.T) {
 		t.Errorf("exit code %d after SIGTERM", code)
 	}
 }
+
+// The destination answers 5xx: the message is dead-lettered and shown by
+// `mxq dead ls`; once the destination is fixed, `mxq dead retry` has it
+// delivered, exactly once.
+func TestDeadLetterRetryWithMxq(t *testing.T) {
+	bin := buildListd(t)
+	mxqBin := filepath.Join(t.TempDir(), "mxq")
+	if out, err := exec.Command("go", "build", "-o", mxqBin, "../mxq").CombinedOutput(); err != nil {
+		t.Fatalf("go build mxq: %v\n%s", err, out)
+	}
+	r := queuetest.StartRedis(t)
+	q := openQueue(t, r)
+	srv := liststest.StartMTA(t, true)
+	srv.SetReply(func(string) error {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such list"}
+	})
+	conf := writeConfig(t, fmt.Sprintf("redis = %q\n[[route]]\nmatch = \"*@lists.example.org\"\nlmtp = %q\n", r.URL(), srv.Addr))
+	startListd(t, bin, conf)
+	mxq := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(mxqBin, append([]string{"-redis", r.URL()}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("mxq %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	id := enqueue(t, q, "dev@lists.example.org")
+	waitFor(t, "the dead letter", func() bool { return strings.Contains(mxq("dead", "ls"), id) })
+	if out := mxq("dead", "show", id); !strings.Contains(out, "550") || !strings.Contains(out, "no such list") {
+		t.Errorf("mxq dead show:\n%s", out)
+	}
+	if srv.Count("dev@lists.example.org") != 0 {
+		t.Fatal("delivered despite 550")
+	}
+	srv.SetReply(nil)
+	mxq("dead", "retry", id)
+	waitFor(t, "delivery after mxq dead retry", func() bool { return srv.Count("dev@lists.example.org") == 1 })
+	waitFor(t, "the queue to drain", func() bool {
+		b, err := q.Backlog(context.Background())
+		return err == nil && b.Depth() == 0 && b.Dead == 0
+	})
+	if n := srv.Count("dev@lists.example.org"); n != 1 {
+		t.Errorf("%d copies delivered, want 1", n)
+	}
+}
