@@ -73,6 +73,7 @@ var enqueueScript = redis.NewScript(`#!lua
 local id = redis.call('GET', KEYS[3])
 if id then return {0, id} end
 redis.call('SET', KEYS[2], ARGV[5])
+redis.call('APPEND', KEYS[2], ARGV[7])
 redis.call('XADD', KEYS[1], '*', 'v', ARGV[2], 'id', ARGV[1], 'rec', ARGV[3])
 redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[4])
 redis.call('SADD', KEYS[4], ARGV[1])
@@ -92,8 +93,6 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("enqueue %s: %w", r.ID, err)
 	}
-	body := make([]byte, 0, r.Size)
-	body = append(append(body, m.Header...), m.Data...)
 	keys := []string{
 		q.key("stream"),
 		q.key("body", r.ID),
@@ -101,7 +100,8 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) (Result, error) {
 		q.key("inflight", r.Host),
 		q.key("hosts"),
 	}
-	args := []any{r.ID, FormatVersion, rec, q.opt.DedupWindow.Milliseconds(), body, r.Host}
+	// Header and data are joined by Redis (APPEND), not copied here.
+	args := []any{r.ID, FormatVersion, rec, q.opt.DedupWindow.Milliseconds(), m.Header, r.Host, m.Data}
 
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()

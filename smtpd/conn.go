@@ -160,6 +160,14 @@ func (c *conn) setTLS() {
 	c.mu.Unlock()
 }
 
+// isTLS reports whether the session is in TLS (the raw scan then sees
+// only ciphertext).
+func (c *conn) isTLS() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tls
+}
+
 // rawViolations is the count of bare CR, bare LF and NUL seen so far.
 func (c *conn) rawViolations() int64 {
 	c.mu.Lock()

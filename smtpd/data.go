@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -46,7 +48,8 @@ func (ss *session) Data(r io.Reader) error {
 // reply.
 func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
 	ss.wc.beginData()
-	data, err := readData(r, ss.s.cfg.MaxMessageBytes)
+	sizeHint, _ := strconv.ParseInt(ss.fromParams["SIZE"], 10, 64)
+	data, err := readData(r, sizeHint, ss.wc.isTLS())
 	ss.wc.endData()
 	defer ss.wc.setTx(false)
 	switch {
@@ -108,22 +111,33 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
 
 var errBareEOL = errors.New("bare CR, bare LF or NUL in data")
 
+// chunks are the read buffers of readData, shared between sessions.
+var chunks = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // readData reads the message to its end. It keeps reading after a bare
 // CR, LF or NUL (RFC 5321 §2.3.8: lines end with CRLF only), so that the
 // reply comes after the real end of data; the message is then refused.
-func readData(r io.Reader, limit int64) ([]byte, error) {
+// With check false the caller has already seen the raw bytes (the
+// connection's own scan, outside TLS) and the data is not scanned again.
+func readData(r io.Reader, sizeHint int64, check bool) ([]byte, error) {
 	var buf bytes.Buffer
-	buf.Grow(64 << 10)
-	chunk := make([]byte, 32<<10)
+	buf.Grow(int(min(max(sizeHint, 16<<10), 1<<20)) + 512)
+	cp := chunks.Get().(*[]byte)
+	defer chunks.Put(cp)
+	chunk := *cp
 	prev := byte('\n')
 	bad := false
 	for {
 		n, err := r.Read(chunk)
-		for _, ch := range chunk[:n] {
-			if ch == 0 || (ch == '\n' && prev != '\r') || (prev == '\r' && ch != '\n') {
-				bad = true
+		if check {
+			for _, ch := range chunk[:n] {
+				if ch == 0 || (ch == '\n' && prev != '\r') || (prev == '\r' && ch != '\n') {
+					bad = true
+				}
+				prev = ch
 			}
-			prev = ch
+		} else if n > 0 {
+			prev = chunk[n-1]
 		}
 		if !bad {
 			buf.Write(chunk[:n])
