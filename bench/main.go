@@ -77,70 +77,129 @@ type stringsFlag []string
 func (s *stringsFlag) String() string     { return strings.Join(*s, ",") }
 func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+// options are the bench's flags.
+type options struct {
+	load                 loadArgs
+	warmup, rounds, idle int
+	targets              []string
+	mxdWait              time.Duration
+	redisParams          string
+	mxdSet               stringsFlag
+	keep                 bool
+	out                  string
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var mxdSet stringsFlag
-	n := fs.Int("n", 10000, "messages per target and round")
-	c := fs.Int("c", 50, "concurrent SMTP sessions")
-	size := fs.Int("size", 10240, "message size in bytes")
-	perConn := fs.Int("per-conn", 0, "messages per connection before reconnecting (0: no limit)")
-	warmup := fs.Int("warmup", 500, "messages sent to each target before it is measured")
-	rounds := fs.Int("rounds", 3, "measured rounds per target; the table shows each target's median round")
-	duration := fs.Duration("duration", 90*time.Second, "time bound of one measured load run")
-	idle := fs.Int("idle", 5000, "idle connections to open to mxd for the RSS measurement (0: skip)")
+	fs.IntVar(&o.load.n, "n", 10000, "messages per target and round")
+	fs.IntVar(&o.load.c, "c", 50, "concurrent SMTP sessions")
+	fs.IntVar(&o.load.size, "size", 10240, "message size in bytes")
+	fs.IntVar(&o.load.perConn, "per-conn", 0, "messages per connection before reconnecting (0: no limit)")
+	fs.DurationVar(&o.load.duration, "duration", 90*time.Second, "time bound of one measured load run")
+	fs.IntVar(&o.warmup, "warmup", 500, "messages sent to each target before it is measured")
+	fs.IntVar(&o.rounds, "rounds", 3, "measured rounds per target; the table shows each target's median round")
+	fs.IntVar(&o.idle, "idle", 5000, "idle connections to open to mxd for the RSS measurement (0: skip)")
 	only := fs.String("targets", "smtp-sink,postfix,mxd", "comma list of targets to run")
-	mxdWait := fs.Duration("mxd-wait", 0, "if cmd/mxd does not build yet, poll for it this long")
-	redisParams := fs.String("mxd-redis-params", "", "query `parameters` for mxd's Redis URL, e.g. pool_size=100 (go-redis ParseURL options)")
-	fs.Var(&mxdSet, "mxd-set", "extra `line` for mxd's TOML config, e.g. 'max_connections_per_ip = 10000' (repeatable)")
-	keep := fs.Bool("keep", false, "keep the temporary directory (logs, queues, configs)")
-	out := fs.String("json", "", "also write all results as JSON to this `file`")
+	fs.DurationVar(&o.mxdWait, "mxd-wait", 0, "if cmd/mxd does not build yet, poll for it this long")
+	fs.StringVar(&o.redisParams, "mxd-redis-params", "", "query `parameters` for mxd's Redis URL, e.g. pool_size=100 (go-redis ParseURL options)")
+	fs.Var(&o.mxdSet, "mxd-set", "extra `line` for mxd's TOML config, e.g. 'max_recipients = 1000' (repeatable)")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, queues, configs)")
+	fs.StringVar(&o.out, "json", "", "also write all results as JSON to this `file`")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: bench [flags]  (from the repository root)\n\nCompares mxd with smtp-sink and Postfix under the same SMTP load.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return o, err
 	}
-	targets := strings.Split(*only, ",")
-	for _, t := range targets {
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	o.targets = strings.Split(*only, ",")
+	for _, t := range o.targets {
 		if !slices.Contains([]string{"smtp-sink", "postfix", "mxd"}, t) {
-			return fmt.Errorf("-targets: unknown target %q", t)
+			return o, fmt.Errorf("-targets: unknown target %q", t)
 		}
 	}
+	if o.rounds < 1 || o.load.n < 1 || o.load.c < 1 {
+		return o, fmt.Errorf("-rounds, -n and -c must be positive")
+	}
+	return o, nil
+}
 
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
 	dir, err := os.MkdirTemp("", "mxq-bench-")
 	if err != nil {
 		return err
 	}
-	// Postfix's daemons drop to the postfix user and must reach their
-	// queue under this directory.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return err
-	}
 	b := &bench{
 		dir: dir, domain: "lists.example.org", rcpt: "bench@lists.example.org",
-		stderr: stderr, mxdSet: mxdSet, mxdWait: *mxdWait, redisParams: *redisParams,
+		stderr: stderr, mxdSet: o.mxdSet, mxdWait: o.mxdWait, redisParams: o.redisParams,
 	}
 	defer func() {
 		for i := len(b.cleanup) - 1; i >= 0; i-- {
 			b.cleanup[i]()
 		}
-		if *keep {
+		if o.keep {
 			b.logf("kept %s", dir)
 		} else {
 			os.RemoveAll(dir)
 		}
 	}()
+	// Postfix's daemons drop to the postfix user and must reach their
+	// queue under this directory.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
 	b.logf("working in %s", dir)
-
 	b.smtpload = filepath.Join(dir, "smtpload")
 	if err := goBuild(ctx, b.smtpload, "./cmd/smtpload"); err != nil {
 		return err
 	}
+	started, err := b.startTargets(ctx, o.targets)
+	if err != nil {
+		return err
+	}
+	rep := report{Load: o.load.String(), Rounds: o.rounds}
+	// Idle connections first, while mxd is fresh: after the load runs its
+	// heap has grown and new sessions would reuse memory that is already
+	// resident, which flatters the number.
+	if rep.Idle, err = b.measureIdle(ctx, started, o.idle); err != nil {
+		return err
+	}
+	accepted, err := b.measureLoad(ctx, started, o, &rep)
+	if err != nil {
+		return err
+	}
+	if rep.Checks, err = b.checkQueues(started, accepted); err != nil {
+		return err
+	}
+	rep.Date = time.Now().UTC().Format(time.RFC3339)
+	rep.Machine = machine()
+	rep.summarize(o.targets)
+	rep.print(stdout)
+	if o.out != "" {
+		j, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.out, append(j, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
 
+// startTargets starts the named servers.
+func (b *bench) startTargets(ctx context.Context, names []string) ([]*target, error) {
 	var started []*target
-	for _, name := range targets {
+	for _, name := range names {
 		var t *target
 		var err error
 		switch name {
@@ -152,54 +211,64 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			t, err = b.startMxd(ctx)
 		}
 		if err != nil {
-			return fmt.Errorf("start %s: %w", name, err)
+			return nil, fmt.Errorf("start %s: %w", name, err)
 		}
 		b.logf("%s listening on %s (pids %s)", t.name, t.addr, strings.Join(t.pids, ","))
 		started = append(started, t)
 	}
+	return started, nil
+}
 
-	// Idle connections first, while mxd is fresh: after the load runs its
-	// heap has grown and new sessions would reuse memory that is already
-	// resident, which flatters the number.
-	var idleRes *idleResult
+// measureIdle opens n idle connections to mxd, if it is a target.
+func (b *bench) measureIdle(ctx context.Context, started []*target, n int) (*idleResult, error) {
 	for _, t := range started {
-		if t.name == "mxd" && *idle > 0 {
-			b.logf("idle: %d connections to mxd", *idle)
-			r, err := b.idle(ctx, t, *idle)
+		if t.name == "mxd" && n > 0 {
+			b.logf("idle: %d connections to mxd", n)
+			r, err := b.idle(ctx, t, n)
 			if err != nil {
-				return fmt.Errorf("mxd idle: %w", err)
+				return nil, fmt.Errorf("mxd idle: %w", err)
 			}
-			idleRes = &r
+			return &r, nil
 		}
 	}
+	return nil, nil
+}
 
-	load := loadArgs{n: *n, c: *c, size: *size, perConn: *perConn, duration: *duration}
-	results := map[string][]loadResult{}
-	accepted := map[string]int{} // warm-up included
+// measureLoad warms every target up, then runs the rounds, alternating
+// between targets. It returns how many messages each target accepted,
+// warm-up included.
+func (b *bench) measureLoad(ctx context.Context, started []*target, o options, rep *report) (map[string]int, error) {
+	rep.Results = map[string][]loadResult{}
+	accepted := map[string]int{}
 	for _, t := range started {
-		if *warmup > 0 {
-			w := load
-			w.n = *warmup
+		if o.warmup > 0 {
+			w := o.load
+			w.n = o.warmup
 			w.duration = time.Minute
 			r, err := b.load(ctx, t, w, false)
 			if err != nil {
-				return fmt.Errorf("%s warm-up: %w", t.name, err)
+				return nil, fmt.Errorf("%s warm-up: %w", t.name, err)
 			}
 			accepted[t.name] += r.Accepted
 		}
 	}
-	for round := range *rounds {
+	for round := range o.rounds {
 		for _, t := range started {
-			b.logf("round %d/%d: %s, %d messages of %d bytes over %d sessions", round+1, *rounds, t.name, load.n, load.size, load.c)
-			r, err := b.load(ctx, t, load, true)
+			b.logf("round %d/%d: %s, %s", round+1, o.rounds, t.name, o.load)
+			r, err := b.load(ctx, t, o.load, true)
 			if err != nil {
-				return fmt.Errorf("%s: %w", t.name, err)
+				return nil, fmt.Errorf("%s: %w", t.name, err)
 			}
-			results[t.name] = append(results[t.name], r)
+			rep.Results[t.name] = append(rep.Results[t.name], r)
 			accepted[t.name] += r.Accepted
 		}
 	}
+	return accepted, nil
+}
 
+// checkQueues compares, for targets that can tell, the messages answered
+// 250 with the messages in the queue.
+func (b *bench) checkQueues(started []*target, accepted map[string]int) ([]string, error) {
 	var checks []string
 	for _, t := range started {
 		if t.depth == nil {
@@ -207,7 +276,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		}
 		d, err := t.depth()
 		if err != nil {
-			return fmt.Errorf("%s queue depth: %w", t.name, err)
+			return nil, fmt.Errorf("%s queue depth: %w", t.name, err)
 		}
 		check := fmt.Sprintf("%s: %d messages answered 250, %d in the queue", t.name, accepted[t.name], d)
 		if d != accepted[t.name] {
@@ -216,28 +285,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		b.logf("%s", check)
 		checks = append(checks, check)
 	}
-
-	rep := report{
-		Date:    time.Now().UTC().Format(time.RFC3339),
-		Machine: machine(),
-		Load:    load.String(),
-		Rounds:  *rounds,
-		Results: results,
-		Idle:    idleRes,
-		Checks:  checks,
-	}
-	rep.summarize(targets)
-	rep.print(stdout)
-	if *out != "" {
-		j, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(*out, append(j, '\n'), 0o644); err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
+	return checks, nil
 }
 
 // goBuild builds pkg (relative to the repository root) into out.

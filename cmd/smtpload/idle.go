@@ -73,12 +73,7 @@ func runIdle(ctx context.Context, cfg idleConfig, stderr io.Writer) (idleResult,
 		return r, err
 	}
 
-	var (
-		mu      sync.Mutex
-		clients []*client
-		next    atomic.Int64
-		wg      sync.WaitGroup
-	)
+	clients := openIdle(ctx, cfg, r.Codes, stderr)
 	defer func() {
 		// Close in parallel: QUIT one by one would take a round trip each.
 		var qw sync.WaitGroup
@@ -87,38 +82,6 @@ func runIdle(ctx context.Context, cfg idleConfig, stderr io.Writer) (idleResult,
 		}
 		qw.Wait()
 	}()
-	stop := make(chan struct{})
-	go func() {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				mu.Lock()
-				n := len(clients)
-				mu.Unlock()
-				fmt.Fprintf(stderr, "smtpload: idle %d/%d open\n", n, cfg.conns)
-			}
-		}
-	}()
-	for range cfg.dialers {
-		wg.Go(func() {
-			for ctx.Err() == nil && next.Add(1) <= int64(cfg.conns) {
-				c, err := dial(ctx, cfg.server, cfg.helo, cfg.timeout)
-				mu.Lock()
-				if err != nil {
-					r.Codes[errClass(err)]++
-				} else {
-					clients = append(clients, c)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	close(stop)
 	r.Opened = len(clients)
 	fmt.Fprintf(stderr, "smtpload: idle %d/%d open, settling %s\n", r.Opened, cfg.conns, cfg.settle)
 	if err := sleepCtx(ctx, cfg.settle); err != nil {
@@ -145,10 +108,53 @@ func runIdle(ctx context.Context, cfg idleConfig, stderr io.Writer) (idleResult,
 	if alive < r.Opened {
 		r.Codes["closed by server while idle"] = r.Opened - alive
 	}
-	if err := sleepCtx(ctx, cfg.hold); err != nil {
-		return r, err
+	return r, sleepCtx(ctx, cfg.hold)
+}
+
+// openIdle opens up to cfg.conns sessions, cfg.dialers at a time, and
+// counts the failures in codes.
+func openIdle(ctx context.Context, cfg idleConfig, codes counts, stderr io.Writer) []*client {
+	var (
+		mu      sync.Mutex
+		clients []*client
+		next    atomic.Int64
+		wg      sync.WaitGroup
+	)
+	stop := make(chan struct{})
+	var pw sync.WaitGroup
+	pw.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				mu.Lock()
+				n := len(clients)
+				mu.Unlock()
+				fmt.Fprintf(stderr, "smtpload: idle %d/%d open\n", n, cfg.conns)
+			}
+		}
+	})
+	for range cfg.dialers {
+		wg.Go(func() {
+			for ctx.Err() == nil && next.Add(1) <= int64(cfg.conns) {
+				c, err := dial(ctx, cfg.server, cfg.helo, cfg.timeout)
+				mu.Lock()
+				if err != nil {
+					codes[errClass(err)]++
+				} else {
+					clients = append(clients, c)
+				}
+				mu.Unlock()
+			}
+		})
 	}
-	return r, nil
+	wg.Wait()
+	close(stop)
+	pw.Wait()
+	return clients
 }
 
 func isTimeout(err error) bool {

@@ -57,6 +57,20 @@ type workerResult struct {
 	pipelined bool
 }
 
+// loadRun is the state shared by the sessions of one run.
+type loadRun struct {
+	cfg   loadConfig
+	gen   *generator
+	start time.Time
+
+	next     atomic.Int64 // next message sequence number to claim
+	done     atomic.Int64 // transactions finished, any outcome
+	accepted atomic.Int64
+	temp     atomic.Int64 // 4xx
+	perm     atomic.Int64 // 5xx
+	errs     atomic.Int64 // connection and protocol errors
+}
+
 // runLoad sends cfg.n messages over cfg.sessions sessions.
 func runLoad(ctx context.Context, cfg loadConfig, stderr io.Writer) (loadResult, error) {
 	gen, err := newGenerator(cfg.from, cfg.rcpts, cfg.size)
@@ -75,144 +89,30 @@ func runLoad(ctx context.Context, cfg loadConfig, stderr io.Writer) (loadResult,
 		}
 	}
 
-	var (
-		next     atomic.Int64 // next message sequence number to claim
-		done     atomic.Int64 // transactions finished, any outcome
-		accepted atomic.Int64
-		temp     atomic.Int64 // 4xx
-		perm     atomic.Int64 // 5xx
-		errs     atomic.Int64 // connection and protocol errors
-	)
+	lr := &loadRun{cfg: cfg, gen: gen}
 	self0 := selfCPU()
-	start := time.Now()
-	deadline := start.Add(cfg.duration)
-	runCtx, cancel := context.WithDeadline(ctx, deadline)
+	lr.start = time.Now()
+	runCtx, cancel := context.WithDeadline(ctx, lr.start.Add(cfg.duration))
 	defer cancel()
 
 	stopProgress := make(chan struct{})
 	var progressWG sync.WaitGroup
 	if cfg.progress > 0 {
-		progressWG.Add(1)
-		go func() {
-			defer progressWG.Done()
-			t := time.NewTicker(cfg.progress)
-			defer t.Stop()
-			var last int64
-			lastT := start
-			for {
-				select {
-				case <-stopProgress:
-					return
-				case now := <-t.C:
-					a := accepted.Load()
-					fmt.Fprintf(stderr, "smtpload: %5.1fs %d/%d done, %d accepted, %.0f msg/s now, 4xx %d, 5xx %d, errors %d\n",
-						now.Sub(start).Seconds(), done.Load(), cfg.n, a,
-						float64(a-last)/now.Sub(lastT).Seconds(), temp.Load(), perm.Load(), errs.Load())
-					last, lastT = a, now
-				}
-			}
-		}()
+		progressWG.Go(func() { lr.progress(stderr, stopProgress) })
 	}
-
 	results := make([]workerResult, cfg.sessions)
 	var wg sync.WaitGroup
 	for w := range cfg.sessions {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res := &results[w]
-			res.codes = counts{}
-			res.lat = make([]time.Duration, 0, cfg.n/cfg.sessions+1)
-			buf := make([]byte, 0, cfg.size+cfg.size/32+64)
-			var c *client
-			var err error
-			sent := 0
-			defer func() {
-				if c != nil {
-					c.quit()
-				}
-			}()
-			for runCtx.Err() == nil {
-				seq := next.Add(1) - 1
-				if seq >= int64(cfg.n) {
-					return
-				}
-				if c == nil {
-					c, err = dial(runCtx, cfg.server, cfg.helo, cfg.timeout)
-					res.connects++
-					if err != nil {
-						res.codes[errClass(err)]++
-						errs.Add(1)
-						done.Add(1)
-						c = nil
-						// Do not spin against a server that refuses.
-						select {
-						case <-runCtx.Done():
-						case <-time.After(100 * time.Millisecond):
-						}
-						continue
-					}
-					_, res.pipelined = c.ext["PIPELINING"]
-					sent = 0
-				}
-				buf = gen.appendWire(buf[:0], uint64(seq), time.Now())
-				tx, err := c.send(cfg.from, cfg.rcpts, buf, cfg.size)
-				done.Add(1)
-				if err != nil {
-					res.codes[errClass(err)]++
-					errs.Add(1)
-					c.conn.Close()
-					c = nil
-					continue
-				}
-				res.codes[fmt.Sprintf("%s %d", tx.stage, tx.code)]++
-				switch {
-				case tx.stage == "data-end" && tx.code == 250:
-					accepted.Add(1)
-					res.lat = append(res.lat, tx.latency)
-				case tx.code/100 == 4:
-					temp.Add(1)
-				default:
-					perm.Add(1)
-				}
-				sent++
-				if tx.closed {
-					c.conn.Close()
-					c = nil
-				} else if cfg.perConn > 0 && sent >= cfg.perConn {
-					c.quit()
-					c = nil
-				}
-			}
-		}()
+		wg.Go(func() { results[w] = lr.session(runCtx) })
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed := time.Since(lr.start)
 	close(stopProgress)
 	progressWG.Wait()
 
-	r := loadResult{
-		Server:    cfg.server,
-		Sessions:  cfg.sessions,
-		Size:      cfg.size,
-		Requested: cfg.n,
-		Attempted: int(done.Load()),
-		Accepted:  int(accepted.Load()),
-		Elapsed:   elapsed,
-		Codes:     counts{},
-		TimedOut:  next.Load() < int64(cfg.n) && ctx.Err() == nil,
-	}
-	var lat []time.Duration
-	for _, w := range results {
-		lat = append(lat, w.lat...)
-		r.Codes.add(w.codes)
-		r.Connects += w.connects
-		r.Pipelined = r.Pipelined || w.pipelined
-	}
+	r := lr.result(results, elapsed)
+	r.TimedOut = lr.next.Load() < int64(cfg.n) && ctx.Err() == nil
 	r.SelfCPU = selfCPU() - self0
-	r.Latency = summarize(lat)
-	r.Rate = float64(r.Accepted) / elapsed.Seconds()
-	r.MiBps = r.Rate * float64(cfg.size) / (1 << 20)
 	if len(cfg.sels) > 0 {
 		after, err := snapshot()
 		if err != nil {
@@ -221,6 +121,123 @@ func runLoad(ctx context.Context, cfg loadConfig, stderr io.Writer) (loadResult,
 		r.CPU = cpuBetween(cfg.sels, before, after, r.Accepted)
 	}
 	return r, ctx.Err()
+}
+
+// progress prints a line every cfg.progress until stop is closed.
+func (lr *loadRun) progress(w io.Writer, stop <-chan struct{}) {
+	t := time.NewTicker(lr.cfg.progress)
+	defer t.Stop()
+	var last int64
+	lastT := lr.start
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			a := lr.accepted.Load()
+			fmt.Fprintf(w, "smtpload: %5.1fs %d/%d done, %d accepted, %.0f msg/s now, 4xx %d, 5xx %d, errors %d\n",
+				now.Sub(lr.start).Seconds(), lr.done.Load(), lr.cfg.n, a,
+				float64(a-last)/now.Sub(lastT).Seconds(), lr.temp.Load(), lr.perm.Load(), lr.errs.Load())
+			last, lastT = a, now
+		}
+	}
+}
+
+// session is one SMTP session's loop: it claims message numbers until all
+// are claimed or ctx ends, and reconnects after errors, 421s and -per-conn
+// messages.
+func (lr *loadRun) session(ctx context.Context) workerResult {
+	cfg := lr.cfg
+	res := workerResult{codes: counts{}, lat: make([]time.Duration, 0, cfg.n/cfg.sessions+1)}
+	buf := make([]byte, 0, cfg.size+cfg.size/32+64)
+	var c *client
+	sent := 0
+	defer func() {
+		if c != nil {
+			c.quit()
+		}
+	}()
+	for ctx.Err() == nil {
+		seq := lr.next.Add(1) - 1
+		if seq >= int64(cfg.n) {
+			break
+		}
+		if c == nil {
+			var err error
+			c, err = dial(ctx, cfg.server, cfg.helo, cfg.timeout)
+			res.connects++
+			if err != nil {
+				res.codes[errClass(err)]++
+				lr.errs.Add(1)
+				lr.done.Add(1)
+				c = nil
+				// Do not spin against a server that refuses.
+				sleepCtx(ctx, 100*time.Millisecond)
+				continue
+			}
+			_, res.pipelined = c.ext["PIPELINING"]
+			sent = 0
+		}
+		buf = lr.gen.appendWire(buf[:0], uint64(seq), time.Now())
+		tx, err := c.send(cfg.from, cfg.rcpts, buf, cfg.size)
+		lr.done.Add(1)
+		if err != nil {
+			res.codes[errClass(err)]++
+			lr.errs.Add(1)
+			c.conn.Close()
+			c = nil
+			continue
+		}
+		lr.record(&res, tx)
+		sent++
+		if tx.closed {
+			c.conn.Close()
+			c = nil
+		} else if cfg.perConn > 0 && sent >= cfg.perConn {
+			c.quit()
+			c = nil
+		}
+	}
+	return res
+}
+
+// record counts one finished transaction.
+func (lr *loadRun) record(res *workerResult, tx txResult) {
+	res.codes[fmt.Sprintf("%s %d", tx.stage, tx.code)]++
+	switch {
+	case tx.stage == "data-end" && tx.code == 250:
+		lr.accepted.Add(1)
+		res.lat = append(res.lat, tx.latency)
+	case tx.code/100 == 4:
+		lr.temp.Add(1)
+	default:
+		lr.perm.Add(1)
+	}
+}
+
+// result merges the sessions' results.
+func (lr *loadRun) result(results []workerResult, elapsed time.Duration) loadResult {
+	r := loadResult{
+		Server:    lr.cfg.server,
+		Sessions:  lr.cfg.sessions,
+		Size:      lr.cfg.size,
+		Requested: lr.cfg.n,
+		Attempted: int(lr.done.Load()),
+		Accepted:  int(lr.accepted.Load()),
+		Elapsed:   elapsed,
+		Codes:     counts{},
+	}
+	var lat []time.Duration
+	for _, w := range results {
+		lat = append(lat, w.lat...)
+		r.Codes.add(w.codes)
+		r.Connects += w.connects
+		r.Pipelined = r.Pipelined || w.pipelined
+	}
+	r.Latency = summarize(lat)
+	r.Rate = float64(r.Accepted) / elapsed.Seconds()
+	r.MiBps = r.Rate * float64(lr.cfg.size) / (1 << 20)
+	return r
 }
 
 // selfCPU is the user and system CPU time of this process, in seconds.

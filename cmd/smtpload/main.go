@@ -54,32 +54,7 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("smtpload", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		rcpts listFlag
-		pids  listFlag
-	)
-	server := fs.String("server", "127.0.0.1:2525", "SMTP server `host:port` to send to")
-	helo := fs.String("helo", "smtpload.invalid", "`name` to give in EHLO")
-	from := fs.String("from", "smtpload@smtpload.invalid", "envelope sender (MAIL FROM) `address`; also the From header")
-	fs.Var(&rcpts, "to", "envelope recipient `address` (RCPT TO); repeat, or give a comma list, for several per message (default bench@lists.example.org)")
-	n := fs.Int("n", 10000, "`number` of messages to send in all")
-	sessions := fs.Int("c", 50, "`number` of concurrent SMTP sessions")
-	size := fs.Int("size", 10240, "size of each message in `bytes`, headers and body, CRLF line endings, before dot-stuffing")
-	perConn := fs.Int("per-conn", 0, "messages per session before QUIT and a new connection; 0 sends all of a session's share over one connection")
-	duration := fs.Duration("duration", 5*time.Minute, "stop starting new messages after this long, even if fewer than -n were sent")
-	timeout := fs.Duration("timeout", time.Minute, "how long to wait for each reply (and to connect) before the session counts as failed")
-	progress := fs.Duration("progress", time.Second, "interval of the progress lines on stderr; 0 for none")
-	fs.Var(&pids, "pid", "measure the CPU time (load mode) or RSS (idle mode) of `process`: a PID with all its descendants (for Postfix, the master's pid covers smtpd, cleanup, qmgr, ...); a NAME (comm), every process of that name, e.g. redis-server; or NAME@PID, the processes of that name among PID's descendants, e.g. smtpd@1234. Repeat or give a comma list: each is reported on its own")
-	idle := fs.Int("idle", 0, "idle mode: open this `number` of sessions past EHLO, hold them, and report the RSS growth of the first -pid per session instead of sending mail")
-	dialers := fs.Int("idle-dialers", 50, "idle mode: `number` of connections opened at the same time")
-	settle := fs.Duration("idle-settle", 3*time.Second, "idle mode: wait this long after the last connection before measuring RSS")
-	hold := fs.Duration("idle-hold", 0, "idle mode: keep the sessions open this much longer after measuring")
-	asJSON := fs.Bool("json", false, "print the result as one JSON object on stdout instead of a table")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), `Usage: smtpload [flags]
+const usage = `Usage: smtpload [flags]
 
 Sends -n messages of -size bytes over -c concurrent SMTP sessions to -server,
 and reports messages/s, the latency from the end of DATA (CRLF.CRLF) to the
@@ -95,56 +70,90 @@ raised to fit; the loopback ephemeral port range (net.ipv4.ip_local_port_range)
 bounds N at about 28,000 to one server address.
 
 Flags:
-`)
+`
+
+// parseArgs reads the flags into a load and an idle configuration; idle.conns
+// is zero in load mode. asJSON is -json.
+func parseArgs(args []string, stderr io.Writer) (load loadConfig, idle idleConfig, asJSON bool, err error) {
+	fs := flag.NewFlagSet("smtpload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var rcpts, pids listFlag
+	fs.StringVar(&load.server, "server", "127.0.0.1:2525", "SMTP server `host:port` to send to")
+	fs.StringVar(&load.helo, "helo", "smtpload.invalid", "`name` to give in EHLO")
+	fs.StringVar(&load.from, "from", "smtpload@smtpload.invalid", "envelope sender (MAIL FROM) `address`; also the From header")
+	fs.Var(&rcpts, "to", "envelope recipient `address` (RCPT TO); repeat, or give a comma list, for several per message (default bench@lists.example.org)")
+	fs.IntVar(&load.n, "n", 10000, "`number` of messages to send in all")
+	fs.IntVar(&load.sessions, "c", 50, "`number` of concurrent SMTP sessions")
+	fs.IntVar(&load.size, "size", 10240, "size of each message in `bytes`, headers and body, CRLF line endings, before dot-stuffing")
+	fs.IntVar(&load.perConn, "per-conn", 0, "messages per session before QUIT and a new connection; 0 sends all of a session's share over one connection")
+	fs.DurationVar(&load.duration, "duration", 5*time.Minute, "stop starting new messages after this long, even if fewer than -n were sent")
+	fs.DurationVar(&load.timeout, "timeout", time.Minute, "how long to wait for each reply (and to connect) before the session counts as failed")
+	fs.DurationVar(&load.progress, "progress", time.Second, "interval of the progress lines on stderr; 0 for none")
+	fs.Var(&pids, "pid", "measure the CPU time (load mode) or RSS (idle mode) of `process`: a PID with all its descendants (for Postfix, the master's pid covers smtpd, cleanup, qmgr, ...); a NAME (comm), every process of that name, e.g. redis-server; or NAME@PID, the processes of that name among PID's descendants, e.g. smtpd@1234. Repeat or give a comma list: each is reported on its own")
+	fs.IntVar(&idle.conns, "idle", 0, "idle mode: open this `number` of sessions past EHLO, hold them, and report the RSS growth of the first -pid per session instead of sending mail")
+	fs.IntVar(&idle.dialers, "idle-dialers", 50, "idle mode: `number` of connections opened at the same time")
+	fs.DurationVar(&idle.settle, "idle-settle", 3*time.Second, "idle mode: wait this long after the last connection before measuring RSS")
+	fs.DurationVar(&idle.hold, "idle-hold", 0, "idle mode: keep the sessions open this much longer after measuring")
+	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object on stdout instead of a table")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return err
+	if err = fs.Parse(args); err != nil {
+		return
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return
 	}
-	if len(rcpts) == 0 {
-		rcpts = listFlag{"bench@lists.example.org"}
+	load.rcpts = rcpts
+	if len(load.rcpts) == 0 {
+		load.rcpts = []string{"bench@lists.example.org"}
 	}
-	var sels []procSel
 	for _, p := range pids {
-		s, err := parseProcSels(p)
-		if err != nil {
-			return fmt.Errorf("-pid: %w", err)
+		s, perr := parseProcSels(p)
+		if perr != nil {
+			err = fmt.Errorf("-pid: %w", perr)
+			return
 		}
-		sels = append(sels, s...)
+		load.sels = append(load.sels, s...)
 	}
-	if *idle > 0 {
-		if len(sels) == 0 {
-			return fmt.Errorf("-idle needs -pid: the server whose RSS to measure")
-		}
-		res, err := runIdle(ctx, idleConfig{
-			server: *server, helo: *helo, conns: *idle, dialers: max(*dialers, 1),
-			settle: *settle, hold: *hold, timeout: *timeout, sel: sels[0],
-		}, stderr)
+	idle.server, idle.helo, idle.timeout = load.server, load.helo, load.timeout
+	idle.dialers = max(idle.dialers, 1)
+	switch {
+	case idle.conns > 0 && len(load.sels) == 0:
+		err = fmt.Errorf("-idle needs -pid: the server whose RSS to measure")
+	case idle.conns > 0:
+		idle.sel = load.sels[0]
+	case load.n <= 0 || load.sessions <= 0:
+		err = fmt.Errorf("-n and -c must be positive")
+	}
+	load.sessions = min(load.sessions, load.n)
+	return
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	load, idle, asJSON, err := parseArgs(args, stderr)
+	if err != nil {
+		return err
+	}
+	if idle.conns > 0 {
+		res, err := runIdle(ctx, idle, stderr)
 		if err != nil {
 			return err
 		}
-		if *asJSON {
+		if asJSON {
 			return json.NewEncoder(stdout).Encode(res)
 		}
 		printIdle(stdout, res)
 		return nil
 	}
-	if *n <= 0 || *sessions <= 0 {
-		return fmt.Errorf("-n and -c must be positive")
-	}
-	res, err := runLoad(ctx, loadConfig{
-		server: *server, helo: *helo, from: *from, rcpts: rcpts,
-		n: *n, sessions: min(*sessions, *n), size: *size, perConn: *perConn,
-		duration: *duration, timeout: *timeout, progress: *progress, sels: sels,
-	}, stderr)
+	res, err := runLoad(ctx, load, stderr)
 	if err != nil && res.Attempted == 0 {
 		return err
 	}
 	// Interrupted: report what was measured, then the interruption.
-	if *asJSON {
+	if asJSON {
 		if jerr := json.NewEncoder(stdout).Encode(res); jerr != nil {
 			return jerr
 		}
