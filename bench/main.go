@@ -278,7 +278,7 @@ func (b *bench) checkQueues(started []*target, accepted map[string]int) ([]strin
 		if err != nil {
 			return nil, fmt.Errorf("%s queue depth: %w", t.name, err)
 		}
-		check := fmt.Sprintf("%s: %d messages answered 250, %d in the queue", t.name, accepted[t.name], d)
+		check := fmt.Sprintf("%s: %d messages answered 250, %d queued (consumed by the bench or still in the queue)", t.name, accepted[t.name], d)
 		if d != accepted[t.name] {
 			check += " (MISMATCH)"
 		}

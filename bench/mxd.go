@@ -154,11 +154,21 @@ func (b *bench) startMxd(ctx context.Context) (*target, error) {
 		}
 		b.onExit(func() { p.stop(35 * time.Second) })
 		if lastErr = waitFor(ctx, "mxd", 20*time.Second, procAlive(p), smtpReady(addr)); lastErr == nil {
+			d, err := newDrainer(redisURL)
+			if err != nil {
+				return nil, err
+			}
+			b.onExit(func() { d.q.Close() })
 			stop := func() { p.stop(35 * time.Second); redis.stop(10 * time.Second) }
 			return &target{
 				name: "mxd", addr: addr, stop: stop,
-				pids:  []string{strconv.Itoa(p.pid()), strconv.Itoa(redis.pid())},
-				depth: func() (int, error) { return b.queueDepth(ctx, redisURL) },
+				pids:   []string{strconv.Itoa(p.pid()), strconv.Itoa(redis.pid())},
+				settle: d.drain,
+				// Every message answered 250 is either drained or still queued.
+				depth: func() (int, error) {
+					n, err := b.queueDepth(ctx, redisURL)
+					return n + d.drained, err
+				},
 			}, nil
 		}
 		p.stop(time.Second)
