@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"mxq/dnsctl"
 	"mxq/dnsctl/dnstest"
+	"mxq/queue"
 	"mxq/smtpd"
 )
 
@@ -85,7 +85,8 @@ func startMxd(t *testing.T, e *env, host string) {
 
 // TestDrainWithMxd runs the real mxd on mx2: during the drain a session
 // that was open finishes its message, a new connection gets 421, and the
-// drain does not say safe while mx2's message is unconsumed.
+// drain does not say safe while mx2's message is unconsumed: neither while
+// it is queued nor once a consumer has fetched it, only after the ack.
 func TestDrainWithMxd(t *testing.T) {
 	e := newEnv(t, dnstest.StartKnot, "mx1.example.org", "mx3.example.org")
 	const host = "mx2.example.org"
@@ -101,6 +102,8 @@ func TestDrainWithMxd(t *testing.T) {
 	open.expect("RCPT TO:<~bob/dev@lists.example.org>", "250")
 
 	m := e.maintenance()
+	fleet := &countingFleet{Fleet: m.Fleet}
+	m.Fleet = fleet
 	progress := m.Progress
 	events := make(chan dnsctl.Event, 1000)
 	m.Progress = func(ev dnsctl.Event) { progress(ev); events <- ev }
@@ -115,25 +118,70 @@ func TestDrainWithMxd(t *testing.T) {
 	open.expect("Subject: during the drain\r\nMessage-ID: <drain@example.com>\r\n\r\nhello\r\n.", "250")
 
 	waitEvent(t, events, result, "sessions 0, unconsumed 1, mxd confirms draining: yes")
-	select {
-	case err := <-result:
-		t.Fatalf("drain returned (%v) while mx2's message is unconsumed", err)
-	default:
+	notDoneAfter(t, fleet, result, "while mx2's message is queued")
+	// Fetched is not consumed: until the consumer acknowledges, the
+	// message may still be lost with it and delivered through nobody else.
+	d := consume(t, e, host)
+	notDoneAfter(t, fleet, result, "while mx2's message is fetched but not acknowledged")
+	if err := d.Ack(context.Background()); err != nil {
+		t.Fatal(err)
 	}
-	consume(t, e, host)
 	if err := <-result; err != nil {
 		t.Fatal(err)
 	}
 }
 
-// consume stands in for a consumer's acknowledgement (package queue has no
-// consumer API yet): it empties host's set of unacknowledged queue ids.
-func consume(t *testing.T, e *env, host string) {
+// consume takes host's message off the queue as listd does: a consumer
+// fetches it and acknowledges it, which also drops it from host's
+// accounting in the same script.
+func consume(t *testing.T, e *env, host string) *queue.Delivery {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr()})
-	defer rdb.Close()
-	if n, err := rdb.Del(context.Background(), "{mxq}:inflight:"+host).Result(); n != 1 || err != nil {
-		t.Fatalf("consume: deleted %d keys, %v", n, err)
+	c := e.q.Consumer(queue.ConsumerOptions{Group: "listd", Block: 100 * time.Millisecond})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ds, err := c.Fetch(context.Background(), 10)
+		if err != nil {
+			t.Fatalf("fetch: %v", err)
+		}
+		if len(ds) > 1 {
+			t.Fatalf("fetched %d messages, want the one sent during the drain", len(ds))
+		}
+		if len(ds) == 1 {
+			d := ds[0]
+			if d.Err() != nil || d.Record.Host != host || !strings.Contains(string(d.Body), "Subject: during the drain") {
+				t.Fatalf("fetched %s from %q (err %v), want the message sent to %s during the drain", d.ID, d.Record.Host, d.Err(), host)
+			}
+			return d
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no message to consume")
+		}
+	}
+}
+
+// countingFleet counts the drain's reads of the hosts' state, so that a
+// test can wait for one that began after a change it made.
+type countingFleet struct {
+	dnsctl.Fleet
+	reads atomic.Int64
+}
+
+func (f *countingFleet) Hosts(ctx context.Context) ([]queue.HostStatus, error) {
+	f.reads.Add(1)
+	return f.Fleet.Hosts(ctx)
+}
+
+// notDoneAfter waits until the drain has read the hosts' state twice more
+// (so a whole poll began after the caller's last change and did not find
+// the host idle), then checks the drain is still running.
+func notDoneAfter(t *testing.T, f *countingFleet, result <-chan error, what string) {
+	t.Helper()
+	n := f.reads.Load()
+	waitFor(t, "two more polls of the drain", func() bool { return f.reads.Load() >= n+2 })
+	select {
+	case err := <-result:
+		t.Fatalf("drain returned (%v) %s", err, what)
+	default:
 	}
 }
 
