@@ -9,9 +9,11 @@
 // (hmac-sha256, hmac-sha512 or hmac-sha1). Every UPDATE carries the exact
 // current RRset as its prerequisite (RFC 2136 §2.4.2), so a change made by
 // someone else between our read and our write fails with NXRRSET
-// (*ConflictError) instead of being overwritten. A restore deletes the RRset
-// and inserts the original records in the same UPDATE, so preferences and
-// TTLs come back byte for byte.
+// (*ConflictError) instead of being overwritten; only when the primary then
+// shows exactly the RRset that UPDATE was to produce (an UPDATE of a killed
+// run, applied late) does dnsctl go on. A restore deletes the RRset and
+// inserts the original records in the same UPDATE, so preferences and TTLs
+// come back byte for byte.
 //
 // An UPDATE counts as applied only when the reply is NOERROR and carries a
 // TSIG that verifies with our key: miekg/dns's Exchange alone accepts an

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -115,7 +116,23 @@ func (r *run) remove(ctx context.Context) error {
 	}
 	r.m.emit(st.Host, PhaseRemoving, "UPDATE on %s: remove %s (prerequisite: %s)", r.m.Zone.Primary, st.Original.Find(st.Host), st.Original)
 	_, err := r.m.Zone.Remove(ctx, st.Original, st.Host, r.m.minRemaining())
-	return err
+	return r.landedLate(ctx, err, st.Removed)
+}
+
+// landedLate turns a failed prerequisite into success when the primary
+// now shows want. A run killed right after sending its UPDATE leaves it in
+// the primary's socket; the primary may apply it after the next run has
+// read the RRset and before that run's own UPDATE arrives.
+func (r *run) landedLate(ctx context.Context, err error, want RRset) error {
+	var conflict *ConflictError
+	if !errors.As(err, &conflict) {
+		return err
+	}
+	if v := r.m.Zone.Read(ctx, r.m.Zone.Primary); v.Err != nil || !v.MX.Equal(want) {
+		return err
+	}
+	r.m.emit(r.st.Host, r.st.Phase, "the prerequisite failed, but the primary now shows %s: an earlier UPDATE was applied late", want)
+	return nil
 }
 
 func (r *run) propagate(ctx context.Context, want RRset) error {

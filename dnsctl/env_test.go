@@ -225,3 +225,15 @@ func (e *env) settled() {
 		}
 	}
 }
+
+// saw reports whether a progress event so far contains msg.
+func (e *env) saw(msg string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range e.events {
+		if strings.Contains(ev.Msg, msg) {
+			return true
+		}
+	}
+	return false
+}

@@ -131,5 +131,5 @@ func (r *run) putBack(ctx context.Context) error {
 			"restoring %s would undo that change", st.Removed, v.MX, st.Original)}
 	}
 	r.m.emit(st.Host, PhaseRestoring, "UPDATE on %s: restore %s (prerequisite: %s)", r.m.Zone.Primary, st.Original, v.MX)
-	return r.m.Zone.Restore(ctx, v.MX, st.Original)
+	return r.landedLate(ctx, r.m.Zone.Restore(ctx, v.MX, st.Original), st.Original)
 }

@@ -118,3 +118,63 @@ func TestKilledThenRunElsewhere(t *testing.T) {
 	}
 	e.settled()
 }
+
+// TestUpdateLandedLate: a killed run's UPDATE can reach the primary after
+// the next run read the RRset and before its own UPDATE. That one then
+// fails its prerequisite, but the RRset is what it wanted: it goes on. The
+// other writer here applies the same change right after the run read.
+func TestUpdateLandedLate(t *testing.T) {
+	const host = "mx2.example.org"
+	for _, tc := range []struct {
+		name string
+		do   func(ctx context.Context, m *dnsctl.Maintenance) (*dnsctl.Report, error)
+		late func(t *testing.T, z *dnsctl.Zone)
+	}{
+		{"drain", func(ctx context.Context, m *dnsctl.Maintenance) (*dnsctl.Report, error) { return m.Drain(ctx, host) },
+			func(t *testing.T, z *dnsctl.Zone) {
+				if _, err := z.Remove(context.Background(), original, host, 1); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{"restore", func(ctx context.Context, m *dnsctl.Maintenance) (*dnsctl.Report, error) { return m.Restore(ctx, host) },
+			func(t *testing.T, z *dnsctl.Zone) {
+				if err := z.Restore(context.Background(), original.Without(host), original); err != nil {
+					t.Fatal(err)
+				}
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			e := newEnv(t, dnstest.StartBIND, allFake...)
+			if tc.name == "restore" {
+				if _, err := e.maintenance().Drain(ctx, host); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m := e.maintenance()
+			progress := m.Progress
+			m.Progress = func(ev dnsctl.Event) {
+				progress(ev)
+				if strings.HasPrefix(ev.Msg, "UPDATE on") {
+					tc.late(t, newZone(t, e.dns))
+				}
+			}
+			if _, err := tc.do(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+			if !e.saw("an earlier UPDATE was applied late") {
+				t.Error("the run did not meet the late UPDATE")
+			}
+			if tc.name == "drain" {
+				if _, err := e.maintenance().Restore(ctx, host); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if diff := cmp.Diff(everywhere(e.dns, original), e.views()); diff != "" {
+				t.Fatalf("after restore (-want +got)\n%s", diff)
+			}
+			e.settled()
+		})
+	}
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"mxq/dnsctl"
+)
+
+// TestKilledProcess builds dnsctl, runs it against real DNS servers, Redis
+// and receivers, and SIGKILLs it as soon as it reports that a phase is
+// done: no deferred cleanup runs, the lease stays behind, the lock dies
+// with the process. Run again, the same command continues from the phase
+// it persisted and completes; a further run is harmless; after restore
+// every server sends the original RRset byte for byte.
+//
+// The kill lands a little after the report (the process runs on while the
+// test reads the line), so the phase persisted may be a later one; the
+// test logs it. resume_test.go in package dnsctl stops a run exactly at
+// each phase, in-process.
+func TestKilledProcess(t *testing.T) {
+	bin := buildDnsctl(t, t.TempDir())
+	for _, tc := range []struct {
+		sub   string       // the command killed: drain, or restore after a drain
+		phase dnsctl.Phase // killed once it reports this phase done
+		after string       // or once it reports this, in phase
+	}{
+		{sub: "drain", phase: dnsctl.PhaseLeased},
+		{sub: "drain", phase: dnsctl.PhaseRemoving},
+		// The UPDATE goes out right after the report: the kill lands
+		// just before or just after it, and the next run must cope with
+		// either (the test logs which), even with the UPDATE applied
+		// after it read the RRset (dnsctl's TestUpdateLandedLate).
+		{sub: "drain", phase: dnsctl.PhaseRemoving, after: "UPDATE on"},
+		{sub: "drain", phase: dnsctl.PhaseRemoved},
+		{sub: "drain", phase: dnsctl.PhasePropagated},
+		{sub: "drain", phase: dnsctl.PhaseTTLWaited},
+		{sub: "drain", phase: dnsctl.PhaseFlagged},
+		{sub: "restore", phase: dnsctl.PhaseRestoring},
+		{sub: "restore", phase: dnsctl.PhaseRestoring, after: "UPDATE on"},
+		{sub: "restore", phase: dnsctl.PhaseRestored},
+	} {
+		done := "phase " + string(tc.phase) + " done"
+		name := tc.sub + "/" + string(tc.phase)
+		if tc.after != "" {
+			done, name = tc.after, tc.sub+"/"+strings.Fields(tc.after)[0]
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			l := newLab(t, bin)
+			original := l.wire()
+			for srv, rrs := range original {
+				if len(rrs) != 3 {
+					t.Fatalf("%s sends %d MX records before the test, want 3: %q", srv, len(rrs), rrs)
+				}
+			}
+			if tc.sub == "restore" {
+				if r := l.run("drain"); r.exit != exitOK || !r.report(t).Safe {
+					t.Fatalf("drain: exit %d, stdout %s", r.exit, r.stdout)
+				}
+			}
+
+			k := l.start(tc.sub, func(ev dnsctl.Event) bool {
+				return ev.Phase == tc.phase && strings.HasPrefix(ev.Msg, done)
+			})
+			st := l.state()
+			switch {
+			case !k.killed && k.exit == exitOK && k.has(done):
+				// The run got further than the signal: harmless, but
+				// this case then tested less than its name says.
+				t.Logf("%s finished before the kill landed; persisted: %v", tc.sub, st != nil)
+			case !k.killed:
+				t.Fatalf("%s ended with exit %d before reporting %q", tc.sub, k.exit, done)
+			case st == nil:
+				t.Fatalf("killed after %q, but no state is persisted", done)
+			case st.Phase.Before(tc.phase):
+				t.Fatalf("killed after %q, but the persisted phase is %s", done, st.Phase)
+			default:
+				t.Logf("killed %s after it reported %q; persisted phase: %s; the primary shows mx2: %v",
+					tc.sub, done, st.Phase, slices.ContainsFunc(l.wire()[l.dns.Primary.Name], isMX2))
+			}
+
+			again := l.run(tc.sub)
+			if again.exit != exitOK {
+				t.Fatalf("%s again: exit %d, stdout %s, stderr %q", tc.sub, again.exit, again.stdout, again.other)
+			}
+			if k.killed {
+				checkContinued(t, tc.sub, st, again)
+			}
+			twice := l.run(tc.sub)
+			if twice.exit != exitOK || twice.has("UPDATE on") {
+				t.Fatalf("%s a third time: exit %d, stdout %s, stderr %q", tc.sub, twice.exit, twice.stdout, twice.other)
+			}
+
+			if tc.sub == "drain" {
+				if rep := twice.report(t); !rep.Safe || !twice.has("mx2.example.org. is already drained") {
+					t.Errorf("drain after a finished drain: %s", twice.stdout)
+				}
+				drained := map[string][]string{}
+				for srv, rrs := range original {
+					drained[srv] = slices.DeleteFunc(slices.Clone(rrs), isMX2)
+				}
+				if diff := cmp.Diff(drained, l.wire()); diff != "" {
+					t.Errorf("drained zone (-want +got)\n%s", diff)
+				}
+				if r := l.run("restore"); r.exit != exitOK {
+					t.Fatalf("restore: exit %d, stdout %s, stderr %q", r.exit, r.stdout, r.other)
+				}
+			} else if rep := twice.report(t); !strings.HasPrefix(rep.Note, "nothing to restore") {
+				t.Errorf("restore after a finished restore: %s", twice.stdout)
+			}
+			if diff := cmp.Diff(original, l.wire()); diff != "" {
+				t.Errorf("restored zone is not the original (-want +got)\n%s", diff)
+			}
+			l.settled()
+		})
+	}
+}
+
+// checkContinued checks that the run after the kill took up the persisted
+// maintenance instead of starting over, and finished it.
+func checkContinued(t *testing.T, sub string, st *dnsctl.State, r result) {
+	t.Helper()
+	rep := r.report(t)
+	if sub == "drain" {
+		if want := "continuing the drain of " + st.Host + " from phase " + string(st.Phase); !r.has(want) || r.has("preflight ok") {
+			t.Errorf("drain again did not continue: want %q and no new preflight", want)
+		}
+		if !rep.Safe || rep.Phase != dnsctl.PhaseDrained {
+			t.Errorf("drain again: %s, want safe", r.stdout)
+		}
+	} else {
+		if want := "restoring " + st.Host + " from phase " + string(st.Phase); !r.has(want) {
+			t.Errorf("restore again did not continue: want %q", want)
+		}
+		if rep.Phase != dnsctl.PhaseRestored || !r.has("restored: "+st.Host) {
+			t.Errorf("restore again: %s, want restored", r.stdout)
+		}
+	}
+	// Past the UPDATE, a second one would fail on its prerequisite, or
+	// worse, succeed against someone else's change.
+	pastUpdate := (sub == "drain" && !st.Phase.Before(dnsctl.PhaseRemoved)) || st.Phase == dnsctl.PhaseRestored
+	if pastUpdate && r.has("UPDATE on") {
+		t.Errorf("%s again sent an UPDATE although the persisted phase %s is past it", sub, st.Phase)
+	}
+}
+
+// isMX2 reports whether a record from lab.wire points to mx2.
+func isMX2(rr string) bool { return strings.HasPrefix(rr, "mx2.example.org. ") }
