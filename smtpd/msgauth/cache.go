@@ -11,12 +11,18 @@ import (
 // The resolver keeps the answers it got for as long as their TTL says
 // (RFC 1035 §3.2.1), at most maxCacheTTL, and "no such record" answers for
 // negativeTTL (RFC 2308 allows caching them; a short bound keeps a freshly
-// published record from being missed for long). Temporary failures are
-// never kept. The same few SPF, DMARC and key records serve most of a
-// list's traffic, so this removes most queries from the hot path.
+// published record from being missed for long). The same few SPF, DMARC
+// and key records serve most of a list's traffic, so this removes most
+// queries from the hot path.
+//
+// Temporary failures (SERVFAIL, timeouts) are kept for failureTTL only
+// (RFC 2308 §7 allows up to five minutes): without that, while a resolver
+// or a sender's DNS is down, every message would wait out the query
+// timeout again, and intake would collapse to a few messages a second.
 const (
 	maxCacheTTL     = 5 * time.Minute
 	negativeTTL     = 30 * time.Second
+	failureTTL      = 5 * time.Second
 	maxCacheEntries = 8192
 )
 
@@ -52,6 +58,9 @@ func (c *answerCache) get(k cacheKey) ([]dns.RR, *net.DNSError, bool) {
 
 func (c *answerCache) put(k cacheKey, rrs []dns.RR, err *net.DNSError) {
 	ttl := negativeTTL
+	if err != nil && !err.IsNotFound {
+		ttl = failureTTL
+	}
 	if err == nil {
 		ttl = maxCacheTTL
 		for _, rr := range rrs {

@@ -118,6 +118,11 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) ([]dns.
 			break
 		}
 	}
+	if last != nil && ctx.Err() == nil {
+		// Every server failed on its own, not because our caller gave
+		// up: remember that for a few seconds.
+		r.cache.put(key, nil, last)
+	}
 	return nil, last
 }
 
