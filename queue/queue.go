@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
@@ -77,6 +78,14 @@ func Open(url string, opt Options) (*Queue, error) {
 		ro.DialTimeout = 2 * time.Second
 	}
 	ro.DisableIdentity = true
+	// With appendfsync always, Redis fsyncs once per pass of its event
+	// loop for every write of that pass: the more connections carry
+	// writes at once, the more messages share an fsync. go-redis's default
+	// (10 per CPU) is below the sessions of a busy MX. pool_size in the
+	// URL still wins.
+	if ro.PoolSize == 0 {
+		ro.PoolSize = max(64, 10*runtime.GOMAXPROCS(0))
+	}
 	return &Queue{rdb: redis.NewClient(ro), opt: opt, tag: "{" + opt.Name + "}", addr: ro.Addr}, nil
 }
 
