@@ -1,37 +1,33 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"regexp"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
+	"mxq/cmd/internal/tomlfile"
 )
 
 // config holds every setting; the TOML file (docs/examples/dnsctl.toml)
 // sets it first, flags override the file.
 type config struct {
-	Zone               string   `toml:"zone"`
-	Server             string   `toml:"server"`
-	Key                string   `toml:"key"`
-	Authoritative      []string `toml:"authoritative"`
-	NS                 bool     `toml:"ns"`
-	Redis              string   `toml:"redis"`
-	Queue              string   `toml:"queue"`
-	MinRemaining       int      `toml:"min_remaining"`
-	SMTPPort           int      `toml:"smtp_port"`
-	StateFile          string   `toml:"state_file"`
-	Margin             duration `toml:"margin"`
-	PropagationTimeout duration `toml:"propagation_timeout"`
-	IdleTimeout        duration `toml:"idle_timeout"`
-	HeartbeatMaxAge    duration `toml:"heartbeat_max_age"`
-	QueryTimeout       duration `toml:"query_timeout"`
+	Zone               string            `toml:"zone"`
+	Server             string            `toml:"server"`
+	Key                string            `toml:"key"`
+	Authoritative      []string          `toml:"authoritative"`
+	NS                 bool              `toml:"ns"`
+	Redis              string            `toml:"redis"`
+	Queue              string            `toml:"queue"`
+	MinRemaining       int               `toml:"min_remaining"`
+	SMTPPort           int               `toml:"smtp_port"`
+	StateFile          string            `toml:"state_file"`
+	Margin             tomlfile.Duration `toml:"margin"`
+	PropagationTimeout tomlfile.Duration `toml:"propagation_timeout"`
+	IdleTimeout        tomlfile.Duration `toml:"idle_timeout"`
+	HeartbeatMaxAge    tomlfile.Duration `toml:"heartbeat_max_age"`
+	QueryTimeout       tomlfile.Duration `toml:"query_timeout"`
 }
 
 func defaults() config {
@@ -42,27 +38,13 @@ func defaults() config {
 		MinRemaining:       1,
 		SMTPPort:           25,
 		StateFile:          "/var/lib/dnsctl/state.json",
-		Margin:             duration{5 * time.Second},
-		PropagationTimeout: duration{2 * time.Minute},
-		IdleTimeout:        duration{time.Hour},
-		HeartbeatMaxAge:    duration{30 * time.Second},
-		QueryTimeout:       duration{3 * time.Second},
+		Margin:             tomlfile.Duration{Duration: 5 * time.Second},
+		PropagationTimeout: tomlfile.Duration{Duration: 2 * time.Minute},
+		IdleTimeout:        tomlfile.Duration{Duration: time.Hour},
+		HeartbeatMaxAge:    tomlfile.Duration{Duration: 30 * time.Second},
+		QueryTimeout:       tomlfile.Duration{Duration: 3 * time.Second},
 	}
 }
-
-// duration is a time.Duration written as "30s", "2m".
-type duration struct{ time.Duration }
-
-func (d *duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("want a duration such as \"30s\" or \"2m\": %w", err)
-	}
-	d.Duration = v
-	return nil
-}
-
-func (d *duration) Set(s string) error { return d.UnmarshalText([]byte(s)) }
 
 // list is a repeatable string flag.
 type list struct{ v *[]string }
@@ -78,36 +60,8 @@ func (l list) Set(s string) error { *l.v = append(*l.v, s); return nil }
 // loadFile reads the TOML file at path into c. Errors name the file and
 // line; an unknown key is an error.
 func loadFile(path string, c *config) error {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	md, err := toml.Decode(string(src), c)
-	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return fmt.Errorf("%s:%d: %s", path, pe.Position.Line, pe.Message)
-		}
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		return fmt.Errorf("%s:%d: unknown key %q (see docs/examples/dnsctl.toml for the valid keys)",
-			path, keyLine(src, und[0]), und[0].String())
-	}
-	return nil
-}
-
-// keyLine finds the line where key is set, 0 if not found.
-func keyLine(src []byte, key toml.Key) int {
-	last := regexp.QuoteMeta(key[len(key)-1])
-	re := regexp.MustCompile(`^\s*("?)` + last + `("?)\s*=|^\s*\[+\s*` + regexp.QuoteMeta(key.String()) + `\s*\]+`)
-	sc := bufio.NewScanner(bytes.NewReader(src))
-	for n := 1; sc.Scan(); n++ {
-		if re.MatchString(sc.Text()) {
-			return n
-		}
-	}
-	return 0
+	_, err := tomlfile.Decode(path, c, "docs/examples/dnsctl.toml")
+	return err
 }
 
 // flags binds every setting to fs, writing into c only the flags that are

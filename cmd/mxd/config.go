@@ -1,18 +1,13 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"regexp"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
+	"mxq/cmd/internal/tomlfile"
 	"mxq/smtpd"
 )
 
@@ -28,95 +23,57 @@ type config struct {
 	MetricsListen string   `toml:"metrics_listen"`
 	LogLevel      string   `toml:"log_level"`
 
-	DNSResolver       string   `toml:"dns_resolver"`
-	DNSTimeout        duration `toml:"dns_timeout"`
-	DMARCReject       bool     `toml:"dmarc_reject"`
-	DNSTempError      string   `toml:"dns_temperror"`
-	MaxDKIMSignatures int      `toml:"max_dkim_signatures"`
-	AuthTimeout       duration `toml:"auth_timeout"`
+	DNSResolver       string            `toml:"dns_resolver"`
+	DNSTimeout        tomlfile.Duration `toml:"dns_timeout"`
+	DMARCReject       bool              `toml:"dmarc_reject"`
+	DNSTempError      string            `toml:"dns_temperror"`
+	MaxDKIMSignatures int               `toml:"max_dkim_signatures"`
+	AuthTimeout       tomlfile.Duration `toml:"auth_timeout"`
 
 	TLSCert   string   `toml:"tls_cert"`
 	TLSKey    string   `toml:"tls_key"`
 	ProxyFrom []string `toml:"proxy_from"`
 
-	MaxMessageBytes     int64    `toml:"max_message_bytes"`
-	MaxHeaderBytes      int      `toml:"max_header_bytes"`
-	MaxRecipients       int      `toml:"max_recipients"`
-	MaxReceived         int      `toml:"max_received"`
-	MaxConnections      int      `toml:"max_connections"`
-	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"`
-	CommandTimeout      duration `toml:"command_timeout"`
-	WriteTimeout        duration `toml:"write_timeout"`
-	DataTimeout         duration `toml:"data_timeout"`
-	DataGrace           duration `toml:"data_grace"`
-	MinDataRate         int64    `toml:"min_data_rate"`
-	EnqueueTimeout      duration `toml:"enqueue_timeout"`
-	ShutdownTimeout     duration `toml:"shutdown_timeout"`
+	MaxMessageBytes     int64             `toml:"max_message_bytes"`
+	MaxHeaderBytes      int               `toml:"max_header_bytes"`
+	MaxRecipients       int               `toml:"max_recipients"`
+	MaxReceived         int               `toml:"max_received"`
+	MaxConnections      int               `toml:"max_connections"`
+	MaxConnectionsPerIP int               `toml:"max_connections_per_ip"`
+	CommandTimeout      tomlfile.Duration `toml:"command_timeout"`
+	WriteTimeout        tomlfile.Duration `toml:"write_timeout"`
+	DataTimeout         tomlfile.Duration `toml:"data_timeout"`
+	DataGrace           tomlfile.Duration `toml:"data_grace"`
+	MinDataRate         int64             `toml:"min_data_rate"`
+	EnqueueTimeout      tomlfile.Duration `toml:"enqueue_timeout"`
+	ShutdownTimeout     tomlfile.Duration `toml:"shutdown_timeout"`
 
-	RegistryTTL       duration `toml:"registry_ttl"`
-	HeartbeatInterval duration `toml:"heartbeat_interval"`
-	DedupWindow       duration `toml:"dedup_window"`
-	Replicas          int      `toml:"replicas"`
-	ReplicaTimeout    duration `toml:"replica_timeout"`
-}
-
-// duration is a time.Duration written as "30s", "2m".
-type duration struct{ time.Duration }
-
-func (d *duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("want a duration such as \"30s\" or \"2m\": %w", err)
-	}
-	d.Duration = v
-	return nil
+	RegistryTTL       tomlfile.Duration `toml:"registry_ttl"`
+	HeartbeatInterval tomlfile.Duration `toml:"heartbeat_interval"`
+	DedupWindow       tomlfile.Duration `toml:"dedup_window"`
+	Replicas          int               `toml:"replicas"`
+	ReplicaTimeout    tomlfile.Duration `toml:"replica_timeout"`
 }
 
 // loadConfig reads and checks the file at path. Errors name the file,
 // the line where it can, and what to do.
 func loadConfig(path string) (*config, error) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	c := &config{
 		Redis:             "redis://127.0.0.1:6379/0",
 		Queue:             "mxq",
 		LogLevel:          "info",
 		DNSTempError:      "record",
-		DNSTimeout:        duration{5 * time.Second},
-		RegistryTTL:       duration{5 * time.Second},
-		HeartbeatInterval: duration{time.Second},
+		DNSTimeout:        tomlfile.Duration{Duration: 5 * time.Second},
+		RegistryTTL:       tomlfile.Duration{Duration: 5 * time.Second},
+		HeartbeatInterval: tomlfile.Duration{Duration: time.Second},
 	}
-	md, err := toml.Decode(string(src), c)
-	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("%s:%d: %s", path, pe.Position.Line, pe.Message)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		k := und[0].String()
-		return nil, fmt.Errorf("%s:%d: unknown key %q (see docs/examples/mxd.toml for the valid keys)", path, keyLine(src, und[0]), k)
+	if _, err := tomlfile.Decode(path, c, "docs/examples/mxd.toml"); err != nil {
+		return nil, err
 	}
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil
-}
-
-// keyLine finds the line where key is set, 0 if not found.
-func keyLine(src []byte, key toml.Key) int {
-	last := regexp.QuoteMeta(key[len(key)-1])
-	re := regexp.MustCompile(`^\s*("?)` + last + `("?)\s*=|^\s*\[+\s*` + regexp.QuoteMeta(key.String()) + `\s*\]+`)
-	sc := bufio.NewScanner(bytes.NewReader(src))
-	for n := 1; sc.Scan(); n++ {
-		if re.MatchString(sc.Text()) {
-			return n
-		}
-	}
-	return 0
 }
 
 func (c *config) check() error {
