@@ -59,6 +59,10 @@ type ConsumerOptions struct {
 	// ReclaimInterval is how often Fetch looks for entries whose lease
 	// expired. Default Lease/4.
 	ReclaimInterval time.Duration
+	// ForgetIdle is how long a consumer of the group that holds nothing
+	// must have been silent before it is removed from the group (each
+	// listd start adds a name). Default the longer of 1h and 10×Lease.
+	ForgetIdle time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -92,6 +96,9 @@ func (o ConsumerOptions) withDefaults() ConsumerOptions {
 	o.RetryMax = max(o.RetryMax, o.RetryMin)
 	if o.ReclaimInterval <= 0 {
 		o.ReclaimInterval = o.Lease / 4
+	}
+	if o.ForgetIdle <= 0 {
+		o.ForgetIdle = max(time.Hour, 10*o.Lease)
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -258,6 +265,9 @@ func (c *Consumer) reclaim(ctx context.Context, n int) ([]*Delivery, error) {
 		c.lastReclaim = now
 	}
 	c.mu.Unlock()
+	if next == "0-0" {
+		c.forgetIdleConsumers(ctx)
+	}
 	if len(deleted) > 0 {
 		// Pending entries whose stream data is gone (deleted by hand:
 		// our own scripts delete and acknowledge together). Redis 7
@@ -271,6 +281,29 @@ func (c *Consumer) reclaim(ctx context.Context, n int) ([]*Delivery, error) {
 	}
 	return c.begin(ctx, msgs, true)
 }
+
+// forgetIdleConsumers removes from the group the consumers that hold
+// nothing and have not been seen for a long time (every listd start adds
+// a name). A live consumer that is removed is added back by its next read.
+func (c *Consumer) forgetIdleConsumers(ctx context.Context) {
+	cs, err := c.q.rdb.XInfoConsumers(ctx, c.q.key("stream"), c.opt.Group).Result()
+	if err != nil {
+		return
+	}
+	for _, x := range cs {
+		if x.Name != c.opt.Name && x.Pending == 0 && x.Idle > c.opt.ForgetIdle {
+			forgetScript.Run(ctx, c.q.rdb, []string{c.q.key("stream")}, c.opt.Group, x.Name)
+		}
+	}
+}
+
+// forgetScript deletes a consumer only if it holds nothing at that moment:
+// deleting a consumer drops its pending entries, which would then never
+// be delivered.
+var forgetScript = redis.NewScript(`
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+`)
 
 // read reads up to n new entries, waiting at most block (no wait when
 // block < 0).

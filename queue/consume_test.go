@@ -405,3 +405,46 @@ func TestIDTime(t *testing.T) {
 		t.Error("IDTime accepted a foreign id")
 	}
 }
+
+func TestIdleConsumersForgotten(t *testing.T) {
+	e := newConsumeEnv(t)
+	ctx := context.Background()
+	old := e.q.Consumer(queue.ConsumerOptions{Name: "old", Block: 10 * time.Millisecond})
+	busy := e.q.Consumer(queue.ConsumerOptions{Name: "busy", Block: 10 * time.Millisecond})
+	e.put(t, "mx1", "x@lists.example.org")
+	if err := fetchOne(t, old).Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.put(t, "mx1", "y@lists.example.org")
+	fetchOne(t, busy) // holds an entry, never settles it
+	names := func() string {
+		cs, err := e.rdb.XInfoConsumers(ctx, "{mxq}:stream", "listd").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.Name)
+		}
+		return strings.Join(out, " ")
+	}
+	if got := names(); got != "busy old" {
+		t.Fatalf("consumers = %q", got)
+	}
+	// "old" holds nothing and goes once silent for ForgetIdle; "busy"
+	// stays, whatever its silence: removing it would drop its entry.
+	now := e.q.Consumer(queue.ConsumerOptions{Name: "now", Block: 10 * time.Millisecond, Lease: time.Hour,
+		ReclaimInterval: time.Millisecond, ForgetIdle: 100 * time.Millisecond})
+	deadline := time.Now().Add(10 * time.Second)
+	for names() != "busy" {
+		if time.Now().After(deadline) {
+			t.Fatalf("consumers = %q, want only busy", names())
+		}
+		if _, err := now.Fetch(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, _ := e.rdb.XPending(ctx, "{mxq}:stream", "listd").Result(); n.Count != 1 {
+		t.Errorf("pending = %+v, want busy's entry kept", n)
+	}
+}
