@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -363,6 +364,14 @@ func (c *Consumer) begin(ctx context.Context, msgs []redis.XMessage, reclaimed b
 		d.Record, d.decodeErr = decodeRecord(m.Values)
 		if d.decodeErr == nil {
 			d.ID = d.Record.ID
+		} else {
+			// Still find the MX host if the JSON has one, so that
+			// dead-lettering the entry ends the host's accounting.
+			var h struct{ Host string }
+			raw, _ := m.Values["rec"].(string)
+			if json.Unmarshal([]byte(raw), &h) == nil {
+				d.rawHost = h.Host
+			}
 		}
 		if b, err := cs[i].body.Bytes(); err == nil {
 			d.Body = b

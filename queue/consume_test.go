@@ -344,7 +344,10 @@ func TestRecordFormat(t *testing.T) {
 		}
 	}
 	add("1", "v1", `{"id":"v1","host":"mx1","from":"a@example.com","rcpts":[{"addr":"l@lists.example.org"}],"arrived":"2026-11-25T10:00:00Z","size":20,"added_later":{"x":1}}`)
-	add("99", "v99", `{"id":"v99"}`)
+	add("99", "v99", `{"id":"v99","host":"mx9"}`)
+	if err := e.rdb.SAdd(ctx, "{mxq}:inflight:mx9", "v99").Err(); err != nil {
+		t.Fatal(err)
+	}
 	d := fetchOne(t, c)
 	if d.Err() != nil || d.ID != "v1" || d.Record.Host != "mx1" || len(d.Pending()) != 1 {
 		t.Fatalf("version 1 record: %+v, err %v", d.Record, d.Err())
@@ -362,6 +365,9 @@ func TestRecordFormat(t *testing.T) {
 	dl, err := e.q.DeadLetter(ctx, "v99")
 	if err != nil || dl.RecordError == "" {
 		t.Errorf("dead letter of v99 = %+v, %v", dl, err)
+	}
+	if n, _ := e.q.Inflight(ctx, "mx9"); n != 0 {
+		t.Errorf("mx9 still counts the dead-lettered v99")
 	}
 }
 

@@ -38,6 +38,7 @@ type Delivery struct {
 	c           *Consumer
 	decodeErr   error
 	bodyMissing bool
+	rawHost     string            // the host of a record that could not be decoded
 	settled     map[string]string // recipient → "delivered" | "failed: …"
 }
 
@@ -215,7 +216,7 @@ func (d *Delivery) Ack(ctx context.Context) error {
 
 func (d *Delivery) host() string {
 	if d.Record == nil {
-		return ""
+		return d.rawHost
 	}
 	return d.Record.Host
 }
