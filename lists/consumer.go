@@ -45,6 +45,9 @@ type Message struct {
 	// Attempt is 1 on the first delivery attempt.
 	Attempt int
 	d       *queue.Delivery
+	// unrecorded is the last pending recipient, delivered but recorded
+	// only by the acknowledgement (or by flush, when there is none).
+	unrecorded string
 }
 
 // Body returns a reader of the whole message (the MX host's Received and
@@ -60,9 +63,37 @@ func (m *Message) Size() int { return len(m.d.Body) }
 func (m *Message) Pending() []queue.Recipient { return m.d.Pending() }
 
 // Delivered records that rcpt has the message; no later attempt delivers
-// to it again.
+// to it again. For the last pending recipient the record is the
+// acknowledgement itself, which follows at once (one write to Redis
+// fewer per message); should the attempt end any other way, the
+// recipient is recorded before the message is retried.
 func (m *Message) Delivered(ctx context.Context, rcpt string) error {
+	last := m.unrecorded == ""
+	for _, r := range m.d.Pending() {
+		if r.Addr != rcpt {
+			last = false
+		}
+	}
+	if last && len(m.d.Rejected()) == 0 {
+		m.unrecorded = rcpt
+		return nil
+	}
+	if err := m.flush(ctx); err != nil {
+		return err
+	}
 	return m.d.Delivered(ctx, rcpt)
+}
+
+// flush records the recipient left to the acknowledgement.
+func (m *Message) flush(ctx context.Context) error {
+	if m.unrecorded == "" {
+		return nil
+	}
+	if err := m.d.Delivered(ctx, m.unrecorded); err != nil {
+		return err
+	}
+	m.unrecorded = ""
+	return nil
 }
 
 // Reject records that rcpt can never get the message; the message is
@@ -143,8 +174,26 @@ func (c *Consumer) Run(ctx context.Context) error {
 	// Deliveries outlive ctx by up to Grace.
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRuns()
-	slots := make(chan struct{}, n)
+	// Up to n deliveries run, and up to n more wait, fetched ahead, so
+	// that one read from the stream serves several deliveries under load.
+	// A waiting delivery's lease is renewed like a running one's.
+	slots := make(chan struct{}, 2*n)
+	work := make(chan job, n)
 	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range work {
+				if ctx.Err() != nil {
+					c.release(runCtx, j) // stopping: not started, hand it on
+				} else {
+					c.deliver(runCtx, j)
+				}
+				<-slots
+			}
+		}()
+	}
 	wait := time.Duration(0)
 	for ctx.Err() == nil {
 		select {
@@ -153,7 +202,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			continue
 		}
 		free := 1
-		for more := true; more && free < n; {
+		for more := true; more && free < 2*n; {
 			select {
 			case slots <- struct{}{}:
 				free++
@@ -166,12 +215,8 @@ func (c *Consumer) Run(ctx context.Context) error {
 			<-slots
 		}
 		for _, d := range ds {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-slots }()
-				c.deliver(runCtx, d)
-			}()
+			hctx, stop := d.Hold(runCtx)
+			work <- job{d: d, hctx: hctx, stopHold: stop, fetched: time.Now()}
 		}
 		if err == nil {
 			if wait > 0 {
@@ -190,6 +235,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 	}
+	close(work)
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
@@ -202,6 +248,30 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
+// job is a fetched delivery whose lease is held.
+type job struct {
+	d        *queue.Delivery
+	hctx     context.Context
+	stopHold func()
+	fetched  time.Time
+}
+
+// release hands back a delivery that was fetched but not started.
+func (c *Consumer) release(runCtx context.Context, j job) {
+	j.stopHold()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), 10*time.Second)
+	defer cancel()
+	res := Result{Record: j.d.Record, ID: j.d.ID, Attempt: j.d.Attempt, Outcome: Released}
+	if err := j.d.Release(sctx); err != nil {
+		res.Outcome, res.Err = Unsettled, err
+	}
+	res.Elapsed = time.Since(j.fetched)
+	c.log(res, j.d)
+	if c.Observe != nil {
+		c.Observe(res)
+	}
+}
+
 func (c *Consumer) logger() *slog.Logger {
 	if c.Logger != nil {
 		return c.Logger
@@ -210,13 +280,12 @@ func (c *Consumer) logger() *slog.Logger {
 }
 
 // deliver runs one attempt and settles it.
-func (c *Consumer) deliver(runCtx context.Context, d *queue.Delivery) {
-	start := time.Now()
+func (c *Consumer) deliver(runCtx context.Context, j job) {
+	d, hctx, start := j.d, j.hctx, time.Now()
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = 10 * time.Minute
 	}
-	hctx, stopHold := d.Hold(runCtx)
 	dctx, cancel := context.WithTimeout(hctx, timeout)
 	m := &Message{Record: d.Record, Attempt: d.Attempt, d: d}
 	var err error
@@ -231,19 +300,29 @@ func (c *Consumer) deliver(runCtx context.Context, d *queue.Delivery) {
 	}
 	cancel()
 	lost := errors.Is(context.Cause(hctx), queue.ErrLeaseLost)
-	stopHold()
+	j.stopHold()
 
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(runCtx), 30*time.Second)
 	defer scancel()
 	res := Result{Record: d.Record, ID: d.ID, Attempt: d.Attempt, Err: err}
 	var serr error
+	if lost || err != nil || len(d.Rejected()) > 0 {
+		// Not acknowledged now: the recipient whose recording was left
+		// to the acknowledgement is recorded for the next attempt, or
+		// for the consumer that took the message over.
+		serr = m.flush(sctx)
+	}
 	switch {
+	case serr != nil:
 	case lost:
 		res.Outcome = LeaseLost
 	case err != nil && runCtx.Err() != nil:
 		res.Outcome, serr = Released, d.Release(sctx)
 	case err == nil && len(d.Rejected()) == 0:
-		res.Outcome, serr = Delivered, d.Ack(sctx)
+		if serr = d.Ack(sctx); serr != nil {
+			m.flush(sctx) // best effort: the error is reported below
+		}
+		res.Outcome = Delivered
 	case err == nil:
 		res.Err = Permanent(rejections(d.Rejected()))
 		res.Outcome, serr = Dead, d.Dead(sctx, res.Err.Error())

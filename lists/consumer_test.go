@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,5 +150,28 @@ func TestGracefulStop(t *testing.T) {
 	waitFor(t, "delivery", e.drained(t))
 	if _, err := e.q.DeadLetter(ctx, id); !errors.Is(err, queue.ErrNotFound) {
 		t.Errorf("dead letter: %v", err)
+	}
+}
+
+// The last recipient's success is recorded by the acknowledgement; when
+// the attempt ends otherwise, it is recorded before the retry, so the
+// retry does not deliver to it again.
+func TestLastRecipientRecordedOnRetry(t *testing.T) {
+	e := newEnv(t)
+	var calls atomic.Int32
+	h := lists.HandlerFunc(func(ctx context.Context, m *lists.Message) error {
+		calls.Add(1)
+		for _, rc := range m.Pending() {
+			if err := m.Delivered(ctx, rc.Addr); err != nil {
+				return err
+			}
+		}
+		return errors.New("a failure after every recipient had the message")
+	})
+	e.run(t, fastRetries, h)
+	e.put(t, "a@example.com", "a@lists.example.org", "b@lists.example.org")
+	waitFor(t, "the retry to acknowledge", e.drained(t))
+	if n := calls.Load(); n != 1 {
+		t.Errorf("handler called %d times, want 1: the retry found nothing pending", n)
 	}
 }
