@@ -26,10 +26,13 @@
 // Within one message, recipients are remembered one by one: a handler
 // calls Message.Delivered for each recipient that has the message (and
 // Message.Reject for one that can never get it), and later attempts see
-// only the recipients still pending. Router does this for you. A retry
-// therefore never repeats a recipient that was recorded as delivered; the
-// only repeat left is the recipient whose delivery was under way when the
-// consumer died.
+// only the recipients still pending. Router does this for you. Each call
+// writes to Redis at once, except for the last pending recipient, whose
+// record is the acknowledgement that follows (or a write before the
+// retry, when the attempt ends another way). A retry therefore never
+// repeats a recipient whose delivery was recorded; the one repeat left is
+// the recipient whose delivery was under way, or just finished, when the
+// consumer died or lost Redis.
 //
 // A temporary failure is retried with exponential back-off up to a cap
 // (queue.ConsumerOptions); after the last attempt, or at once for a
