@@ -149,109 +149,100 @@ func benchConsume(b *testing.B, h lists.Handler, rcpt func(int) string) {
 func BenchmarkEndToEnd(b *testing.B) {
 	// One time-based measurement whatever b.N: with the default
 	// -benchtime the first round (b.N = 1) already takes longer than 1s.
-	{
-		e := newEnv(b)
-		dir := b.TempDir()
-		h := &lists.Router{Routes: []lists.Route{{Match: "*@lists.example.org", To: &lists.Maildir{Dir: dir}}}}
-
-		// The maximum: a full queue emptied as fast as it goes.
-		const warm = 3000
-		fill(b, e.q, warm, func(int) string { return "dev@lists.example.org" })
-		var acked atomic.Int64
-		start := time.Now()
-		stop := benchConsumer(e.q, h, func(lists.Result) { acked.Add(1) })
-		for acked.Load() < warm {
-			time.Sleep(time.Millisecond) // polling interval
-		}
-		maxRate := float64(warm) / time.Since(start).Seconds()
-		stop()
-
-		// Half of it, steadily, from one paced producer per 1ms tick.
-		rate := maxRate / 2
-		var mu sync.Mutex
-		queued := map[string]time.Time{}
-		ackAt := map[string]time.Time{}
-		stop = benchConsumer(e.q, h, func(r lists.Result) {
-			now := time.Now()
-			mu.Lock()
-			defer mu.Unlock()
-			if r.Outcome == lists.Delivered {
-				ackAt[r.ID] = now
-			}
-		})
-		const duration = 5 * time.Second
-		total := int(rate * duration.Seconds())
-		t0 := time.Now()
-		var wg sync.WaitGroup
-		var next atomic.Int64
-		// Several producers, each sending message i at t0 + i/rate, so
-		// that one slow enqueue does not delay the schedule.
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := int(next.Add(1)) - 1
-					if i >= total {
-						return
-					}
-					if d := time.Until(t0.Add(time.Duration(float64(i) / rate * float64(time.Second)))); d > 0 {
-						time.Sleep(d) // pacing the offered load
-					}
-					rec := &queue.Record{ID: queue.NewID(time.Now()), Host: "mx1.example.org", From: "alice@example.com",
-						Arrived: time.Now(), Rcpts: []queue.Recipient{{Addr: "dev@lists.example.org"}}}
-					data := append([]byte(fmt.Sprintf("Message-ID: <e2e.%d@example.com>\r\n\r\n", i)), benchBody...)
-					if _, err := e.q.Enqueue(context.Background(), &queue.Message{Record: rec, Data: data}); err != nil {
-						b.Error(err)
-						return
-					}
-					// The consumer may acknowledge before this line runs: the
-					// delay is then counted as zero.
-					now := time.Now()
-					mu.Lock()
-					queued[rec.ID] = now
-					mu.Unlock()
-				}
-			}()
-		}
-		wg.Wait()
-		offered := float64(total) / time.Since(t0).Seconds()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			mu.Lock()
-			n := len(ackAt)
-			mu.Unlock()
-			if n >= total || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(time.Millisecond) // polling interval
-		}
-		stop()
-		mu.Lock()
-		var delays []time.Duration
-		for id, t := range queued {
-			if a, ok := ackAt[id]; ok {
-				delays = append(delays, max(a.Sub(t), 0))
-			}
-		}
-		slices.Sort(delays)
-		if len(delays) < total {
-			b.Errorf("%d of %d acknowledged", len(delays), total)
-		}
-		if len(delays) > 0 {
-			b.ReportMetric(maxRate, "max-msgs/s")
-			b.ReportMetric(offered, "offered-msgs/s")
-			b.ReportMetric(ms(delays[len(delays)/2]), "p50-ms")
-			b.ReportMetric(ms(delays[len(delays)*99/100]), "p99-ms")
-			b.ReportMetric(ms(delays[len(delays)-1]), "max-ms")
-		}
-		mu.Unlock()
+	e := newEnv(b)
+	h := &lists.Router{Routes: []lists.Route{{Match: "*@lists.example.org", To: &lists.Maildir{Dir: b.TempDir()}}}}
+	maxRate := maxConsumeRate(b, e, h, 3000)
+	offered, delays := steadyDelays(b, e, h, maxRate/2, 5*time.Second)
+	if len(delays) == 0 {
+		return
 	}
+	b.ReportMetric(maxRate, "max-msgs/s")
+	b.ReportMetric(offered, "offered-msgs/s")
+	b.ReportMetric(ms(delays[len(delays)/2]), "p50-ms")
+	b.ReportMetric(ms(delays[len(delays)*99/100]), "p99-ms")
+	b.ReportMetric(ms(delays[len(delays)-1]), "max-ms")
+}
+
+// maxConsumeRate queues n messages, then measures how fast a consumer
+// empties the queue.
+func maxConsumeRate(b *testing.B, e *env, h lists.Handler, n int) float64 {
+	fill(b, e.q, n, func(int) string { return "dev@lists.example.org" })
+	var acked atomic.Int64
+	start := time.Now()
+	stop := benchConsumer(e.q, h, func(lists.Result) { acked.Add(1) })
+	defer stop()
+	for acked.Load() < int64(n) {
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
+
+// steadyDelays offers rate messages per second for d, from 8 producers
+// that each send message i at t0 + i/rate (so one slow enqueue does not
+// delay the schedule), and returns the rate achieved and the sorted
+// delays from each Enqueue's return to the message's acknowledgement.
+func steadyDelays(b *testing.B, e *env, h lists.Handler, rate float64, d time.Duration) (float64, []time.Duration) {
+	var mu sync.Mutex
+	queued, ackAt := map[string]time.Time{}, map[string]time.Time{}
+	stop := benchConsumer(e.q, h, func(r lists.Result) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		if r.Outcome == lists.Delivered {
+			ackAt[r.ID] = now
+		}
+	})
+	defer stop()
+	total := int(rate * d.Seconds())
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < total; i = int(next.Add(1)) - 1 {
+				time.Sleep(time.Until(t0.Add(time.Duration(float64(i) / rate * float64(time.Second))))) // pacing
+				id := benchPut(b, e.q, "dev@lists.example.org", i)
+				// The consumer may acknowledge before this line runs:
+				// the delay then counts as zero.
+				now := time.Now()
+				mu.Lock()
+				queued[id] = now
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	offered := float64(total) / time.Since(t0).Seconds()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(ackAt)
+		mu.Unlock()
+		if n >= total || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var delays []time.Duration
+	for id, t := range queued {
+		if a, ok := ackAt[id]; ok {
+			delays = append(delays, max(a.Sub(t), 0))
+		}
+	}
+	if len(delays) < total {
+		b.Errorf("%d of %d acknowledged", len(delays), total)
+	}
+	slices.Sort(delays)
+	return offered, delays
 }
 
 // benchConcurrency is the consumer's Concurrency in the benchmarks
 // (listd's default concurrency is 8).
-var benchConcurrency = 8
+const benchConcurrency = 8
 
 // writeSynced writes one file the way lists.Maildir does.
 func writeSynced(dir, name string, body []byte) error {

@@ -180,20 +180,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	slots := make(chan struct{}, 2*n)
 	work := make(chan job, n)
 	var wg sync.WaitGroup
-	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range work {
-				if ctx.Err() != nil {
-					c.release(runCtx, j) // stopping: not started, hand it on
-				} else {
-					c.deliver(runCtx, j)
-				}
-				<-slots
-			}
-		}()
-	}
+	c.startWorkers(ctx, runCtx, n, work, slots, &wg)
 	wait := time.Duration(0)
 	for ctx.Err() == nil {
 		select {
@@ -236,16 +223,41 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 	}
 	close(work)
+	c.finish(&wg, grace, stopRuns)
+	return nil
+}
+
+// startWorkers starts n goroutines that run the jobs of work, and release
+// them unstarted once ctx (the stop) has ended.
+func (c *Consumer) startWorkers(ctx, runCtx context.Context, n int, work <-chan job, slots <-chan struct{}, wg *sync.WaitGroup) {
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range work {
+				if ctx.Err() != nil {
+					c.release(runCtx, j) // stopping: not started, hand it on
+				} else {
+					c.deliver(runCtx, j)
+				}
+				<-slots
+			}
+		}()
+	}
+}
+
+// finish waits for the workers for up to grace, then interrupts the
+// deliveries still running (stopRuns) and waits for them to settle.
+func (c *Consumer) finish(wg *sync.WaitGroup, grace time.Duration, stopRuns func()) {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(grace):
-		log.Warn("stop: grace period over; interrupting deliveries in flight", "grace", grace)
+		c.logger().Warn("stop: grace period over; interrupting deliveries in flight", "grace", grace)
 		stopRuns()
 		<-done
 	}
-	return nil
 }
 
 // job is a fetched delivery whose lease is held.

@@ -68,6 +68,51 @@ func dial(ctx context.Context, addr string) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", addr)
 }
 
+// open connects, greets and sends MAIL FROM, with the parameters of the
+// original transaction that the server supports. Closing the client, or
+// the end of ctx, closes the connection.
+func open(ctx context.Context, lmtp bool, addr, name string, timeout time.Duration, m *Message) (*smtp.Client, error) {
+	conn, err := dial(ctx, addr)
+	if err != nil {
+		return nil, Temporary(fmt.Errorf("connect: %w", err))
+	}
+	// The context bounds the whole transaction: closing the connection
+	// ends any read or write in progress.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	var c *smtp.Client
+	if lmtp {
+		c = smtp.NewClientLMTP(conn)
+	} else {
+		c = smtp.NewClient(conn)
+	}
+	fail := func(err error) (*smtp.Client, error) {
+		stop()
+		c.Close()
+		return nil, err
+	}
+	c.CommandTimeout, c.SubmissionTimeout = timeout, timeout
+	if err := c.Hello(name); err != nil {
+		return fail(smtpError("greeting", err))
+	}
+	opts := &smtp.MailOptions{Size: int64(m.Size())}
+	params := m.Record.FromParams
+	if ok, _ := c.Extension("8BITMIME"); ok && strings.EqualFold(params["BODY"], "8BITMIME") {
+		opts.Body = smtp.Body8BitMIME
+	}
+	if ok, _ := c.Extension("SMTPUTF8"); ok {
+		if _, utf8 := params["SMTPUTF8"]; utf8 {
+			opts.UTF8 = true
+		}
+	}
+	if ok, _ := c.Extension("SIZE"); !ok {
+		opts.Size = 0
+	}
+	if err := c.Mail(m.Record.From, opts); err != nil {
+		return fail(smtpError("MAIL FROM", err))
+	}
+	return c, nil
+}
+
 // transact runs one LMTP or SMTP transaction and returns one error per
 // recipient.
 func transact(ctx context.Context, lmtp bool, addr, name string, timeout time.Duration, m *Message, rcpts []string) []error {
@@ -86,41 +131,11 @@ func transact(ctx context.Context, lmtp bool, addr, name string, timeout time.Du
 	if timeout <= 0 {
 		timeout = 5 * time.Minute
 	}
-	conn, err := dial(ctx, addr)
+	c, err := open(ctx, lmtp, addr, name, timeout, m)
 	if err != nil {
-		return all(Temporary(fmt.Errorf("connect: %w", err)))
-	}
-	// The context bounds the whole transaction: closing the connection
-	// ends any read or write in progress.
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	var c *smtp.Client
-	if lmtp {
-		c = smtp.NewClientLMTP(conn)
-	} else {
-		c = smtp.NewClient(conn)
+		return all(err)
 	}
 	defer c.Close()
-	c.CommandTimeout, c.SubmissionTimeout = timeout, timeout
-	if err := c.Hello(name); err != nil {
-		return all(smtpError("greeting", err))
-	}
-	opts := &smtp.MailOptions{Size: int64(m.Size())}
-	params := m.Record.FromParams
-	if ok, _ := c.Extension("8BITMIME"); ok && strings.EqualFold(params["BODY"], "8BITMIME") {
-		opts.Body = smtp.Body8BitMIME
-	}
-	if ok, _ := c.Extension("SMTPUTF8"); ok {
-		if _, utf8 := params["SMTPUTF8"]; utf8 {
-			opts.UTF8 = true
-		}
-	}
-	if ok, _ := c.Extension("SIZE"); !ok {
-		opts.Size = 0
-	}
-	if err := c.Mail(m.Record.From, opts); err != nil {
-		return all(smtpError("MAIL FROM", err))
-	}
 	var accepted []int
 	for i, rc := range rcpts {
 		if err := c.Rcpt(rc, nil); err != nil {

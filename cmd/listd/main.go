@@ -119,17 +119,7 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 	var router atomic.Pointer[lists.Router]
 	router.Store(cfg.router())
 	src := q.Consumer(cfg.consumerOptions())
-	consumer := &lists.Consumer{
-		Source: src,
-		Handler: lists.HandlerFunc(func(ctx context.Context, msg *lists.Message) error {
-			return router.Load().Deliver(ctx, msg)
-		}),
-		Concurrency: cfg.Concurrency,
-		Timeout:     cfg.DeliveryTimeout.Duration,
-		Grace:       cfg.ShutdownTimeout.Duration,
-		Logger:      logger,
-		Observe:     m.observe,
-	}
+	consumer := cfg.consumer(src, &router, logger, m.observe)
 
 	bg, stopBg := context.WithCancel(context.Background())
 	defer stopBg()
@@ -141,10 +131,9 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	var metrics *http.Server
 	errc := make(chan error, 1)
 	if metricsLn != nil {
-		metrics = metricsServer(reg, q)
+		metrics := metricsServer(reg, q)
 		go func() {
 			if err := metrics.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
@@ -175,23 +164,45 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 		case err := <-runDone:
 			return err
 		case <-hup:
-			next, err := loadConfig(path)
-			if err != nil {
-				logger.Error("reload: keeping the running routes", "err", err)
-				continue
-			}
-			router.Store(next.router())
-			pub.set(next.Patterns())
-			logger.Info("reloaded routes", "routes", len(next.Routes))
-			if !sameExceptRoutes(cfg, next) {
-				logger.Warn("reload: settings other than [[route]] changed; they take effect at the next start")
-			}
+			reload(path, cfg, &router, pub, logger)
 		}
+	}
+}
+
+// reload reads the file at path again and, when it is good, puts its
+// routes in place and publishes them; cfg is the running configuration.
+func reload(path string, cfg *config, router *atomic.Pointer[lists.Router], pub *publisher, logger *slog.Logger) {
+	next, err := loadConfig(path)
+	if err != nil {
+		logger.Error("reload: keeping the running routes", "err", err)
+		return
+	}
+	router.Store(next.router())
+	pub.set(next.Patterns())
+	logger.Info("reloaded routes", "routes", len(next.Routes))
+	if !sameExceptRoutes(cfg, next) {
+		logger.Warn("reload: settings other than [[route]] changed; they take effect at the next start")
 	}
 }
 
 // Patterns are the patterns the routes publish to the registry.
 func (c *config) Patterns() []string { return c.router().Patterns() }
+
+// consumer builds the consumer; its handler is whatever router holds at
+// the time of each delivery, so that a reload applies to the next one.
+func (c *config) consumer(src lists.Source, router *atomic.Pointer[lists.Router], logger *slog.Logger, observe func(lists.Result)) *lists.Consumer {
+	return &lists.Consumer{
+		Source: src,
+		Handler: lists.HandlerFunc(func(ctx context.Context, msg *lists.Message) error {
+			return router.Load().Deliver(ctx, msg)
+		}),
+		Concurrency: c.Concurrency,
+		Timeout:     c.DeliveryTimeout.Duration,
+		Grace:       c.ShutdownTimeout.Duration,
+		Logger:      logger,
+		Observe:     observe,
+	}
+}
 
 func sameExceptRoutes(a, b *config) bool {
 	x, y := *a, *b
