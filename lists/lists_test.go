@@ -3,8 +3,10 @@ package lists_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -217,4 +219,39 @@ case "$RECIPIENT" in bad@*) echo "no such list: $RECIPIENT" >&2; exit 67;; esac
 	if len(dl.Attempts) < 2 || !strings.Contains(dl.Attempts[0].Error, "EX_TEMPFAIL") || !strings.Contains(dl.Attempts[0].Error, "busy") {
 		t.Errorf("attempts = %+v, want the EX_TEMPFAIL one first", dl.Attempts)
 	}
+}
+
+// A program that runs past its timeout is killed with its children, and
+// the attempt counts as temporary.
+func TestExecTimeoutKillsProcessGroup(t *testing.T) {
+	dir := t.TempDir()
+	script := filepath.Join(dir, "hang")
+	src := "#!/bin/sh\nsleep 60 &\necho $! > " + dir + "/child\nwait\n"
+	if err := os.WriteFile(script, []byte(src), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	opt := fastRetries
+	opt.MaxAttempts = 1
+	r := &lists.Router{Routes: []lists.Route{{Match: "*@lists.example.org", To: &lists.Exec{Argv: []string{script}, Timeout: 200 * time.Millisecond}}}}
+	e.run(t, opt, r)
+	id := e.put(t, "a@example.com", "l@lists.example.org")
+	waitFor(t, "dead letter", e.drained(t))
+	dl, err := e.q.DeadLetter(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(dl.Reason, "stopped after 200ms") || !strings.Contains(dl.Reason, "gave up after 1 attempts") {
+		t.Errorf("reason = %q, want a timeout counted as temporary", dl.Reason)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "child"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	waitFor(t, "the child to be gone", func() bool {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		// Gone, or a zombie waiting for init to reap it.
+		return err != nil || strings.Contains(string(st), ") Z ")
+	})
 }
