@@ -89,6 +89,11 @@ func BenchmarkConsume(b *testing.B) {
 		for _, sub := range []string{"tmp", "new"} {
 			os.MkdirAll(filepath.Join(dir, sub), 0o700)
 		}
+		newDir, err := os.Open(filepath.Join(dir, "new"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer newDir.Close()
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		b.ResetTimer()
@@ -98,7 +103,7 @@ func BenchmarkConsume(b *testing.B) {
 			go func() {
 				defer wg.Done()
 				for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-					if err := writeSynced(dir, fmt.Sprint(i), benchBody); err != nil {
+					if err := writeSynced(dir, newDir, fmt.Sprint(i), benchBody); err != nil {
 						b.Error(err)
 						return
 					}
@@ -244,8 +249,9 @@ func steadyDelays(b *testing.B, e *env, h lists.Handler, rate float64, d time.Du
 // (listd's default concurrency is 8).
 const benchConcurrency = 8
 
-// writeSynced writes one file the way lists.Maildir does.
-func writeSynced(dir, name string, body []byte) error {
+// writeSynced writes one file the way lists.Maildir does; newDir is the
+// open new/ directory.
+func writeSynced(dir string, newDir *os.File, name string, body []byte) error {
 	tmp := filepath.Join(dir, "tmp", name)
 	f, err := os.Create(tmp)
 	if err != nil {
@@ -257,12 +263,7 @@ func writeSynced(dir, name string, body []byte) error {
 	if err := os.Rename(tmp, filepath.Join(dir, "new", name)); err != nil {
 		return err
 	}
-	d, err := os.Open(filepath.Join(dir, "new"))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return newDir.Sync()
 }
 
 var discardLogger = slog.New(slog.DiscardHandler)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // Maildir delivers into a Maildir: each recipient's copy is written to
@@ -19,21 +20,25 @@ import (
 // delivery replaces the first copy instead of adding a second one.
 type Maildir struct {
 	Dir string
+
+	mu     sync.Mutex
+	host   string   // this host's name, for file names
+	newDir *os.File // Dir/new, kept open for its fsyncs
 }
 
 func (d *Maildir) String() string { return "maildir " + d.Dir }
 
 // Deliver writes the copy of rcpt.
 func (d *Maildir) Deliver(ctx context.Context, m *Message, rcpt string) error {
-	for _, sub := range []string{"tmp", "new", "cur"} {
-		if err := os.MkdirAll(filepath.Join(d.Dir, sub), 0o700); err != nil {
-			return Temporary(err)
-		}
+	newDir, err := d.open()
+	if err != nil {
+		return Temporary(err)
 	}
 	name := d.name(m, rcpt)
 	tmp := filepath.Join(d.Dir, "tmp", name)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
+		d.reset()
 		return Temporary(err)
 	}
 	var b bytes.Buffer
@@ -49,31 +54,58 @@ func (d *Maildir) Deliver(ctx context.Context, m *Message, rcpt string) error {
 	}
 	if err := os.Rename(tmp, filepath.Join(d.Dir, "new", name)); err != nil {
 		os.Remove(tmp)
+		d.reset()
 		return Temporary(err)
 	}
-	if err := syncDir(filepath.Join(d.Dir, "new")); err != nil {
-		return Temporary(err)
+	// The rename is durable once the directory is.
+	if err := newDir.Sync(); err != nil {
+		d.reset()
+		return Temporary(fmt.Errorf("fsync %s/new: %w", d.Dir, err))
 	}
 	return nil
+}
+
+// open makes the Maildir's directories and opens new/ once; reset makes
+// the next delivery do it again (the directory was moved or removed).
+func (d *Maildir) open() (*os.File, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.newDir != nil {
+		return d.newDir, nil
+	}
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(d.Dir, sub), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.Open(filepath.Join(d.Dir, "new"))
+	if err != nil {
+		return nil, err
+	}
+	d.host, _ = os.Hostname()
+	d.host = strings.NewReplacer("/", "\\057", ":", "\\072").Replace(d.host)
+	d.newDir = f
+	return f, nil
+}
+
+func (d *Maildir) reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.newDir != nil {
+		d.newDir.Close()
+		d.newDir = nil
+	}
 }
 
 // name is "SECONDS.M<µs>Q<queue id>R<recipient hash>.HOST", stable for one
 // queue id and recipient.
 func (d *Maildir) name(m *Message, rcpt string) string {
-	host, _ := os.Hostname()
-	host = strings.NewReplacer("/", "\\057", ":", "\\072").Replace(host)
+	d.mu.Lock()
+	host := d.host
+	d.mu.Unlock()
 	h := sha256.Sum256([]byte(strings.ToLower(rcpt)))
 	t := m.Record.Arrived
 	return fmt.Sprintf("%d.M%06dQ%sR%s.%s", t.Unix(), t.Nanosecond()/1000, m.Record.ID, hex.EncodeToString(h[:4]), host)
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 func firstErr(errs ...error) error {
