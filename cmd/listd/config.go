@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
-
+	"mxq/cmd/internal/tomlfile"
 	"mxq/lists"
 	"mxq/queue"
 )
@@ -28,87 +26,51 @@ type config struct {
 	MetricsListen string `toml:"metrics_listen"`
 	LogLevel      string `toml:"log_level"`
 
-	Concurrency     int      `toml:"concurrency"`
-	Lease           duration `toml:"lease"`
-	MaxAttempts     int      `toml:"max_attempts"`
-	RetryMin        duration `toml:"retry_min"`
-	RetryMax        duration `toml:"retry_max"`
-	DeliveryTimeout duration `toml:"delivery_timeout"`
-	ShutdownTimeout duration `toml:"shutdown_timeout"`
+	Concurrency     int               `toml:"concurrency"`
+	Lease           tomlfile.Duration `toml:"lease"`
+	MaxAttempts     int               `toml:"max_attempts"`
+	RetryMin        tomlfile.Duration `toml:"retry_min"`
+	RetryMax        tomlfile.Duration `toml:"retry_max"`
+	DeliveryTimeout tomlfile.Duration `toml:"delivery_timeout"`
+	ShutdownTimeout tomlfile.Duration `toml:"shutdown_timeout"`
 
 	Routes []route `toml:"route"`
 }
 
 // route is one [[route]] table: match and exactly one destination.
 type route struct {
-	Match   string   `toml:"match"`
-	LMTP    string   `toml:"lmtp"`
-	SMTP    string   `toml:"smtp"`
-	Exec    []string `toml:"exec"`
-	Maildir string   `toml:"maildir"`
-	Timeout duration `toml:"timeout"`
-}
-
-// duration is a time.Duration written as "30s", "2m".
-type duration struct{ time.Duration }
-
-func (d *duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("want a duration such as \"30s\" or \"2m\": %w", err)
-	}
-	d.Duration = v
-	return nil
+	Match   string            `toml:"match"`
+	LMTP    string            `toml:"lmtp"`
+	SMTP    string            `toml:"smtp"`
+	Exec    []string          `toml:"exec"`
+	Maildir string            `toml:"maildir"`
+	Timeout tomlfile.Duration `toml:"timeout"`
 }
 
 // loadConfig reads and checks the file at path. Errors name the file,
 // the line where they can, and what to do.
 func loadConfig(path string) (*config, error) {
-	src, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	c := &config{
 		Redis:           "redis://127.0.0.1:6379/0",
 		Queue:           "mxq",
 		Group:           "listd",
 		LogLevel:        "info",
 		Concurrency:     8,
-		Lease:           duration{time.Minute},
+		Lease:           tomlfile.Duration{Duration: time.Minute},
 		MaxAttempts:     30,
-		RetryMin:        duration{30 * time.Second},
-		RetryMax:        duration{30 * time.Minute},
-		DeliveryTimeout: duration{10 * time.Minute},
-		ShutdownTimeout: duration{30 * time.Second},
+		RetryMin:        tomlfile.Duration{Duration: 30 * time.Second},
+		RetryMax:        tomlfile.Duration{Duration: 30 * time.Minute},
+		DeliveryTimeout: tomlfile.Duration{Duration: 10 * time.Minute},
+		ShutdownTimeout: tomlfile.Duration{Duration: 30 * time.Second},
 	}
-	md, err := toml.Decode(string(src), c)
+	src, err := tomlfile.Decode(path, c, "docs/examples/listd.toml")
 	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("%s:%d: %s", path, pe.Position.Line, pe.Message)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		return nil, fmt.Errorf("%s:%d: unknown key %q (see docs/examples/listd.toml for the valid keys)", path, keyLine(src, und[0]), und[0].String())
+		return nil, err
 	}
 	if err := c.check(src); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return c, nil
-}
-
-// keyLine finds the line where key is set, 0 if not found.
-func keyLine(src []byte, key toml.Key) int {
-	last := regexp.QuoteMeta(key[len(key)-1])
-	re := regexp.MustCompile(`^\s*("?)` + last + `("?)\s*=|^\s*\[+\s*` + regexp.QuoteMeta(key.String()) + `\s*\]+`)
-	sc := bufio.NewScanner(bytes.NewReader(src))
-	for n := 1; sc.Scan(); n++ {
-		if re.MatchString(sc.Text()) {
-			return n
-		}
-	}
-	return 0
 }
 
 // routeLines returns the line of each [[route]] header, for messages.
@@ -137,7 +99,7 @@ func (c *config) check(src []byte) error {
 	if c.MaxAttempts < 1 {
 		add("max_attempts %d: want at least 1", c.MaxAttempts)
 	}
-	for name, d := range map[string]duration{"lease": c.Lease, "retry_min": c.RetryMin, "retry_max": c.RetryMax,
+	for name, d := range map[string]tomlfile.Duration{"lease": c.Lease, "retry_min": c.RetryMin, "retry_max": c.RetryMax,
 		"delivery_timeout": c.DeliveryTimeout, "shutdown_timeout": c.ShutdownTimeout} {
 		if d.Duration <= 0 {
 			add("%s: want a positive duration", name)
