@@ -32,7 +32,9 @@ lint: ## gofmt, go vet, staticcheck (if installed)
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: go install honnef.co/go/tools/cmd/staticcheck@latest"; fi
 
 bench: deps build ## Go benchmarks, then the SMTP load comparison (mxd vs smtp-sink vs postfix)
-	$(GO) test -run '^$$' -bench . -benchmem ./queue/ ./smtpd/
+	$(GO) test -run '^$$' -bench . -benchmem ./queue/ ./smtpd/ ./smtpd/msgauth/
+	$(GO) test -run '^$$' -bench 'Consume|EndToEnd' -benchtime 2000x ./lists/
+	$(GO) test -run '^$$' -bench SMTPToAck -benchtime 1x ./cmd/listd/
 	@if [ -x bench/run.sh ]; then bench/run.sh; fi
 
 FUZZTIME ?= 30s
@@ -41,20 +43,22 @@ fuzz: ## run every fuzz target for FUZZTIME (30s) each; new finds land in testda
 	$(GO) test -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME) ./smtpd/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseKey$$' -fuzztime $(FUZZTIME) ./dnsctl/
 
-run: deps build ## run Redis (AOF on, data in run/) and mxd on 127.0.0.1:2525
-	@mkdir -p $(RUN)/redis
+run: deps build ## run Redis (AOF on, data in run/), listd into run/maildir, and mxd on 127.0.0.1:2525
+	@mkdir -p $(RUN)/redis $(RUN)/maildir
 	@if ! redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1; then \
 		redis-server --port $(REDIS_PORT) --bind 127.0.0.1 --dir $(CURDIR)/$(RUN)/redis \
 			--appendonly yes --appendfsync always --maxmemory 1gb --maxmemory-policy noeviction \
 			--save '' --daemonize yes --pidfile $(CURDIR)/$(RUN)/redis.pid --logfile $(CURDIR)/$(RUN)/redis.log; \
 		for i in $$(seq 50); do redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done; \
 	fi
-	@$(BIN)/mxq -redis redis://127.0.0.1:$(REDIS_PORT)/0 lists add '~*/*@lists.example.org' 'announce@lists.example.org' >/dev/null
-	@echo "Redis on 127.0.0.1:$(REDIS_PORT) (data in $(RUN)/redis, stop it with: kill \$$(cat $(RUN)/redis.pid))"
-	@echo "mxd on 127.0.0.1:2525, metrics on http://127.0.0.1:9125/metrics. Send a message with:"
+	@printf 'redis = "redis://127.0.0.1:$(REDIS_PORT)/0"\nmetrics_listen = "127.0.0.1:9126"\n\n[[route]]\nmatch = "~*/*@lists.example.org"\nmaildir = "$(CURDIR)/$(RUN)/maildir"\n\n[[route]]\nmatch = "announce@lists.example.org"\nmaildir = "$(CURDIR)/$(RUN)/maildir"\n' > $(RUN)/listd.toml
+	@echo "Redis on 127.0.0.1:$(REDIS_PORT) (data in $(RUN)/redis; stop it with: kill \$$(cat $(RUN)/redis.pid))"
+	@echo "listd delivers to $(RUN)/maildir (log: $(RUN)/listd.log); mxd on 127.0.0.1:2525, metrics on :9125/metrics. Send with:"
 	@echo "  swaks --server 127.0.0.1:2525 --from you@example.com --to '~alice/dev@lists.example.org'"
-	@echo "then look at the queue with: $(BIN)/mxq -redis redis://127.0.0.1:$(REDIS_PORT)/0 stats"
-	$(BIN)/mxd -config docs/examples/mxd-local.toml
+	@echo "then: $(BIN)/mxq -redis redis://127.0.0.1:$(REDIS_PORT)/0 stats; ls $(RUN)/maildir/new"
+	@$(BIN)/listd -config $(RUN)/listd.toml 2>$(RUN)/listd.log & listd=$$!; \
+		trap 'kill $$listd 2>/dev/null; wait $$listd' EXIT INT TERM; \
+		$(BIN)/mxd -config docs/examples/mxd-local.toml
 
 clean: ## remove bin/ and run/
 	rm -rf $(BIN) $(RUN)

@@ -13,6 +13,10 @@
 //	{NAME}:rcpt:static     recipient registry edited by operators (mxq lists)
 //	{NAME}:rcpt:routes     recipient registry published by consumers (listd)
 //	{NAME}:dead            dead-letter stream
+//	{NAME}:retry           sorted set: queue id → when its next attempt is due
+//	{NAME}:wait:ID         the stream fields of ID while it waits for a retry
+//	{NAME}:done:ID         per recipient of ID: delivered or failed, so a retry skips it
+//	{NAME}:tries:ID        every attempt of ID and its error, for the dead letter
 //	{NAME}:maint:lease     maintenance lease: one MX host in maintenance at a time (dnsctl)
 //	{NAME}:maint:state     the maintenance in progress and its phase (JSON)
 //

@@ -76,12 +76,18 @@ func (q *Queue) Inflight(ctx context.Context, host string) (int64, error) {
 	return n, classify(err)
 }
 
-// Depth is how many messages are queued and not yet acknowledged.
+// Depth is how many messages are queued and not yet acknowledged: in the
+// stream, or waiting for a retry.
 func (q *Queue) Depth(ctx context.Context) (int64, error) {
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
-	n, err := q.rdb.XLen(ctx, q.key("stream")).Result()
-	return n, classify(err)
+	var stream, retry *redis.IntCmd
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		stream = p.XLen(ctx, q.key("stream"))
+		retry = p.ZCard(ctx, q.key("retry"))
+		return nil
+	})
+	return stream.Val() + retry.Val(), classify(err)
 }
 
 // HostStatus is one MX host as the queue sees it.
@@ -145,8 +151,10 @@ func (q *Queue) Hosts(ctx context.Context) ([]HostStatus, error) {
 
 // Stats is the operator's summary of the queue.
 type Stats struct {
-	// Depth: queued, not yet acknowledged.
+	// Depth: queued, not yet acknowledged (Retrying included).
 	Depth int64 `json:"depth"`
+	// Retrying: waiting for their next delivery attempt.
+	Retrying int64 `json:"retrying"`
 	// Dead: messages in the dead-letter stream.
 	Dead int64 `json:"dead"`
 	// Pending: read by a consumer and not yet acknowledged.
@@ -168,10 +176,11 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 	}
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
-	var depth, dead *redis.IntCmd
+	var depth, retry, dead *redis.IntCmd
 	var first *redis.XMessageSliceCmd
 	_, err = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		depth = p.XLen(ctx, q.key("stream"))
+		retry = p.ZCard(ctx, q.key("retry"))
 		dead = p.XLen(ctx, q.key("dead"))
 		first = p.XRangeN(ctx, q.key("stream"), "-", "+", 1)
 		return nil
@@ -179,7 +188,8 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return Stats{}, classify(err)
 	}
-	st.Depth, st.Dead = depth.Val(), dead.Val()
+	st.Retrying = retry.Val()
+	st.Depth, st.Dead = depth.Val()+st.Retrying, dead.Val()
 	if ms := first.Val(); len(ms) == 1 {
 		if r, err := decodeRecord(ms[0].Values); err == nil {
 			st.Oldest = r.Arrived

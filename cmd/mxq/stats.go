@@ -23,7 +23,7 @@ func stats(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer)
 	if asJSON {
 		return writeJSON(stdout, st)
 	}
-	fmt.Fprintf(stdout, "depth %d (pending at a consumer %d), dead letters %d", st.Depth, st.Pending, st.Dead)
+	fmt.Fprintf(stdout, "depth %d (pending at a consumer %d, waiting for a retry %d), dead letters %d", st.Depth, st.Pending, st.Retrying, st.Dead)
 	if !st.Oldest.IsZero() {
 		fmt.Fprintf(stdout, ", oldest %s ago", time.Since(st.Oldest).Round(time.Second))
 	}
