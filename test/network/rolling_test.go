@@ -183,11 +183,13 @@ func (w *world) drain(m *MXD) DrainTimes {
 	stop := make(chan struct{})
 	seen := make(chan *snap, 1)
 	go func() {
-		for {
+		for done := false; ; {
 			select {
 			case <-stop:
-				seen <- nil
-				return
+				// dnsctl may say "safe" within one poll of the host's
+				// first draining heartbeat: look once more. The host
+				// stays drained until restore, so the baseline holds.
+				done = true
 			case <-time.After(50 * time.Millisecond):
 			}
 			hs, _ := w.q.Hosts(context.Background())
@@ -196,6 +198,10 @@ func (w *world) drain(m *MXD) DrainTimes {
 					seen <- &snap{accepted: metric(metricsText(m.Metrics), "mxd_sessions_accepted_total")}
 					return
 				}
+			}
+			if done {
+				seen <- nil
+				return
 			}
 		}
 	}()
