@@ -3,6 +3,7 @@ package smtpd
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/emersion/go-smtp"
 
@@ -57,4 +58,10 @@ func reply(err error) *smtp.SMTPError {
 		return replyDataTimeout
 	}
 	return replyLocal
+}
+
+// replyLine is r as one reply line on the wire, for replies written
+// outside go-smtp (at connect, and to close an idle session).
+func replyLine(r *smtp.SMTPError) string {
+	return fmt.Sprintf("%d %d.%d.%d %s\r\n", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], r.Message)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -190,7 +189,7 @@ func (s *Server) trustedProxy(a net.Addr) bool {
 // refuse answers a connection that is not admitted and closes it.
 func refuse(nc net.Conn, r *smtp.SMTPError) {
 	nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	fmt.Fprintf(nc, "%d %d.%d.%d %s\r\n", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], r.Message)
+	io.WriteString(nc, replyLine(r))
 	nc.Close()
 }
 
@@ -268,22 +267,23 @@ func (s *Server) SetDraining(on bool) {
 func (s *Server) Draining() bool { return s.draining.Load() }
 
 // closeIdle closes, with r, every session that is waiting between
-// transactions, and returns how many sessions remain.
-func (s *Server) closeIdle(r *smtp.SMTPError) int {
-	text := fmt.Sprintf("%d %d.%d.%d %s\r\n", r.Code, r.EnhancedCode[0], r.EnhancedCode[1], r.EnhancedCode[2], r.Message)
+// transactions.
+func (s *Server) closeIdle(r *smtp.SMTPError) {
+	text := replyLine(r)
+	for _, c := range s.snapshot() {
+		c.closeIfIdle(text)
+	}
+}
+
+// snapshot returns the sessions' connections.
+func (s *Server) snapshot() []*conn {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
-	s.mu.Unlock()
-	left := 0
-	for _, c := range conns {
-		if !c.closeIfIdle(text) {
-			left++
-		}
-	}
-	return left
+	return conns
 }
 
 // Shutdown stops accepting connections, lets transactions in flight finish,
@@ -329,13 +329,7 @@ func (s *Server) Close() error {
 
 // cutAll closes every session's connection.
 func (s *Server) cutAll() {
-	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range s.snapshot() {
 		c.Close()
 	}
 }
