@@ -100,33 +100,10 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 		return err
 	}
 	defer q.Close()
-
-	sc := cfg.smtpd(version)
-	var certs *smtpd.CertStore
-	if cfg.TLSCert != "" {
-		if certs, err = smtpd.NewCertStore(cfg.TLSCert, cfg.TLSKey); err != nil {
-			return err
-		}
-		sc.TLS = certs.TLSConfig()
-	}
-	resolver, err := msgauth.NewResolver(cfg.DNSResolver, cfg.DNSTimeout.Duration)
+	sc, certs, err := receiverConfig(cfg)
 	if err != nil {
-		return fmt.Errorf("dns_resolver: %w", err)
+		return err
 	}
-	checker, err := msgauth.New(msgauth.Config{
-		AuthservID:        cfg.AuthservID,
-		Resolver:          resolver,
-		MaxDKIMSignatures: cfg.MaxDKIMSignatures,
-		Timeout:           cfg.AuthTimeout.Duration,
-	})
-	if err != nil {
-		return fmt.Errorf("authserv_id: %w", err)
-	}
-	sc.Auth = checker
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := smtpd.New(sc, q, smtpd.NewRecipients(q, cfg.RegistryTTL.Duration), logger, smtpd.NewMetrics(reg))
@@ -134,18 +111,13 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 		return err
 	}
 	hb := &smtpd.Heartbeat{Server: srv, Beater: q, Interval: cfg.HeartbeatInterval.Duration, TTL: 5 * cfg.HeartbeatInterval.Duration}
-
-	var listeners []net.Listener
-	for _, addr := range cfg.Listen {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			for _, l := range listeners {
-				l.Close()
-			}
-			return err
-		}
-		listeners = append(listeners, l)
+	listeners, err := listen(cfg.Listen)
+	if err != nil {
+		return err
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	hbCtx, stopBeat := context.WithCancel(context.Background())
 	defer stopBeat()
 	go hb.Run(hbCtx)
@@ -158,6 +130,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	var metrics *http.Server
 	if cfg.MetricsListen != "" {
 		metrics = metricsServer(cfg.MetricsListen, reg, hb)
+		defer metrics.Close()
 		go func() {
 			if err := metrics.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
@@ -170,33 +143,79 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 		case <-ctx.Done():
 			running = false
 		case <-hup:
-			// SIGHUP: a renewed certificate for sessions from now on.
-			if certs == nil {
-				continue
-			}
-			if err := certs.Reload(); err != nil {
-				logger.Error("reload tls certificate; keeping the previous one", "err", err)
-			} else {
-				logger.Info("reloaded tls certificate", "cert", cfg.TLSCert)
-			}
+			reload(certs, cfg.TLSCert, logger)
 		case err := <-errc:
 			srv.Close()
 			return err
 		}
 	}
-	sc, _ = sc.Checked()
 	sctx, cancel := context.WithTimeout(context.Background(), sc.ShutdownTimeout)
 	defer cancel()
-	err = srv.Shutdown(sctx)
-	stopBeat()
-	if metrics != nil {
-		metrics.Close()
-	}
-	if err != nil {
+	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("shutdown deadline passed; remaining sessions were cut", "err", err)
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// receiverConfig builds the receiver's configuration: limits, TLS, the
+// authentication checker.
+func receiverConfig(cfg *config) (smtpd.Config, *smtpd.CertStore, error) {
+	sc, err := cfg.smtpd(version).Checked()
+	if err != nil {
+		return sc, nil, err
+	}
+	var certs *smtpd.CertStore
+	if cfg.TLSCert != "" {
+		if certs, err = smtpd.NewCertStore(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return sc, nil, err
+		}
+		sc.TLS = certs.TLSConfig()
+	}
+	resolver, err := msgauth.NewResolver(cfg.DNSResolver, cfg.DNSTimeout.Duration)
+	if err != nil {
+		return sc, nil, fmt.Errorf("dns_resolver: %w", err)
+	}
+	checker, err := msgauth.New(msgauth.Config{
+		AuthservID:        cfg.AuthservID,
+		Resolver:          resolver,
+		MaxDKIMSignatures: cfg.MaxDKIMSignatures,
+		Timeout:           cfg.AuthTimeout.Duration,
+	})
+	if err != nil {
+		return sc, nil, fmt.Errorf("authserv_id: %w", err)
+	}
+	sc.Auth = checker
+	return sc, certs, nil
+}
+
+// listen opens every address, or none.
+func listen(addrs []string) ([]net.Listener, error) {
+	var ls []net.Listener
+	for _, addr := range addrs {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// reload reads the TLS certificate again (SIGHUP): sessions from now on
+// get the new one.
+func reload(certs *smtpd.CertStore, file string, logger *slog.Logger) {
+	if certs == nil {
+		return
+	}
+	if err := certs.Reload(); err != nil {
+		logger.Error("reload tls certificate; keeping the previous one", "err", err)
+		return
+	}
+	logger.Info("reloaded tls certificate", "cert", file)
 }
 
 func metricsServer(addr string, reg *prometheus.Registry, hb *smtpd.Heartbeat) *http.Server {
