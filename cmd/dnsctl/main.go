@@ -62,6 +62,7 @@ another maintenance), 4 timeout, 5 maintain: COMMAND failed.
 Flags:
 `
 
+// version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
 func main() {
@@ -84,6 +85,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newFlags(fs)
 	jsonOut := fs.Bool("json", false, "print the result as JSON on stdout, progress as JSON lines on stderr")
 	noRestore := fs.Bool("no-restore-on-failure", false, "maintain: leave HOST drained when COMMAND fails")
+	if len(args) > 0 && (args[0] == "-version" || args[0] == "version") {
+		fmt.Fprintln(stdout, "dnsctl", version)
+		return exitOK
+	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {
 		fs.Usage()
 		if len(args) == 0 {

@@ -292,9 +292,3 @@ func isTemporary(err error) bool {
 	var de *net.DNSError
 	return errors.As(err, &de) && (de.IsTemporary || de.IsTimeout)
 }
-
-// isNotFound reports whether err says the record does not exist.
-func isNotFound(err error) bool {
-	var de *net.DNSError
-	return errors.As(err, &de) && de.IsNotFound
-}

@@ -2,7 +2,6 @@ package network
 
 import (
 	"context"
-	"fmt"
 	"net/smtp"
 	"strings"
 	"testing"
@@ -39,7 +38,7 @@ func TestSmoke(t *testing.T) {
 	m.Start(t, command("mxd"))
 	pf := StartPostfix(t, sender, z.Name)
 
-	msg := fmt.Sprintf("From: a@sender.lists.example.org\r\nTo: ~a/dev@lists.example.org\r\nSubject: smoke\r\nMessage-ID: <smoke@sender.lists.example.org>\r\n\r\nhello\r\n")
+	msg := "From: a@sender.lists.example.org\r\nTo: ~a/dev@lists.example.org\r\nSubject: smoke\r\nMessage-ID: <smoke@sender.lists.example.org>\r\n\r\nhello\r\n"
 	if err := smtp.SendMail(sender.IP+":25", nil, "a@sender.lists.example.org", []string{"~a/dev@lists.example.org"}, []byte(msg)); err != nil {
 		t.Fatalf("submit to postfix: %v", err)
 	}
