@@ -53,11 +53,10 @@ func buildWorld(t *testing.T) *world {
 	for i := 1; i <= 3; i++ {
 		mxHosts = append(mxHosts, lab.AddHost(fmt.Sprintf("mx%d", i), ""))
 	}
-	w.lists = lab.AddHost("lists", "")
-	w.sender = lab.AddHost("sender", "")
-	// The sender resolves through the primary, as the issue asks; the
-	// others do not need DNS.
-	os.WriteFile(filepath.Join("/etc/netns", w.sender.NS, "resolv.conf"), []byte("nameserver "+w.dns1.IP+"\noptions timeout:1 attempts:2\n"), 0o644)
+	// The sender resolves through the primary, as the issue asks; so does
+	// the lists host, where the operator runs dnsctl.
+	w.lists = lab.AddHost("lists", w.dns1.IP)
+	w.sender = lab.AddHost("sender", w.dns1.IP)
 	ips := map[string]string{"dns1": w.dns1.IP, "dns2": w.dns2.IP, "lists": w.lists.IP, "sender": w.sender.IP}
 	for i, h := range mxHosts {
 		ips[fmt.Sprintf("mx%d", i+1)] = h.IP
@@ -132,14 +131,16 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() boo
 	}
 }
 
-// dnsctl runs the maintenance command against the lab.
+// dnsctl runs the maintenance command on the lists host, as an operator
+// would, with the defaults that find the servers: the primary from the
+// SOA's MNAME, every authoritative address from the NS records.
 func (w *world) dnsctl(args ...string) (map[string]any, string, error) {
 	base := []string{
-		"-zone", w.zone.Name, "-server", w.dns1.IP + ":53", "-authoritative", w.dns2.IP + ":53", "-ns=false",
-		"-key", w.zone.KeyFile, "-redis", w.redisURL, "-state", filepath.Join(w.lab.Dir, "dnsctl-state.json"),
-		"-margin", "1s", "-json",
+		"-zone", w.zone.Name, "-key", w.zone.KeyFile, "-redis", w.redisURL,
+		"-state", filepath.Join(w.lab.Dir, "dnsctl-state.json"), "-margin", "1s", "-json",
 	}
-	cmd := exec.Command(command("dnsctl"), append(append(args[:1:1], base...), args[1:]...)...)
+	argv := append([]string{"netns", "exec", w.lists.NS, command("dnsctl")}, append(append(args[:1:1], base...), args[1:]...)...)
+	cmd := exec.Command("ip", argv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
