@@ -377,3 +377,21 @@ func tryDial(addr string) (string, string) {
 	}
 	return string(buf[:n]), string(buf[:3])
 }
+
+// /healthz follows the heartbeat: it fails while Redis is unreachable, so a
+// load balancer stops sending mail to an MX that cannot queue it.
+func TestHealthFollowsQueue(t *testing.T) {
+	e := newEnv(t, nil, "mx1.example.org")
+	hb := &smtpd.Heartbeat{Server: e.srv, Beater: e.q, Interval: 20 * time.Millisecond, TTL: time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go hb.Run(ctx)
+	waitFor(t, "healthy", func() bool { return hb.Health() == nil })
+	e.redis.Stop()
+	waitFor(t, "unhealthy while Redis is down", func() bool { return hb.Health() != nil })
+	if err := hb.Health(); !strings.Contains(err.Error(), "queue unreachable") {
+		t.Errorf("Health = %v, want queue unreachable", err)
+	}
+	e.redis.Restart()
+	waitFor(t, "healthy again", func() bool { return hb.Health() == nil })
+}
