@@ -37,8 +37,10 @@ func TestBehindHAProxy(t *testing.T) {
 	front := l.Addr().String()
 	l.Close()
 	dir := t.TempDir()
+	// One thread: roundrobin then alternates exactly between the servers.
 	cfg := fmt.Sprintf(`global
     maxconn 100
+    nbthread 1
 defaults
     mode tcp
     timeout connect 5s
