@@ -65,10 +65,11 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
 	if ss.wc.rawViolations() != ss.rawBefore {
 		return queue.Result{}, len(data), replyBareEOL
 	}
-	if headerTooLarge(data, ss.s.cfg.MaxHeaderBytes) {
+	size, received := headerSection(data)
+	if size > ss.s.cfg.MaxHeaderBytes {
 		return queue.Result{}, len(data), replyHeaderTooBig
 	}
-	if n := countReceived(data); n > ss.s.cfg.MaxReceived {
+	if received > ss.s.cfg.MaxReceived {
 		return queue.Result{}, len(data), replyLoop
 	}
 	rec := &queue.Record{
@@ -154,37 +155,25 @@ func readData(r io.Reader, sizeHint int64, check bool) ([]byte, error) {
 	}
 }
 
-// headerTooLarge reports whether the header section (up to the first
-// empty line, or the whole message without one) is longer than limit.
-func headerTooLarge(msg []byte, limit int) bool {
-	end := bytes.Index(msg, []byte("\r\n\r\n"))
-	if bytes.HasPrefix(msg, []byte("\r\n")) {
-		end = 0
-	}
-	if end < 0 {
-		end = len(msg)
-	}
-	return end > limit
-}
-
-// countReceived counts the Received header fields of the header section.
-func countReceived(msg []byte) int {
-	n := 0
-	for len(msg) > 0 {
-		line := msg
-		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
-			line, msg = msg[:i+1], msg[i+1:]
-		} else {
-			msg = nil
+// headerSection walks the header section once (up to the first empty
+// line, or the whole message without one) and returns its length without
+// the final CRLF, and how many Received fields it has.
+func headerSection(msg []byte) (size, received int) {
+	pos := 0
+	for pos < len(msg) {
+		line := msg[pos:]
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line = line[:i+1]
 		}
 		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			break // end of the header section
+			return max(pos-2, 0), received // the empty line ends it
 		}
 		if len(line) >= 9 && strings.EqualFold(string(line[:9]), "received:") {
-			n++
+			received++
 		}
+		pos += len(line)
 	}
-	return n
+	return len(msg), received
 }
 
 // received is the Received header field (RFC 5321 §4.4) for rec, with

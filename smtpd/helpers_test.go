@@ -141,6 +141,18 @@ func message(subject string) string {
 	return fmt.Sprintf("From: a@example.com\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: <%s@example.com>\r\n\r\nHello.\r\n", listAddr, subject, strings.ReplaceAll(subject, " ", "."))
 }
 
+// startData opens a session and takes it to the 354 of a transaction
+// from alice@example.com to the list.
+func startData(t *testing.T, addr string) *client {
+	t.Helper()
+	c, _ := dial(t, addr)
+	c.expect("EHLO client.example.com", "250")
+	c.expect("MAIL FROM:<alice@example.com>", "250")
+	c.expect("RCPT TO:<"+listAddr+">", "250")
+	c.expect("DATA", "354")
+	return c
+}
+
 // sendMail runs one transaction and returns the final reply.
 func (c *client) sendMail(from string, rcpts []string, body string) string {
 	c.t.Helper()

@@ -123,11 +123,7 @@ func TestBareLineEndingsRefused(t *testing.T) {
 	variants := []string{"\n.\n", "\r.\r", "\n.\r\n", "\r\n.\n", "\r.\n", "\n.\r", "\r.\r\n", "\r\n.\r", "\r\n\x00.\r\n", "bare\nlf\r\n", "bare\rcr\r\n", "nul\x00\r\n"}
 	for _, v := range variants {
 		t.Run(fmt.Sprintf("%q", v), func(t *testing.T) {
-			c, _ := dial(t, e.addr)
-			c.expect("EHLO client.example.com", "250")
-			c.expect("MAIL FROM:<alice@example.com>", "250")
-			c.expect("RCPT TO:<"+listAddr+">", "250")
-			c.expect("DATA", "354")
+			c := startData(t, e.addr)
 			c.send("Subject: smuggle\r\n\r\ntext" + v + "MAIL FROM:<evil@example.com>\r\nRCPT TO:<" + listAddr + ">\r\nDATA\r\nsmuggled\r\n.\r\n")
 			if got := c.read(); !strings.HasPrefix(got, "554 5.6.0") {
 				t.Errorf("got %q, want 554 5.6.0", got)
@@ -198,11 +194,7 @@ func TestKill9AfterAccept(t *testing.T) {
 
 func TestDropInData(t *testing.T) {
 	e := newEnv(t, nil, "mx1.example.org")
-	c, _ := dial(t, e.addr)
-	c.expect("EHLO client.example.com", "250")
-	c.expect("MAIL FROM:<alice@example.com>", "250")
-	c.expect("RCPT TO:<"+listAddr+">", "250")
-	c.expect("DATA", "354")
+	c := startData(t, e.addr)
 	c.send("Subject: cut\r\n\r\nhalf a mess")
 	c.c.Close()
 	waitFor(t, "session to end", func() bool { return e.srv.Sessions() == 0 })
@@ -256,11 +248,7 @@ func TestSlowSender(t *testing.T) {
 		c.DataGrace = 200 * time.Millisecond
 		c.MinDataRate = 1 << 20
 	})
-	c, _ := dial(t, e.addr)
-	c.expect("EHLO client.example.com", "250")
-	c.expect("MAIL FROM:<alice@example.com>", "250")
-	c.expect("RCPT TO:<"+listAddr+">", "250")
-	c.expect("DATA", "354")
+	c := startData(t, e.addr)
 	c.send("Subject: slow\r\n\r\n")
 	// Then nothing: the deadline passes.
 	if got := c.read(); !strings.HasPrefix(got, "451 4.4.2") {
@@ -328,11 +316,7 @@ func TestDrain(t *testing.T) {
 
 func TestShutdownDuringData(t *testing.T) {
 	e := newEnv(t, nil, "mx1.example.org")
-	c, _ := dial(t, e.addr)
-	c.expect("EHLO client.example.com", "250")
-	c.expect("MAIL FROM:<alice@example.com>", "250")
-	c.expect("RCPT TO:<"+listAddr+">", "250")
-	c.expect("DATA", "354")
+	c := startData(t, e.addr)
 	c.send("Subject: shutdown\r\n\r\nfirst half\r\n")
 	done := make(chan error, 1)
 	go func() {

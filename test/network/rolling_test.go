@@ -141,16 +141,19 @@ func (w *world) dnsctl(args ...string) (map[string]any, string, error) {
 	}
 	argv := append([]string{"netns", "exec", w.lists.NS, command("dnsctl")}, append(append(args[:1:1], base...), args[1:]...)...)
 	cmd := exec.Command("ip", argv...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	os.WriteFile(filepath.Join(w.lab.Dir, "dnsctl.log"), append(readFile(filepath.Join(w.lab.Dir, "dnsctl.log")), stderr.Bytes()...), 0o644)
+	// Progress lines go to the lab's dnsctl.log, printed on failure.
+	log, err := os.OpenFile(filepath.Join(w.lab.Dir, "dnsctl.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, "", err
+	}
+	defer log.Close()
+	var stdout bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, log
+	err = cmd.Run()
 	var rep map[string]any
 	json.Unmarshal(stdout.Bytes(), &rep)
 	return rep, stdout.String(), err
 }
-
-func readFile(p string) []byte { b, _ := os.ReadFile(p); return b }
 
 // metrics fetches a host's Prometheus metrics.
 func metricsText(addr string) string {
