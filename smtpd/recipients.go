@@ -16,15 +16,18 @@ type Registry interface {
 
 // Recipients answers "is this a known list address?" from a copy of the
 // registry that is refreshed every TTL, so that a busy MX does not ask
-// Redis once per RCPT and every MX agrees within TTL.
+// Redis once per RCPT and every MX agrees within TTL. A stale copy keeps
+// answering while one refresh runs in the background: RCPT never waits on
+// Redis while mail keeps coming.
 type Recipients struct {
 	reg Registry
 	ttl time.Duration
 	now func() time.Time
 
-	mu       sync.Mutex
-	patterns []string
-	fetched  time.Time
+	mu         sync.Mutex
+	patterns   []string // replaced, never modified: readers keep a snapshot
+	fetched    time.Time
+	refreshing bool
 }
 
 // NewRecipients returns a cache of reg that lives ttl.
@@ -37,25 +40,60 @@ func NewRecipients(reg Registry, ttl time.Duration) *Recipients {
 // (the caller answers 4xx). A stale copy is used while Redis is away: the
 // message will not be queued then anyway, and the answer stays right.
 func (r *Recipients) Known(ctx context.Context, addr string) (bool, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.fetched.IsZero() || r.now().Sub(r.fetched) >= r.ttl {
-		entries, err := r.reg.Registry(ctx)
-		switch {
-		case err == nil:
-			r.patterns = r.patterns[:0]
-			for _, e := range entries {
-				r.patterns = append(r.patterns, e.Pattern)
-			}
-			r.fetched = r.now()
-		case r.fetched.IsZero():
-			return false, err
-		}
+	patterns, err := r.current(ctx)
+	if err != nil {
+		return false, err
 	}
-	for _, p := range r.patterns {
+	for _, p := range patterns {
 		if queue.Match(p, addr) {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// current returns the copy. Younger than ttl, it is used as is; up to
+// twice ttl old, it is used while one background refresh replaces it (a
+// busy MX never waits); older, as after a quiet spell, it is fetched
+// again before answering, so a list added meanwhile is not refused with a
+// 550. When that fetch fails, the old copy is used.
+func (r *Recipients) current(ctx context.Context) ([]string, error) {
+	r.mu.Lock()
+	patterns, age := r.patterns, r.now().Sub(r.fetched)
+	have := !r.fetched.IsZero()
+	if have && age < 2*r.ttl {
+		if age >= r.ttl && !r.refreshing {
+			r.refreshing = true
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), max(r.ttl, 5*time.Second))
+				defer cancel()
+				r.fetch(ctx)
+			}()
+		}
+		r.mu.Unlock()
+		return patterns, nil
+	}
+	r.mu.Unlock()
+	fresh, err := r.fetch(ctx)
+	if err != nil && have {
+		return patterns, nil
+	}
+	return fresh, err
+}
+
+// fetch reads the registry and, when that works, makes it the copy.
+func (r *Recipients) fetch(ctx context.Context) ([]string, error) {
+	entries, err := r.reg.Registry(ctx)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.refreshing = false
+	if err != nil {
+		return nil, err
+	}
+	patterns := make([]string, len(entries))
+	for i, e := range entries {
+		patterns[i] = e.Pattern
+	}
+	r.patterns, r.fetched = patterns, r.now()
+	return patterns, nil
 }

@@ -18,7 +18,7 @@ func listsAdd(ctx context.Context, q *queue.Queue, args []string, stdout io.Writ
 	if err := q.AddRecipients(ctx, args...); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "added %d entries; every MX accepts them within its registry_ttl\n", len(args))
+	fmt.Fprintf(stdout, "added %d entries; every MX accepts them within twice its registry_ttl\n", len(args))
 	return nil
 }
 
