@@ -1,0 +1,252 @@
+package smtp
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"math/rand"
+	"testing"
+)
+
+// byteDataReader is the byte-at-a-time dataReader.Read that the fast path
+// replaced: the fast path must produce exactly its output and errors.
+type byteDataReader struct {
+	r     *bufio.Reader
+	state int
+}
+
+func (r *byteDataReader) Read(b []byte) (n int, err error) {
+	const (
+		stateBeginLine = iota
+		stateDot
+		stateDotCR
+		stateCR
+		stateData
+		stateEOF
+	)
+	for n < len(b) && r.state != stateEOF {
+		var c byte
+		c, err = r.r.ReadByte()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			break
+		}
+		switch r.state {
+		case stateBeginLine:
+			if c == '.' {
+				r.state = stateDot
+				continue
+			}
+			if c == '\r' {
+				r.state = stateCR
+				break
+			}
+			r.state = stateData
+		case stateDot:
+			if c == '\r' {
+				r.state = stateDotCR
+				continue
+			}
+			r.state = stateData
+		case stateDotCR:
+			if c == '\n' {
+				r.state = stateEOF
+				continue
+			}
+			r.state = stateData
+		case stateCR:
+			if c == '\n' {
+				r.state = stateBeginLine
+				break
+			}
+			r.state = stateData
+		case stateData:
+			if c == '\r' {
+				r.state = stateCR
+			}
+		}
+		b[n] = c
+		n++
+	}
+	if err == nil && r.state == stateEOF {
+		err = io.EOF
+	}
+	return
+}
+
+// byteLineLimitReader is the byte-at-a-time lineLimitReader.Read.
+type byteLineLimitReader struct {
+	R             io.Reader
+	LineLimit     int
+	curLineLength int
+}
+
+func (r *byteLineLimitReader) Read(b []byte) (int, error) {
+	if r.curLineLength > r.LineLimit && r.LineLimit > 0 {
+		return 0, ErrTooLongLine
+	}
+	n, err := r.R.Read(b)
+	if err != nil {
+		return n, err
+	}
+	for _, chr := range b[:n] {
+		if chr == '\n' {
+			r.curLineLength = 0
+		}
+		r.curLineLength++
+		if r.curLineLength > r.LineLimit {
+			return 0, ErrTooLongLine
+		}
+	}
+	return n, nil
+}
+
+// chunkReader returns its data in reads of the given sizes, cycling, so
+// buffers fill at awkward places.
+type chunkReader struct {
+	data  []byte
+	sizes []int
+	i     int
+}
+
+func (c *chunkReader) Read(b []byte) (int, error) {
+	if len(c.data) == 0 {
+		return 0, io.EOF
+	}
+	n := min(len(b), len(c.data), c.sizes[c.i%len(c.sizes)])
+	c.i++
+	copy(b, c.data[:n])
+	c.data = c.data[n:]
+	return n, nil
+}
+
+type readResult struct {
+	out   []byte
+	err   error
+	after []byte // what is left for the next command
+}
+
+// readAll drains r with reads of the given sizes, then reads what is left
+// in the buffered reader br.
+func readAll(r io.Reader, br *bufio.Reader, sizes []int) readResult {
+	var res readResult
+	for i := 0; ; i++ {
+		b := make([]byte, sizes[i%len(sizes)])
+		n, err := r.Read(b)
+		res.out = append(res.out, b[:n]...)
+		if err != nil {
+			res.err = err
+			break
+		}
+		if i > 1<<20 {
+			res.err = errors.New("no progress")
+			break
+		}
+	}
+	if br != nil {
+		res.after, _ = io.ReadAll(br)
+	}
+	return res
+}
+
+func sameResult(t *testing.T, input []byte, got, want readResult) {
+	t.Helper()
+	if !bytes.Equal(got.out, want.out) || !errors.Is(got.err, want.err) && got.err != want.err || !bytes.Equal(got.after, want.after) {
+		t.Fatalf("input %q:\ngot  %q, %v, rest %q\nwant %q, %v, rest %q", input, got.out, got.err, got.after, want.out, want.err, want.after)
+	}
+}
+
+func checkDataReader(t *testing.T, input []byte, netSizes, readSizes []int, bufSize int) {
+	t.Helper()
+	fastBR := bufio.NewReaderSize(&chunkReader{data: input, sizes: netSizes}, bufSize)
+	slowBR := bufio.NewReaderSize(&chunkReader{data: input, sizes: netSizes}, bufSize)
+	got := readAll(&dataReader{r: fastBR}, fastBR, readSizes)
+	want := readAll(&byteDataReader{r: slowBR}, slowBR, readSizes)
+	sameResult(t, input, got, want)
+}
+
+func checkLineLimit(t *testing.T, input []byte, netSizes, readSizes []int, limit int) {
+	t.Helper()
+	got := readAll(&lineLimitReader{R: &chunkReader{data: input, sizes: netSizes}, LineLimit: limit}, nil, readSizes)
+	want := readAll(&byteLineLimitReader{R: &chunkReader{data: input, sizes: netSizes}, LineLimit: limit}, nil, readSizes)
+	sameResult(t, input, got, want)
+}
+
+// randomMessage builds DATA input from the pieces that drive the state
+// machine: line ends, bare CR and LF, dots at line starts, end markers.
+func randomMessage(rnd *rand.Rand) []byte {
+	pieces := []string{"\r\n", "\r", "\n", ".", "..", ".\r\n", "\r\n.\r\n", "a", "hello world", "x\x00y", "\r\r\n", ".\r", "\r\n..\r\n"}
+	var b []byte
+	for range rnd.Intn(60) {
+		b = append(b, pieces[rnd.Intn(len(pieces))]...)
+	}
+	if rnd.Intn(4) > 0 {
+		b = append(b, "\r\n.\r\nQUIT\r\n"...)
+	}
+	return b
+}
+
+func TestDataReaderFastPathMatchesByteReader(t *testing.T) {
+	rnd := rand.New(rand.NewSource(1))
+	for range 20000 {
+		input := randomMessage(rnd)
+		netSizes := []int{1 + rnd.Intn(20), 1 + rnd.Intn(5), 1 + rnd.Intn(100)}
+		readSizes := []int{1 + rnd.Intn(30), 1 + rnd.Intn(3), 1 + rnd.Intn(200)}
+		checkDataReader(t, input, netSizes, readSizes, 16+rnd.Intn(64))
+	}
+}
+
+func TestLineLimitReaderMatchesByteReader(t *testing.T) {
+	rnd := rand.New(rand.NewSource(2))
+	for range 20000 {
+		input := randomMessage(rnd)
+		netSizes := []int{1 + rnd.Intn(20), 1 + rnd.Intn(5), 1 + rnd.Intn(100)}
+		readSizes := []int{1 + rnd.Intn(30), 1 + rnd.Intn(3), 1 + rnd.Intn(200)}
+		checkLineLimit(t, input, netSizes, readSizes, 1+rnd.Intn(30))
+	}
+}
+
+func FuzzDataReaderFastPath(f *testing.F) {
+	f.Add([]byte("Subject: x\r\n\r\n..dot\r\n.\r\nQUIT\r\n"), uint8(3), uint8(7), uint8(16))
+	f.Fuzz(func(t *testing.T, input []byte, net, read, buf uint8) {
+		checkDataReader(t, input, []int{1 + int(net)}, []int{1 + int(read), 1 + int(read)/3}, 16+int(buf))
+		checkLineLimit(t, input, []int{1 + int(net)}, []int{1 + int(read)}, 1+int(buf)/4)
+	})
+}
+
+// BenchmarkDataReader reads a 10 KiB message of 76-byte lines through the
+// line limit and the DATA reader; sub-benchmark "bytewise" is the
+// byte-at-a-time code the fast path replaced, for the ratio.
+func BenchmarkDataReader(b *testing.B) {
+	line := bytes.Repeat([]byte("x"), 74)
+	var msg []byte
+	for len(msg) < 10240 {
+		msg = append(append(msg, line...), "\r\n"...)
+	}
+	msg = append(msg, ".\r\n"...)
+	buf := make([]byte, 32*1024)
+	run := func(b *testing.B, newReader func(io.Reader) io.Reader) {
+		b.SetBytes(int64(len(msg)))
+		for range b.N {
+			r := newReader(bytes.NewReader(msg))
+			for {
+				if _, err := r.Read(buf); err != nil {
+					break
+				}
+			}
+		}
+	}
+	b.Run("fast", func(b *testing.B) {
+		run(b, func(src io.Reader) io.Reader {
+			return &dataReader{r: bufio.NewReader(&lineLimitReader{R: src, LineLimit: 2000})}
+		})
+	})
+	b.Run("bytewise", func(b *testing.B) {
+		run(b, func(src io.Reader) io.Reader {
+			return &byteDataReader{r: bufio.NewReader(&byteLineLimitReader{R: src, LineLimit: 2000})}
+		})
+	})
+}
