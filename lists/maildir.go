@@ -5,25 +5,43 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 )
 
-// Maildir delivers into a Maildir: each recipient's copy is written to
-// tmp/, fsynced, renamed into new/, and new/ is fsynced, so that a
-// delivered message survives a crash. A Return-Path and a Delivered-To
-// header are added, and lines end in LF as Maildir readers expect. The
-// file name is made from the queue id and the recipient, so a repeated
-// delivery replaces the first copy instead of adding a second one.
+// Maildir delivers into a Maildir: each recipient's copy is written in
+// tmp/, made durable, given its name in new/, and new/ is made durable, so
+// that a delivered message survives a crash; Deliver returns nil only
+// after all of that. On Linux the file in tmp/ has no name while it is
+// written (O_TMPFILE) and is linked into new/ once synced, so a reader
+// never sees a partial copy and a crash leaves nothing behind in tmp/;
+// elsewhere it is tmp/NAME, renamed into new/. A Return-Path and a Delivered-To header are added,
+// and lines end in LF as Maildir readers expect. The file name is made
+// from the queue id and the recipient, so a repeated delivery replaces
+// the first copy instead of adding a second one.
+//
+// Copies written at the same moment (by concurrent deliveries) are
+// committed together: one commit syncs every copy written since the last
+// one, renames each into new/, and syncs new/ once for all of them. A
+// copy whose write, sync or rename fails is reported to its own delivery
+// only; a failed sync of new/ fails every copy of that commit. See
+// commit.go.
 type Maildir struct {
 	Dir string
 
 	mu     sync.Mutex
 	host   string   // this host's name, for file names
 	newDir *os.File // Dir/new, kept open for its fsyncs
+	group  commitGroup
+	// noUnnamed: this system has no O_TMPFILE or no /proc; copies are
+	// made in tmp/ by name.
+	noUnnamed atomic.Bool
 }
 
 func (d *Maildir) String() string { return "maildir " + d.Dir }
@@ -35,8 +53,7 @@ func (d *Maildir) Deliver(ctx context.Context, m *Message, rcpt string) error {
 		return Temporary(err)
 	}
 	name := d.name(m, rcpt)
-	tmp := filepath.Join(d.Dir, "tmp", name)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	c, err := d.create(name)
 	if err != nil {
 		d.reset()
 		return Temporary(err)
@@ -45,24 +62,45 @@ func (d *Maildir) Deliver(ctx context.Context, m *Message, rcpt string) error {
 	b.Grow(m.Size() + 200)
 	fmt.Fprintf(&b, "Return-Path: <%s>\nDelivered-To: %s\n", m.Record.From, rcpt)
 	b.Write(bytes.ReplaceAll(m.d.Body, []byte("\r\n"), []byte("\n")))
-	_, werr := f.Write(b.Bytes())
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := firstErr(werr, serr, cerr); err != nil {
-		os.Remove(tmp)
-		return Temporary(fmt.Errorf("write %s: %w", tmp, err))
+	if _, err := c.f.Write(b.Bytes()); err != nil {
+		c.discard()
+		return Temporary(fmt.Errorf("write %s: %w", c.f.Name(), err))
 	}
-	if err := os.Rename(tmp, filepath.Join(d.Dir, "new", name)); err != nil {
-		os.Remove(tmp)
-		d.reset()
+	if err := d.group.commit(c, func(cs []*pendingCopy) { commitCopies(newDir, cs) }); err != nil {
+		d.reset() // in case the Maildir was moved or removed
 		return Temporary(err)
 	}
-	// The rename is durable once the directory is.
-	if err := newDir.Sync(); err != nil {
-		d.reset()
-		return Temporary(fmt.Errorf("fsync %s/new: %w", d.Dir, err))
-	}
 	return nil
+}
+
+// create opens the file of a new copy: unnamed in tmp/ where the system
+// can (see openUnnamed), else tmp/name.
+func (d *Maildir) create(name string) (*pendingCopy, error) {
+	c := &pendingCopy{tmp: filepath.Join(d.Dir, "tmp", name), dst: filepath.Join(d.Dir, "new", name)}
+	if !d.noUnnamed.Load() {
+		f, err := openUnnamed(filepath.Join(d.Dir, "tmp"))
+		if err == nil {
+			c.f, c.unnamed = f, true
+			return c, nil
+		}
+		if !unnamedUnsupported(err) {
+			return nil, err
+		}
+		d.noUnnamed.Store(true)
+	}
+	f, err := os.OpenFile(c.tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	c.f = f
+	return c, nil
+}
+
+// unnamedUnsupported reports whether err means that the system or the
+// file system has no O_TMPFILE.
+func unnamedUnsupported(err error) bool {
+	return errors.Is(err, errors.ErrUnsupported) || errors.Is(err, syscall.EOPNOTSUPP) ||
+		errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.EINVAL)
 }
 
 // open makes the Maildir's directories and opens new/ once; reset makes
@@ -82,19 +120,22 @@ func (d *Maildir) open() (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, err := os.Stat("/proc/self/fd"); err != nil {
+		d.noUnnamed.Store(true) // linkUnnamed needs /proc
+	}
 	d.host, _ = os.Hostname()
 	d.host = strings.NewReplacer("/", "\\057", ":", "\\072").Replace(d.host)
 	d.newDir = f
 	return f, nil
 }
 
+// reset makes the next delivery open new/ afresh. The old handle is not
+// closed: a commit may still be syncing it; the garbage collector closes
+// it.
 func (d *Maildir) reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.newDir != nil {
-		d.newDir.Close()
-		d.newDir = nil
-	}
+	d.newDir = nil
 }
 
 // name is "SECONDS.M<µs>Q<queue id>R<recipient hash>.HOST", stable for one
@@ -106,13 +147,4 @@ func (d *Maildir) name(m *Message, rcpt string) string {
 	h := sha256.Sum256([]byte(strings.ToLower(rcpt)))
 	t := m.Record.Arrived
 	return fmt.Sprintf("%d.M%06dQ%sR%s.%s", t.Unix(), t.Nanosecond()/1000, m.Record.ID, hex.EncodeToString(h[:4]), host)
-}
-
-func firstErr(errs ...error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
