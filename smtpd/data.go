@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,7 +50,11 @@ func (ss *session) Data(r io.Reader) error {
 func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
 	ss.wc.beginData()
 	sizeHint, _ := strconv.ParseInt(ss.fromParams["SIZE"], 10, 64)
-	data, err := readData(r, sizeHint, ss.wc.isTLS())
+	bp := msgBufs.Get().(*[]byte)
+	// The queue has written the message to Redis when Enqueue returns,
+	// and nothing else keeps it.
+	defer releaseMsg(bp)
+	data, err := readData(r, bp, sizeHint, ss.wc.isTLS())
 	ss.wc.endData()
 	defer ss.wc.setTx(false)
 	switch {
@@ -112,45 +117,61 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
 
 var errBareEOL = errors.New("bare CR, bare LF or NUL in data")
 
-// chunks are the read buffers of readData, shared between sessions.
-var chunks = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// msgBufs holds message buffers between transactions, so that a busy
+// receiver reads each message into memory it already has. A buffer that
+// grew past maxPooledMsg goes to the garbage collector instead: one large
+// message must not pin its size for good.
+var msgBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-// readData reads the message to its end. It keeps reading after a bare
-// CR, LF or NUL (RFC 5321 §2.3.8: lines end with CRLF only), so that the
-// reply comes after the real end of data; the message is then refused.
-// With check false the caller has already seen the raw bytes (the
-// connection's own scan, outside TLS) and the data is not scanned again.
-func readData(r io.Reader, sizeHint int64, check bool) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(int(min(max(sizeHint, 16<<10), 1<<20)) + 512)
-	cp := chunks.Get().(*[]byte)
-	defer chunks.Put(cp)
-	chunk := *cp
+const maxPooledMsg = 1 << 20
+
+func releaseMsg(bp *[]byte) {
+	if cap(*bp) <= maxPooledMsg {
+		*bp = (*bp)[:0]
+		msgBufs.Put(bp)
+	}
+}
+
+// readData reads the message to its end into *bp, straight from r into
+// the buffer's free space. It keeps reading after a bare CR, LF or NUL
+// (RFC 5321 §2.3.8: lines end with CRLF only), so that the reply comes
+// after the real end of data; the message is then refused. With check
+// false the caller has already seen the raw bytes (the connection's own
+// scan, outside TLS) and the data is not scanned again.
+func readData(r io.Reader, bp *[]byte, sizeHint int64, check bool) ([]byte, error) {
+	buf := slices.Grow((*bp)[:0], int(min(max(sizeHint, 16<<10), 1<<20))+512)
+	defer func() { *bp = buf[:0] }()
 	prev := byte('\n')
 	bad := false
 	for {
-		n, err := r.Read(chunk)
+		if cap(buf)-len(buf) < 4<<10 {
+			buf = slices.Grow(buf, max(32<<10, cap(buf)/2))
+		}
+		free := buf[len(buf):cap(buf)]
+		n, err := r.Read(free)
 		if check {
-			for _, ch := range chunk[:n] {
+			for _, ch := range free[:n] {
 				if ch == 0 || (ch == '\n' && prev != '\r') || (prev == '\r' && ch != '\n') {
 					bad = true
 				}
 				prev = ch
 			}
 		} else if n > 0 {
-			prev = chunk[n-1]
+			prev = free[n-1]
 		}
+		// After a bad byte the rest is read into the same free space
+		// and dropped.
 		if !bad {
-			buf.Write(chunk[:n])
+			buf = buf[:len(buf)+n]
 		}
 		if err == io.EOF {
-			if bad || prev != '\n' && buf.Len() > 0 {
+			if bad || prev != '\n' && len(buf) > 0 {
 				return nil, errBareEOL
 			}
-			return buf.Bytes(), nil
+			return buf, nil
 		}
 		if err != nil {
-			return buf.Bytes(), err
+			return buf, err
 		}
 	}
 }

@@ -1,0 +1,83 @@
+package smtpd
+
+import (
+	"bytes"
+	"io"
+	"math/rand"
+	"net"
+	"testing"
+)
+
+// TestConnReadAhead checks that the read-ahead hands go-smtp exactly the
+// bytes the client sent, in order, whatever the read sizes, and that it
+// gives its buffer back once drained, so a session waiting for its client
+// holds none.
+func TestConnReadAhead(t *testing.T) {
+	cfg, err := Config{Hostname: "mx.example.org", Domains: []string{"lists.example.org"}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rnd := rand.New(rand.NewSource(1))
+	var want []byte
+	for len(want) < 200<<10 {
+		want = append(want, bytes.Repeat([]byte{"ab.c"[rnd.Intn(4)]}, rnd.Intn(300))...)
+		want = append(want, "\r\n"...)
+	}
+	sizes := make([]int, 64)
+	for i := range sizes {
+		sizes[i] = 1 + rnd.Intn(40<<10)
+	}
+	go func() {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		// Uneven writes: some fill a read, some leave it short.
+		for i, rest := 0, want; len(rest) > 0; i++ {
+			n := min(len(rest), sizes[i%len(sizes)])
+			if _, err := c.Write(rest[:n]); err != nil {
+				return
+			}
+			rest = rest[n:]
+		}
+	}()
+	nc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConn(nc, &cfg)
+	defer c.Close()
+	var got []byte
+	usedReadAhead := false
+	for len(got) < len(want) {
+		b := make([]byte, []int{4096, 1, 100, 4096, 20000}[rnd.Intn(5)])
+		n, err := c.Read(b)
+		got = append(got, b[:n]...)
+		usedReadAhead = usedReadAhead || c.ra != nil
+		if err != nil {
+			t.Fatalf("read after %d bytes: %v", len(got), err)
+		}
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes that differ from the %d sent", len(got), len(want))
+	}
+	if !usedReadAhead {
+		t.Error("the read-ahead was never used")
+	}
+	if c.ra != nil {
+		t.Errorf("a drained connection still holds its read-ahead buffer (%d unread)", c.raW-c.raR)
+	}
+	if c.violations != 0 {
+		t.Errorf("raw scan: %d violations in clean CRLF text", c.violations)
+	}
+	// The client has closed: the next read reports it.
+	if _, err := c.Read(make([]byte, 4096)); err != io.EOF {
+		t.Errorf("read after the client closed: %v, want EOF", err)
+	}
+}
