@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -65,6 +66,20 @@ func DedupHash(from string, rcpts []string, data []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// joinBufs hold header and data joined for the SET. go-redis has written
+// the argument to the socket when the command returns, so the buffer is
+// free again then. Buffers past maxPooledJoin are left to the GC.
+var joinBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledJoin = 1 << 20
+
+func releaseJoin(b *[]byte) {
+	if cap(*b) <= maxPooledJoin {
+		*b = (*b)[:0]
+		joinBufs.Put(b)
+	}
+}
+
 // enqueueScript writes body, stream entry, dedup key and per-host
 // accounting in one step. The shebang makes Redis refuse the whole script
 // with OOM before it starts when maxmemory is reached, instead of failing
@@ -73,7 +88,6 @@ var enqueueScript = redis.NewScript(`#!lua
 local id = redis.call('GET', KEYS[3])
 if id then return {0, id} end
 redis.call('SET', KEYS[2], ARGV[5])
-redis.call('APPEND', KEYS[2], ARGV[7])
 redis.call('XADD', KEYS[1], '*', 'v', ARGV[2], 'id', ARGV[1], 'rec', ARGV[3])
 redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[4])
 redis.call('SADD', KEYS[4], ARGV[1])
@@ -100,8 +114,14 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) (Result, error) {
 		q.key("inflight", r.Host),
 		q.key("hosts"),
 	}
-	// Header and data are joined by Redis (APPEND), not copied here.
-	args := []any{r.ID, FormatVersion, rec, q.opt.DedupWindow.Milliseconds(), m.Header, r.Host, m.Data}
+	// Header and data are joined here, in a pooled buffer, and stored
+	// with one SET: an APPEND in the script costs Redis a reallocation
+	// and a second command in the AOF, about a tenth of its CPU per
+	// message.
+	body := joinBufs.Get().(*[]byte)
+	defer releaseJoin(body)
+	*body = append(append((*body)[:0], m.Header...), m.Data...)
+	args := []any{r.ID, FormatVersion, rec, q.opt.DedupWindow.Milliseconds(), *body, r.Host}
 
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
