@@ -20,8 +20,14 @@ func (f field) value(msg []byte) string {
 	if i < 0 {
 		return ""
 	}
-	v := strings.NewReplacer("\r", "", "\n", "").Replace(string(raw[i+1:]))
-	return strings.Trim(v, " \t")
+	// Unfold: drop the line breaks, keep the whitespace after them.
+	v := make([]byte, 0, len(raw)-i-1)
+	for _, ch := range raw[i+1:] {
+		if ch != '\r' && ch != '\n' {
+			v = append(v, ch)
+		}
+	}
+	return strings.Trim(string(v), " \t")
 }
 
 // headerFields splits the header section of msg into fields, the way
