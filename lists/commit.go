@@ -12,10 +12,10 @@ import (
 // directory entry in new/ is too. Doing that copy by copy costs a file
 // fsync and a directory fsync per message, each a synchronous write plus
 // a cache flush of the disk. Concurrent deliveries into one Maildir
-// instead share a commit: whoever finds no commit running becomes the
-// leader, takes every copy written so far, and makes them durable
-// together, while the next copies are written; the copies that arrive
-// meanwhile form the next commit.
+// instead share a commit (a queue.Batcher): whoever finds no commit
+// running makes its copy durable at once; the copies written meanwhile
+// wait, and are made durable together by one of them once that commit is
+// over.
 
 // pendingCopy is a copy written in tmp/ (f still open) and waiting for a
 // commit.
@@ -24,7 +24,6 @@ type pendingCopy struct {
 	unnamed  bool   // f has no name yet (openUnnamed); else it is tmp
 	tmp, dst string // tmp/NAME and new/NAME
 	err      error  // the commit's result for this copy
-	done     bool
 }
 
 // discard removes a copy that will not be committed.
@@ -52,47 +51,6 @@ func (c *pendingCopy) publish() error {
 	}
 	c.unnamed = false // from here on it is tmp, to remove on failure
 	return os.Rename(c.tmp, c.dst)
-}
-
-// commitGroup runs one commit at a time and gathers the copies that
-// arrive meanwhile into the next.
-type commitGroup struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
-	waiting []*pendingCopy
-	running bool
-}
-
-// commit adds c to the next commit and returns c's result once that
-// commit is over. run makes a batch durable and sets each copy's err.
-func (g *commitGroup) commit(c *pendingCopy, run func([]*pendingCopy)) error {
-	g.mu.Lock()
-	if g.cond == nil {
-		g.cond = sync.NewCond(&g.mu)
-	}
-	g.waiting = append(g.waiting, c)
-	for g.running && !c.done {
-		g.cond.Wait()
-	}
-	if c.done {
-		g.mu.Unlock()
-		return c.err
-	}
-	g.running = true
-	batch := g.waiting
-	g.waiting = nil
-	g.mu.Unlock()
-
-	run(batch)
-
-	g.mu.Lock()
-	for _, b := range batch {
-		b.done = true
-	}
-	g.running = false
-	g.cond.Broadcast()
-	g.mu.Unlock()
-	return c.err
 }
 
 // commitCopies makes cs durable: each file is fsynced (all at once, so

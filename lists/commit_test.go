@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"testing"
 )
 
@@ -124,54 +122,4 @@ func TestCommitReplacesEarlierCopy(t *testing.T) {
 			}
 		})
 	}
-}
-
-// Concurrent commits: one runs at a time, every copy is in exactly one
-// run, and each gets its own result.
-func TestCommitGroup(t *testing.T) {
-	var g commitGroup
-	var running, runs atomic.Int32
-	seen := map[*pendingCopy]int{}
-	var mu sync.Mutex
-	run := func(cs []*pendingCopy) {
-		if running.Add(1) != 1 {
-			t.Error("two commits ran at once")
-		}
-		runs.Add(1)
-		mu.Lock()
-		for _, c := range cs {
-			seen[c]++
-			if c.tmp == "fail" {
-				c.err = errors.New("injected")
-			}
-		}
-		mu.Unlock()
-		running.Add(-1)
-	}
-	const n = 200
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &pendingCopy{tmp: "ok"}
-			if i%7 == 0 {
-				c.tmp = "fail"
-			}
-			err := g.commit(c, run)
-			if (err != nil) != (c.tmp == "fail") {
-				t.Errorf("copy %d (%s): err = %v", i, c.tmp, err)
-			}
-		}()
-	}
-	wg.Wait()
-	if len(seen) != n {
-		t.Errorf("%d copies committed, want %d", len(seen), n)
-	}
-	for c, k := range seen {
-		if k != 1 {
-			t.Errorf("a copy (%s) was in %d commits", c.tmp, k)
-		}
-	}
-	t.Logf("%d copies in %d commits", n, runs.Load())
 }

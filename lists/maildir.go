@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"mxq/queue"
 )
 
 // Maildir delivers into a Maildir: each recipient's copy is written in
@@ -38,7 +40,7 @@ type Maildir struct {
 	mu     sync.Mutex
 	host   string   // this host's name, for file names
 	newDir *os.File // Dir/new, kept open for its fsyncs
-	group  commitGroup
+	group  queue.Batcher[*pendingCopy]
 	// noUnnamed: this system has no O_TMPFILE or no /proc; copies are
 	// made in tmp/ by name.
 	noUnnamed atomic.Bool
@@ -66,7 +68,8 @@ func (d *Maildir) Deliver(ctx context.Context, m *Message, rcpt string) error {
 		c.discard()
 		return Temporary(fmt.Errorf("write %s: %w", c.f.Name(), err))
 	}
-	if err := d.group.commit(c, func(cs []*pendingCopy) { commitCopies(newDir, cs) }); err != nil {
+	d.group.Do(c, func(cs []*pendingCopy) { commitCopies(newDir, cs) })
+	if err := c.err; err != nil {
 		d.reset() // in case the Maildir was moved or removed
 		return Temporary(err)
 	}

@@ -117,6 +117,8 @@ type Consumer struct {
 	group       bool // the group is known to exist
 	lastReclaim time.Time
 	cursor      string // XAUTOCLAIM position
+
+	acks Batcher[*ackReq] // see acks.go
 }
 
 // Consumer returns a consumer of q. It does not contact Redis.

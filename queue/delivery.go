@@ -208,10 +208,16 @@ return 1
 `)
 
 // Ack acknowledges a delivered message: it leaves the queue for good.
+// The acknowledgements of concurrent deliveries go to Redis together
+// (see acks.go); each returns its own result.
 func (d *Delivery) Ack(ctx context.Context) error {
+	return d.c.ack(ctx, d)
+}
+
+// ackKeys are the keys of ackScript for d.
+func (d *Delivery) ackKeys() []string {
 	q := d.c.q
-	keys := []string{q.key("stream"), q.key("body", d.ID), q.key("inflight", d.host()), q.key("done", d.ID), q.key("tries", d.ID)}
-	return d.run(ctx, "acknowledge", ackScript, keys, d.ID)
+	return []string{q.key("stream"), q.key("body", d.ID), q.key("inflight", d.host()), q.key("done", d.ID), q.key("tries", d.ID)}
 }
 
 func (d *Delivery) host() string {
@@ -316,10 +322,20 @@ func (d *Delivery) run(ctx context.Context, what string, s *redis.Script, keys [
 	if keys == nil {
 		keys = []string{d.c.q.key("stream")}
 	}
-	args := append([]any{d.c.opt.Group, d.c.opt.Name, d.StreamID}, extra...)
 	ctx, cancel := d.c.q.ctx(ctx)
 	defer cancel()
-	n, err := s.Run(ctx, d.c.q.rdb, keys, args...).Int()
+	n, err := s.Run(ctx, d.c.q.rdb, keys, d.scriptArgs(extra...)...).Int()
+	return d.scriptResult(what, n, err)
+}
+
+// scriptArgs are the arguments of an owner-checked script: group,
+// consumer, stream id, then extra.
+func (d *Delivery) scriptArgs(extra ...any) []any {
+	return append([]any{d.c.opt.Group, d.c.opt.Name, d.StreamID}, extra...)
+}
+
+// scriptResult turns an owner-checked script's reply into an error.
+func (d *Delivery) scriptResult(what string, n int, err error) error {
 	if err != nil {
 		d.c.groupLost(err)
 		return fmt.Errorf("%s %s: %w", what, d.ID, classify(err))

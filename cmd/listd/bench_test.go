@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,10 +27,11 @@ import (
 // acknowledgement after writing the message into a Maildir, at a steady
 // offered rate of half the consumer's maximum (measured first on 3000
 // messages). The receiver (smtpd, as mxd runs it) and the consumer (lists,
-// as listd runs it with its default concurrency of 8) share one Redis with
-// appendfsync always. One time-based measurement whatever b.N.
+// as listd runs it with its default concurrency of 8, or -concurrency N)
+// share one Redis with appendfsync always. One time-based measurement
+// whatever b.N.
 //
-//	go test -run '^$' -bench SMTPToAck -benchtime 1x ./cmd/listd/
+//	go test -run '^$' -bench SMTPToAck -benchtime 1x ./cmd/listd/ [-args -concurrency 128]
 func BenchmarkSMTPToAck(b *testing.B) {
 	r := queuetest.StartRedis(b)
 	q, err := queue.Open(r.URL(), queue.Options{})
@@ -58,7 +60,7 @@ func BenchmarkSMTPToAck(b *testing.B) {
 	router := &lists.Router{Routes: []lists.Route{{Match: "*@lists.example.org", To: &lists.Maildir{Dir: b.TempDir()}}}}
 	cctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	c := &lists.Consumer{Source: q.Consumer(queue.ConsumerOptions{}), Handler: router, Concurrency: 8, Logger: quiet,
+	c := &lists.Consumer{Source: q.Consumer(queue.ConsumerOptions{}), Handler: router, Concurrency: *benchConcurrency, Logger: quiet,
 		Observe: func(res lists.Result) {
 			now := time.Now()
 			mu.Lock()
@@ -145,6 +147,9 @@ func BenchmarkSMTPToAck(b *testing.B) {
 	b.ReportMetric(msf(delays[len(delays)*99/100]), "p99-ms")
 	b.ReportMetric(msf(delays[len(delays)-1]), "max-ms")
 }
+
+// benchConcurrency is the consumer's concurrency in BenchmarkSMTPToAck.
+var benchConcurrency = flag.Int("concurrency", 8, "the consumer's concurrency in BenchmarkSMTPToAck")
 
 // sendOne sends message i in the session and returns the queue id of the
 // 250 reply.

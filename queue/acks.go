@@ -1,0 +1,58 @@
+package queue
+
+import (
+	"context"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// With appendfsync always, Redis writes and fsyncs its AOF once per pass
+// of its event loop, before it replies; an acknowledgement waits for one
+// such fsync. Concurrent acknowledgements therefore share one: while a
+// batch is on its way, the ones that come in meanwhile gather, and the
+// first of them sends them all in one pipeline, on one connection, when
+// the batch before is answered. Each is still its own ackScript, checked
+// and answered on its own.
+
+type ackReq struct {
+	d   *Delivery
+	err error
+}
+
+// ack sends d's acknowledgement with the others that are waiting and
+// returns its result.
+func (c *Consumer) ack(ctx context.Context, d *Delivery) error {
+	r := &ackReq{d: d}
+	c.acks.Do(r, func(reqs []*ackReq) { c.ackAll(ctx, reqs) })
+	return r.err
+}
+
+// ackAll runs ackScript for every request in one pipeline and sets each
+// request's err.
+func (c *Consumer) ackAll(ctx context.Context, reqs []*ackReq) {
+	ctx, cancel := c.q.ctx(ctx)
+	defer cancel()
+	cmds := make([]*redis.Cmd, len(reqs))
+	send := func() error {
+		_, err := c.q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, r := range reqs {
+				cmds[i] = ackScript.EvalSha(ctx, p, r.d.ackKeys(), r.d.scriptArgs(r.d.ID)...)
+			}
+			return nil
+		})
+		return err
+	}
+	err := send()
+	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		// Script.Run falls back to EVAL by itself; in a pipeline it
+		// cannot (DESIGN.md): load the script, send again.
+		if err = ackScript.Load(ctx, c.q.rdb).Err(); err == nil {
+			send()
+		}
+	}
+	for i, r := range reqs {
+		n, err := cmds[i].Int()
+		r.err = r.d.scriptResult("acknowledge", n, err)
+	}
+}
