@@ -107,7 +107,7 @@ func BenchmarkConsume(b *testing.B) {
 	b.Run("dovecot-lmtp", func(b *testing.B) {
 		users := []string{"l0@lists.example.org", "l1@lists.example.org", "l2@lists.example.org", "l3@lists.example.org"}
 		dv := liststest.StartDovecot(b, users...)
-		r := &lists.Router{Routes: []lists.Route{{Match: "*@lists.example.org", To: &lists.LMTP{Addr: dv.Socket()}}}}
+		r := &lists.Router{Routes: []lists.Route{{Match: "*@lists.example.org", To: lists.Limit(&lists.LMTP{Addr: dv.Socket()}, 8)}}}
 		benchConsume(b, r, func(i int) string { return users[i%len(users)] })
 	})
 }
@@ -346,7 +346,7 @@ func steadyDelays(b *testing.B, e *env, h lists.Handler, rate float64, d time.Du
 // benchConcurrency is the consumer's Concurrency in the benchmarks, and
 // the writers of the reference: listd's default, 8, unless -concurrency
 // says otherwise (go test -bench … ./lists/ -args -concurrency 32).
-var benchConcurrency = flag.Int("concurrency", 8, "deliveries at once in the consumer benchmarks")
+var benchConcurrency = flag.Int("concurrency", 128, "deliveries at once in the consumer benchmarks (listd's default)")
 
 // writeSynced writes one copy the way a plain Maildir writer does: in
 // tmp/, fsynced, renamed into new/, new/ fsynced (newDir is the open

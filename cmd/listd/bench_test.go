@@ -27,7 +27,7 @@ import (
 // acknowledgement after writing the message into a Maildir, at a steady
 // offered rate of half the consumer's maximum (measured first on 3000
 // messages). The receiver (smtpd, as mxd runs it) and the consumer (lists,
-// as listd runs it with its default concurrency of 8, or -concurrency N)
+// as listd runs it with its default concurrency of 128, or -concurrency N)
 // share one Redis with appendfsync always. One time-based measurement
 // whatever b.N.
 //
@@ -149,7 +149,7 @@ func BenchmarkSMTPToAck(b *testing.B) {
 }
 
 // benchConcurrency is the consumer's concurrency in BenchmarkSMTPToAck.
-var benchConcurrency = flag.Int("concurrency", 8, "the consumer's concurrency in BenchmarkSMTPToAck")
+var benchConcurrency = flag.Int("concurrency", 128, "the consumer's concurrency in BenchmarkSMTPToAck (listd's default)")
 
 // sendOne sends message i in the session and returns the queue id of the
 // 250 reply.

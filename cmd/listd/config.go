@@ -45,6 +45,27 @@ type route struct {
 	Exec    []string          `toml:"exec"`
 	Maildir string            `toml:"maildir"`
 	Timeout tomlfile.Duration `toml:"timeout"`
+	// MaxParallel bounds this route's deliveries at once, below
+	// concurrency. Unset: defaultMaxParallel for lmtp, smtp and exec,
+	// no bound of its own for a Maildir.
+	MaxParallel *int `toml:"max_parallel"`
+}
+
+// defaultMaxParallel is how many LMTP or SMTP sessions, or programs, one
+// route runs at once unless max_parallel says otherwise: list software is
+// not built for listd's full concurrency, a Maildir is.
+const defaultMaxParallel = 8
+
+// maxParallel is the route's bound, 0 for none.
+func (r *route) maxParallel() int {
+	switch {
+	case r.MaxParallel != nil:
+		return *r.MaxParallel
+	case r.Maildir != "":
+		return 0
+	default:
+		return defaultMaxParallel
+	}
 }
 
 // loadConfig reads and checks the file at path. Errors name the file,
@@ -55,7 +76,7 @@ func loadConfig(path string) (*config, error) {
 		Queue:           "mxq",
 		Group:           "listd",
 		LogLevel:        "info",
-		Concurrency:     8,
+		Concurrency:     128,
 		Lease:           tomlfile.Duration{Duration: time.Minute},
 		MaxAttempts:     30,
 		RetryMin:        tomlfile.Duration{Duration: 30 * time.Second},
@@ -136,6 +157,9 @@ func (r *route) check() error {
 	if r.Match == "" {
 		return errors.New(`match is required: an address or pattern such as "~*/*@lists.example.org"`)
 	}
+	if r.MaxParallel != nil && *r.MaxParallel < 1 {
+		return fmt.Errorf("match %q: max_parallel %d: want at least 1 (leave it out for the default)", r.Match, *r.MaxParallel)
+	}
 	if _, err := queue.NormalizePattern(r.Match); err != nil {
 		return err
 	}
@@ -197,7 +221,7 @@ func (c *config) router() *lists.Router {
 		default:
 			d = &lists.Maildir{Dir: r.Maildir}
 		}
-		rt.Routes = append(rt.Routes, lists.Route{Match: r.Match, To: d})
+		rt.Routes = append(rt.Routes, lists.Route{Match: r.Match, To: lists.Limit(d, r.maxParallel())})
 	}
 	return rt
 }

@@ -25,14 +25,19 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docs/examples/listd.toml: %v", err)
 	}
-	if !strings.Contains(out.String(), "ok, 4 routes") || !strings.Contains(out.String(), "~*/*@lists.example.org → lmtp unix:/run/lists.sr.ht/lmtp.sock") {
+	if !strings.Contains(out.String(), "ok, 4 routes, 128 deliveries at once") ||
+		!strings.Contains(out.String(), "~*/*@lists.example.org → lmtp unix:/run/lists.sr.ht/lmtp.sock (at most 8 at once)") ||
+		!strings.Contains(out.String(), "announce@lists.example.org → exec /usr/bin/mlmmj-receive") ||
+		!strings.Contains(out.String(), "(at most 2 at once)") ||
+		!strings.Contains(out.String(), "*@archive.example.org → maildir") ||
+		!strings.Contains(out.String(), "(no limit of its own)") {
 		t.Errorf("-check-config printed:\n%s", out.String())
 	}
 	cfg, err := loadConfig("../../docs/examples/listd.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Lease.Duration != time.Minute || cfg.MaxAttempts != 30 || cfg.Concurrency != 8 {
+	if cfg.Lease.Duration != time.Minute || cfg.MaxAttempts != 30 || cfg.Concurrency != 128 {
 		t.Errorf("defaults in the example differ from the code's: %+v", cfg)
 	}
 }
@@ -55,6 +60,7 @@ func TestConfigErrors(t *testing.T) {
 		{"lmtp without port", "[[route]]\nmatch = \"a@b.example\"\nlmtp = \"localhost\"\n", `want "unix:/path" or "host:port"`},
 		{"retry_max below retry_min", "retry_min = \"1h\"\nretry_max = \"1m\"\n" + route, "retry_max 1m0s is less than retry_min 1h0m0s"},
 		{"bad log level", "log_level = \"loud\"\n" + route, `log_level "loud"`},
+		{"max_parallel zero", "[[route]]\nmatch = \"a@b.example\"\nmaildir = \"/x\"\nmax_parallel = 0\n", `max_parallel 0: want at least 1`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,5 +73,36 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("error %q does not name the file", err)
 			}
 		})
+	}
+}
+
+func TestMaxParallelDefaults(t *testing.T) {
+	src := `[[route]]
+match = "a@lists.example.org"
+lmtp = "unix:/run/lmtp.sock"
+
+[[route]]
+match = "b@lists.example.org"
+maildir = "/var/mail/b"
+
+[[route]]
+match = "c@lists.example.org"
+smtp = "127.0.0.1:25"
+max_parallel = 3
+
+[[route]]
+match = "d@lists.example.org"
+maildir = "/var/mail/d"
+max_parallel = 16
+`
+	cfg, err := loadConfig(writeConfig(t, src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int{8, 0, 3, 16}
+	for i, r := range cfg.Routes {
+		if got := r.maxParallel(); got != want[i] {
+			t.Errorf("route %s: max_parallel %d, want %d", r.Match, got, want[i])
+		}
 	}
 }

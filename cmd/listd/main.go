@@ -87,9 +87,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *check {
-		fmt.Fprintf(stdout, "%s: ok, %d routes\n", *path, len(cfg.Routes))
-		for _, r := range cfg.router().Routes {
-			fmt.Fprintf(stdout, "  %s → %s\n", r.Match, r.To)
+		fmt.Fprintf(stdout, "%s: ok, %d routes, %d deliveries at once\n", *path, len(cfg.Routes), cfg.Concurrency)
+		for i, r := range cfg.router().Routes {
+			limit := "no limit of its own"
+			if n := cfg.Routes[i].maxParallel(); n > 0 {
+				limit = fmt.Sprintf("at most %d at once", n)
+			}
+			fmt.Fprintf(stdout, "  %s → %s (%s)\n", r.Match, r.To, limit)
 		}
 		return nil
 	}
