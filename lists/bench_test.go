@@ -21,8 +21,15 @@ import (
 	"mxq/queue"
 )
 
-// benchBody is a 4 KiB message, the size of a typical list post.
-var benchBody = []byte(strings.Repeat(strings.Repeat("x", 78)+"\r\n", 4<<10/80))
+// benchSize is the message size: by default 4 KiB, a typical list post;
+// -size 10240 matches the SMTP load bench.
+var benchSize = flag.Int("size", 4<<10, "message body size in bytes in the consumer benchmarks")
+
+// benchBody returns a body of benchSize bytes (rounded down to whole
+// 80-byte lines).
+func benchBody() []byte {
+	return []byte(strings.Repeat(strings.Repeat("x", 78)+"\r\n", *benchSize/80))
+}
 
 // fill enqueues n messages for rcpts(i), from 8 producers at once (as
 // several mxd sessions would), and returns how long that took.
@@ -51,7 +58,7 @@ func fill(tb testing.TB, q *queue.Queue, n int, rcpt func(i int) string) time.Du
 func benchPut(tb testing.TB, q *queue.Queue, rcpt string, i int) string {
 	rec := &queue.Record{ID: queue.NewID(time.Now()), Host: "mx1.example.org", From: "alice@example.com",
 		Arrived: time.Now(), Rcpts: []queue.Recipient{{Addr: rcpt}}}
-	data := append([]byte(fmt.Sprintf("Message-ID: <%d.%s@example.com>\r\nSubject: bench\r\n\r\n", i, rec.ID)), benchBody...)
+	data := append([]byte(fmt.Sprintf("Message-ID: <%d.%s@example.com>\r\nSubject: bench\r\n\r\n", i, rec.ID)), benchBody()...)
 	if _, err := q.Enqueue(context.Background(), &queue.Message{Record: rec, Data: data}); err != nil {
 		tb.Error(err)
 	}
@@ -193,6 +200,7 @@ func consumeN(b *testing.B, q *queue.Queue, h lists.Handler, n int) (took, cpu t
 // writeReference writes files first+1 … first+n into dir from
 // benchConcurrency goroutines, as writeSynced does.
 func writeReference(b *testing.B, dir string, newDir *os.File, first, n int) {
+	body := benchBody()
 	next := atomic.Int64{}
 	next.Store(int64(first))
 	var wg sync.WaitGroup
@@ -201,7 +209,7 @@ func writeReference(b *testing.B, dir string, newDir *os.File, first, n int) {
 		go func() {
 			defer wg.Done()
 			for i := next.Add(1); i <= int64(first+n); i = next.Add(1) {
-				if err := writeSynced(dir, newDir, fmt.Sprint(i), benchBody); err != nil {
+				if err := writeSynced(dir, newDir, fmt.Sprint(i), body); err != nil {
 					b.Error(err)
 					return
 				}
