@@ -2,12 +2,12 @@ package lists_test
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"mxq/internal/servertest"
 	"mxq/lists"
 	"mxq/lists/liststest"
 )
@@ -42,10 +42,7 @@ func newMlmmjList(t *testing.T, address, relay string, subscribers ...string) st
 }
 
 func TestMlmmjThroughExec(t *testing.T) {
-	bin, err := exec.LookPath("mlmmj-receive")
-	if err != nil {
-		t.Fatal("mlmmj-receive not found: install it with `apt-get install mlmmj` (or run `make test`)")
-	}
+	bin := servertest.LookPath(t, "mlmmj-receive", "install it with `apt-get install mlmmj` (or run `make test`)")
 	relay := liststest.StartMTA(t, false)
 	list := newMlmmjList(t, "dev@lists.example.org", relay.Addr, "sub1@example.net", "sub2@example.net")
 	e := newEnv(t)

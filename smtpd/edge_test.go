@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"mxq/internal/servertest"
 	"mxq/smtpd"
 )
 
@@ -261,10 +262,7 @@ func TestStartTLSAndReload(t *testing.T) {
 }
 
 func TestSwaksTLS(t *testing.T) {
-	swaks, err := exec.LookPath("swaks")
-	if err != nil {
-		t.Fatal("swaks not found: apt-get install swaks (make test installs it)")
-	}
+	swaks := servertest.LookPath(t, "swaks", "apt-get install swaks (make test installs it)")
 	certFile, keyFile, _ := writeCert(t, t.TempDir(), "mx1.example.org")
 	store, err := smtpd.NewCertStore(certFile, keyFile)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"mxq/internal/servertest"
 	"mxq/queue/queuetest"
 	"mxq/smtpd"
 )
@@ -21,10 +22,7 @@ import (
 // A real HAProxy in front of two receivers, with send-proxy-v2: the
 // client's own address, not HAProxy's, is what the receivers record.
 func TestBehindHAProxy(t *testing.T) {
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		t.Fatal("haproxy not found: apt-get install haproxy (make test installs it)")
-	}
+	bin := servertest.LookPath(t, "haproxy", "apt-get install haproxy (make test installs it)")
 	r := queuetest.StartRedis(t)
 	proxied := func(c *smtpd.Config) { c.ProxyFrom = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} }
 	mx1 := newEnv(t, r, "mx1.example.org", proxied)
@@ -58,7 +56,7 @@ backend mx
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := new(logBuf)
+	logs := new(servertest.Log)
 	cmd := exec.Command(bin, "-db", "-f", cfgFile)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -8,12 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"mxq/internal/servertest"
 	"mxq/queue"
 	"mxq/queue/queuetest"
 	"mxq/smtpd"
@@ -31,7 +31,7 @@ type env struct {
 	q     *queue.Queue
 	srv   *smtpd.Server
 	addr  string
-	logs  *logBuf
+	logs  *servertest.Log
 }
 
 type envOpt func(*smtpd.Config)
@@ -53,7 +53,7 @@ func newEnv(t *testing.T, r *queuetest.Redis, host string, opts ...envOpt) *env 
 	for _, o := range opts {
 		o(&cfg)
 	}
-	logs := new(logBuf)
+	logs := new(servertest.Log)
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	srv, err := smtpd.New(cfg, q, smtpd.NewRecipients(q, 50*time.Millisecond), logger, nil)
 	if err != nil {
@@ -163,24 +163,6 @@ func (c *client) sendMail(from string, rcpts []string, body string) string {
 	c.expect("DATA", "354")
 	c.send(body + ".\r\n")
 	return c.read()
-}
-
-// logBuf collects log output from many goroutines.
-type logBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // waitFor polls cond until it holds or the deadline passes.

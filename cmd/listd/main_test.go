@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"mxq/internal/servertest"
 	"mxq/lists/liststest"
 	"mxq/queue"
 	"mxq/queue/queuetest"
@@ -37,13 +37,13 @@ func buildListd(t *testing.T) string {
 // proc is a listd run as a subprocess.
 type proc struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *servertest.Log
 	exited chan struct{}
 }
 
 func startListd(t *testing.T, bin, conf string) *proc {
 	t.Helper()
-	p := &proc{out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{out: &servertest.Log{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, "-config", conf)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -79,18 +79,6 @@ func (p *proc) waitLog(t *testing.T, substr string) string {
 		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -2,10 +2,7 @@ package dnstest
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
-	"testing"
 )
 
 // The configurations follow the facts checked by hand in DESIGN.md for
@@ -110,13 +107,4 @@ zone:
     master: primary
     acl: notify
 `, primary, Zone)
-}
-
-func writeFile(t testing.TB, dir, name, text string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -14,22 +14,21 @@
 package dnstest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"mxq/internal/servertest"
 )
 
 // Zone is the origin of the test zone.
@@ -82,7 +81,7 @@ type Server struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *syncBuffer
+	log  *servertest.Log
 }
 
 // Servers is one test setup: a primary that accepts signed updates and the
@@ -110,7 +109,7 @@ func (s *Servers) Addrs() []string {
 // Keygen runs tsig-keygen for a key called name in dir.
 func Keygen(t testing.TB, dir, alg, name string) Key {
 	t.Helper()
-	bin := lookPath(t, "tsig-keygen")
+	bin := servertest.LookPath(t, "tsig-keygen", install)
 	out, err := exec.Command(bin, "-a", alg, name).Output()
 	if err != nil {
 		t.Fatalf("tsig-keygen: %v", err)
@@ -127,43 +126,6 @@ func Keygen(t testing.TB, dir, alg, name string) Key {
 	return k
 }
 
-func lookPath(t testing.TB, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/usr/bin", "/sbin"} {
-		p := filepath.Join(dir, name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Fatalf("%s not found: %s", name, install)
-	return ""
-}
-
-// freePort returns a port that was free on 127.0.0.1 for both UDP and TCP
-// a moment ago. Another process may take it before the server binds it:
-// start retries with new ports when that happens.
-func freePort(t testing.TB) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port on 127.0.0.1 for both UDP and TCP")
-	return 0
-}
-
 // errPortInUse says a server could not bind its port: the caller picks new
 // ports and starts again.
 var errPortInUse = errors.New("address in use")
@@ -172,7 +134,7 @@ var errPortInUse = errors.New("address in use")
 // identity.
 func (s *Server) start() error {
 	s.mu.Lock()
-	s.log = &syncBuffer{}
+	s.log = &servertest.Log{}
 	cmd := exec.Command(s.bin, s.args...)
 	cmd.Dir = s.dir
 	cmd.Stdout, cmd.Stderr = s.log, s.log
@@ -285,22 +247,4 @@ func (s *Server) waitZone(min uint32) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer that a process writes while a test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

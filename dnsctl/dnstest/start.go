@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"mxq/internal/servertest"
 )
 
 // attempts is how often a setup is started again with new ports when one
@@ -25,14 +27,14 @@ const attempts = 5
 func StartBIND(t testing.TB) *Servers {
 	t.Helper()
 	return retry(t, func(root string, key Key) (*Servers, error) {
-		pp, bp, kp := freePort(t), freePort(t), freePort(t)
+		pp, bp, kp := servertest.FreePort(t), servertest.FreePort(t), servertest.FreePort(t)
 		bsec := newServer(t, root, "bind-secondary", "named", bp,
 			func(dir string) string { return bindSecondary(dir, bp, "bind-secondary", pp) })
 		ksec := newServer(t, root, "knot-secondary", "knotd", kp,
 			func(dir string) string { return knotSecondary(dir, kp, "knot-secondary", pp) })
 		prim := newServer(t, root, "bind-primary", "named", pp,
 			func(dir string) string { return bindPrimary(dir, pp, "bind-primary", key, []int{bp, kp}) })
-		writeFile(t, prim.dir, "zone.db", ZoneText)
+		servertest.WriteFile(t, prim.dir, "zone.db", ZoneText)
 		s := &Servers{Key: key, Primary: prim, Secondaries: []*Server{bsec, ksec}}
 		return s, startAll(s, []*Server{ksec}, []*Server{bsec})
 	})
@@ -42,10 +44,10 @@ func StartBIND(t testing.TB) *Servers {
 func StartKnot(t testing.TB) *Servers {
 	t.Helper()
 	return retry(t, func(root string, key Key) (*Servers, error) {
-		pp := freePort(t)
+		pp := servertest.FreePort(t)
 		prim := newServer(t, root, "knot-primary", "knotd", pp,
 			func(dir string) string { return knotPrimary(dir, pp, "knot-primary", key) })
-		writeFile(t, prim.dir, "zone.db", ZoneText)
+		servertest.WriteFile(t, prim.dir, "zone.db", ZoneText)
 		s := &Servers{Key: key, Primary: prim}
 		return s, startAll(s, nil, nil)
 	})
@@ -53,8 +55,8 @@ func StartKnot(t testing.TB) *Servers {
 
 func retry(t testing.TB, setup func(root string, key Key) (*Servers, error)) *Servers {
 	t.Helper()
-	lookPath(t, "named")
-	lookPath(t, "knotd")
+	servertest.LookPath(t, "named", install)
+	servertest.LookPath(t, "knotd", install)
 	base := t.TempDir()
 	key := Keygen(t, base, "hmac-sha256", "mxq-test")
 	for i := range attempts {
@@ -86,9 +88,9 @@ func newServer(t testing.TB, root, name, bin string, port int, conf func(dir str
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	file := writeFile(t, dir, "server.conf", conf(dir))
+	file := servertest.WriteFile(t, dir, "server.conf", conf(dir))
 	s := &Server{Name: name, Addr: fmt.Sprintf("127.0.0.1:%d", port), t: t,
-		bin: lookPath(t, bin), dir: dir, id: name}
+		bin: servertest.LookPath(t, bin, install), dir: dir, id: name}
 	switch bin {
 	case "named":
 		s.args = []string{"-g", "-n", "1", "-c", file}

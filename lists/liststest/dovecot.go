@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mxq/internal/servertest"
 )
 
 // Dovecot is a Dovecot LMTP server run by a test, delivering into
@@ -32,10 +34,7 @@ func (d *Dovecot) Socket() string { return "unix:" + filepath.Join(d.dir, "run",
 // passwd-file userdb holding users. Mail is stored as the user nobody.
 func StartDovecot(t testing.TB, users ...string) *Dovecot {
 	t.Helper()
-	bin, err := exec.LookPath("dovecot")
-	if err != nil {
-		t.Fatal("dovecot not found: install it with `apt-get install dovecot-core dovecot-lmtpd` (or run `make test`)")
-	}
+	bin := servertest.LookPath(t, "dovecot", "install it with `apt-get install dovecot-core dovecot-lmtpd` (or run `make test`)")
 	if _, err := os.Stat("/usr/lib/dovecot/lmtp"); err != nil {
 		t.Fatal("dovecot's lmtp is missing: install it with `apt-get install dovecot-lmtpd`")
 	}

@@ -6,7 +6,6 @@ package queuetest
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mxq/internal/servertest"
 )
 
 // Redis is a redis-server run by a test.
@@ -29,7 +30,7 @@ type Redis struct {
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
-	log *syncBuffer
+	log *servertest.Log
 }
 
 // Option changes the server's configuration.
@@ -50,14 +51,11 @@ func Config(line string) Option {
 // installs it.
 func StartRedis(t testing.TB, opts ...Option) *Redis {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server not found: install it with `apt-get install redis-server` (or run `make test`, which does)")
-	}
+	bin := servertest.LookPath(t, "redis-server", "install it with `apt-get install redis-server` (or run `make test`, which does)")
 	dir := t.TempDir()
 	r := &Redis{t: t, dir: dir}
 	for attempt := 0; ; attempt++ {
-		r.port = freePort(t)
+		r.port = servertest.FreePort(t)
 		lines := []string{
 			"bind 127.0.0.1",
 			"port " + strconv.Itoa(r.port),
@@ -77,7 +75,7 @@ func StartRedis(t testing.TB, opts ...Option) *Redis {
 		if err := os.WriteFile(r.conf, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		err = r.start(bin)
+		err := r.start(bin)
 		if err == nil {
 			break
 		}
@@ -97,7 +95,7 @@ func StartRedis(t testing.TB, opts ...Option) *Redis {
 func (r *Redis) start(bin string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.log = new(syncBuffer)
+	r.log = new(servertest.Log)
 	cmd := exec.Command(bin, r.conf)
 	cmd.Stdout, cmd.Stderr = r.log, r.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -210,32 +208,4 @@ func (r *Redis) Restart() {
 		time.Sleep(100 * time.Millisecond) // the port may linger briefly
 	}
 	r.t.Fatalf("restart redis-server: %v\n%s", err, r.Log())
-}
-
-// syncBuffer is a bytes.Buffer that the process's output goroutine and
-// the test may use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

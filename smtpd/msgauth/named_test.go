@@ -1,22 +1,21 @@
 package msgauth
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"mxq/internal/servertest"
 )
 
 // installNamed is what a test that cannot find named says to run.
@@ -31,7 +30,7 @@ type named struct {
 
 	cmd  *exec.Cmd
 	done chan struct{}
-	log  *syncBuffer
+	log  *servertest.Log
 }
 
 // zoneSet is what a test serves: primary zones by origin (records without
@@ -51,16 +50,16 @@ type zoneSet struct {
 // fails and names the package to install.
 func startNamed(t testing.TB, zones zoneSet) *named {
 	t.Helper()
-	bin := lookPath(t, "named")
+	bin := servertest.LookPath(t, "named", installNamed)
 	base := t.TempDir()
 	for attempt := range 5 {
 		dir := filepath.Join(base, strconv.Itoa(attempt))
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		port, dead := freePort(t), freePort(t)
+		port, dead := servertest.FreePort(t), servertest.FreePort(t)
 		conf := writeNamedFiles(t, dir, port, dead, zones)
-		n := &named{Addr: fmt.Sprintf("127.0.0.1:%d", port), log: &syncBuffer{},
+		n := &named{Addr: fmt.Sprintf("127.0.0.1:%d", port), log: &servertest.Log{},
 			done: make(chan struct{})}
 		n.cmd = exec.Command(bin, "-g", "-n", "1", "-c", conf)
 		n.cmd.Dir = dir
@@ -161,14 +160,14 @@ logging { category default { default_stderr; }; };
 	sort.Strings(origins)
 	for i, origin := range origins {
 		file := fmt.Sprintf("primary%d.db", i)
-		writeFile(t, dir, file, zoneText(origin, zones.primary[origin]))
+		servertest.WriteFile(t, dir, file, zoneText(origin, zones.primary[origin]))
 		fmt.Fprintf(&conf, "zone %q { type primary; file %q; };\n", origin, file)
 	}
 	for i, origin := range zones.broken {
 		fmt.Fprintf(&conf, "zone %q { type secondary; primaries { 127.0.0.1 port %d; }; file \"broken%d.bk\"; };\n",
 			origin, dead, i)
 	}
-	return writeFile(t, dir, "named.conf", conf.String())
+	return servertest.WriteFile(t, dir, "named.conf", conf.String())
 }
 
 func zoneText(origin string, records []string) string {
@@ -185,73 +184,6 @@ func txt(s string) string {
 		s = s[255:]
 	}
 	return strings.Join(append(parts, strconv.Quote(s)), " ")
-}
-
-func writeFile(t testing.TB, dir, name, text string) string {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func lookPath(t testing.TB, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{"/usr/sbin", "/sbin"} {
-		if p := filepath.Join(dir, name); fileExists(p) {
-			return p
-		}
-	}
-	t.Fatalf("%s not found: %s", name, installNamed)
-	return ""
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
-// freePort returns a port free on 127.0.0.1 for UDP and TCP a moment ago;
-// startNamed starts again on new ports if another process took it.
-func freePort(t testing.TB) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port on 127.0.0.1 for both UDP and TCP")
-	return 0
-}
-
-// syncBuffer is a bytes.Buffer that named writes while a test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // query is a bare query to addr with RD=0, the reference the benchmark
