@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -44,7 +43,7 @@ func (c *Consumer) ackAll(ctx context.Context, reqs []*ackReq) {
 		return err
 	}
 	err := send()
-	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// Script.Run falls back to EVAL by itself; in a pipeline it
 		// cannot (DESIGN.md): load the script, send again.
 		if err = ackScript.Load(ctx, c.q.rdb).Err(); err == nil {
