@@ -148,7 +148,7 @@ func consume(t *testing.T, e *env, host string) *queue.Delivery {
 		}
 		if len(ds) == 1 {
 			d := ds[0]
-			if d.Err() != nil || d.Record.Host != host || !strings.Contains(string(d.Body), "Subject: during the drain") {
+			if d.Err() != nil || d.Record.Host != host || !bodyContains(d, "Subject: during the drain") {
 				t.Fatalf("fetched %s from %q (err %v), want the message sent to %s during the drain", d.ID, d.Record.Host, d.Err(), host)
 			}
 			return d
@@ -202,4 +202,10 @@ func waitEvent(t *testing.T, events <-chan dnsctl.Event, result <-chan error, ms
 			t.Fatalf("no event %q", msg)
 		}
 	}
+}
+
+// bodyContains reports whether the body of d has s.
+func bodyContains(d *queue.Delivery, s string) bool {
+	b, err := io.ReadAll(d.Body())
+	return err == nil && strings.Contains(string(b), s)
 }

@@ -1,7 +1,6 @@
 package lists
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -52,11 +51,13 @@ type Message struct {
 
 // Body returns a reader of the whole message (the MX host's Received and
 // Authentication-Results headers, then the message as sent). Each call
-// starts at the beginning.
-func (m *Message) Body() io.Reader { return bytes.NewReader(m.d.Body) }
+// starts at the beginning. It reads the message from Redis a few chunks
+// at a time as it goes, so that a big message is never held whole: a
+// read error is a Redis error, and the delivery should be retried.
+func (m *Message) Body() io.Reader { return m.d.Body() }
 
 // Size is the body's length in bytes.
-func (m *Message) Size() int { return len(m.d.Body) }
+func (m *Message) Size() int { return int(m.Record.Size) }
 
 // Pending returns the recipients that earlier attempts did not settle: a
 // handler delivers to these, not to all of Record.Rcpts.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os/exec"
 	"strings"
@@ -46,7 +47,8 @@ func (e *Exec) Deliver(ctx context.Context, m *Message, rcpt string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.Argv[0], e.Argv[1:]...)
-	cmd.Stdin = m.Body()
+	body := &bodyInput{r: m.Body(), cmd: cmd}
+	cmd.Stdin = body
 	stderr := &tailBuffer{max: maxStderr}
 	cmd.Stderr = stderr
 	cmd.Env = []string{
@@ -62,6 +64,9 @@ func (e *Exec) Deliver(ctx context.Context, m *Message, rcpt string) error {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
+	if body.err != nil {
+		return Temporary(fmt.Errorf("%s: %w", e.Argv[0], body.err))
+	}
 	if err == nil {
 		return nil
 	}
@@ -126,4 +131,25 @@ func (t *tailBuffer) String() string {
 		return "…" + t.b.String()
 	}
 	return t.b.String()
+}
+
+// bodyInput is a program's stdin: the message, read from the queue as the
+// program takes it. When reading the queue fails, the program is killed
+// before its stdin is closed, so that it never takes a cut message for a
+// whole one.
+type bodyInput struct {
+	r   io.Reader
+	cmd *exec.Cmd
+	err error
+}
+
+func (b *bodyInput) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = fmt.Errorf("read the message: %w", err)
+		if b.cmd.Process != nil {
+			b.cmd.Cancel()
+		}
+	}
+	return n, err
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,13 +61,9 @@ func (d *Maildir) Deliver(ctx context.Context, m *Message, rcpt string) error {
 		d.reset()
 		return Temporary(err)
 	}
-	var b bytes.Buffer
-	b.Grow(m.Size() + 200)
-	fmt.Fprintf(&b, "Return-Path: <%s>\nDelivered-To: %s\n", m.Record.From, rcpt)
-	b.Write(bytes.ReplaceAll(m.d.Body, []byte("\r\n"), []byte("\n")))
-	if _, err := c.f.Write(b.Bytes()); err != nil {
+	if err := writeMaildirCopy(c.f, m, rcpt); err != nil {
 		c.discard()
-		return Temporary(fmt.Errorf("write %s: %w", c.f.Name(), err))
+		return Temporary(err)
 	}
 	d.group.Do(c, func(cs []*pendingCopy) { commitCopies(newDir, cs) })
 	if err := c.err; err != nil {
@@ -151,3 +148,76 @@ func (d *Maildir) name(m *Message, rcpt string) string {
 	t := m.Record.Arrived
 	return fmt.Sprintf("%d.M%06dQ%sR%s.%s", t.Unix(), t.Nanosecond()/1000, m.Record.ID, hex.EncodeToString(h[:4]), host)
 }
+
+// writeMaildirCopy writes the copy of m for rcpt to f with the line
+// endings of a Maildir (LF), from the body as it is read from the queue.
+func writeMaildirCopy(f *os.File, m *Message, rcpt string) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := (*bp)[:0]
+	buf = fmt.Appendf(buf, "Return-Path: <%s>\nDelivered-To: %s\n", m.Record.From, rcpt)
+	body := m.Body()
+	cr := false // the last chunk ended in CR
+	for {
+		if cap(buf)-len(buf) < 512 {
+			if _, err := f.Write(buf); err != nil {
+				return fmt.Errorf("write %s: %w", f.Name(), err)
+			}
+			buf = buf[:0]
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		in := buf[len(buf) : len(buf)+n]
+		buf, cr = appendLF(buf, in, cr)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read the message: %w", err)
+		}
+	}
+	if cr {
+		buf = append(buf, '\r')
+	}
+	if _, err := f.Write(buf); err != nil {
+		return fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// appendLF appends in to buf with every CRLF turned into LF. in may lie in
+// buf's free space: the output never overtakes the input. cr says the
+// previous input ended in a CR that was held back; the result says the
+// same of this input.
+func appendLF(buf, in []byte, cr bool) ([]byte, bool) {
+	if len(in) == 0 {
+		return buf, cr
+	}
+	if cr && in[0] != '\n' {
+		// Never in a stored message (mxd refuses bare CR), but kept as it
+		// was. The CR then takes in's first byte's place in the output,
+		// and the rest follows from a copy.
+		rest := append([]byte(nil), in...)
+		buf = append(buf, '\r')
+		return appendLF(buf, rest, false)
+	}
+	for len(in) > 0 {
+		i := bytes.IndexByte(in, '\r')
+		if i < 0 {
+			return append(buf, in...), false
+		}
+		buf = append(buf, in[:i]...)
+		switch {
+		case i+1 == len(in):
+			return buf, true
+		case in[i+1] == '\n':
+			in = in[i+1:] // the LF is copied with the next run
+		default:
+			buf = append(buf, '\r')
+			in = in[i+1:]
+		}
+	}
+	return buf, false
+}
+
+// copyBufs are the buffers Maildir copies are written through.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}

@@ -344,26 +344,11 @@ func (c *Consumer) begin(ctx context.Context, msgs []redis.XMessage, reclaimed b
 		return nil, nil
 	}
 	ds := make([]*Delivery, len(msgs))
-	type cmds struct {
-		body  *redis.StringCmd
-		done  *redis.MapStringStringCmd
-		tries *redis.MapStringStringCmd
-	}
-	cs := make([]cmds, len(msgs))
-	_, err := c.q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, m := range msgs {
-			id, _ := m.Values["id"].(string)
-			cs[i] = cmds{p.Get(ctx, c.q.key("body", id)), p.HGetAll(ctx, c.q.key("done", id)), p.HGetAll(ctx, c.q.key("tries", id))}
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("load bodies: %w", classify(err))
-	}
 	for i, m := range msgs {
 		d := &Delivery{c: c, StreamID: m.ID, Started: c.opt.Now()}
 		d.ID, _ = m.Values["id"].(string)
 		d.Record, d.decodeErr = decodeRecord(m.Values)
+		d.version = entryVersion(m.Values)
 		if d.decodeErr == nil {
 			d.ID = d.Record.ID
 		} else {
@@ -375,10 +360,30 @@ func (c *Consumer) begin(ctx context.Context, msgs []redis.XMessage, reclaimed b
 				d.rawHost = h.Host
 			}
 		}
-		if b, err := cs[i].body.Bytes(); err == nil {
-			d.Body = b
-		} else {
-			d.bodyMissing = true
+		ds[i] = d
+	}
+	type cmds struct {
+		body  bodyCmds
+		done  *redis.MapStringStringCmd
+		tries *redis.MapStringStringCmd
+	}
+	cs := make([]cmds, len(msgs))
+	_, err := c.q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, d := range ds {
+			if d.Record != nil {
+				cs[i].body = c.q.queueBodyFetch(ctx, p, d.ID, d.version)
+			}
+			cs[i].done, cs[i].tries = p.HGetAll(ctx, c.q.key("done", d.ID)), p.HGetAll(ctx, c.q.key("tries", d.ID))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("load bodies: %w", classify(err))
+	}
+	for i, d := range ds {
+		if d.Record != nil {
+			b, ok := cs[i].body.result(c.q, d.ID, d.version, d.Record.Size)
+			d.body, d.bodyMissing = b, !ok
 		}
 		d.settled = cs[i].done.Val()
 		d.Attempts = decodeAttempts(cs[i].tries.Val())
@@ -391,7 +396,6 @@ func (c *Consumer) begin(ctx context.Context, msgs []redis.XMessage, reclaimed b
 			d.Attempts = append(d.Attempts, a)
 		}
 		d.Attempt = len(d.Attempts) + 1
-		ds[i] = d
 	}
 	return ds, nil
 }

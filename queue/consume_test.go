@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -92,7 +93,7 @@ func TestAckRemovesEverything(t *testing.T) {
 	id := e.put(t, "mx1", "a@lists.example.org", "b@lists.example.org")
 	c := e.q.Consumer(queue.ConsumerOptions{Block: 50 * time.Millisecond})
 	d := fetchOne(t, c)
-	if d.ID != id || d.Attempt != 1 || d.Err() != nil || string(d.Body) == "" {
+	if d.ID != id || d.Attempt != 1 || d.Err() != nil || readAll(t, d.Body()) == "" {
 		t.Fatalf("delivery = %+v (err %v), want %s, attempt 1, with body", d, d.Err(), id)
 	}
 	if err := d.Delivered(ctx, "a@lists.example.org"); err != nil {
@@ -221,8 +222,8 @@ func TestDeadLetter(t *testing.T) {
 	if dl.Rejected["b@lists.example.org"] != "550 5.1.1 no such list" {
 		t.Errorf("rejected = %v", dl.Rejected)
 	}
-	if b, err := e.q.DeadBody(ctx, id); err != nil || len(b) == 0 {
-		t.Errorf("DeadBody = %q, %v; the body stays for a retry", b, err)
+	if r, err := e.q.DeadBody(ctx, id); err != nil || readAll(t, r) == "" {
+		t.Errorf("DeadBody = %v, %v; the body stays for a retry", r, err)
 	}
 
 	// Retry: only b is pending again, attempts start over.
@@ -453,4 +454,21 @@ func TestIdleConsumersForgotten(t *testing.T) {
 	if n, _ := e.rdb.XPending(ctx, "{mxq}:stream", "listd").Result(); n.Count != 1 {
 		t.Errorf("pending = %+v, want busy's entry kept", n)
 	}
+}
+
+// readAll reads a body reader to its end.
+func readAll(t *testing.T, r io.Reader) string {
+	t.Helper()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return string(b)
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

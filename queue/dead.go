@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -193,13 +194,26 @@ func (q *Queue) PurgeDead(ctx context.Context, id string) error {
 	return nil
 }
 
-// DeadBody returns the stored body of a dead letter.
-func (q *Queue) DeadBody(ctx context.Context, id string) ([]byte, error) {
-	ctx, cancel := q.ctx(ctx)
-	defer cancel()
-	b, err := q.rdb.Get(ctx, q.key("body", id)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("body of %s: %w", id, ErrNotFound)
+// DeadBody returns a reader of the stored body of a dead letter, which
+// fetches it from Redis a few chunks at a time.
+func (q *Queue) DeadBody(ctx context.Context, id string) (io.Reader, error) {
+	d, err := q.DeadLetter(ctx, id)
+	if err != nil {
+		return nil, err
 	}
-	return b, classify(err)
+	return q.recordBody(ctx, id, d.Record)
+}
+
+// recordBody opens the body of id, whose record is r (nil: unknown). The
+// key's type says the format.
+func (q *Queue) recordBody(ctx context.Context, id string, r *Record) (io.Reader, error) {
+	size := int64(-1)
+	if r != nil {
+		size = r.Size
+	}
+	b, err := q.openBody(ctx, id, 0, size)
+	if err != nil {
+		return nil, err
+	}
+	return b.reader(), nil
 }

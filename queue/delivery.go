@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,8 +27,6 @@ type Delivery struct {
 	// decoded (Fetch returns such entries so that they can be
 	// dead-lettered: see Err).
 	Record *Record
-	// Body is the message as stored.
-	Body []byte
 	// Attempt is the number of this attempt, 1 for the first.
 	Attempt int
 	// Attempts are the earlier attempts, oldest first.
@@ -37,6 +36,8 @@ type Delivery struct {
 
 	c           *Consumer
 	decodeErr   error
+	version     int // the record's format version
+	body        *storedBody
 	bodyMissing bool
 	rawHost     string            // the host of a record that could not be decoded
 	settled     map[string]string // recipient → "delivered" | "failed: …"
@@ -71,6 +72,19 @@ func decodeAttempts(m map[string]string) []Attempt {
 	}
 	slices.SortFunc(out, func(a, b Attempt) int { return a.N - b.N })
 	return out
+}
+
+// Body returns a reader of the message as stored: the MX host's header
+// fields, then the client's data. It fetches the body from Redis a few
+// chunks at a time as it is read, so that a big message is never held
+// whole; each call starts at the beginning. A read fails with an *Error
+// when Redis does, and with ErrBodyChanged when the body does not have
+// the record's size (it was deleted while being read).
+func (d *Delivery) Body() io.Reader {
+	if d.body == nil {
+		return strings.NewReader("")
+	}
+	return d.body.reader()
 }
 
 // Err reports why the entry cannot be delivered at all (its record is in

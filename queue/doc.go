@@ -4,7 +4,8 @@
 // also works on Redis Cluster:
 //
 //	{NAME}:stream          stream of queued entries (field v: format version, id, rec: JSON)
-//	{NAME}:body:ID         the message body of queue id ID, as one string
+//	{NAME}:body:ID         the message of queue id ID: a list, the MX host's header fields, then the client's data in chunks
+//	{NAME}:spool:ID        the client's data of ID while it arrives, in chunks; expires unless appended to
 //	{NAME}:dedup:HASH      queue id of a message already queued with that envelope and body
 //	{NAME}:inflight:HOST   set of queue ids HOST accepted that are not yet acknowledged
 //	{NAME}:hosts           set of every MX host that ever enqueued or sent a heartbeat
@@ -23,7 +24,10 @@
 // # Guarantees
 //
 // Enqueue is one Lua script: the body key, the stream entry, the dedup key and
-// the per-host accounting are written together or not at all. It returns only
+// the per-host accounting are written together or not at all. A big body
+// is spooled first (see Spool): its chunks go to a temporary key that
+// expires unless the producer keeps appending, and the script renames it
+// into place, so that the commit itself stays small. It returns only
 // after Redis has answered, and with `appendfsync always` Redis answers only
 // after the AOF is fsynced, so a producer that has a nil error from Enqueue
 // may answer 250. With Options.Replicas set, Enqueue also waits (WAIT, on the
@@ -50,5 +54,7 @@
 // The stream entry carries the format version in field "v" and the record
 // (everything but the body) as JSON in field "rec". Readers accept the
 // current version and the previous one; fields added within a version are
-// optional for readers.
+// optional for readers. Version 2 stores the body as a list (the MX
+// host's header, then chunks of the client's data); version 1 stored one
+// string. Consumers must be upgraded before producers.
 package queue

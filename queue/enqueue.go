@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -25,8 +24,12 @@ type Message struct {
 	// Received and Authentication-Results headers). It differs between
 	// MX hosts and is therefore not part of the dedup hash.
 	Header []byte
+	// Spool, when not nil, holds the beginning of the client's data,
+	// already written to Redis while it arrived.
+	Spool *Spool
 	// Data is the message as the client sent it (after the producer's
-	// deterministic edits, such as removing forged Authentication-Results).
+	// deterministic edits, such as removing forged Authentication-Results),
+	// or the rest of it after what Spool holds.
 	Data []byte
 }
 
@@ -54,99 +57,198 @@ func NewID(now time.Time) string {
 // DedupHash is the hash that identifies the same message sent twice: the
 // envelope sender, the sorted recipients and the client's data.
 func DedupHash(from string, rcpts []string, data []byte) string {
+	body := sha256.Sum256(data)
+	return dedupHash(from, rcpts, body[:])
+}
+
+// dedupHash is DedupHash with the data's SHA-256 already computed.
+func dedupHash(from string, rcpts []string, bodySum []byte) string {
 	rs := make([]string, len(rcpts))
 	for i, r := range rcpts {
 		rs[i] = strings.ToLower(r)
 	}
 	slices.Sort(rs)
-	body := sha256.Sum256(data)
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00", strings.ToLower(from), strings.Join(rs, "\x00"))
-	h.Write(body[:])
+	h.Write(bodySum)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// joinBufs hold header and data joined for the SET. go-redis has written
-// the argument to the socket when the command returns, so the buffer is
-// free again then. Buffers past maxPooledJoin are left to the GC.
-var joinBufs = sync.Pool{New: func() any { return new([]byte) }}
-
-const maxPooledJoin = 1 << 20
-
-func releaseJoin(b *[]byte) {
-	if cap(*b) <= maxPooledJoin {
-		*b = (*b)[:0]
-		joinBufs.Put(b)
-	}
-}
-
-// enqueueScript writes body, stream entry, dedup key and per-host
-// accounting in one step. The shebang makes Redis refuse the whole script
-// with OOM before it starts when maxmemory is reached, instead of failing
-// on a write in the middle.
+// enqueueScript commits a message: the body (moved into place from its
+// spool, or written here), the MX host's header as the body's first
+// element, the stream entry, the dedup key and the per-host accounting, in
+// one step. The shebang makes Redis refuse the whole script with OOM
+// before it starts when maxmemory is reached, instead of failing on a
+// write in the middle. A duplicate deletes the spool and writes nothing.
+//
+// RENAME keeps the spool's expiry, hence the PERSIST.
 var enqueueScript = redis.NewScript(`#!lua
-local id = redis.call('GET', KEYS[3])
-if id then return {0, id} end
-redis.call('SET', KEYS[2], ARGV[5])
+local id = redis.call('GET', KEYS[4])
+if id then
+  redis.call('DEL', KEYS[2])
+  return {0, id}
+end
+if ARGV[7] == '1' then
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    return redis.error_reply('ERR spooled body of ' .. ARGV[1] .. ' expired before the commit')
+  end
+  redis.call('RENAME', KEYS[2], KEYS[3])
+  redis.call('PERSIST', KEYS[3])
+  redis.call('LPUSH', KEYS[3], ARGV[6])
+  if #ARGV > 7 then redis.call('RPUSH', KEYS[3], unpack(ARGV, 8)) end
+else
+  redis.call('RPUSH', KEYS[3], ARGV[6], unpack(ARGV, 8))
+end
 redis.call('XADD', KEYS[1], '*', 'v', ARGV[2], 'id', ARGV[1], 'rec', ARGV[3])
-redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[4])
-redis.call('SADD', KEYS[4], ARGV[1])
-redis.call('SADD', KEYS[5], ARGV[6])
+redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
+redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('SADD', KEYS[6], ARGV[5])
 return {1, ARGV[1]}
 `)
 
+// enqueueKeys and enqueueArgs are enqueueScript's KEYS and ARGV.
+type enqueueKeys struct{ stream, spool, body, dedup, inflight, hosts string }
+
+func (k enqueueKeys) list() []string {
+	return []string{k.stream, k.spool, k.body, k.dedup, k.inflight, k.hosts}
+}
+
+type enqueueArgs struct {
+	id      string
+	rec     []byte
+	dedupMS int64
+	host    string
+	header  []byte
+	spooled bool
+	tail    [][]byte // chunks after the spooled ones
+}
+
+func (a enqueueArgs) list() []any {
+	spooled := "0"
+	if a.spooled {
+		spooled = "1"
+	}
+	out := make([]any, 0, 7+len(a.tail))
+	out = append(out, a.id, FormatVersion, a.rec, a.dedupMS, a.host, a.header, spooled)
+	for _, c := range a.tail {
+		out = append(out, c)
+	}
+	return out
+}
+
 // Enqueue stores m durably, or returns an *Error. See the package doc for
-// what durably means and why a failed write is not retried.
+// what durably means and why a failed write is not retried. Data of more
+// than a few chunks is spooled first (see Spool), so that no command
+// carries more than a few chunks; its spool is deleted when the commit
+// fails.
 func (q *Queue) Enqueue(ctx context.Context, m *Message) (Result, error) {
 	r := m.Record
 	if r == nil || r.ID == "" || r.Host == "" {
 		return Result{}, fmt.Errorf("enqueue: record needs an id and a host")
 	}
-	r.Size = int64(len(m.Header) + len(m.Data))
+	sp := m.Spool
+	tail := chunked(m.Data)
+	if bytesOf(tail) > maxCommandBytes {
+		if sp == nil {
+			sp = q.NewSpool(r.ID, q.opt.Timeout+time.Minute)
+		}
+		n := len(tail) - 1
+		if err := sp.Append(ctx, tail[:n]...); err != nil {
+			q.abort(sp)
+			return Result{}, fmt.Errorf("enqueue %s: %w", r.ID, err)
+		}
+		tail = tail[n:]
+	}
+	spooled := sp != nil && sp.chunks > 0
+	var sum []byte
+	if spooled {
+		for _, c := range tail {
+			sp.sum.Write(c)
+		}
+		sum = sp.sum.Sum(nil)
+		r.Size = int64(len(m.Header)) + sp.size + int64(bytesOf(tail))
+	} else {
+		h := sha256.New()
+		h.Write(m.Data)
+		sum = h.Sum(nil)
+		r.Size = int64(len(m.Header) + len(m.Data))
+	}
 	rec, err := encodeRecord(r)
 	if err != nil {
 		return Result{}, fmt.Errorf("enqueue %s: %w", r.ID, err)
 	}
-	keys := []string{
-		q.key("stream"),
-		q.key("body", r.ID),
-		q.key("dedup", DedupHash(r.From, r.Recipients(), m.Data)),
-		q.key("inflight", r.Host),
-		q.key("hosts"),
+	keys := enqueueKeys{
+		stream:   q.key("stream"),
+		spool:    q.key("spool", r.ID),
+		body:     q.key("body", r.ID),
+		dedup:    q.key("dedup", dedupHash(r.From, r.Recipients(), sum)),
+		inflight: q.key("inflight", r.Host),
+		hosts:    q.key("hosts"),
 	}
-	// Header and data are joined here, in a pooled buffer, and stored
-	// with one SET: an APPEND in the script costs Redis a reallocation
-	// and a second command in the AOF, about a tenth of its CPU per
-	// message.
-	body := joinBufs.Get().(*[]byte)
-	defer releaseJoin(body)
-	*body = append(append((*body)[:0], m.Header...), m.Data...)
-	args := []any{r.ID, FormatVersion, rec, q.opt.DedupWindow.Milliseconds(), *body, r.Host}
+	args := enqueueArgs{id: r.ID, rec: rec, dedupMS: q.opt.DedupWindow.Milliseconds(),
+		host: r.Host, header: m.Header, spooled: spooled, tail: tail}
+	res, err := q.commit(ctx, keys.list(), args.list(), len(m.Header)+bytesOf(tail))
+	if err != nil {
+		if spooled {
+			q.abort(sp)
+		}
+		return Result{}, fmt.Errorf("enqueue %s: %w", r.ID, err)
+	}
+	return res, nil
+}
 
-	ctx, cancel := q.ctx(ctx)
+// abort deletes a spool after a failed enqueue, on its own deadline: the
+// enqueue's may be what ran out.
+func (q *Queue) abort(sp *Spool) {
+	sp.Abort(context.Background())
+}
+
+// commit runs enqueueScript, and WAIT when replicas must confirm.
+func (q *Queue) commit(ctx context.Context, keys []string, args []any, n int) (Result, error) {
+	ctx, cancel := q.sizedCtx(ctx, n)
 	defer cancel()
 	if q.opt.Replicas == 0 {
-		res, err := q.runEnqueue(ctx, q.rdb, keys, args)
-		if err != nil {
-			return Result{}, fmt.Errorf("enqueue %s: %w", r.ID, err)
-		}
-		return res, nil
+		return q.runEnqueue(ctx, q.rdb, keys, args)
 	}
 	// WAIT counts the writes of its own connection: run both on one.
 	conn := q.rdb.Conn()
 	defer conn.Close()
 	res, err := q.runEnqueue(ctx, conn, keys, args)
 	if err != nil {
-		return Result{}, fmt.Errorf("enqueue %s: %w", r.ID, err)
+		return Result{}, err
 	}
-	n, err := conn.Wait(ctx, q.opt.Replicas, q.opt.ReplicaTimeout).Result()
+	n64, err := conn.Wait(ctx, q.opt.Replicas, q.opt.ReplicaTimeout).Result()
 	if err != nil {
-		return Result{}, fmt.Errorf("enqueue %s: wait for replicas: %w", r.ID, classify(err))
+		return Result{}, fmt.Errorf("wait for replicas: %w", classify(err))
 	}
-	if n < int64(q.opt.Replicas) {
-		return Result{}, fmt.Errorf("enqueue %s: %d of %d replicas: %w", r.ID, n, q.opt.Replicas, &Error{Kind: Unavailable, Err: errReplicas})
+	if n64 < int64(q.opt.Replicas) {
+		return Result{}, fmt.Errorf("%d of %d replicas: %w", n64, q.opt.Replicas, &Error{Kind: Unavailable, Err: errReplicas})
 	}
 	return res, nil
+}
+
+// chunked splits data into pieces of at most ChunkSize, without copying.
+// Empty data is one empty piece: the body's list then still says how the
+// message ends.
+func chunked(data []byte) [][]byte {
+	if len(data) <= ChunkSize {
+		return [][]byte{data}
+	}
+	out := make([][]byte, 0, (len(data)+ChunkSize-1)/ChunkSize)
+	for len(data) > 0 {
+		n := min(len(data), ChunkSize)
+		out = append(out, data[:n])
+		data = data[n:]
+	}
+	return out
+}
+
+func bytesOf(chunks [][]byte) int {
+	n := 0
+	for _, c := range chunks {
+		n += len(c)
+	}
+	return n
 }
 
 func (q *Queue) runEnqueue(ctx context.Context, c redis.Scripter, keys []string, args []any) (Result, error) {

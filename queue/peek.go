@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"io"
 )
 
 // Peek returns up to n of the oldest queued records, without their bodies
@@ -23,4 +24,11 @@ func (q *Queue) Peek(ctx context.Context, n int64) ([]Record, error) {
 		out = append(out, *r)
 	}
 	return out, nil
+}
+
+// Body returns a reader of the stored body of the queued message id (the
+// MX host's header fields, then the client's data), which fetches it from
+// Redis a few chunks at a time.
+func (q *Queue) Body(ctx context.Context, id string) (io.Reader, error) {
+	return q.recordBody(ctx, id, nil)
 }

@@ -25,9 +25,18 @@ type Options struct {
 	Replicas int
 	// ReplicaTimeout bounds the WAIT. Default 1s.
 	ReplicaTimeout time.Duration
-	// Timeout bounds every Redis command. Default 5s.
+	// Timeout bounds every Redis command that carries little data.
+	// Default 5s.
 	Timeout time.Duration
+	// MinRate is the slowest transfer, in bytes per second, that a
+	// command carrying a body's chunks may take on top of Timeout before
+	// it counts as failed. Default 1 MiB/s.
+	MinRate int64
 }
+
+// maxCommandBytes is the most body data one command carries: Enqueue and
+// Spool.Append send at most this much at a time.
+const maxCommandBytes = 4 * ChunkSize
 
 func (o Options) withDefaults() Options {
 	if o.Name == "" {
@@ -41,6 +50,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
+	}
+	if o.MinRate <= 0 {
+		o.MinRate = 1 << 20
 	}
 	return o
 }
@@ -68,11 +80,15 @@ func Open(url string, opt Options) (*Queue, error) {
 	ro.MaxRetries = -1
 	// Without this, context deadlines do not bound socket reads.
 	ro.ContextTimeoutEnabled = true
+	// The socket deadlines are the outer bound; each command's context
+	// (Timeout, plus its size at MinRate for chunks of a body) is the
+	// tighter one.
+	sock := opt.Timeout + time.Duration(float64(maxCommandBytes)/float64(opt.MinRate)*float64(time.Second))
 	if ro.ReadTimeout == 0 {
-		ro.ReadTimeout = opt.Timeout
+		ro.ReadTimeout = sock
 	}
 	if ro.WriteTimeout == 0 {
-		ro.WriteTimeout = opt.Timeout
+		ro.WriteTimeout = sock
 	}
 	if ro.DialTimeout == 0 {
 		ro.DialTimeout = 2 * time.Second

@@ -1,7 +1,6 @@
 package queue_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -59,11 +58,17 @@ func TestEnqueueStoresEverything(t *testing.T) {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
 	defer rdb.Close()
-	body, err := rdb.Get(ctx, "{mxq}:body:"+res.ID).Bytes()
+	// The MX host's header and the client's data are stored apart, the
+	// header first, and joined where the body is read.
+	elems, err := rdb.LRange(ctx, "{mxq}:body:"+res.ID, 0, -1).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := append(append([]byte{}, m.Header...), m.Data...); !bytes.Equal(body, want) {
+	if diff := cmp.Diff([]string{string(m.Header), string(m.Data)}, elems); diff != "" {
+		t.Errorf("stored body (-want +got):\n%s", diff)
+	}
+	body := readAll(t, must(q.Body(ctx, res.ID)))
+	if want := string(m.Header) + string(m.Data); body != want {
 		t.Errorf("body = %q, want %q", body, want)
 	}
 	entries, err := rdb.XRange(ctx, "{mxq}:stream", "-", "+").Result()

@@ -9,7 +9,7 @@ import (
 
 // FormatVersion is the version of the record format this code writes.
 // Readers accept FormatVersion and FormatVersion-1.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // Record is everything known about a queued message except its body. The
 // queue owns this format because producers and consumers share it.
@@ -75,6 +75,14 @@ func (r *Record) Recipients() []string {
 // encodeRecord returns the stream fields of r.
 func encodeRecord(r *Record) ([]byte, error) {
 	return json.Marshal(r)
+}
+
+// entryVersion is the format version of a stream entry, 0 when it has
+// none.
+func entryVersion(values map[string]any) int {
+	v, _ := values["v"].(string)
+	ver, _ := strconv.Atoi(v)
+	return ver
 }
 
 // decodeRecord parses the stream fields of one entry.

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"mxq/internal/servertest"
 	"mxq/queue"
 	"mxq/queue/queuetest"
@@ -182,11 +180,13 @@ func netDial(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr
 // body returns the stored body of a queued message.
 func (e *env) body(id string) string {
 	e.t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr()})
-	defer rdb.Close()
-	b, err := rdb.Get(context.Background(), "{mxq}:body:"+id).Result()
+	r, err := e.q.Body(context.Background(), id)
 	if err != nil {
 		e.t.Fatalf("body of %s: %v", id, err)
 	}
-	return b
+	b, err := io.ReadAll(r)
+	if err != nil {
+		e.t.Fatalf("body of %s: %v", id, err)
+	}
+	return string(b)
 }

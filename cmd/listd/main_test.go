@@ -227,16 +227,30 @@ func TestReloadAndStop(t *testing.T) {
 	if addr == nil {
 		t.Fatalf("no metrics address in the log:\n%s", p.out.String())
 	}
-	res, err := http.Get("http://" + addr[1] + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	for _, want := range []string{"listd_delivered_total 2", "listd_queue_depth 0", "listd_delivery_latency_seconds_count 2", "listd_queue_oldest_age_seconds 0", "listd_dead_lettered_total 0"} {
-		if !strings.Contains(string(body), want+"\n") {
-			t.Errorf("metrics lack %q", want)
+	// The copy is in new/ a moment before the acknowledgement counts it.
+	wants := []string{"listd_delivered_total 2", "listd_queue_depth 0", "listd_delivery_latency_seconds_count 2", "listd_queue_oldest_age_seconds 0", "listd_dead_lettered_total 0"}
+	var missing []string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		res, err := http.Get("http://" + addr[1] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		missing = missing[:0]
+		for _, want := range wants {
+			if !strings.Contains(string(body), want+"\n") {
+				missing = append(missing, want)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(missing) > 0 {
+		t.Errorf("metrics lack %q", missing)
 	}
 
 	p.cmd.Process.Signal(syscall.SIGTERM)
