@@ -1,15 +1,13 @@
 package smtpd
 
 import (
-	"bytes"
 	"net"
 	"os"
 	"sync"
 	"time"
 )
 
-// conn wraps a client connection to enforce the timeouts go-smtp lacks and
-// to watch the raw bytes.
+// conn wraps a client connection to enforce the timeouts go-smtp lacks.
 //
 // go-smtp's ReadTimeout covers the whole of DATA, and after a timeout the
 // rest of the body would be read as commands. Here each Read gets its own
@@ -18,10 +16,6 @@ import (
 // after a grace period), capped by the DATA timeout. Once DATA has timed
 // out, every later Read fails, so the session ends after its 4xx reply
 // instead of reading message text as commands.
-//
-// It also counts bare CR, bare LF and NUL on the wire: go-smtp's DATA
-// reader drops a ".\r" at the start of a line, which would hide a bare CR
-// (an SMTP smuggling variant) from a check of the data alone.
 type conn struct {
 	net.Conn
 	cfg *Config
@@ -42,10 +36,6 @@ type conn struct {
 	onClose   func()
 	closeOnce sync.Once
 
-	// raw-byte scanner state
-	prev       byte
-	violations int64
-
 	// Read-ahead: go-smtp reads through a 4 KiB buffer, which would take
 	// a 10 KiB message in three system calls. Once a read has filled the
 	// caller's buffer (more is probably waiting), the next read goes into
@@ -63,7 +53,7 @@ const readAheadSize = 16 << 10
 var readAheads = sync.Pool{New: func() any { b := make([]byte, readAheadSize); return &b }}
 
 func newConn(c net.Conn, cfg *Config) *conn {
-	return &conn{Conn: c, cfg: cfg, prev: '\n'}
+	return &conn{Conn: c, cfg: cfg}
 }
 
 func (c *conn) Read(b []byte) (int, error) {
@@ -143,54 +133,11 @@ func (c *conn) netRead(b []byte) (int, error) {
 			return 0, net.ErrClosed
 		}
 	}
-	if !c.tls {
-		c.scan(b[:n])
-	}
 	if err != nil && os.IsTimeout(err) && c.inData {
 		c.dead = true
 		return n, errDataTimeoutNet
 	}
 	return n, err
-}
-
-// scan counts bare CR, bare LF and NUL in raw bytes. It uses the
-// vectorised bytes functions: the common case, clean CRLF text, is a few
-// passes at memory speed rather than a branch per byte.
-func (c *conn) scan(b []byte) {
-	if len(b) == 0 {
-		return
-	}
-	if c.prev == '\r' && b[0] != '\n' {
-		c.violations++ // a CR that ended the previous read, not followed by LF
-	}
-	if bytes.IndexByte(b, 0) >= 0 {
-		c.violations++
-	}
-	crlf := 0
-	for i, rest := 0, b; ; {
-		j := bytes.IndexByte(rest, '\n')
-		if j < 0 {
-			break
-		}
-		i += j
-		switch {
-		case i > 0 && b[i-1] == '\r':
-			crlf++
-		case i == 0 && c.prev == '\r':
-		default:
-			c.violations++ // bare LF
-		}
-		i++
-		rest = b[i:]
-	}
-	crs := bytes.Count(b, []byte{'\r'})
-	if b[len(b)-1] == '\r' {
-		crs-- // judged with the next read's first byte
-	}
-	if crs > crlf {
-		c.violations++ // bare CR
-	}
-	c.prev = b[len(b)-1]
 }
 
 // Write collects go-smtp's replies; they are sent when the session next
@@ -266,21 +213,6 @@ func (c *conn) setTLS() {
 	c.mu.Lock()
 	c.tls = true
 	c.mu.Unlock()
-}
-
-// isTLS reports whether the session is in TLS (the raw scan then sees
-// only ciphertext).
-func (c *conn) isTLS() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.tls
-}
-
-// rawViolations is the count of bare CR, bare LF and NUL seen so far.
-func (c *conn) rawViolations() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.violations
 }
 
 // closeIfIdle closes the connection with a 421 reply when the session is

@@ -73,9 +73,6 @@ func TestConnReadAhead(t *testing.T) {
 	if c.ra != nil {
 		t.Errorf("a drained connection still holds its read-ahead buffer (%d unread)", c.raW-c.raR)
 	}
-	if c.violations != 0 {
-		t.Errorf("raw scan: %d violations in clean CRLF text", c.violations)
-	}
 	// The client has closed: the next read reports it.
 	if _, err := c.Read(make([]byte, 4096)); err != io.EOF {
 		t.Errorf("read after the client closed: %v, want EOF", err)

@@ -54,7 +54,7 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
 	// The queue has written the message to Redis when Enqueue returns,
 	// and nothing else keeps it.
 	defer releaseMsg(bp)
-	data, err := readData(r, bp, sizeHint, ss.wc.isTLS())
+	data, err := readData(r, bp, sizeHint)
 	ss.wc.endData()
 	defer ss.wc.setTx(false)
 	switch {
@@ -62,13 +62,10 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
 		return queue.Result{}, len(data), err
 	case errors.Is(err, smtp.ErrDataTooLarge):
 		return queue.Result{}, len(data), replyTooBig
-	case errors.Is(err, errBareEOL):
+	case errors.Is(err, smtp.ErrBareLineEnding):
 		return queue.Result{}, len(data), replyBareEOL
 	case err != nil:
 		return queue.Result{}, len(data), fmt.Errorf("%w: %v", replyDataAborted, err)
-	}
-	if ss.wc.rawViolations() != ss.rawBefore {
-		return queue.Result{}, len(data), replyBareEOL
 	}
 	size, received := headerSection(data)
 	if size > ss.s.cfg.MaxHeaderBytes {
@@ -115,8 +112,6 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
 	return res, len(data), nil
 }
 
-var errBareEOL = errors.New("bare CR, bare LF or NUL in data")
-
 // msgBufs holds message buffers between transactions, so that a busy
 // receiver reads each message into memory it already has. A buffer that
 // grew past maxPooledMsg goes to the garbage collector instead: one large
@@ -133,41 +128,21 @@ func releaseMsg(bp *[]byte) {
 }
 
 // readData reads the message to its end into *bp, straight from r into
-// the buffer's free space. It keeps reading after a bare CR, LF or NUL
-// (RFC 5321 §2.3.8: lines end with CRLF only), so that the reply comes
-// after the real end of data; the message is then refused. With check
-// false the caller has already seen the raw bytes (the connection's own
-// scan, outside TLS) and the data is not scanned again.
-func readData(r io.Reader, bp *[]byte, sizeHint int64, check bool) ([]byte, error) {
+// the buffer's free space. go-smtp judges the line endings on the wire
+// (Server.StrictLineEndings): a message with a bare CR, a bare LF or a
+// NUL (RFC 5321 §2.3.8) is read to its real end and then ends with
+// smtp.ErrBareLineEnding instead of io.EOF, so that the refusal comes
+// after the end of data.
+func readData(r io.Reader, bp *[]byte, sizeHint int64) ([]byte, error) {
 	buf := slices.Grow((*bp)[:0], int(min(max(sizeHint, 16<<10), 1<<20))+512)
 	defer func() { *bp = buf[:0] }()
-	prev := byte('\n')
-	bad := false
 	for {
 		if cap(buf)-len(buf) < 4<<10 {
 			buf = slices.Grow(buf, max(32<<10, cap(buf)/2))
 		}
-		free := buf[len(buf):cap(buf)]
-		n, err := r.Read(free)
-		if check {
-			for _, ch := range free[:n] {
-				if ch == 0 || (ch == '\n' && prev != '\r') || (prev == '\r' && ch != '\n') {
-					bad = true
-				}
-				prev = ch
-			}
-		} else if n > 0 {
-			prev = free[n-1]
-		}
-		// After a bad byte the rest is read into the same free space
-		// and dropped.
-		if !bad {
-			buf = buf[:len(buf)+n]
-		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
 		if err == io.EOF {
-			if bad || prev != '\n' && len(buf) > 0 {
-				return nil, errBareEOL
-			}
 			return buf, nil
 		}
 		if err != nil {

@@ -91,7 +91,11 @@ func FuzzSession(f *testing.F) {
 	})
 }
 
+// bareEOL reports a bare CR, a bare LF, or a last line without CRLF.
 func bareEOL(b []byte) bool {
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		return true
+	}
 	for i, ch := range b {
 		if ch == '\n' && (i == 0 || b[i-1] != '\r') || ch == '\r' && (i+1 == len(b) || b[i+1] != '\n') {
 			return true

@@ -71,6 +71,9 @@ func New(cfg Config, q Enqueuer, rcpts *Recipients, logger *slog.Logger, metrics
 	ss.MaxRecipients = 0
 	ss.MaxLineLength = 2000 // RFC 5321 §4.5.3.1.6 allows 512; doubled, as go-smtp does
 	ss.EnableSMTPUTF8 = true
+	// Bare CR, bare LF and NUL are judged on the wire bytes of each
+	// message, DATA and BDAT alike (see third_party/README.md).
+	ss.StrictLineEndings = true
 	ss.EnableDSN = true                      // RET, ENVID, NOTIFY, ORCPT are recorded for the list software
 	ss.ErrorLog = log.New(io.Discard, "", 0) // sessions log through slog
 	if cfg.TLS != nil {

@@ -116,22 +116,23 @@ func TestRefusals(t *testing.T) {
 }
 
 func TestBareLineEndingsRefused(t *testing.T) {
-	e := newEnv(t, nil, "mx1.example.org")
+	e := newTLSEnv(t)
 	// Each body carries an SMTP smuggling variant followed by a fake
 	// second transaction; none may be queued, and the session must not
-	// desynchronise.
+	// desynchronise. In TLS as in plaintext: go-smtp's dot-unstuffing
+	// drops a ".\r" at a line start, which must not hide the bare CR.
 	variants := []string{"\n.\n", "\r.\r", "\n.\r\n", "\r\n.\n", "\r.\n", "\n.\r", "\r.\r\n", "\r\n.\r", "\r\n\x00.\r\n", "bare\nlf\r\n", "bare\rcr\r\n", "nul\x00\r\n"}
-	for _, v := range variants {
-		t.Run(fmt.Sprintf("%q", v), func(t *testing.T) {
-			c := startData(t, e.addr)
-			c.send("Subject: smuggle\r\n\r\ntext" + v + "MAIL FROM:<evil@example.com>\r\nRCPT TO:<" + listAddr + ">\r\nDATA\r\nsmuggled\r\n.\r\n")
-			if got := c.read(); !strings.HasPrefix(got, "554 5.6.0") {
-				t.Errorf("got %q, want 554 5.6.0", got)
-			}
-			if got := c.cmd("NOOP"); !strings.HasPrefix(got, "250") {
-				t.Errorf("NOOP after refusal: %q (desynchronised?)", got)
-			}
-		})
+	for _, inTLS := range []bool{false, true} {
+		for _, v := range variants {
+			t.Run(fmt.Sprintf("tls=%v/%q", inTLS, v), func(t *testing.T) {
+				c := greeted(t, e.addr, inTLS)
+				c.expect("MAIL FROM:<alice@example.com>", "250")
+				c.expect("RCPT TO:<"+listAddr+">", "250")
+				c.expect("DATA", "354")
+				c.send("Subject: smuggle\r\n\r\ntext" + v + "MAIL FROM:<evil@example.com>\r\nRCPT TO:<" + listAddr + ">\r\nDATA\r\nsmuggled\r\n.\r\n")
+				c.expectRefused("554 5.6.0")
+			})
+		}
 	}
 	if n, _ := e.q.Depth(context.Background()); n != 0 {
 		t.Errorf("depth = %d, want 0: a smuggled message was queued", n)

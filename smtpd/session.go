@@ -64,7 +64,6 @@ type session struct {
 	fromParams map[string]string
 	utf8       bool
 	rcpts      []queue.Recipient
-	rawBefore  int64 // raw-byte violations seen before this transaction
 }
 
 func (ss *session) Reset() {
@@ -97,7 +96,6 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	ss.Reset()
 	ss.from, ss.fromSet, ss.utf8 = from, true, utf8
 	ss.fromParams = mailParams(opts)
-	ss.rawBefore = ss.wc.rawViolations()
 	ss.wc.setTx(true)
 	return nil
 }

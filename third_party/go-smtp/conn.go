@@ -39,7 +39,8 @@ type Conn struct {
 	bdatPipe        *io.PipeWriter
 	bdatStatus      *statusCollector // used for BDAT on LMTP
 	dataResult      chan error
-	bytesReceived   int64 // counts total size of chunks when BDAT is used
+	bytesReceived   int64       // counts total size of chunks when BDAT is used
+	bdatRaw         lineEndings // the chunks' bytes, with StrictLineEndings
 
 	fromReceived bool
 	recipients   []string
@@ -1080,7 +1081,11 @@ func (c *Conn) handleBdat(arg string) {
 	}()
 
 	chunk := io.LimitReader(c.text.R, int64(size))
-	_, err = io.Copy(c.bdatPipe, chunk)
+	var src io.Reader = chunk
+	if c.server.StrictLineEndings && !c.binarymime {
+		src = io.TeeReader(chunk, &c.bdatRaw)
+	}
+	_, err = io.Copy(c.bdatPipe, src)
 	if err != nil {
 		// Backend might return an error early using CloseWithError without consuming
 		// the whole chunk.
@@ -1099,7 +1104,13 @@ func (c *Conn) handleBdat(arg string) {
 	c.bytesReceived += int64(size)
 
 	if last {
-		c.bdatPipe.Close()
+		if c.server.StrictLineEndings && !c.binarymime && !c.bdatRaw.clean() {
+			// Data has had every byte; it gets the refusal where
+			// it would have seen the end of the message.
+			c.bdatPipe.CloseWithError(ErrBareLineEnding)
+		} else {
+			c.bdatPipe.Close()
+		}
 
 		err := <-c.dataResult
 
@@ -1344,6 +1355,7 @@ func (c *Conn) reset() {
 	}
 	c.bdatStatus = nil
 	c.bytesReceived = 0
+	c.bdatRaw = lineEndings{}
 
 	if c.session != nil {
 		c.session.Reset()

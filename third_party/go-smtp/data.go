@@ -48,9 +48,70 @@ var ErrDataTooLarge = &SMTPError{
 	Message:      "Maximum message size exceeded",
 }
 
+// ErrBareLineEnding is returned, with Server.StrictLineEndings, by the
+// reader passed to Session.Data at the end of a message that holds a bare
+// CR, a bare LF or a NUL.
+var ErrBareLineEnding = &SMTPError{
+	Code:         554,
+	EnhancedCode: EnhancedCode{5, 6, 0},
+	Message:      "Message contains bare CR or LF or NUL; lines must end with CRLF",
+}
+
+// lineEndings watches raw message bytes, across reads, for a bare CR, a
+// bare LF or a NUL. Its zero value is at the start of a message.
+type lineEndings struct {
+	cr   bool // the last byte was CR: the next must be LF
+	open bool // the last line has not ended
+	bad  bool
+}
+
+func (l *lineEndings) scanByte(c byte) {
+	if c == 0 || (c == '\n') != l.cr {
+		l.bad = true
+	}
+	l.cr, l.open = c == '\r', c != '\n'
+}
+
+// scan judges b at memory speed: clean text has as many CRs and LFs as
+// CRLF pairs, counting one that straddles the previous call.
+func (l *lineEndings) scan(b []byte) {
+	if len(b) == 0 || l.bad {
+		return
+	}
+	crs, lfs := bytes.Count(b, []byte{'\r'}), bytes.Count(b, []byte{'\n'})
+	pairs := bytes.Count(b, []byte("\r\n"))
+	if l.cr {
+		if b[0] != '\n' {
+			l.bad = true
+		}
+		lfs-- // the LF of the CR that ended the previous call
+	}
+	last := b[len(b)-1]
+	if last == '\r' {
+		crs-- // judged with the next byte
+	}
+	if crs != pairs || lfs != pairs || bytes.IndexByte(b, 0) >= 0 {
+		l.bad = true
+	}
+	l.cr, l.open = last == '\r', last != '\n'
+}
+
+// Write scans b, for use with io.TeeReader.
+func (l *lineEndings) Write(b []byte) (int, error) {
+	l.scan(b)
+	return len(b), nil
+}
+
+// clean reports, at the end of a message, whether all its lines ended
+// with CRLF.
+func (l *lineEndings) clean() bool { return !l.bad && !l.open }
+
 type dataReader struct {
 	r     *bufio.Reader
 	state int
+
+	strict bool // see Server.StrictLineEndings
+	raw    lineEndings
 
 	limited bool
 	n       int64 // Maximum bytes remaining
@@ -61,6 +122,7 @@ func newDataReader(c *Conn) *dataReader {
 		r: c.text.R,
 	}
 
+	dr.strict = c.server.StrictLineEndings
 	if c.server.MaxMessageBytes > 0 {
 		dr.limited = true
 		dr.n = int64(c.server.MaxMessageBytes)
@@ -102,6 +164,9 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 				buf = buf[:i+1]
 				r.state = stateCR
 			}
+			if r.strict {
+				r.raw.scan(buf)
+			}
 			n += copy(b[n:], buf)
 			r.r.Discard(len(buf))
 			continue
@@ -113,6 +178,12 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 				err = io.ErrUnexpectedEOF
 			}
 			break
+		}
+		if r.strict {
+			// Every byte on the wire, a leading dot and the end
+			// marker included: a ".\r" at a line start is dropped
+			// from the output below but must not hide a bare CR.
+			r.raw.scanByte(c)
 		}
 		switch r.state {
 		case stateBeginLine:
@@ -153,6 +224,9 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 	}
 	if err == nil && r.state == stateEOF {
 		err = io.EOF
+		if r.strict && !r.raw.clean() {
+			err = ErrBareLineEnding
+		}
 	}
 
 	if r.limited {

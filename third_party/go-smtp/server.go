@@ -41,6 +41,15 @@ type Server struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 
+	// StrictLineEndings refuses messages, sent with DATA or BDAT (except
+	// BODY=BINARYMIME), that hold a bare CR, a bare LF or a NUL, or whose
+	// last line does not end with CRLF (RFC 5321 §2.3.8; SMTP smuggling).
+	// The bytes are judged as they arrive on the wire, before a leading
+	// dot is removed. The message is still read to its real end; the
+	// reader given to Session.Data then returns ErrBareLineEnding where
+	// it would have returned io.EOF.
+	StrictLineEndings bool
+
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
 	EnableSMTPUTF8 bool

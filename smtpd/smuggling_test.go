@@ -1,0 +1,119 @@
+package smtpd_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"mxq/smtpd"
+)
+
+// newTLSEnv is newEnv with STARTTLS offered.
+func newTLSEnv(t *testing.T, opts ...envOpt) *env {
+	t.Helper()
+	certFile, keyFile, _ := writeCert(t, t.TempDir(), "mx1.example.org")
+	store, err := smtpd.NewCertStore(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append(opts, func(c *smtpd.Config) { c.TLS = store.TLSConfig() })
+	return newEnv(t, nil, "mx1.example.org", opts...)
+}
+
+// greeted opens a session that has said EHLO, in TLS when inTLS.
+func greeted(t *testing.T, addr string, inTLS bool) *client {
+	t.Helper()
+	c, _ := dial(t, addr)
+	c.expect("EHLO client.example.com", "250")
+	if inTLS {
+		c.starttls("")
+		c.expect("EHLO client.example.com", "250")
+	}
+	return c
+}
+
+// expectRefused reads the final reply of a transaction, which must start
+// with want, and checks that the session is still in step.
+func (c *client) expectRefused(want string) {
+	c.t.Helper()
+	if got := c.read(); !strings.HasPrefix(got, want) {
+		c.t.Errorf("got %q, want %s", got, want)
+	}
+	if got := c.cmd("NOOP"); !strings.HasPrefix(got, "250") {
+		c.t.Errorf("NOOP after refusal: %q (desynchronised?)", got)
+	}
+}
+
+// A message's own bytes are judged, whichever way it arrives: with DATA
+// or BDAT, in plaintext or TLS, with its commands pipelined in the same
+// write as the message or not. None of these may be queued.
+func TestSmugglingEveryPath(t *testing.T) {
+	e := newTLSEnv(t)
+	envelope := "MAIL FROM:<a@evil.test>\r\nRCPT TO:<" + listAddr + ">\r\n"
+	bodies := []string{
+		"From: a@evil.test\r\n\r\nhello\n.\r\nMAIL FROM:<x@y>\r\nbare\rcr\x00\r\n",
+		"From: a@evil.test\r\n\r\nhello\r\n.\rMAIL FROM:<x@y>\r\n",
+		"From: a@evil.test\r\n\r\nnul\x00\r\n",
+		"From: a@evil.test\r\n\r\nbare lf at the end\n",      // BDAT only
+		"From: a@evil.test\r\n\r\nbare cr at the end\r",      // BDAT only
+		"From: a@evil.test\r\n\r\nno line ending at the end", // BDAT only
+	}
+	for _, inTLS := range []bool{false, true} {
+		for _, pipelined := range []bool{false, true} {
+			for _, cmd := range []string{"DATA", "BDAT"} {
+				for i, body := range bodies {
+					if cmd == "DATA" && !strings.HasSuffix(body, "\r\n") {
+						continue // DATA would not end
+					}
+					name := fmt.Sprintf("tls=%v/pipelined=%v/%s/%d", inTLS, pipelined, cmd, i)
+					t.Run(name, func(t *testing.T) {
+						c := greeted(t, e.addr, inTLS)
+						in := "DATA\r\n" + body + ".\r\n"
+						if cmd == "BDAT" {
+							in = fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body)
+						}
+						if pipelined {
+							c.send(envelope + in)
+							for _, want := range []string{"250", "250"} {
+								if got := c.read(); !strings.HasPrefix(got, want) {
+									t.Fatalf("envelope: %q, want %s", got, want)
+								}
+							}
+						} else {
+							c.expect("MAIL FROM:<a@evil.test>", "250")
+							c.expect("RCPT TO:<"+listAddr+">", "250")
+							c.send(in)
+						}
+						if cmd == "DATA" {
+							if got := c.read(); !strings.HasPrefix(got, "354") {
+								t.Fatalf("DATA: %q", got)
+							}
+						}
+						c.expectRefused("554 5.6.0")
+					})
+				}
+			}
+		}
+	}
+	if n, _ := e.q.Depth(context.Background()); n != 0 {
+		t.Errorf("depth = %d, want 0: a message with a bare CR, LF or NUL was queued", n)
+	}
+	// A clean message still goes through every path.
+	for _, inTLS := range []bool{false, true} {
+		c := greeted(t, e.addr, inTLS)
+		body := message(fmt.Sprintf("clean tls=%v", inTLS))
+		c.send(envelope + fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
+		for _, want := range []string{"250", "250", "250 2.0.0 queued as"} {
+			if got := c.read(); !strings.HasPrefix(got, want) {
+				t.Fatalf("tls=%v: %q, want %s", inTLS, got, want)
+			}
+		}
+		if got := c.sendMail("a@example.com", []string{listAddr}, message(fmt.Sprintf("data tls=%v", inTLS))); !strings.HasPrefix(got, "250 2.0.0") {
+			t.Fatalf("tls=%v DATA: %q", inTLS, got)
+		}
+	}
+	if n, _ := e.q.Depth(context.Background()); n != 4 {
+		t.Errorf("depth = %d, want the 4 clean messages", n)
+	}
+}
