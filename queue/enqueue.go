@@ -31,6 +31,9 @@ type Message struct {
 	// deterministic edits, such as removing forged Authentication-Results),
 	// or the rest of it after what Spool holds.
 	Data []byte
+	// Chunks, when not nil, is the data in pieces, instead of Data. Each
+	// piece is stored as it is (split at ChunkSize), without joining.
+	Chunks [][]byte
 }
 
 // Result is the outcome of a successful Enqueue.
@@ -148,6 +151,14 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) (Result, error) {
 	}
 	sp := m.Spool
 	tail := chunked(m.Data)
+	if m.Chunks != nil {
+		tail = tail[:0]
+		for _, c := range m.Chunks {
+			if len(c) > 0 {
+				tail = append(tail, chunked(c)...)
+			}
+		}
+	}
 	if bytesOf(tail) > maxCommandBytes {
 		if sp == nil {
 			sp = q.NewSpool(r.ID, q.opt.Timeout+time.Minute)
@@ -160,19 +171,15 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) (Result, error) {
 		tail = tail[n:]
 	}
 	spooled := sp != nil && sp.chunks > 0
-	var sum []byte
+	h, size := sha256.New(), int64(len(m.Header))
 	if spooled {
-		for _, c := range tail {
-			sp.sum.Write(c)
-		}
-		sum = sp.sum.Sum(nil)
-		r.Size = int64(len(m.Header)) + sp.size + int64(bytesOf(tail))
-	} else {
-		h := sha256.New()
-		h.Write(m.Data)
-		sum = h.Sum(nil)
-		r.Size = int64(len(m.Header) + len(m.Data))
+		h, size = sp.sum, size+sp.size
 	}
+	for _, c := range tail {
+		h.Write(c)
+	}
+	sum := h.Sum(nil)
+	r.Size = size + int64(bytesOf(tail))
 	rec, err := encodeRecord(r)
 	if err != nil {
 		return Result{}, fmt.Errorf("enqueue %s: %w", r.ID, err)

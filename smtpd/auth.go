@@ -9,28 +9,30 @@ import (
 	"mxq/smtpd/msgauth"
 )
 
-// Authenticator checks a message's SPF, DKIM, DMARC and iprev.
-// *msgauth.Checker is the implementation.
+// Authenticator checks a message's SPF, DKIM, DMARC and iprev while it
+// arrives. *msgauth.Checker is the implementation.
 type Authenticator interface {
-	Check(ctx context.Context, in msgauth.Input) msgauth.Result
+	Begin(ctx context.Context, in msgauth.Input) *msgauth.Run
 }
 
 // authOutcome is what DATA needs from the checks.
 type authOutcome struct {
 	Header []byte
-	Data   []byte // the client's data without forged Authentication-Results
 	Record *queue.AuthResults
 }
 
-// authenticate runs the checks on the message as received (a signature may
-// cover any field, so checks come before anything is removed), applies the
-// policy settings, and removes incoming fields that claim our authserv-id.
-func (ss *session) authenticate(auth Authenticator, data []byte) (authOutcome, error) {
+// beginAuth starts the checks on the header section as received (a
+// signature may cover any field, so they see it before forged fields are
+// removed); the body follows through the Run.
+func (ss *session) beginAuth(ctx context.Context, auth Authenticator, header []byte) *msgauth.Run {
 	ip, _ := netip.ParseAddr(ss.remote)
-	ctx, cancel := context.WithTimeout(context.Background(), ss.s.cfg.EnqueueTimeout)
-	defer cancel()
+	return auth.Begin(ctx, msgauth.Input{IP: ip, HELO: ss.c.Hostname(), MailFrom: ss.from, Message: header})
+}
+
+// authVerdict finishes the checks and applies the policy settings.
+func (ss *session) authVerdict(run *msgauth.Run) (authOutcome, error) {
 	t0 := time.Now()
-	r := auth.Check(ctx, msgauth.Input{IP: ip, HELO: ss.c.Hostname(), MailFrom: ss.from, Message: data})
+	r := run.Finish()
 	ss.log.Debug("authenticated", "spf", r.SPF, "dkim", r.DKIM, "dmarc", r.DMARC, "iprev", r.IPRev, "took", time.Since(t0))
 	switch {
 	case r.TempError && ss.s.cfg.TempFailDNS:
@@ -40,10 +42,16 @@ func (ss *session) authenticate(auth Authenticator, data []byte) (authOutcome, e
 	}
 	return authOutcome{
 		Header: []byte(r.Header),
-		Data:   msgauth.StripForged(data, ss.s.cfg.AuthservID),
 		Record: &queue.AuthResults{
 			SPF: r.SPF, DKIM: r.DKIM, DMARC: r.DMARC, IPRev: r.IPRev,
 			FromDomain: r.FromDomain, DMARCPolicy: r.DMARCPolicy,
 		},
 	}, nil
+}
+
+// stripForged removes incoming Authentication-Results that claim our
+// authserv-id from a header section; it copies the header only when it
+// removes something.
+func stripForged(header []byte, authservID string) []byte {
+	return msgauth.StripForged(header, authservID)
 }

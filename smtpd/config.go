@@ -65,6 +65,16 @@ type Config struct {
 	TempFailDNS bool
 	// MaxHeaderBytes bounds the header section of a message.
 	MaxHeaderBytes int
+	// MemoryBudget bounds the bytes of message data all sessions hold in
+	// memory together. A session that would go over it stops reading from
+	// its client until others give memory back: senders slow down, nobody
+	// is refused. Each session in DATA holds at most its header section and
+	// a 256 KiB batch on its way to the queue, whatever the message's size.
+	MemoryBudget int64
+	// SpoolWriters bounds how many sessions write chunks of big messages
+	// to the queue at once, so that small messages' commits never queue in
+	// Redis behind many big writes.
+	SpoolWriters int
 	// Version is reported in the heartbeat.
 	Version string
 }
@@ -76,6 +86,8 @@ func Defaults() Config {
 		MaxRecipients:       100, // RFC 5321 §4.5.3.1.8: at least 100
 		MaxReceived:         50,
 		MaxHeaderBytes:      1 << 20,
+		MemoryBudget:        256 << 20, // safe on a 2 GiB host
+		SpoolWriters:        8,
 		MaxConnections:      10000,
 		MaxConnectionsPerIP: 20,
 		CommandTimeout:      2 * time.Minute,
@@ -111,6 +123,8 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.MaxRecipients, d.MaxRecipients)
 	setDefault(&c.MaxReceived, d.MaxReceived)
 	setDefault(&c.MaxHeaderBytes, d.MaxHeaderBytes)
+	setDefault(&c.MemoryBudget, d.MemoryBudget)
+	setDefault(&c.SpoolWriters, d.SpoolWriters)
 	setDefault(&c.MaxConnections, d.MaxConnections)
 	setDefault(&c.MaxConnectionsPerIP, d.MaxConnectionsPerIP)
 	setDefault(&c.CommandTimeout, d.CommandTimeout)

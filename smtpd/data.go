@@ -1,16 +1,12 @@
 package smtpd
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -46,36 +42,46 @@ func (ss *session) Data(r io.Reader) error {
 }
 
 // receive does the work of Data; every error it returns goes through
-// reply.
-func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
+// reply. The data goes to the queue while it arrives (see reception);
+// whatever is refused, or fails, leaves nothing behind.
+func (ss *session) receive(r io.Reader, id string) (queue.Result, int64, error) {
 	ss.wc.beginData()
-	sizeHint, _ := strconv.ParseInt(ss.fromParams["SIZE"], 10, 64)
-	bp := msgBufs.Get().(*[]byte)
-	// The queue has written the message to Redis when Enqueue returns,
-	// and nothing else keeps it.
-	defer releaseMsg(bp)
-	data, err := readData(r, bp, sizeHint)
-	ss.wc.endData()
 	defer ss.wc.setTx(false)
+	ctx, cancel := context.WithTimeout(context.Background(), ss.s.cfg.DataTimeout+ss.s.cfg.EnqueueTimeout)
+	defer cancel()
+	rc := ss.newReception(ctx, id)
+	err := rc.read(ctx, r)
+	ss.wc.endData()
 	switch {
+	case err == nil:
 	case errors.Is(err, errDataTimeout):
-		return queue.Result{}, len(data), err
 	case errors.Is(err, smtp.ErrDataTooLarge):
-		return queue.Result{}, len(data), replyTooBig
+		err = replyTooBig
 	case errors.Is(err, smtp.ErrBareLineEnding):
-		return queue.Result{}, len(data), replyBareEOL
-	case err != nil:
-		return queue.Result{}, len(data), fmt.Errorf("%w: %v", replyDataAborted, err)
+		err = replyBareEOL
+	case reply(err) == replyLocal:
+		err = fmt.Errorf("%w: %v", replyDataAborted, err)
 	}
-	size, received := headerSection(data)
-	if size > ss.s.cfg.MaxHeaderBytes {
-		return queue.Result{}, len(data), replyHeaderTooBig
+	if err != nil {
+		if rc.auth != nil {
+			rc.auth.Abort()
+		}
+		rc.discard()
+		return queue.Result{}, rc.size, err
 	}
-	if received > ss.s.cfg.MaxReceived {
-		return queue.Result{}, len(data), replyLoop
+	res, err := ss.commit(rc)
+	if err != nil {
+		rc.discard()
+		return res, rc.size, err
 	}
+	rc.finish()
+	return res, rc.size, nil
+}
+
+// commit stamps the received message and queues it.
+func (ss *session) commit(rc *reception) (queue.Result, error) {
 	rec := &queue.Record{
-		ID:         id,
+		ID:         rc.id,
 		Host:       ss.s.cfg.Hostname,
 		From:       ss.from,
 		FromParams: ss.fromParams,
@@ -89,87 +95,26 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
 		rec.TLSCipher = tls.CipherSuiteName(st.CipherSuite)
 	}
 	header := ss.received(rec)
-	if auth := ss.s.cfg.Auth; auth != nil {
-		res, err := ss.authenticate(auth, data)
+	if rc.auth != nil {
+		res, err := ss.authVerdict(rc.auth)
 		if err != nil {
-			return queue.Result{}, len(data), err
+			return queue.Result{}, err
 		}
 		rec.Auth = res.Record
 		header = append(header, res.Header...)
-		data = res.Data
 	}
-	m := &queue.Message{Record: rec, Header: header, Data: data}
+	m := &queue.Message{Record: rec, Header: header, Spool: rc.spool, Chunks: rc.pending}
 	ctx, cancel := context.WithTimeout(context.Background(), ss.s.cfg.EnqueueTimeout)
 	defer cancel()
 	t0 := time.Now()
 	res, err := ss.s.queue.Enqueue(ctx, m)
 	if err != nil {
-		return res, len(data), err
+		return res, err
 	}
 	ss.s.metrics.enqueue.Observe(time.Since(t0).Seconds())
-	ss.s.metrics.bytes.Add(float64(len(data)))
+	ss.s.metrics.bytes.Add(float64(rc.size))
 	ss.s.lastEnq.Store(time.Now().UnixNano())
-	return res, len(data), nil
-}
-
-// msgBufs holds message buffers between transactions, so that a busy
-// receiver reads each message into memory it already has. A buffer that
-// grew past maxPooledMsg goes to the garbage collector instead: one large
-// message must not pin its size for good.
-var msgBufs = sync.Pool{New: func() any { return new([]byte) }}
-
-const maxPooledMsg = 1 << 20
-
-func releaseMsg(bp *[]byte) {
-	if cap(*bp) <= maxPooledMsg {
-		*bp = (*bp)[:0]
-		msgBufs.Put(bp)
-	}
-}
-
-// readData reads the message to its end into *bp, straight from r into
-// the buffer's free space. go-smtp judges the line endings on the wire
-// (Server.StrictLineEndings): a message with a bare CR, a bare LF or a
-// NUL (RFC 5321 §2.3.8) is read to its real end and then ends with
-// smtp.ErrBareLineEnding instead of io.EOF, so that the refusal comes
-// after the end of data.
-func readData(r io.Reader, bp *[]byte, sizeHint int64) ([]byte, error) {
-	buf := slices.Grow((*bp)[:0], int(min(max(sizeHint, 16<<10), 1<<20))+512)
-	defer func() { *bp = buf[:0] }()
-	for {
-		if cap(buf)-len(buf) < 4<<10 {
-			buf = slices.Grow(buf, max(32<<10, cap(buf)/2))
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return buf, err
-		}
-	}
-}
-
-// headerSection walks the header section once (up to the first empty
-// line, or the whole message without one) and returns its length without
-// the final CRLF, and how many Received fields it has.
-func headerSection(msg []byte) (size, received int) {
-	pos := 0
-	for pos < len(msg) {
-		line := msg[pos:]
-		if i := bytes.IndexByte(line, '\n'); i >= 0 {
-			line = line[:i+1]
-		}
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			return max(pos-2, 0), received // the empty line ends it
-		}
-		if len(line) >= 9 && strings.EqualFold(string(line[:9]), "received:") {
-			received++
-		}
-		pos += len(line)
-	}
-	return len(msg), received
+	return res, nil
 }
 
 // received is the Received header field (RFC 5321 §4.4) for rec, with

@@ -13,6 +13,10 @@ type Metrics struct {
 	transactions *prometheus.CounterVec
 	bytes        prometheus.Counter
 	enqueue      prometheus.Histogram
+	budgetLimit  prometheus.Gauge
+	budgetUsed   prometheus.Gauge
+	budgetWait   prometheus.Gauge
+	spoolWriters prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg (if not nil).
@@ -40,9 +44,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "mxd_enqueue_seconds", Help: "Time from end of data to the queue's acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		budgetLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mxd_memory_budget_bytes", Help: "The bytes of message data sessions may hold in memory together (memory_budget).",
+		}),
+		budgetUsed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mxd_memory_budget_used_bytes", Help: "Bytes of message data held in memory now.",
+		}),
+		budgetWait: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mxd_memory_budget_waiting_sessions", Help: "Sessions that stopped reading from their client until memory is free.",
+		}),
+		spoolWriters: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mxd_spool_writers", Help: "Sessions writing chunks of a big message to the queue now.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.accepted, m.draining, m.refused, m.transactions, m.bytes, m.enqueue)
+		reg.MustRegister(m.sessions, m.accepted, m.draining, m.refused, m.transactions, m.bytes, m.enqueue,
+			m.budgetLimit, m.budgetUsed, m.budgetWait, m.spoolWriters)
 	}
 	return m
 }

@@ -41,6 +41,10 @@ type Server struct {
 	closing  atomic.Bool
 	lastEnq  atomic.Int64 // unix nanoseconds of the last enqueue
 
+	budget  *budget       // bytes of message data in memory
+	blocks  *blockPool    // the blocks they are read into
+	writers chan struct{} // a slot per session writing to its spool
+
 	mu    sync.Mutex
 	conns map[*conn]struct{}
 	perIP map[netip.Addr]int
@@ -63,6 +67,12 @@ func New(cfg Config, q Enqueuer, rcpts *Recipients, logger *slog.Logger, metrics
 		perIP: make(map[netip.Addr]int),
 		done:  make(chan struct{}),
 	}
+	s.budget = newBudget(cfg.MemoryBudget)
+	s.budget.onUse = func(n int64) { metrics.budgetUsed.Set(float64(n)) }
+	s.budget.onWait = func(d int) { metrics.budgetWait.Add(float64(d)) }
+	metrics.budgetLimit.Set(float64(cfg.MemoryBudget))
+	s.blocks = newBlockPool(cfg.MemoryBudget)
+	s.writers = make(chan struct{}, cfg.SpoolWriters)
 	ss := smtp.NewServer(backend{s})
 	ss.Domain = cfg.Hostname
 	ss.MaxMessageBytes = cfg.MaxMessageBytes
@@ -83,6 +93,23 @@ func New(cfg Config, q Enqueuer, rcpts *Recipients, logger *slog.Logger, metrics
 	}
 	s.smtp = ss
 	return s, nil
+}
+
+// spoolSlot waits for a turn to write to the queue's spool.
+func (s *Server) spoolSlot(ctx context.Context) error {
+	select {
+	case s.writers <- struct{}{}:
+		s.metrics.spoolWriters.Inc()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// spoolDone ends a turn taken with spoolSlot.
+func (s *Server) spoolDone() {
+	<-s.writers
+	s.metrics.spoolWriters.Dec()
 }
 
 // Serve accepts connections on l until Shutdown or Close. It may be

@@ -52,12 +52,7 @@ func TestQueuedRecordAndReceived(t *testing.T) {
 	if r.Arrived.IsZero() || r.Size == 0 || r.TLSVersion != "" {
 		t.Errorf("arrived %v size %d tls %q", r.Arrived, r.Size, r.TLSVersion)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr()})
-	defer rdb.Close()
-	body, err := rdb.Get(context.Background(), "{mxq}:body:"+id).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
+	body := e.body(id)
 	if !strings.HasPrefix(body, "Received: from client.example.com ([127.0.0.1])\r\n\tby mx1.example.org (mxd) with ESMTP id "+id) {
 		t.Errorf("body does not start with our Received header:\n%s", body)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"strings"
 
 	"github.com/emersion/go-msgauth/dkim"
@@ -15,10 +16,21 @@ type dkimSig struct {
 	b string // the whole b= value, to choose a unique header.b prefix
 }
 
-// checkDKIM verifies the first maxSigs DKIM-Signature fields of msg (RFC
-// 6376 §6) with go-msgauth, its key lookups through our resolver, and
+// hasSignature reports whether a header has a DKIM-Signature field.
+func hasSignature(fields []field) bool {
+	for _, f := range fields {
+		if strings.EqualFold(strings.TrimSpace(f.name), "DKIM-Signature") {
+			return true
+		}
+	}
+	return false
+}
+
+// checkDKIM verifies the first maxSigs DKIM-Signature fields of the
+// header section msg (RFC 6376 §6) with go-msgauth over msg and the body
+// as it is read from body, its key lookups through our resolver, and
 // returns a verdict per verified signature and the number not verified.
-func (c *Checker) checkDKIM(ctx context.Context, msg []byte, fields []field) ([]dkimSig, int) {
+func (c *Checker) checkDKIM(ctx context.Context, msg []byte, fields []field, body io.Reader) ([]dkimSig, int) {
 	var sigs []dkimSig
 	for _, f := range fields {
 		if strings.EqualFold(strings.TrimSpace(f.name), "DKIM-Signature") {
@@ -37,7 +49,7 @@ func (c *Checker) checkDKIM(ctx context.Context, msg []byte, fields []field) ([]
 		LookupTXT:        func(name string) ([]string, error) { return c.resolver.LookupTXT(ctx, name) },
 		MaxVerifications: c.maxSigs,
 	}
-	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(msg), opts)
+	verifs, err := dkim.VerifyWithOptions(io.MultiReader(bytes.NewReader(msg), body), opts)
 	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) {
 		// Not a verdict on a signature but a failure to run: go-msgauth
 		// then clears one verification's error, so trust none of them.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 	"sync"
@@ -151,48 +152,113 @@ type DKIMSignature struct {
 // Call it on the message as received, before StripForged: a signature may
 // cover any field. Then prepend Result.Header to StripForged(msg, id).
 func (c *Checker) Check(ctx context.Context, in Input) Result {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
+	_, body, _ := headerFields(in.Message)
+	head := in
+	head.Message = in.Message[:body]
+	run := c.Begin(ctx, head)
+	run.Write(in.Message[body:])
+	return run.Finish()
+}
 
-	msg := in.Message
-	fields, _, sep := headerFields(msg)
+// Run is the check of one message whose body is still arriving: Begin
+// starts it with the header section, Write gives it the body as it comes,
+// and Finish returns the Result. The DNS lookups start at once; DKIM
+// hashes the body as it is written, so that no copy of the body is ever
+// kept. A Run is used by one goroutine.
+type Run struct {
+	c      *Checker
+	ctx    context.Context
+	cancel context.CancelFunc
+	in     Input
+	from   author
+	wg     sync.WaitGroup
+	body   *io.PipeWriter // nil when no signature reads the body
+
+	res  Result
+	spf  spfOutcome
+	pol  policy
+	sigs []dkimSig
+}
+
+// Begin starts the checks of a message whose header section (up to and
+// including the empty line that ends it, if any) is in.Message. Lookups
+// run until ctx ends or, after Finish, for the configured timeout.
+func (c *Checker) Begin(ctx context.Context, in Input) *Run {
+	ctx, cancel := context.WithCancel(ctx)
+	header := in.Message
+	fields, _, sep := headerFields(header)
 	if !sep {
 		// A message that is all header has an empty body: give the
 		// DKIM verifier the empty line it needs to see the header's end.
-		msg = append(msg[:len(msg):len(msg)], "\r\n"...)
+		header = append(header[:len(header):len(header)], "\r\n"...)
 	}
-	from := authorDomain(msg, fields)
-
-	var (
-		res  = Result{HELO: in.HELO, MailFrom: in.MailFrom, FromDomain: from.domain}
-		spf  spfOutcome
-		pol  policy
-		wg   sync.WaitGroup
-		sigs []dkimSig
-	)
-	wg.Go(func() { spf = c.checkSPF(ctx, in) })
-	wg.Go(func() { sigs, res.DKIMSkipped = c.checkDKIM(ctx, msg, fields) })
-	wg.Go(func() { res.IPRev, res.IPRevName = c.checkIPRev(ctx, in.IP) })
-	if from.err == "" && from.domain != "" {
-		wg.Go(func() { pol = c.lookupPolicy(ctx, from.domain) })
+	r := &Run{c: c, ctx: ctx, cancel: cancel, in: in, from: authorDomain(header, fields)}
+	r.res = Result{HELO: in.HELO, MailFrom: in.MailFrom, FromDomain: r.from.domain}
+	r.wg.Go(func() { r.spf = c.checkSPF(ctx, in) })
+	r.wg.Go(func() { r.res.IPRev, r.res.IPRevName = c.checkIPRev(ctx, in.IP) })
+	if r.from.err == "" && r.from.domain != "" {
+		r.wg.Go(func() { r.pol = c.lookupPolicy(ctx, r.from.domain) })
 	}
-	wg.Wait()
+	if hasSignature(fields) {
+		pr, pw := io.Pipe()
+		r.body = pw
+		context.AfterFunc(ctx, func() { pr.CloseWithError(ctx.Err()) })
+		r.wg.Go(func() {
+			r.sigs, r.res.DKIMSkipped = c.checkDKIM(ctx, header, fields, pr)
+			// Whatever the verifier left unread: Write must never block
+			// on a reader that is gone.
+			io.Copy(io.Discard, pr)
+		})
+	}
+	return r
+}
 
-	res.SPF, res.SPFIdentity, res.SPFDomain = spf.result, spf.identity, spf.domain
+// Write gives the next part of the body to the checks. It always
+// reports all of p written: a check that stopped reading has its result
+// already.
+func (r *Run) Write(p []byte) (int, error) {
+	if r.body != nil && len(p) > 0 {
+		r.body.Write(p)
+	}
+	return len(p), nil
+}
+
+// Abort stops the checks of a message that will not be queued, without
+// waiting for them.
+func (r *Run) Abort() {
+	r.cancel()
+	if r.body != nil {
+		r.body.CloseWithError(context.Canceled)
+	}
+}
+
+// Finish ends the body and returns the Result, waiting at most the
+// configured timeout for the checks still running; those that do not
+// finish are temperror.
+func (r *Run) Finish() Result {
+	defer r.cancel()
+	if r.body != nil {
+		r.body.Close()
+	}
+	stop := time.AfterFunc(r.c.timeout, r.cancel)
+	defer stop.Stop()
+	r.wg.Wait()
+	res := r.res
+	res.SPF, res.SPFIdentity, res.SPFDomain = r.spf.result, r.spf.identity, r.spf.domain
 	res.DKIM = None
-	for _, s := range sigs {
+	for _, s := range r.sigs {
 		res.DKIMSignatures = append(res.DKIMSignatures, s.DKIMSignature)
 		if dkimRank(s.Result) < dkimRank(res.DKIM) {
 			res.DKIM = s.Result
 		}
 	}
-	c.evaluateDMARC(&res, from, pol)
+	r.c.evaluateDMARC(&res, r.from, r.pol)
 	res.TempError = res.SPF == TempError || res.DKIM == TempError ||
 		res.DMARC == TempError || res.IPRev == TempError
 	for _, s := range res.DKIMSignatures {
 		res.TempError = res.TempError || s.Result == TempError
 	}
-	res.Header = c.header(&res, in.IP)
+	res.Header = r.c.header(&res, r.in.IP)
 	return res
 }
 

@@ -1,0 +1,317 @@
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"time"
+
+	"mxq/queue"
+	"mxq/smtpd/msgauth"
+)
+
+// Message data is read in blocks of blockSize, taken from the server's
+// memory budget, and written to the queue a batch at a time while it
+// arrives (see queue.Spool). A session therefore holds at most its header
+// section and one batch, whatever the message's size; a small message is
+// one block and goes to the queue in the commit alone.
+const (
+	blockSize  = queue.ChunkSize
+	spoolBatch = 4 * blockSize
+)
+
+// blockPool keeps the blocks of finished messages for the next ones. It
+// never holds more than the budget's worth, and the budget bounds the
+// blocks in use, so mxd's heap does not grow with message sizes.
+type blockPool struct{ free chan []byte }
+
+func newBlockPool(limit int64) *blockPool {
+	return &blockPool{free: make(chan []byte, max(limit/blockSize, 1))}
+}
+
+func (p *blockPool) get() []byte {
+	select {
+	case b := <-p.free:
+		return b[:0]
+	default:
+		return make([]byte, 0, blockSize)
+	}
+}
+
+func (p *blockPool) put(b []byte) {
+	if cap(b) != blockSize {
+		return // a grown header buffer: left to the garbage collector
+	}
+	select {
+	case p.free <- b[:0]:
+	default:
+	}
+}
+
+// reception reads one message's data: it finds and checks the header
+// section, removes forged Authentication-Results from it, feeds the
+// authentication checks, and spools the data to the queue in batches.
+type reception struct {
+	ss   *session
+	id   string
+	held held
+
+	cur     []byte // the block being read into
+	curOff  int    // cur[curOff:] is not yet in pending
+	hdrEnd  int    // offset in cur after the header section; -1 until found
+	scan    int    // start of the header line not yet complete
+	recvd   int    // Received fields in the header section
+	header  []byte // the header section as received (for the checks)
+	pending [][]byte
+	pendN   int
+	hdrPend bool     // pending[0] is the (stripped) header section
+	blocks  [][]byte // the pool blocks behind pending
+
+	ctx     context.Context // the session's transaction: ends the checks it starts
+	spool   *queue.Spool
+	auth    *msgauth.Run
+	refusal error // once set, the rest of the data is read and dropped
+	size    int64
+}
+
+func (ss *session) newReception(ctx context.Context, id string) *reception {
+	return &reception{ss: ss, ctx: ctx, id: id, held: held{b: ss.s.budget}, hdrEnd: -1}
+}
+
+// read reads the message to its real end. It returns the refusal decided
+// on the way (the data is then dropped), or the error of the reader.
+func (rc *reception) read(ctx context.Context, r io.Reader) error {
+	if err := rc.held.grow(ctx, blockSize); err != nil {
+		return err
+	}
+	rc.cur = rc.ss.s.blocks.get()
+	for {
+		if len(rc.cur) == cap(rc.cur) {
+			if err := rc.makeRoom(ctx); err != nil {
+				return err
+			}
+		}
+		n, err := r.Read(rc.cur[len(rc.cur):cap(rc.cur)])
+		rc.size += int64(n)
+		if rc.refusal == nil {
+			rc.cur = rc.cur[:len(rc.cur)+n]
+			rc.checkHeader()
+		}
+		if err == io.EOF {
+			return rc.end(ctx)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// checkHeader looks at the header lines completed by the last read.
+func (rc *reception) checkHeader() {
+	if len(rc.cur) > 0 && rc.scan == 0 && (rc.cur[0] == ' ' || rc.cur[0] == '\t') {
+		// It would continue the last header field mxd puts in front.
+		rc.refuse(replyLeadingSpace)
+		return
+	}
+	for rc.hdrEnd < 0 {
+		i := bytes.IndexByte(rc.cur[rc.scan:], '\n')
+		if i < 0 {
+			if rc.scan > rc.ss.s.cfg.MaxHeaderBytes {
+				rc.refuse(replyHeaderTooBig)
+			}
+			return
+		}
+		line := rc.cur[rc.scan : rc.scan+i+1]
+		rc.scan += i + 1
+		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
+			rc.headerDone(rc.scan)
+			return
+		}
+		if len(line) >= 9 && strings.EqualFold(string(line[:9]), "received:") {
+			rc.recvd++
+		}
+	}
+}
+
+// headerDone is called when the header section, cur[:end], is complete.
+func (rc *reception) headerDone(end int) {
+	cfg := &rc.ss.s.cfg
+	size := end - 2 // without the empty line's CRLF
+	if rc.hdrEnd = end; end == len(rc.cur) && (end < 2 || string(rc.cur[end-2:end]) != "\r\n") {
+		size = end // no empty line: the whole message is header
+	}
+	switch {
+	case size > cfg.MaxHeaderBytes:
+		rc.refuse(replyHeaderTooBig)
+		return
+	case rc.recvd > cfg.MaxReceived:
+		rc.refuse(replyLoop)
+		return
+	}
+	rc.header = rc.cur[:end]
+	stripped := rc.header
+	if cfg.Auth != nil {
+		rc.auth = rc.ss.beginAuth(rc.ctx, cfg.Auth, bytes.Clone(rc.header))
+		stripped = stripForged(rc.header, cfg.AuthservID)
+	}
+	rc.pending = append(rc.pending, stripped)
+	rc.pendN += len(stripped)
+	rc.hdrPend = true
+	rc.curOff = end
+}
+
+// makeRoom makes cur writable again when it is full: a header section
+// that does not fit grows it (within MaxHeaderBytes); otherwise the block
+// joins pending, pending is spooled when a batch is complete, and a new
+// block is taken from the budget (waiting for it, if need be).
+func (rc *reception) makeRoom(ctx context.Context) error {
+	if rc.refusal != nil {
+		rc.cur = rc.cur[:0]
+		return nil
+	}
+	if rc.hdrEnd < 0 {
+		return rc.growHeader(ctx)
+	}
+	rc.pend()
+	if rc.pendN >= spoolBatch {
+		if err := rc.flush(ctx); err != nil {
+			return err
+		}
+	}
+	if err := rc.held.grow(ctx, blockSize); err != nil {
+		return err
+	}
+	rc.cur, rc.curOff = rc.ss.s.blocks.get(), 0
+	return nil
+}
+
+// growHeader doubles cur for a header section that has not ended yet.
+func (rc *reception) growHeader(ctx context.Context) error {
+	limit := rc.ss.s.cfg.MaxHeaderBytes + blockSize
+	if len(rc.cur) >= limit {
+		rc.refuse(replyHeaderTooBig)
+		rc.cur = rc.cur[:0]
+		return nil
+	}
+	n := min(2*cap(rc.cur), limit)
+	if err := rc.held.grow(ctx, int64(n-cap(rc.cur))); err != nil {
+		return err
+	}
+	grown := make([]byte, len(rc.cur), n)
+	copy(grown, rc.cur)
+	rc.ss.s.blocks.put(rc.cur)
+	rc.cur = grown
+	return nil
+}
+
+// pend moves the unpended part of cur to pending; cur's block is given
+// back once pending is spooled.
+func (rc *reception) pend() {
+	if p := rc.cur[rc.curOff:]; len(p) > 0 {
+		rc.pending = append(rc.pending, p)
+		rc.pendN += len(p)
+	}
+	rc.blocks = append(rc.blocks, rc.cur)
+	rc.cur, rc.curOff = nil, 0
+}
+
+// flush feeds pending to the checks and appends it to the spool, then
+// gives its blocks back.
+func (rc *reception) flush(ctx context.Context) error {
+	body := rc.pending
+	if rc.hdrPend {
+		body = body[1:]
+	}
+	if rc.auth != nil {
+		for _, p := range body {
+			rc.auth.Write(p) // a failed check is its result, not an error
+		}
+	}
+	if rc.spool == nil {
+		s, ok := rc.ss.s.queue.(Spooler)
+		if !ok {
+			return nil // a queue without spools: keep everything for the commit
+		}
+		cfg := &rc.ss.s.cfg
+		rc.spool = s.NewSpool(rc.id, cfg.DataTimeout+cfg.EnqueueTimeout)
+	}
+	if err := rc.ss.s.spoolSlot(ctx); err != nil {
+		return err
+	}
+	err := rc.spool.Append(ctx, rc.pending...)
+	rc.ss.s.spoolDone()
+	if err != nil {
+		rc.refuse(err)
+		return nil
+	}
+	rc.release()
+	return nil
+}
+
+// release gives back the blocks of pending, which is spooled or dropped.
+func (rc *reception) release() {
+	for _, b := range rc.blocks {
+		rc.ss.s.blocks.put(b)
+		rc.held.shrink(int64(cap(b)))
+	}
+	rc.blocks, rc.pending, rc.pendN, rc.hdrPend = rc.blocks[:0], rc.pending[:0], 0, false
+}
+
+// refuse records why the message will not be queued; the rest of its
+// data is read and dropped.
+func (rc *reception) refuse(err error) {
+	if rc.refusal == nil {
+		rc.refusal = err
+	}
+}
+
+// end completes the data at its end: the header section if it never
+// ended, the last pending part fed to the checks.
+func (rc *reception) end(ctx context.Context) error {
+	if rc.refusal != nil {
+		return rc.refusal
+	}
+	if rc.hdrEnd < 0 {
+		rc.headerDone(len(rc.cur))
+		if rc.refusal != nil {
+			return rc.refusal
+		}
+	}
+	rc.pend()
+	body := rc.pending
+	if rc.hdrPend {
+		body = body[1:]
+	}
+	if rc.auth != nil {
+		for _, p := range body {
+			rc.auth.Write(p)
+		}
+	}
+	return nil
+}
+
+// discard drops what the reception holds: its spool and its blocks.
+func (rc *reception) discard() {
+	if rc.spool != nil {
+		rc.spool.Abort(context.Background())
+	}
+	rc.finish()
+}
+
+// finish gives every block and the budget back.
+func (rc *reception) finish() {
+	if rc.cur != nil {
+		rc.blocks = append(rc.blocks, rc.cur)
+		rc.cur = nil
+	}
+	rc.release()
+	rc.held.releaseAll()
+}
+
+// Spooler is implemented by a queue that can store a body while it
+// arrives (queue.Queue does). With a queue that cannot, the whole message
+// is handed to Enqueue at the end.
+type Spooler interface {
+	NewSpool(id string, ttl time.Duration) *queue.Spool
+}
