@@ -134,7 +134,7 @@ func mailParams(o *smtp.MailOptions) map[string]string {
 
 // Rcpt checks a recipient: syntax, local domain, registry, limit.
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	a, r := parseAddress(to, ss.utf8)
+	a, r := parseRecipient(to, ss.utf8)
 	if r == nil && a.routed() {
 		r = replyRouted
 	}
