@@ -141,6 +141,10 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if r == nil && !ss.s.cfg.localDomain(a.domain) {
 		r = replyRelayDenied
 	}
+	if r == nil && ss.hasRcpt(a) {
+		ss.log.Info("duplicate rcpt ignored", "from", ss.from, "rcpt", to)
+		return replyDuplicateRcpt
+	}
 	if r == nil && len(ss.rcpts) >= ss.s.cfg.MaxRecipients {
 		r = replyTooManyRcpts
 	}
