@@ -30,7 +30,7 @@ type Route struct {
 	// Match is an address or pattern, as queue.Match reads it:
 	// "~*/*@lists.example.org", "u.*.*@lists.example.org",
 	// "announce@lists.example.org" (which also matches
-	// "announce+subscribe@…"). Case does not matter.
+	// "announce+subscribe@…"). The case of ASCII letters does not matter.
 	Match string
 	To    Destination
 }

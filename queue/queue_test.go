@@ -306,28 +306,3 @@ func TestRegistry(t *testing.T) {
 		t.Errorf("after publishing no routes: %v", got)
 	}
 }
-
-func TestMatch(t *testing.T) {
-	tests := []struct {
-		pattern, addr string
-		want          bool
-	}{
-		{"announce@lists.example.org", "announce@lists.example.org", true},
-		{"announce@lists.example.org", "ANNOUNCE@Lists.Example.ORG", true},
-		{"announce@lists.example.org", "announce+subscribe@lists.example.org", true},
-		{"announce@lists.example.org", "announcer@lists.example.org", false},
-		{"~*/*@lists.example.org", "~sircmpwn/sr.ht-dev@lists.example.org", true},
-		{"~*/*@lists.example.org", "~sircmpwn/sr.ht-dev+subscribe@lists.example.org", true},
-		{"~*/*@lists.example.org", "~a/b/c@lists.example.org", false},
-		{"~*/*@lists.example.org", "~owner/list@other.example.org", false},
-		{"~*/*@lists.example.org", "owner/list@lists.example.org", false},
-		{"u.*.*@lists.example.org", "u.owner.list@lists.example.org", true},
-		{"*@lists.example.org", "x@y@lists.example.org", false},
-		{"*@*.example.org", "x@lists.example.org", true},
-	}
-	for _, tt := range tests {
-		if got := queue.Match(tt.pattern, tt.addr); got != tt.want {
-			t.Errorf("Match(%q, %q) = %v, want %v", tt.pattern, tt.addr, got, tt.want)
-		}
-	}
-}

@@ -2,8 +2,6 @@ package queue
 
 import (
 	"context"
-	"fmt"
-	"path"
 	"slices"
 	"strings"
 
@@ -98,63 +96,4 @@ func (q *Queue) Registry(ctx context.Context) ([]RegistryEntry, error) {
 		return strings.Compare(a.Source, b.Source)
 	})
 	return out, nil
-}
-
-// NormalizePattern checks an address or pattern and returns it lower-cased.
-// A pattern is an address in which '*' matches any run of characters
-// other than '/' and '@', and '?' one such character: "~*/*@lists.example.org"
-// matches every list of every owner at lists.example.org.
-func NormalizePattern(p string) (string, error) {
-	p = strings.ToLower(strings.TrimSpace(p))
-	at := strings.LastIndexByte(p, '@')
-	if at <= 0 || at == len(p)-1 {
-		return "", fmt.Errorf("recipient %q: want local@domain (a pattern may use * and ?)", p)
-	}
-	if strings.ContainsAny(p, " \t\r\n<>\x00") {
-		return "", fmt.Errorf("recipient %q: contains a space, control character or angle bracket", p)
-	}
-	if _, err := path.Match(p, ""); err != nil {
-		return "", fmt.Errorf("recipient %q: bad pattern: %w", p, err)
-	}
-	return p, nil
-}
-
-// Match reports whether addr matches the registry entry pattern. Domains,
-// and local parts, compare case-insensitively; a subaddress ("list+tag")
-// matches an entry for the base address ("list").
-func Match(pattern, addr string) bool {
-	addr = strings.ToLower(addr)
-	pattern = strings.ToLower(pattern)
-	if matchOne(pattern, addr) {
-		return true
-	}
-	at := strings.LastIndexByte(addr, '@')
-	if plus := strings.IndexByte(addr[:max(at, 0)], '+'); plus > 0 {
-		return matchOne(pattern, addr[:plus]+addr[at:])
-	}
-	return false
-}
-
-func matchOne(pattern, addr string) bool {
-	if !strings.ContainsAny(pattern, "*?[") {
-		return pattern == addr
-	}
-	pl, pd, _ := strings.Cut(pattern, "@")
-	al, ad, ok := cutLast(addr)
-	if !ok || strings.Contains(pd, "@") || strings.Contains(al, "@") {
-		return false
-	}
-	// path.Match's '*' stops at '/': exactly the owner/list split of
-	// "~owner/list" addresses.
-	lm, _ := path.Match(pl, al)
-	dm, _ := path.Match(pd, ad)
-	return lm && dm
-}
-
-func cutLast(addr string) (local, domain string, ok bool) {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 0 {
-		return "", "", false
-	}
-	return addr[:at], addr[at+1:], true
 }

@@ -6,6 +6,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
+
+	"mxq/queue"
 )
 
 var (
@@ -57,23 +59,48 @@ func parseAddress(s string, utf8Allowed bool) (address, *smtp.SMTPError) {
 	return address{local: local, domain: domain}, nil
 }
 
-// validLocal accepts a dot-string local part (RFC 5322 atext and dots,
-// UTF-8 allowed, RFC 6531). Quoted local parts arrive unquoted from go-smtp;
-// one that needed quoting ("a@b", "a b") is refused: no list address looks
-// like that, and software downstream may split it at the wrong place.
+// parseRecipient is parseAddress for RCPT, where the address must also
+// be one a list can have (queue.WellFormedLocal): the local part a
+// dot-string (RFC 5321 §4.1.2: no leading, trailing or double dot)
+// without an empty, "." or ".." part between '/' ("~owner/list").
+// MAIL FROM keeps the looser rule: senders such as "a..b@" exist, and
+// mxd never delivers to them.
+func parseRecipient(s string, utf8Allowed bool) (address, *smtp.SMTPError) {
+	a, r := parseAddress(s, utf8Allowed)
+	if r == nil && !queue.WellFormedLocal(a.local) {
+		return address{}, replyBadAddress
+	}
+	return a, r
+}
+
+// validLocal accepts a local part of RFC 5322 atext and dots, UTF-8
+// allowed (RFC 6531) but for white space, controls and other invisible
+// characters (queue.Invisible: U+00A0, U+2003, U+200B …), which make an
+// address look like another. Quoted local parts arrive unquoted from
+// go-smtp; one that needed quoting ("a@b", "a b") is refused: no list
+// address looks like that, and software downstream may split it at the
+// wrong place.
 func validLocal(local string) bool {
 	if local == "" || len(local) > 64 {
 		return false
 	}
 	for _, r := range local {
 		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r >= 0x80:
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r >= 0x80 && !queue.Invisible(r):
 		case strings.ContainsRune("!#$%&'*+-/=?^_`{|}~.", r):
 		default:
 			return false
 		}
 	}
 	return true
+}
+
+// foldDomain returns domain as the list domains are compared: without a
+// trailing dot, ASCII letters lowered and nothing else, as in the
+// recipient registry (queue.Fold). strings.ToLower would take "lİsts"
+// (U+0130) for "lists" and U+212A KELVIN SIGN for "k".
+func foldDomain(domain string) string {
+	return queue.Fold(strings.TrimSuffix(domain, "."))
 }
 
 // routed reports whether a local part uses the '%' hack or a UUCP '!'
@@ -84,7 +111,8 @@ func (a address) routed() bool {
 
 // validDomain checks RFC 5321 §4.1.2 Domain / address-literal syntax:
 // dot-separated labels of letters, digits and hyphens (or UTF-8 when the
-// client uses SMTPUTF8), no empty label, no trailing dot.
+// client uses SMTPUTF8, but no invisible characters), no empty label, no
+// trailing dot.
 func validDomain(d string) bool {
 	if strings.HasPrefix(d, "[") && strings.HasSuffix(d, "]") {
 		lit := d[1 : len(d)-1]
@@ -103,7 +131,7 @@ func validDomain(d string) bool {
 			return false
 		}
 		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r >= 0x80) {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r >= 0x80 && !queue.Invisible(r)) {
 				return false
 			}
 		}

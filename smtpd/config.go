@@ -148,7 +148,7 @@ func setDefault[T int | int64 | time.Duration](v *T, d T) {
 
 // localDomain reports whether domain is one of the list domains.
 func (c *Config) localDomain(domain string) bool {
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	domain = foldDomain(domain)
 	for _, d := range c.Domains {
 		if d == domain {
 			return true

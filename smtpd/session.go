@@ -132,12 +132,16 @@ func mailParams(o *smtp.MailOptions) map[string]string {
 
 // Rcpt checks a recipient: syntax, local domain, registry, limit.
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	a, r := parseAddress(to, ss.utf8)
+	a, r := parseRecipient(to, ss.utf8)
 	if r == nil && a.routed() {
 		r = replyRouted
 	}
 	if r == nil && !ss.s.cfg.localDomain(a.domain) {
 		r = replyRelayDenied
+	}
+	if r == nil && ss.hasRcpt(a) {
+		ss.log.Info("duplicate rcpt ignored", "from", ss.from, "rcpt", to)
+		return replyDuplicateRcpt
 	}
 	if r == nil && len(ss.rcpts) >= ss.s.cfg.MaxRecipients {
 		r = replyTooManyRcpts
