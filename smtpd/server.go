@@ -112,6 +112,14 @@ func (s *Server) spoolDone() {
 	s.metrics.spoolWriters.Dec()
 }
 
+// MemoryHeld is the bytes of message data the sessions hold now, out of
+// MemoryBudget.
+func (s *Server) MemoryHeld() int64 {
+	s.budget.mu.Lock()
+	defer s.budget.mu.Unlock()
+	return s.budget.used
+}
+
 // Serve accepts connections on l until Shutdown or Close. It may be
 // called for several listeners.
 func (s *Server) Serve(l net.Listener) error {

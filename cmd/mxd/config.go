@@ -36,6 +36,8 @@ type config struct {
 
 	MaxMessageBytes     int64             `toml:"max_message_bytes"`
 	MaxHeaderBytes      int               `toml:"max_header_bytes"`
+	MemoryBudget        int64             `toml:"memory_budget"`
+	SpoolWriters        int               `toml:"spool_writers"`
 	MaxRecipients       int               `toml:"max_recipients"`
 	MaxReceived         int               `toml:"max_received"`
 	MaxConnections      int               `toml:"max_connections"`
@@ -144,6 +146,8 @@ func (c *config) smtpd(version string) smtpd.Config {
 		MaxRecipients:       c.MaxRecipients,
 		MaxReceived:         c.MaxReceived,
 		MaxHeaderBytes:      c.MaxHeaderBytes,
+		MemoryBudget:        c.MemoryBudget,
+		SpoolWriters:        c.SpoolWriters,
 		MaxConnections:      c.MaxConnections,
 		MaxConnectionsPerIP: c.MaxConnectionsPerIP,
 		CommandTimeout:      c.CommandTimeout.Duration,
