@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 )
@@ -89,7 +88,7 @@ func validAuthservID(id string) error {
 		return errors.New("empty")
 	}
 	for _, ch := range id {
-		if ch <= ' ' || ch >= 0x7f || strings.ContainsRune(`()<>@,;:\"/[]?=`, ch) {
+		if !tokenChar(ch) {
 			return fmt.Errorf("character %q not allowed", ch)
 		}
 	}
