@@ -58,6 +58,8 @@ func TestAuthenticationResults(t *testing.T) {
 		"_dmarc.strict.example.": "v=DMARC1; p=reject",
 		"soft.example.":          "v=spf1 ip4:127.0.0.1 -all",
 		"_dmarc.soft.example.":   "v=DMARC1; p=none",
+		"badrec.example.":        "v=spf1 ip4:127.0.0.1 -all",
+		"_dmarc.badrec.example.": "v=DMARC1; p=bogus",
 	})
 	forged := "Authentication-Results: " + domain + "; dkim=pass header.d=paypal.com\r\n" +
 		"Authentication-Results: other.example; spf=pass\r\n"
@@ -106,6 +108,39 @@ func TestAuthenticationResults(t *testing.T) {
 		}
 		if got := c.sendMail("a@soft.example", []string{listAddr}, msg("soft.example")); !strings.HasPrefix(got, "250") {
 			t.Errorf("DMARC pass: %q", got)
+		}
+	})
+	t.Run("dmarc reject without one author domain", func(t *testing.T) {
+		// RFC 7489 §6.6.1: several From fields, addresses of several
+		// domains or an unparsable From leave DMARC permerror, which
+		// must not be a way around dmarc_reject.
+		body := func(from string) string {
+			return from + "Subject: from\r\n\r\nhi\r\n"
+		}
+		for _, reject := range []bool{false, true} {
+			e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) {
+				c.Auth, c.AuthservID, c.DMARCReject = checker(t, ns), domain, reject
+			})
+			c, _ := dial(t, e.addr)
+			c.expect("EHLO client.example.com", "250")
+			for _, tt := range []struct{ name, from, want string }{
+				{"two From fields", "From: <a@soft.example>\r\nFrom: <a@strict.example>\r\n", "550 5.7.1"},
+				{"two domains", "From: <a@soft.example>, <b@strict.example>\r\n", "550 5.7.1"},
+				{"unparsable", "From: a@soft.example <b@strict.example\r\n", "550 5.7.1"},
+				{"no domain", "From: postmaster\r\n", "550 5.7.1"},
+				{"two addresses of one domain", "From: <a@soft.example>, <b@soft.example>\r\n", "250"},
+				// A broken record is the domain's permerror, not the
+				// message's: DMARC is not applied (§6.6.3).
+				{"broken dmarc record", "From: <a@badrec.example>\r\n", "250"},
+			} {
+				want := tt.want
+				if !reject {
+					want = "250"
+				}
+				if got := c.sendMail("a@soft.example", []string{listAddr}, body(tt.from)); !strings.HasPrefix(got, want) {
+					t.Errorf("dmarc_reject %v, %s: %q, want %s", reject, tt.name, got, want)
+				}
+			}
 		}
 	})
 	t.Run("dns down", func(t *testing.T) {

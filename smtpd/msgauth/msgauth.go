@@ -125,6 +125,11 @@ type Result struct {
 	DMARCPolicy string // none, quarantine, reject (sp= for a subdomain); "" without a record
 	SPFAligned  bool   // SPF passed for a domain aligned with FromDomain
 	DKIMAligned bool   // a signature of an aligned domain passed
+	// FromError says why the From fields gave no Author Domain when that
+	// made DMARC permerror (RFC 7489 §6.6.1): several From fields,
+	// mailboxes of several domains, an unparsable field. It is "" for
+	// every other result, and for a permerror that comes from DNS.
+	FromError string
 
 	IPRevName string // the PTR name that forward-confirmed the IP (iprev=pass)
 
