@@ -89,6 +89,12 @@ func StripForged(msg []byte, authservID string) []byte {
 	if len(drop) == 0 {
 		return msg
 	}
+	return cut(msg, drop)
+}
+
+// cut returns a copy of msg without the fields in drop, which are in
+// header order.
+func cut(msg []byte, drop []field) []byte {
 	out := make([]byte, 0, len(msg))
 	pos := 0
 	for _, f := range drop {

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
 )
 
 // Defaults of Config.
@@ -50,6 +52,7 @@ type Checker struct {
 	resolver *Resolver
 	maxSigs  int
 	timeout  time.Duration
+	verify   verifyFunc
 }
 
 // New returns a Checker for cfg.
@@ -58,7 +61,7 @@ func New(cfg Config) (*Checker, error) {
 		return nil, fmt.Errorf("authserv-id %q: %w", cfg.AuthservID, err)
 	}
 	c := &Checker{id: cfg.AuthservID, resolver: cfg.Resolver,
-		maxSigs: cfg.MaxDKIMSignatures, timeout: cfg.Timeout}
+		maxSigs: cfg.MaxDKIMSignatures, timeout: cfg.Timeout, verify: dkim.VerifyWithOptions}
 	if c.resolver == nil {
 		r, err := NewResolver("", defaultQueryTimeout)
 		if err != nil {
@@ -159,11 +162,12 @@ func (c *Checker) Check(ctx context.Context, in Input) Result {
 	defer cancel()
 
 	msg := in.Message
-	fields, _, sep := headerFields(msg)
+	fields, body, sep := headerFields(msg)
 	if !sep {
 		// A message that is all header has an empty body: give the
 		// DKIM verifier the empty line it needs to see the header's end.
 		msg = append(msg[:len(msg):len(msg)], "\r\n"...)
+		body = len(msg)
 	}
 	from := authorDomain(msg, fields)
 
@@ -175,7 +179,7 @@ func (c *Checker) Check(ctx context.Context, in Input) Result {
 		sigs []dkimSig
 	)
 	wg.Go(func() { spf = c.checkSPF(ctx, in) })
-	wg.Go(func() { sigs, res.DKIMSkipped = c.checkDKIM(ctx, msg, fields) })
+	wg.Go(func() { sigs, res.DKIMSkipped = c.checkDKIM(ctx, msg, fields, body) })
 	wg.Go(func() { res.IPRev, res.IPRevName = c.checkIPRev(ctx, in.IP) })
 	if from.err == "" && from.domain != "" {
 		wg.Go(func() { pol = c.lookupPolicy(ctx, from.domain) })
