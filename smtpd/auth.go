@@ -33,8 +33,16 @@ func (ss *session) beginAuth(ctx context.Context, auth Authenticator, header []b
 func (ss *session) authVerdict(run *msgauth.Run) (authOutcome, error) {
 	t0 := time.Now()
 	r := run.Finish()
-	ss.log.Debug("authenticated", "spf", r.SPF, "dkim", r.DKIM, "dmarc", r.DMARC, "iprev", r.IPRev, "took", time.Since(t0))
+	ss.log.Debug("authenticated", "spf", r.SPF, "dkim", r.DKIM, "dmarc", r.DMARC, "iprev", r.IPRev,
+		"from_error", r.FromError, "took", time.Since(t0))
 	switch {
+	case ss.s.cfg.DMARCReject && r.DMARC == msgauth.PermError && r.FromError != "":
+		// Without one Author Domain DMARC cannot be applied, and picking
+		// one would let the sender choose the policy: RFC 7489 §6.6.1
+		// says such messages are typically rejected. It comes first, as
+		// no retry changes it. A permerror from a broken DMARC record is
+		// not refused: that is the domain's fault, not the message's.
+		return authOutcome{}, replyDMARCFrom
 	case r.TempError && ss.s.cfg.TempFailDNS:
 		return authOutcome{}, replyDNSTemp
 	case ss.s.cfg.DMARCReject && r.DMARC == msgauth.Fail && r.DMARCPolicy == "reject":

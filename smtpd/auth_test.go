@@ -2,6 +2,10 @@ package smtpd_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"net"
 	"strings"
 	"testing"
@@ -53,11 +57,18 @@ func checker(t *testing.T, resolver string) *msgauth.Checker {
 }
 
 func TestAuthenticationResults(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ns := startDNS(t, map[string]string{
-		"strict.example.":        "v=spf1 -all",
-		"_dmarc.strict.example.": "v=DMARC1; p=reject",
-		"soft.example.":          "v=spf1 ip4:127.0.0.1 -all",
-		"_dmarc.soft.example.":   "v=DMARC1; p=none",
+		"ed._domainkey.soft.example.": "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub),
+		"strict.example.":             "v=spf1 -all",
+		"_dmarc.strict.example.":      "v=DMARC1; p=reject",
+		"soft.example.":               "v=spf1 ip4:127.0.0.1 -all",
+		"_dmarc.soft.example.":        "v=DMARC1; p=none",
+		"badrec.example.":             "v=spf1 ip4:127.0.0.1 -all",
+		"_dmarc.badrec.example.":      "v=DMARC1; p=bogus",
 	})
 	forged := "Authentication-Results: " + domain + "; dkim=pass header.d=paypal.com\r\n" +
 		"Authentication-Results: other.example; spf=pass\r\n"
@@ -106,6 +117,62 @@ func TestAuthenticationResults(t *testing.T) {
 		}
 		if got := c.sendMail("a@soft.example", []string{listAddr}, msg("soft.example")); !strings.HasPrefix(got, "250") {
 			t.Errorf("DMARC pass: %q", got)
+		}
+	})
+	t.Run("dmarc reject without one author domain", func(t *testing.T) {
+		// RFC 7489 §6.6.1: several From fields, addresses of several
+		// domains or an unparsable From leave DMARC permerror, which
+		// must not be a way around dmarc_reject.
+		body := func(from string) string {
+			return from + "Subject: from\r\n\r\nhi\r\n"
+		}
+		for _, reject := range []bool{false, true} {
+			e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) {
+				c.Auth, c.AuthservID, c.DMARCReject = checker(t, ns), domain, reject
+			})
+			c, _ := dial(t, e.addr)
+			c.expect("EHLO client.example.com", "250")
+			for _, tt := range []struct{ name, from, want string }{
+				{"two From fields", "From: <a@soft.example>\r\nFrom: <a@strict.example>\r\n", "550 5.7.1"},
+				{"two domains", "From: <a@soft.example>, <b@strict.example>\r\n", "550 5.7.1"},
+				{"unparsable", "From: a@soft.example <b@strict.example\r\n", "550 5.7.1"},
+				{"no domain", "From: postmaster\r\n", "550 5.7.1"},
+				{"two addresses of one domain", "From: <a@soft.example>, <b@soft.example>\r\n", "250"},
+				// A broken record is the domain's permerror, not the
+				// message's: DMARC is not applied (§6.6.3).
+				{"broken dmarc record", "From: <a@badrec.example>\r\n", "250"},
+			} {
+				want := tt.want
+				if !reject {
+					want = "250"
+				}
+				if got := c.sendMail("a@soft.example", []string{listAddr}, body(tt.from)); !strings.HasPrefix(got, want) {
+					t.Errorf("dmarc_reject %v, %s: %q, want %s", reject, tt.name, got, want)
+				}
+			}
+		}
+	})
+	t.Run("dkim hash bomb", func(t *testing.T) {
+		// One signature listing X-A 40,000 times over 40,000 X-A fields,
+		// with the right body hash and a published key: go-msgauth alone
+		// spends a minute of CPU on it. The caps make it permerror.
+		const n = 40000
+		body := "hi\r\n"
+		bh := sha256.Sum256([]byte(body))
+		msg := "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=soft.example; s=ed;\r\n" +
+			"\th=" + strings.Repeat(strings.Repeat("x-a:", 400)+"\r\n\t", n/400) + // under the line limit
+			"from; bh=" + base64.StdEncoding.EncodeToString(bh[:]) +
+			";\r\n\tb=" + base64.StdEncoding.EncodeToString(make([]byte, 64)) + "\r\n" +
+			strings.Repeat("X-A: a\r\n", n) + "From: <a@soft.example>\r\nSubject: bomb\r\n\r\n" + body
+		e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.Auth, c.AuthservID = checker(t, ns), domain })
+		c, _ := dial(t, e.addr)
+		c.expect("EHLO client.example.com", "250")
+		if got := c.sendMail("a@soft.example", []string{listAddr}, msg); !strings.HasPrefix(got, "250") {
+			t.Fatalf("got %q, want 250", got)
+		}
+		recs, _ := e.q.Peek(context.Background(), 1)
+		if a := recs[0].Auth; a == nil || a.DKIM != "permerror" || a.SPF != "pass" {
+			t.Errorf("record auth = %+v, want dkim permerror, spf pass", a)
 		}
 	})
 	t.Run("dns down", func(t *testing.T) {

@@ -26,12 +26,13 @@ type verdict struct {
 	Signatures              []string // Result of each signature, in order
 	DKIMSkipped             int
 	TempError               bool
+	FromError               bool // DMARC permerror because of the From fields
 }
 
 func verdictOf(r Result) verdict {
 	v := verdict{SPF: r.SPF, DKIM: r.DKIM, DMARC: r.DMARC, IPRev: r.IPRev,
 		DMARCPolicy: r.DMARCPolicy, SPFAligned: r.SPFAligned, DKIMAligned: r.DKIMAligned,
-		DKIMSkipped: r.DKIMSkipped, TempError: r.TempError}
+		DKIMSkipped: r.DKIMSkipped, TempError: r.TempError, FromError: r.FromError != ""}
 	for _, s := range r.DKIMSignatures {
 		v.Signatures = append(v.Signatures, s.Result)
 	}

@@ -133,6 +133,9 @@ func (c *Checker) evaluateDMARC(res *Result, from author, pol policy) {
 	switch {
 	case from.domain == "":
 		res.DMARC = from.result
+		if from.result == PermError {
+			res.FromError = from.err
+		}
 		return
 	case pol.temp:
 		res.DMARC = TempError

@@ -11,7 +11,10 @@
 //     limits of §4.6.4 hold: 10 terms that cause lookups, 2 void lookups.
 //   - DKIM (RFC 6376, RFC 8301, RFC 8463 for Ed25519) with go-msgauth, at
 //     most Config.MaxDKIMSignatures signatures per message; keys are looked
-//     up through the Checker's Resolver.
+//     up through the Checker's Resolver. go-msgauth's work grows with h=
+//     entries × header fields, so a signature whose h= lists more than 256
+//     fields is permerror without being verified, and so is every
+//     signature of a message whose header has more than 1000 lines.
 //   - DMARC (RFC 7489): the Author Domain from the single From field
 //     (§6.6.1), the policy at _dmarc.<domain> or else at the organizational
 //     domain (§6.6.3, the Public Suffix List, sp= for subdomains) with
@@ -21,7 +24,9 @@
 // Guarantees:
 //
 //   - Check never fails and never blocks longer than Config.Timeout (or
-//     its context): what it cannot decide is a result keyword, temperror
+//     its context), DKIM's hashing included: a verification still running
+//     then is temperror, and it reads no more of the message once Check
+//     has returned. What it cannot decide is a result keyword, temperror
 //     for DNS trouble (SERVFAIL, REFUSED, timeouts) and permerror for
 //     broken records. NXDOMAIN and empty answers are never temporary.
 //     Result.TempError says a temperror occurred; whether to tempfail the

@@ -3,6 +3,7 @@ package msgauth
 import (
 	"bytes"
 	"strings"
+	"unicode"
 )
 
 // field is one header field of a message: its name and the bytes of the
@@ -81,13 +82,19 @@ func StripForged(msg []byte, authservID string) []byte {
 	fields, _, _ := headerFields(msg)
 	var drop []field
 	for _, f := range fields {
-		if strings.EqualFold(f.name, "Authentication-Results") && claims(f.value(msg), authservID) {
+		if forged(msg, f, authservID) {
 			drop = append(drop, f)
 		}
 	}
 	if len(drop) == 0 {
 		return msg
 	}
+	return cut(msg, drop)
+}
+
+// cut returns a copy of msg without the fields in drop, which are in
+// header order.
+func cut(msg []byte, drop []field) []byte {
 	out := make([]byte, 0, len(msg))
 	pos := 0
 	for _, f := range drop {
@@ -97,21 +104,44 @@ func StripForged(msg []byte, authservID string) []byte {
 	return append(out, msg[pos:]...)
 }
 
-// claims reports whether an Authentication-Results value claims id.
+// forged reports whether f is an Authentication-Results field that claims
+// id. The name is compared without surrounding whitespace of any kind, as
+// parsers that trim it see it.
+func forged(msg []byte, f field, id string) bool {
+	return strings.EqualFold(strings.TrimFunc(f.name, unicode.IsSpace), "Authentication-Results") &&
+		claims(f.value(msg), id)
+}
+
+// claims reports whether an Authentication-Results value claims id: by the
+// grammar, or as a word of the part before the first ';'. Words are split
+// at every character that cannot be part of a token (RFC 2045 §5.1, the
+// form of every id New accepts): the whitespace go-msgauth cuts and trims
+// at (unicode.IsSpace: also \v, \f, U+0085, U+00A0, U+2003 …), control
+// and format characters, and any byte outside ASCII, so that a parser that
+// reads the field as Latin-1 (where byte 0xA0 is a no-break space) finds
+// no id of ours either.
 func claims(v, id string) bool {
 	if strings.EqualFold(authservIDOf(v), id) {
 		return true
 	}
 	head, _, _ := strings.Cut(v, ";")
-	for _, w := range strings.FieldsFunc(head, func(r rune) bool {
-		return r == ' ' || r == '\t' || r == '(' || r == ')' || r == '"'
-	}) {
+	for w := range strings.FieldsFuncSeq(head, func(r rune) bool { return !tokenChar(r) }) {
 		if strings.EqualFold(w, id) {
 			return true
 		}
 	}
 	return false
 }
+
+// tokenChar reports whether r may be part of an RFC 2045 token: printable
+// ASCII other than SP and tspecials. Invalid UTF-8 reaches here as
+// utf8.RuneError, which is not.
+func tokenChar(r rune) bool {
+	return r > ' ' && r < 0x7f && !strings.ContainsRune(tspecials, r)
+}
+
+// tspecials are the characters RFC 2045 §5.1 excludes from a token.
+const tspecials = `()<>@,;:\"/[]?=`
 
 // authservIDOf returns the authserv-id at the start of an
 // Authentication-Results value (RFC 8601 §2.2: [CFWS] authserv-id, where

@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
 )
 
 // Defaults of Config.
@@ -52,6 +53,7 @@ type Checker struct {
 	resolver *Resolver
 	maxSigs  int
 	timeout  time.Duration
+	verify   verifyFunc
 }
 
 // New returns a Checker for cfg.
@@ -60,7 +62,7 @@ func New(cfg Config) (*Checker, error) {
 		return nil, fmt.Errorf("authserv-id %q: %w", cfg.AuthservID, err)
 	}
 	c := &Checker{id: cfg.AuthservID, resolver: cfg.Resolver,
-		maxSigs: cfg.MaxDKIMSignatures, timeout: cfg.Timeout}
+		maxSigs: cfg.MaxDKIMSignatures, timeout: cfg.Timeout, verify: dkim.VerifyWithOptions}
 	if c.resolver == nil {
 		r, err := NewResolver("", defaultQueryTimeout)
 		if err != nil {
@@ -90,7 +92,7 @@ func validAuthservID(id string) error {
 		return errors.New("empty")
 	}
 	for _, ch := range id {
-		if ch <= ' ' || ch >= 0x7f || strings.ContainsRune(`()<>@,;:\"/[]?=`, ch) {
+		if !tokenChar(ch) {
 			return fmt.Errorf("character %q not allowed", ch)
 		}
 	}
@@ -127,6 +129,11 @@ type Result struct {
 	DMARCPolicy string // none, quarantine, reject (sp= for a subdomain); "" without a record
 	SPFAligned  bool   // SPF passed for a domain aligned with FromDomain
 	DKIMAligned bool   // a signature of an aligned domain passed
+	// FromError says why the From fields gave no Author Domain when that
+	// made DMARC permerror (RFC 7489 §6.6.1): several From fields,
+	// mailboxes of several domains, an unparsable field. It is "" for
+	// every other result, and for a permerror that comes from DNS.
+	FromError string
 
 	IPRevName string // the PTR name that forward-confirmed the IP (iprev=pass)
 
@@ -173,6 +180,9 @@ type Run struct {
 	from   author
 	wg     sync.WaitGroup
 	body   *io.PipeWriter // nil when no signature reads the body
+	// dkimCancel ends the DKIM check, which then reads no more of the
+	// body: when a Write waits for it longer than the timeout.
+	dkimCancel context.CancelFunc
 
 	res  Result
 	spf  spfOutcome
@@ -184,7 +194,12 @@ type Run struct {
 // including the empty line that ends it, if any) is in.Message. Lookups
 // run until ctx ends or, after Finish, for the configured timeout.
 func (c *Checker) Begin(ctx context.Context, in Input) *Run {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancelAll := context.WithCancel(ctx)
+	// The lookups for SPF, iprev and DMARC do not wait for the body: the
+	// timeout runs for them from now. DKIM must read the whole body, so
+	// it runs until Finish's timeout (or a Write's).
+	lctx, cancelLookups := context.WithTimeout(ctx, c.timeout)
+	cancel := func() { cancelLookups(); cancelAll() }
 	header := in.Message
 	fields, _, sep := headerFields(header)
 	if !sep {
@@ -194,17 +209,22 @@ func (c *Checker) Begin(ctx context.Context, in Input) *Run {
 	}
 	r := &Run{c: c, ctx: ctx, cancel: cancel, in: in, from: authorDomain(header, fields)}
 	r.res = Result{HELO: in.HELO, MailFrom: in.MailFrom, FromDomain: r.from.domain}
-	r.wg.Go(func() { r.spf = c.checkSPF(ctx, in) })
-	r.wg.Go(func() { r.res.IPRev, r.res.IPRevName = c.checkIPRev(ctx, in.IP) })
+	r.wg.Go(func() { r.spf = c.checkSPF(lctx, in) })
+	r.wg.Go(func() { r.res.IPRev, r.res.IPRevName = c.checkIPRev(lctx, in.IP) })
 	if r.from.err == "" && r.from.domain != "" {
-		r.wg.Go(func() { r.pol = c.lookupPolicy(ctx, r.from.domain) })
+		r.wg.Go(func() { r.pol = c.lookupPolicy(lctx, r.from.domain) })
 	}
-	if hasSignature(fields) {
+	if hasSignature(header, fields) {
+		dctx, dcancel := context.WithCancel(ctx)
 		pr, pw := io.Pipe()
-		r.body = pw
-		context.AfterFunc(ctx, func() { pr.CloseWithError(ctx.Err()) })
+		r.body, r.dkimCancel = pw, dcancel
+		// When DKIM gives up, the verifier reads the end of the body, not
+		// an error: go-msgauth's parallel verification leaves goroutines
+		// blocked forever when its input fails. A Write waiting for it
+		// returns.
+		context.AfterFunc(dctx, func() { pw.Close() })
 		r.wg.Go(func() {
-			r.sigs, r.res.DKIMSkipped = c.checkDKIM(ctx, header, fields, pr)
+			r.sigs, r.res.DKIMSkipped = c.checkDKIM(dctx, header, fields, pr)
 			// Whatever the verifier left unread: Write must never block
 			// on a reader that is gone.
 			io.Copy(io.Discard, pr)
@@ -218,19 +238,20 @@ func (c *Checker) Begin(ctx context.Context, in Input) *Run {
 // already.
 func (r *Run) Write(p []byte) (int, error) {
 	if r.body != nil && len(p) > 0 {
+		// The verifier hashes p while Write waits. Should it not take
+		// p within the timeout (a key lookup that hangs, a verification
+		// that runs away), DKIM is given up as temperror, so that the
+		// session never waits on it longer.
+		t := time.AfterFunc(r.c.timeout, r.dkimCancel)
 		r.body.Write(p)
+		t.Stop()
 	}
 	return len(p), nil
 }
 
 // Abort stops the checks of a message that will not be queued, without
 // waiting for them.
-func (r *Run) Abort() {
-	r.cancel()
-	if r.body != nil {
-		r.body.CloseWithError(context.Canceled)
-	}
-}
+func (r *Run) Abort() { r.cancel() }
 
 // Finish ends the body and returns the Result, waiting at most the
 // configured timeout for the checks still running; those that do not

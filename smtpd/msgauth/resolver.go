@@ -170,7 +170,10 @@ func (r *Resolver) queryServer(ctx context.Context, fqdn string, qtype uint16, s
 
 func (r *Resolver) exchange(ctx context.Context, m *dns.Msg, server, network string) (*dns.Msg, error) {
 	r.queries.Add(1)
-	c := &dns.Client{Net: network, UDPSize: ednsSize}
+	// Without Timeout, miekg/dns bounds dial, write and read by its own
+	// 2 s default, whatever ctx allows: a configured timeout above 2 s
+	// would never be reached.
+	c := &dns.Client{Net: network, UDPSize: ednsSize, Timeout: r.timeout}
 	reply, _, err := c.ExchangeContext(ctx, m, server)
 	return reply, err
 }

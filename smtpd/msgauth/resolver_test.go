@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/miekg/dns"
 )
 
 // dnsOutcome is what a lookup answered, in a form cmp can compare.
@@ -188,6 +189,67 @@ func TestResolverFallbacks(t *testing.T) {
 			}
 			if len(txts) != tt.want || r.queries.Load() != tt.queries {
 				t.Errorf("got %d answers in %d queries, want %d in %d", len(txts), r.queries.Load(), tt.want, tt.queries)
+			}
+		})
+	}
+}
+
+// slowDNS answers every query with one TXT record, delay after it
+// arrived: a server far away or under load.
+func slowDNS(t *testing.T, delay time.Duration, txt string) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 512)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return // closed
+			}
+			q := new(dns.Msg)
+			if q.Unpack(buf[:n]) != nil || len(q.Question) != 1 {
+				continue
+			}
+			m := new(dns.Msg)
+			m.SetReply(q)
+			m.Answer = []dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: q.Question[0].Name,
+				Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{txt}}}
+			out, err := m.Pack()
+			if err != nil {
+				continue
+			}
+			time.AfterFunc(delay, func() { pc.WriteTo(out, from) })
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// TestResolverTimeoutAbove2s checks that the configured timeout is the one
+// that applies, also above the 2 s miekg/dns uses when it is given none:
+// a server that answers after 2.5 s is heard with 4 s and not with 1 s.
+func TestResolverTimeoutAbove2s(t *testing.T) {
+	addr := slowDNS(t, 2500*time.Millisecond, "v=spf1 -all")
+	tests := []struct {
+		timeout time.Duration
+		want    dnsOutcome
+	}{
+		{4 * time.Second, dnsOutcome{Answers: []string{"v=spf1 -all"}}},
+		{time.Second, dnsOutcome{Temporary: true, Timeout: true}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.timeout.String(), func(t *testing.T) {
+			t.Parallel()
+			r, err := NewResolver(addr, tt.timeout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := outcome(r.LookupTXT(context.Background(), "slow.example.test"))
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
 			}
 		})
 	}

@@ -2,10 +2,13 @@ package msgauth
 
 import (
 	"bytes"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-msgauth/authres"
 )
 
 // TestStripForged strips testdata/strip/NAME.eml and compares the result
@@ -41,8 +44,7 @@ func checkStripped(t *testing.T, msg, got []byte) {
 	fields, _, _ := headerFields(msg)
 	var kept []byte
 	for _, f := range fields {
-		ours := strings.EqualFold(f.name, "Authentication-Results") && claims(f.value(msg), authservID)
-		if !ours {
+		if !forged(msg, f, authservID) {
 			kept = append(kept, msg[f.start:f.end]...)
 		}
 	}
@@ -112,6 +114,20 @@ func TestClaims(t *testing.T) {
 		{"mx.lists.test.evil.test; none", false},
 		{"evil.mx.lists.test; none", false},
 		{"other.test; dkim=pass header.d=mx.lists.test", false},
+		// Whitespace to go-msgauth (unicode.IsSpace), not to RFC 8601.
+		{"\vmx.lists.test\v; dkim=pass", true},
+		{"\fmx.lists.test\f; dkim=pass", true},
+		{"\u00a0mx.lists.test\u00a0; dkim=pass", true},
+		{"\u2003mx.lists.test\u2003; dkim=pass", true},
+		{"other.test\u2003mx.lists.test; dkim=pass", true},
+		{"\u0085mx.lists.test; dkim=pass", true},
+		// Other separators of naive parsers: controls, format characters,
+		// 0xA0 read as Latin-1, tspecials.
+		{"\x01mx.lists.test\x1f; dkim=pass", true},
+		{"\u200bmx.lists.test\ufeff; dkim=pass", true},
+		{"\xa0mx.lists.test\xa0; dkim=pass", true},
+		{"other.test/mx.lists.test; dkim=pass", true},
+		{"\u00e9mx.lists.test.evil; dkim=pass", false},
 		{"", false},
 	}
 	for _, tt := range tests {
@@ -119,4 +135,38 @@ func TestClaims(t *testing.T) {
 			t.Errorf("claims(%q) = %v, want %v", tt.value, got, tt.want)
 		}
 	}
+}
+
+// FuzzClaimsAuthres checks StripForged against go-msgauth's parser, which
+// consumers of our header use: whatever value of a field it reads our
+// authserv-id in, that field must be removed. The consumer's view is the
+// field as net/mail reads it.
+func FuzzClaimsAuthres(f *testing.F) {
+	for _, v := range []string{
+		"mx.lists.test; dkim=pass",
+		"\vmx.lists.test\v; dkim=pass",
+		"\u00a0mx.lists.test\u2003; dkim=pass",
+		"(c) \"mx.lists.test\" 1; spf=pass",
+		"other.test; dkim=pass header.d=mx.lists.test",
+		"mx.lists.test\r\n\t; dkim=pass",
+	} {
+		f.Add(v)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		msg := "Authentication-Results: " + v + "\r\nFrom: a@example.test\r\n\r\nbody\r\n"
+		if id, _, _ := authres.Parse(v); id == authservID {
+			if got := StripForged([]byte(msg), authservID); bytes.Contains(got, []byte(v)) {
+				t.Errorf("value %q is ours to go-msgauth, kept:\n%q", v, got)
+			}
+		}
+		m, err := mail.ReadMessage(bytes.NewReader(StripForged([]byte(msg), authservID)))
+		if err != nil {
+			return // no field a consumer could read
+		}
+		for _, value := range m.Header["Authentication-Results"] {
+			if id, _, _ := authres.Parse(value); strings.EqualFold(id, authservID) {
+				t.Errorf("value %q: a consumer reads our id in %q", v, value)
+			}
+		}
+	})
 }
