@@ -67,6 +67,9 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
 	case err != nil:
 		return queue.Result{}, len(data), fmt.Errorf("%w: %v", replyDataAborted, err)
 	}
+	if foldedStart(data) {
+		return queue.Result{}, len(data), replyFoldedStart
+	}
 	size, received := headerSection(data)
 	if size > ss.s.cfg.MaxHeaderBytes {
 		return queue.Result{}, len(data), replyHeaderTooBig
@@ -97,6 +100,9 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
 		rec.Auth = res.Record
 		header = append(header, res.Header...)
 		data = res.Data
+		if foldedStart(data) { // nor may a removed field leave one
+			return queue.Result{}, len(data), replyFoldedStart
+		}
 	}
 	m := &queue.Message{Record: rec, Header: header, Data: data}
 	ctx, cancel := context.WithTimeout(context.Background(), ss.s.cfg.EnqueueTimeout)
@@ -149,6 +155,14 @@ func readData(r io.Reader, bp *[]byte, sizeHint int64) ([]byte, error) {
 			return buf, err
 		}
 	}
+}
+
+// foldedStart reports whether msg begins with a space or a tab. Such a
+// first line is the continuation of a folded field (RFC 5322 §2.2.3), and
+// the fields mxd prepends (RFC 5321 §4.4) would take it as part of their
+// own last one: "\t; dkim=pass" would join our Authentication-Results.
+func foldedStart(msg []byte) bool {
+	return len(msg) > 0 && (msg[0] == ' ' || msg[0] == '\t')
 }
 
 // headerSection walks the header section once (up to the first empty

@@ -34,7 +34,8 @@ func (m *memQueue) Registry(context.Context) ([]queue.RegistryEntry, error) {
 
 // FuzzSession feeds arbitrary client input to a whole session and checks
 // that every "queued as" reply names a queued message, that no queued
-// message carries a bare CR, bare LF or NUL, and that the session ends.
+// message carries a bare CR, bare LF or NUL or begins with a folded line,
+// and that the session ends.
 func FuzzSession(f *testing.F) {
 	seeds := []string{
 		"EHLO a\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<~o/l@lists.example.org>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n",
@@ -86,6 +87,9 @@ func FuzzSession(f *testing.F) {
 			}
 			if bytes.IndexByte(m.Data, 0) >= 0 || bareEOL(m.Data) {
 				t.Fatalf("queued %q: bare CR, LF or NUL", m.Data)
+			}
+			if len(m.Data) > 0 && (m.Data[0] == ' ' || m.Data[0] == '\t') {
+				t.Fatalf("queued %q: its first line would continue our Received field", m.Data)
 			}
 		}
 	})
