@@ -25,6 +25,12 @@ func (ss *session) Data(r io.Reader) error {
 	start := time.Now()
 	id := queue.NewID(start)
 	res, size, err := ss.receive(r, id)
+	if errors.Is(err, smtp.ErrDataReset) {
+		// RSET, STARTTLS or a lost connection ended a BDAT transfer.
+		// The client gets no reply to it, so none is logged.
+		ss.log.Info("transaction aborted", "from", ss.from, "rcpts", len(ss.rcpts), "size", size, "err", err)
+		return err
+	}
 	rep := reply(err)
 	code := 250
 	if err != nil {
@@ -64,6 +70,8 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int, error) {
 		return queue.Result{}, len(data), replyTooBig
 	case errors.Is(err, smtp.ErrBareLineEnding):
 		return queue.Result{}, len(data), replyBareEOL
+	case errors.Is(err, smtp.ErrDataReset):
+		return queue.Result{}, len(data), err
 	case err != nil:
 		return queue.Result{}, len(data), fmt.Errorf("%w: %v", replyDataAborted, err)
 	}
