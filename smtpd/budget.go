@@ -68,6 +68,18 @@ func (b *budget) acquire(ctx context.Context, n int64) error {
 	}
 }
 
+// tryAcquire takes n bytes if they are free now, without waiting.
+func (b *budget) tryAcquire(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.waiters) > 0 || b.used+n > b.limit {
+		return false
+	}
+	b.used += n
+	b.onUse(b.used)
+	return true
+}
+
 func (b *budget) fits(n int64) bool {
 	return b.used+n <= b.limit || b.used == 0
 }
@@ -107,6 +119,15 @@ func (h *held) grow(ctx context.Context, n int64) error {
 	}
 	h.n += n
 	return nil
+}
+
+// tryGrow takes n more bytes if they are free now.
+func (h *held) tryGrow(n int64) bool {
+	if !h.b.tryAcquire(n) {
+		return false
+	}
+	h.n += n
+	return true
 }
 
 // shrink gives n bytes back.

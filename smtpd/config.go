@@ -28,6 +28,11 @@ type Config struct {
 	// MaxConnections in total and MaxConnectionsPerIP from one address.
 	MaxConnections      int
 	MaxConnectionsPerIP int
+	// IPv6PrefixLen is the length of the IPv6 prefix that counts as one
+	// client address for MaxConnectionsPerIP (1 to 128). One host is
+	// usually given a whole /64 (RFC 6177), and can pick any address in
+	// it for each connection.
+	IPv6PrefixLen int
 	// CommandTimeout is the deadline for each command line to arrive.
 	CommandTimeout time.Duration
 	// WriteTimeout is the deadline for each reply to be written.
@@ -90,6 +95,7 @@ func Defaults() Config {
 		SpoolWriters:        8,
 		MaxConnections:      10000,
 		MaxConnectionsPerIP: 20,
+		IPv6PrefixLen:       64,
 		CommandTimeout:      2 * time.Minute,
 		WriteTimeout:        time.Minute,
 		DataTimeout:         10 * time.Minute, // RFC 5321 §4.5.3.2.6: DATA termination 10 min
@@ -127,6 +133,10 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.SpoolWriters, d.SpoolWriters)
 	setDefault(&c.MaxConnections, d.MaxConnections)
 	setDefault(&c.MaxConnectionsPerIP, d.MaxConnectionsPerIP)
+	setDefault(&c.IPv6PrefixLen, d.IPv6PrefixLen)
+	if c.IPv6PrefixLen > 128 {
+		return c, fmt.Errorf("ipv6_prefix_len %d: want 1 to 128 (64: one client per /64)", c.IPv6PrefixLen)
+	}
 	setDefault(&c.CommandTimeout, d.CommandTimeout)
 	setDefault(&c.WriteTimeout, d.WriteTimeout)
 	setDefault(&c.DataTimeout, d.DataTimeout)
@@ -144,6 +154,16 @@ func setDefault[T int | int64 | time.Duration](v *T, d T) {
 	if *v <= 0 {
 		*v = d
 	}
+}
+
+// clientKey is what MaxConnectionsPerIP counts for the client address
+// ip: the address itself for IPv4, its IPv6PrefixLen prefix for IPv6.
+func (c *Config) clientKey(ip netip.Addr) netip.Addr {
+	if !ip.Is6() {
+		return ip
+	}
+	p, _ := ip.Prefix(c.IPv6PrefixLen)
+	return p.Addr()
 }
 
 // localDomain reports whether domain is one of the list domains.

@@ -21,6 +21,12 @@ func (ss *session) Data(r io.Reader) error {
 	start := time.Now()
 	id := queue.NewID(start)
 	res, size, err := ss.receive(r, id)
+	if errors.Is(err, smtp.ErrDataReset) {
+		// RSET, STARTTLS or a lost connection ended a BDAT transfer.
+		// The client gets no reply to it, so none is logged.
+		ss.log.Info("transaction aborted", "from", ss.from, "rcpts", len(ss.rcpts), "size", size, "err", err)
+		return err
+	}
 	rep := reply(err)
 	code := 250
 	if err != nil {
@@ -59,6 +65,7 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int64, error) 
 		err = replyTooBig
 	case errors.Is(err, smtp.ErrBareLineEnding):
 		err = replyBareEOL
+	case errors.Is(err, smtp.ErrDataReset):
 	case reply(err) == replyLocal:
 		err = fmt.Errorf("%w: %v", replyDataAborted, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/netip"
@@ -276,5 +277,49 @@ func TestSwaksTLS(t *testing.T) {
 	recs, _ := e.q.Peek(context.Background(), 1)
 	if len(recs) != 1 || !strings.HasPrefix(recs[0].TLSVersion, "TLS 1.") {
 		t.Errorf("record = %+v, want TLS", recs)
+	}
+}
+
+// proxyV2TCP6 is a PROXY v2 header for a TCP connection from src.
+func proxyV2TCP6(src netip.Addr) []byte {
+	h := []byte("\r\n\r\n\x00\r\nQUIT\n\x21\x21\x00\x24") // PROXY, TCP over IPv6, 36 bytes
+	h = append(h, src.AsSlice()...)
+	h = append(h, netip.MustParseAddr("2001:db8::25").AsSlice()...)
+	return append(h, 0x9c, 0x40, 0, 25)
+}
+
+// The per-IP cap counts an IPv6 client by its /64: one host can use a new
+// address of its /64 for every connection.
+func TestConnectionCapIPv6Prefix(t *testing.T) {
+	for _, tt := range []struct {
+		prefixLen int
+		admitted  int
+	}{{0, 20}, {128, 25}} {
+		t.Run(fmt.Sprintf("ipv6_prefix_len=%d", tt.prefixLen), func(t *testing.T) {
+			e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) {
+				c.ProxyFrom = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+				c.IPv6PrefixLen = tt.prefixLen
+			})
+			admitted := 0
+			for i := range 25 {
+				c, _ := dialNoGreeting(t, e.addr)
+				c.send(string(proxyV2TCP6(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 15: byte(i + 1)}))))
+				switch got := c.read(); {
+				case strings.HasPrefix(got, "220"):
+					admitted++
+				case !strings.HasPrefix(got, "421 4.7.0"):
+					t.Fatalf("connection %d: %q, want 220 or 421 4.7.0", i, got)
+				}
+			}
+			if admitted != tt.admitted {
+				t.Errorf("%d of 25 connections from one /64 admitted, want %d", admitted, tt.admitted)
+			}
+			// Another /64 has its own count.
+			c, _ := dialNoGreeting(t, e.addr)
+			c.send(string(proxyV2TCP6(netip.MustParseAddr("2001:db8:1:3::1"))))
+			if got := c.read(); !strings.HasPrefix(got, "220") {
+				t.Errorf("from another /64: %q, want 220", got)
+			}
+		})
 	}
 }

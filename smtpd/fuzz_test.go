@@ -19,12 +19,19 @@ import (
 type memQueue struct {
 	mu   sync.Mutex
 	msgs map[string]*queue.Message
+	ids  []string // in the order queued
 }
 
 func (m *memQueue) Enqueue(_ context.Context, msg *queue.Message) (queue.Result, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.msgs[msg.Record.ID] = msg
+	m.ids = append(m.ids, msg.Record.ID)
+	// The receiver hands small messages over in pieces; keep them whole
+	// for the checks.
+	if msg.Chunks != nil {
+		msg.Data = bytes.Join(msg.Chunks, nil)
+	}
 	return queue.Result{ID: msg.Record.ID}, nil
 }
 
@@ -33,9 +40,10 @@ func (m *memQueue) Registry(context.Context) ([]queue.RegistryEntry, error) {
 }
 
 // FuzzSession feeds arbitrary client input to a whole session and checks
-// that every "queued as" reply names a queued message, that no queued
-// message carries a bare CR, bare LF or NUL or one recipient twice, and
-// that the session ends.
+// that every "queued as" reply names a queued message, that every message
+// queued got such a reply and has recipients, none twice, that no queued
+// message carries a bare CR, bare LF or NUL or begins with a folded line,
+// and that the session ends.
 func FuzzSession(f *testing.F) {
 	seeds := []string{
 		"EHLO a\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<~o/l@lists.example.org>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n",
@@ -68,17 +76,22 @@ func FuzzSession(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer c.Close()
+		mq.mu.Lock()
+		before := len(mq.ids)
+		mq.mu.Unlock()
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		go func() {
 			c.Write(in)
 			c.(*net.TCPConn).CloseWrite()
 		}()
 		out, _ := io.ReadAll(c)
+		replied := map[string]bool{}
 		for _, line := range strings.Split(string(out), "\r\n") {
 			id, ok := strings.CutPrefix(line, "250 2.0.0 queued as ")
 			if !ok {
 				continue
 			}
+			replied[id] = true
 			mq.mu.Lock()
 			m := mq.msgs[id]
 			mq.mu.Unlock()
@@ -88,12 +101,25 @@ func FuzzSession(f *testing.F) {
 			if bytes.IndexByte(m.Data, 0) >= 0 || bareEOL(m.Data) {
 				t.Fatalf("queued %q: bare CR, LF or NUL", m.Data)
 			}
+			if len(m.Data) > 0 && (m.Data[0] == ' ' || m.Data[0] == '\t') {
+				t.Fatalf("queued %q: its first line would continue our Received field", m.Data)
+			}
 			for i, r := range m.Record.Rcpts {
 				for _, r2 := range m.Record.Rcpts[:i] {
 					if queue.SameAddress(r.Addr, r2.Addr) {
 						t.Fatalf("queued %s with recipient %q twice", id, r.Addr)
 					}
 				}
+			}
+		}
+		mq.mu.Lock()
+		defer mq.mu.Unlock()
+		for _, id := range mq.ids[before:] {
+			if !replied[id] {
+				t.Fatalf("queued %s (from %q to %v) without telling the client", id, mq.msgs[id].Record.From, mq.msgs[id].Record.Rcpts)
+			}
+			if len(mq.msgs[id].Record.Rcpts) == 0 {
+				t.Fatalf("queued %s without recipients", id)
 			}
 		}
 	})

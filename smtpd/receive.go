@@ -109,9 +109,8 @@ func (rc *reception) read(ctx context.Context, r io.Reader) error {
 
 // checkHeader looks at the header lines completed by the last read.
 func (rc *reception) checkHeader() {
-	if len(rc.cur) > 0 && rc.scan == 0 && (rc.cur[0] == ' ' || rc.cur[0] == '\t') {
-		// It would continue the last header field mxd puts in front.
-		rc.refuse(replyLeadingSpace)
+	if rc.scan == 0 && foldedStart(rc.cur) {
+		rc.refuse(replyFoldedStart)
 		return
 	}
 	for rc.hdrEnd < 0 {
@@ -154,6 +153,10 @@ func (rc *reception) headerDone(end int) {
 	if cfg.Auth != nil {
 		rc.auth = rc.ss.beginAuth(rc.ctx, cfg.Auth, bytes.Clone(rc.header))
 		stripped = stripForged(rc.header, cfg.AuthservID)
+		if foldedStart(stripped) { // nor may a removed field leave one
+			rc.refuse(replyFoldedStart)
+			return
+		}
 	}
 	rc.pending = append(rc.pending, stripped)
 	rc.pendN += len(stripped)
@@ -174,19 +177,26 @@ func (rc *reception) makeRoom(ctx context.Context) error {
 		return rc.growHeader(ctx)
 	}
 	rc.pend()
-	if rc.pendN >= spoolBatch {
+	// A session never waits for memory while it holds a batch: it
+	// spools what it has first, so that sessions waiting for each other's
+	// memory cannot hold up each other for good.
+	if rc.pendN >= spoolBatch || !rc.held.tryGrow(blockSize) {
 		if err := rc.flush(ctx); err != nil {
 			return err
 		}
-	}
-	if err := rc.held.grow(ctx, blockSize); err != nil {
-		return err
+		if err := rc.held.grow(ctx, blockSize); err != nil {
+			return err
+		}
 	}
 	rc.cur, rc.curOff = rc.ss.s.blocks.get(), 0
 	return nil
 }
 
 // growHeader doubles cur for a header section that has not ended yet.
+// The header must stay whole in memory, so the session waits for memory
+// while holding some; it waits a bounded time, and then answers that
+// storage is short (452 4.3.1) rather than wait on sessions that may be
+// waiting for it.
 func (rc *reception) growHeader(ctx context.Context) error {
 	limit := rc.ss.s.cfg.MaxHeaderBytes + blockSize
 	if len(rc.cur) >= limit {
@@ -195,8 +205,15 @@ func (rc *reception) growHeader(ctx context.Context) error {
 		return nil
 	}
 	n := min(2*cap(rc.cur), limit)
-	if err := rc.held.grow(ctx, int64(n-cap(rc.cur))); err != nil {
-		return err
+	wctx, cancel := context.WithTimeout(ctx, headerMemoryWait)
+	defer cancel()
+	if err := rc.held.grow(wctx, int64(n-cap(rc.cur))); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		rc.refuse(replyNoMemory)
+		rc.cur = rc.cur[:0]
+		return nil
 	}
 	grown := make([]byte, len(rc.cur), n)
 	copy(grown, rc.cur)
@@ -205,28 +222,27 @@ func (rc *reception) growHeader(ctx context.Context) error {
 	return nil
 }
 
+// headerMemoryWait is how long a long header section waits for memory.
+const headerMemoryWait = 10 * time.Second
+
 // pend moves the unpended part of cur to pending; cur's block is given
 // back once pending is spooled.
 func (rc *reception) pend() {
 	if p := rc.cur[rc.curOff:]; len(p) > 0 {
 		rc.pending = append(rc.pending, p)
 		rc.pendN += len(p)
+		if rc.auth != nil {
+			rc.auth.Write(p) // a failed check is its result, not an error
+		}
 	}
 	rc.blocks = append(rc.blocks, rc.cur)
 	rc.cur, rc.curOff = nil, 0
 }
 
-// flush feeds pending to the checks and appends it to the spool, then
-// gives its blocks back.
+// flush appends pending to the spool, then gives its blocks back.
 func (rc *reception) flush(ctx context.Context) error {
-	body := rc.pending
-	if rc.hdrPend {
-		body = body[1:]
-	}
-	if rc.auth != nil {
-		for _, p := range body {
-			rc.auth.Write(p) // a failed check is its result, not an error
-		}
+	if len(rc.pending) == 0 {
+		return nil
 	}
 	if rc.spool == nil {
 		s, ok := rc.ss.s.queue.(Spooler)
@@ -279,15 +295,6 @@ func (rc *reception) end(ctx context.Context) error {
 		}
 	}
 	rc.pend()
-	body := rc.pending
-	if rc.hdrPend {
-		body = body[1:]
-	}
-	if rc.auth != nil {
-		for _, p := range body {
-			rc.auth.Write(p)
-		}
-	}
 	return nil
 }
 
@@ -314,4 +321,12 @@ func (rc *reception) finish() {
 // is handed to Enqueue at the end.
 type Spooler interface {
 	NewSpool(id string, ttl time.Duration) *queue.Spool
+}
+
+// foldedStart reports whether msg begins with a space or a tab. Such a
+// first line is the continuation of a folded field (RFC 5322 §2.2.3), and
+// the fields mxd prepends (RFC 5321 §4.4) would take it as part of their
+// own last one: "\t; dkim=pass" would join our Authentication-Results.
+func foldedStart(msg []byte) bool {
+	return len(msg) > 0 && (msg[0] == ' ' || msg[0] == '\t')
 }

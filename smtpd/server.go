@@ -47,8 +47,8 @@ type Server struct {
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
-	perIP map[netip.Addr]int
-	done  chan struct{} // closed by Shutdown/Close
+	perIP map[netip.Addr]int // by Config.clientKey
+	done  chan struct{}      // closed by Shutdown/Close
 }
 
 // New returns a Server that queues into q and checks recipients with
@@ -241,7 +241,7 @@ func remoteIP(a net.Addr) netip.Addr {
 
 // admit registers nc as a session, or says why not.
 func (s *Server) admit(nc net.Conn) (*conn, *smtp.SMTPError) {
-	ip := remoteIP(nc.RemoteAddr())
+	ip := s.cfg.clientKey(remoteIP(nc.RemoteAddr()))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -269,7 +269,7 @@ func (s *Server) admit(nc net.Conn) (*conn, *smtp.SMTPError) {
 
 // release forgets a session's connection.
 func (s *Server) release(c *conn) {
-	ip := remoteIP(c.RemoteAddr())
+	ip := s.cfg.clientKey(remoteIP(c.RemoteAddr()))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.conns[c]; !ok {

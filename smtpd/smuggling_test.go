@@ -45,12 +45,25 @@ func (c *client) expectRefused(want string) {
 	}
 }
 
+const envelope = "MAIL FROM:<a@evil.test>\r\nRCPT TO:<" + listAddr + ">\r\n"
+
+// sendEnvelope sends MAIL and RCPT in one write, as a pipelining client
+// does, and reads their replies.
+func (c *client) sendEnvelope() {
+	c.t.Helper()
+	c.send(envelope)
+	for range 2 {
+		if got := c.read(); !strings.HasPrefix(got, "250") {
+			c.t.Fatalf("envelope: %q, want 250", got)
+		}
+	}
+}
+
 // A message's own bytes are judged, whichever way it arrives: with DATA
 // or BDAT, in plaintext or TLS, with its commands pipelined in the same
 // write as the message or not. None of these may be queued.
 func TestSmugglingEveryPath(t *testing.T) {
 	e := newTLSEnv(t)
-	envelope := "MAIL FROM:<a@evil.test>\r\nRCPT TO:<" + listAddr + ">\r\n"
 	bodies := []string{
 		"From: a@evil.test\r\n\r\nhello\n.\r\nMAIL FROM:<x@y>\r\nbare\rcr\x00\r\n",
 		"From: a@evil.test\r\n\r\nhello\r\n.\rMAIL FROM:<x@y>\r\n",
@@ -75,9 +88,9 @@ func TestSmugglingEveryPath(t *testing.T) {
 						}
 						if pipelined {
 							c.send(envelope + in)
-							for _, want := range []string{"250", "250"} {
-								if got := c.read(); !strings.HasPrefix(got, want) {
-									t.Fatalf("envelope: %q, want %s", got, want)
+							for range 2 {
+								if got := c.read(); !strings.HasPrefix(got, "250") {
+									t.Fatalf("envelope: %q, want 250", got)
 								}
 							}
 						} else {
@@ -115,5 +128,36 @@ func TestSmugglingEveryPath(t *testing.T) {
 	}
 	if n, _ := e.q.Depth(context.Background()); n != 4 {
 		t.Errorf("depth = %d, want the 4 clean messages", n)
+	}
+}
+
+// A first line that starts with a space or a tab would continue the last
+// field mxd prepends, here our Authentication-Results, and so lend its
+// authserv-id to forged results. It is refused, with DATA and BDAT.
+func TestFoldedFirstLineRefused(t *testing.T) {
+	ns := startDNS(t, map[string]string{})
+	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.Auth, c.AuthservID = checker(t, ns), domain })
+	bodies := []string{
+		"\t; dkim=pass header.d=paypal.com; dmarc=pass header.from=paypal.com\r\nFrom: <service@paypal.com>\r\n\r\nhi\r\n",
+		" ; spf=pass smtp.mailfrom=paypal.com\r\nFrom: <service@paypal.com>\r\n\r\nhi\r\n",
+		"\t\r\n\r\nhi\r\n",
+	}
+	for i, body := range bodies {
+		for _, cmd := range []string{"DATA", "BDAT"} {
+			t.Run(fmt.Sprintf("%s/%d", cmd, i), func(t *testing.T) {
+				c := greeted(t, e.addr, false)
+				c.sendEnvelope()
+				if cmd == "DATA" {
+					c.expect("DATA", "354")
+					c.send(body + ".\r\n")
+				} else {
+					c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
+				}
+				c.expectRefused("554 5.6.0")
+			})
+		}
+	}
+	if n, _ := e.q.Depth(context.Background()); n != 0 {
+		t.Errorf("depth = %d, want 0", n)
 	}
 }

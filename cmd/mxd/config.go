@@ -42,6 +42,7 @@ type config struct {
 	MaxReceived         int               `toml:"max_received"`
 	MaxConnections      int               `toml:"max_connections"`
 	MaxConnectionsPerIP int               `toml:"max_connections_per_ip"`
+	IPv6PrefixLen       int               `toml:"ipv6_prefix_len"`
 	CommandTimeout      tomlfile.Duration `toml:"command_timeout"`
 	WriteTimeout        tomlfile.Duration `toml:"write_timeout"`
 	DataTimeout         tomlfile.Duration `toml:"data_timeout"`
@@ -150,6 +151,7 @@ func (c *config) smtpd(version string) smtpd.Config {
 		SpoolWriters:        c.SpoolWriters,
 		MaxConnections:      c.MaxConnections,
 		MaxConnectionsPerIP: c.MaxConnectionsPerIP,
+		IPv6PrefixLen:       c.IPv6PrefixLen,
 		CommandTimeout:      c.CommandTimeout.Duration,
 		WriteTimeout:        c.WriteTimeout.Duration,
 		DataTimeout:         c.DataTimeout.Duration,

@@ -172,8 +172,9 @@ func (c *Conn) Close() error {
 	defer c.locker.Unlock()
 
 	if c.bdatPipe != nil {
+		// Only the connection's goroutine forgets the transfer, after
+		// its Data has returned (waitBdat).
 		c.bdatPipe.CloseWithError(ErrDataReset)
-		c.bdatPipe = nil
 	}
 
 	if c.session != nil {
@@ -1040,37 +1041,41 @@ func (c *Conn) handleBdat(arg string) {
 	}
 
 	if c.bdatPipe == nil {
-		var r *io.PipeReader
-		r, c.bdatPipe = io.Pipe()
-
-		c.dataResult = make(chan error, 1)
+		r, w := io.Pipe()
+		// The goroutine gets what it needs now: a reset waits for its
+		// result before it changes any of these (see abortBdat).
+		result := make(chan error, 1)
+		session, status, recipients := c.Session(), c.bdatStatus, c.recipients
+		c.locker.Lock()
+		c.bdatPipe, c.dataResult = w, result
+		c.locker.Unlock()
 
 		go func() {
 			defer func() {
 				if err := recover(); err != nil {
-					c.handlePanic(err, c.bdatStatus)
+					c.handlePanic(err, status)
 
-					c.dataResult <- errPanic
+					result <- errPanic
 					r.CloseWithError(errPanic)
 				}
 			}()
 
 			var err error
 			if !c.server.LMTP {
-				err = c.Session().Data(r)
+				err = session.Data(r)
 			} else {
-				lmtpSession, ok := c.Session().(LMTPSession)
+				lmtpSession, ok := session.(LMTPSession)
 				if !ok {
-					err = c.Session().Data(r)
-					for _, rcpt := range c.recipients {
-						c.bdatStatus.SetStatus(rcpt, err)
+					err = session.Data(r)
+					for _, rcpt := range recipients {
+						status.SetStatus(rcpt, err)
 					}
 				} else {
-					err = lmtpSession.LMTPData(r, c.bdatStatus)
+					err = lmtpSession.LMTPData(r, status)
 				}
 			}
 
-			c.dataResult <- err
+			result <- err
 			r.CloseWithError(err)
 		}()
 	}
@@ -1112,7 +1117,7 @@ func (c *Conn) handleBdat(arg string) {
 			c.bdatPipe.Close()
 		}
 
-		err := <-c.dataResult
+		err := c.waitBdat()
 
 		if c.server.LMTP {
 			c.bdatStatus.fillRemaining(err)
@@ -1345,14 +1350,30 @@ func (c *Conn) readLine() (string, error) {
 	return c.text.ReadLine()
 }
 
+// waitBdat waits for the session's Data of a BDAT transfer to return, and
+// forgets the transfer. The pipe must have been closed.
+func (c *Conn) waitBdat() error {
+	err := <-c.dataResult
+	c.locker.Lock()
+	c.bdatPipe, c.dataResult = nil, nil
+	c.locker.Unlock()
+	return err
+}
+
 func (c *Conn) reset() {
+	// A BDAT transfer in progress (RSET, a failed chunk, STARTTLS)
+	// ends first: its Data runs on another goroutine and reads the
+	// session's transaction, which Session.Reset is about to clear. Its
+	// result was not asked for; the client gets the reply to what ended
+	// the transfer.
+	if c.bdatPipe != nil {
+		c.bdatPipe.CloseWithError(ErrDataReset)
+		c.waitBdat()
+	}
+
 	c.locker.Lock()
 	defer c.locker.Unlock()
 
-	if c.bdatPipe != nil {
-		c.bdatPipe.CloseWithError(ErrDataReset)
-		c.bdatPipe = nil
-	}
 	c.bdatStatus = nil
 	c.bytesReceived = 0
 	c.bdatRaw = lineEndings{}
