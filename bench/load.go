@@ -37,6 +37,12 @@ type loadResult struct {
 	SelfCPU   float64        `json:"self_cpu_seconds"`
 	TimedOut  bool           `json:"stopped_by_duration"`
 	Pipelined bool           `json:"pipelined"`
+
+	// Set by the bench: the peak RSS (VmHWM) of the target's server during
+	// the run, and the bytes the sessions held in flight (sessions ×
+	// message size).
+	PeakKiB  int64 `json:"peak_rss_kib,omitempty"`
+	InFlight int64 `json:"bytes_in_flight,omitempty"`
 }
 
 type latency struct {
@@ -63,14 +69,36 @@ type idleResult struct {
 	PerConnKiB float64        `json:"rss_per_conn_kib"`
 }
 
-// smtpload runs the load tool with -json, its progress on the bench's
+// smtploadJSON runs the load tool with -json, its progress on the bench's
 // stderr, and decodes its result into v.
 func (b *bench) smtploadJSON(ctx context.Context, v any, args ...string) error {
+	return b.smtploadUntil(ctx, nil, v, args...)
+}
+
+// smtploadUntil is smtploadJSON for a load that stop may end early: when
+// stop is closed smtpload gets SIGINT, finishes the transactions it has
+// started, and reports what it measured.
+func (b *bench) smtploadUntil(ctx context.Context, stop <-chan struct{}, v any, args ...string) error {
 	cmd := exec.CommandContext(ctx, b.smtpload, append([]string{"-json"}, args...)...)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = b.stderr
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("smtpload %v: %w", args, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	stopped := false
+	select {
+	case err = <-done:
+	case <-stop:
+		stopped = true
+		cmd.Process.Signal(os.Interrupt)
+		err = <-done
+	}
+	// Interrupted, smtpload prints its result and then exits 1.
+	if err != nil && !(stopped && out.Len() > 0) {
 		return fmt.Errorf("smtpload %v: %w", args, err)
 	}
 	if err := json.Unmarshal(out.Bytes(), v); err != nil {
@@ -79,8 +107,33 @@ func (b *bench) smtploadJSON(ctx context.Context, v any, args ...string) error {
 	return nil
 }
 
-// load drives l at t. measure adds the CPU measurement of t's processes.
+// load drives l at t, then lets t settle. measure adds the CPU measurement
+// of t's processes.
 func (b *bench) load(ctx context.Context, t *target, l loadArgs, measure bool) (loadResult, error) {
+	r, err := b.send(ctx, t, l, measure, nil)
+	if err != nil {
+		return r, err
+	}
+	if err := b.settle(ctx, t); err != nil {
+		return r, err
+	}
+	if measure {
+		b.logf("%s: %.0f msgs/s, p50 %.1f ms, p99 %.1f ms, replies %v", t.name, r.Rate, ms(r.Latency.P50), ms(r.Latency.P99), r.Codes)
+	}
+	return r, nil
+}
+
+// settle waits until t has finished the work the loads left behind.
+func (b *bench) settle(ctx context.Context, t *target) error {
+	if t.settle == nil {
+		return nil
+	}
+	return t.settle(ctx)
+}
+
+// send drives l at t with smtpload and returns its result; stop, when
+// closed, ends the load early.
+func (b *bench) send(ctx context.Context, t *target, l loadArgs, measure bool, stop <-chan struct{}) (loadResult, error) {
 	args := []string{
 		"-server", t.addr, "-to", b.rcpt, "-from", senderAddr, "-helo", senderHost,
 		"-n", strconv.Itoa(l.n), "-c", strconv.Itoa(l.c), "-size", strconv.Itoa(l.size),
@@ -94,18 +147,8 @@ func (b *bench) load(ctx context.Context, t *target, l loadArgs, measure bool) (
 		args = append(args, "-progress", "0")
 	}
 	var r loadResult
-	if err := b.smtploadJSON(ctx, &r, args...); err != nil {
-		return r, err
-	}
-	if t.settle != nil {
-		if err := t.settle(ctx); err != nil {
-			return r, err
-		}
-	}
-	if measure {
-		b.logf("%s: %.0f msgs/s, p50 %.1f ms, p99 %.1f ms, replies %v", t.name, r.Rate, ms(r.Latency.P50), ms(r.Latency.P99), r.Codes)
-	}
-	return r, nil
+	err := b.smtploadUntil(ctx, stop, &r, args...)
+	return r, err
 }
 
 // idle opens n idle sessions to t and measures its RSS per session.

@@ -9,7 +9,13 @@
 // alternate between the servers so that a noisy neighbour hurts all of them
 // alike, then opens idle connections to mxd to measure its memory per
 // connection. It prints a table and the ratios mxd / smtp-sink and
-// mxd / postfix.
+// mxd / postfix, with mxd's peak RSS (VmHWM) in each round next to the bytes
+// its sessions had in flight.
+//
+// -mode presets the loads of big messages: "big" (8 MB messages over 100
+// sessions, mxd against Postfix), "mixed" (10 KiB messages alone, then while
+// 8 MB messages flow to the same server, with the ratios of the two) and
+// "burst" (200 sessions of 16 MB at once).
 //
 // Everything it starts is stopped when it returns, on SIGINT, SIGTERM and
 // SIGHUP too, and everything it writes is under its temporary directory.
@@ -60,7 +66,9 @@ type bench struct {
 	mxd      string
 	mxq      string
 	mxdSet   []string // extra mxd config lines
-	mxdWait  time.Duration
+	// maxmemory is the maxmemory of mxd's redis-server, in bytes.
+	maxmemory int64
+	mxdWait   time.Duration
 	// redisParams is appended to mxd's Redis URL as its query.
 	redisParams string
 }
@@ -87,6 +95,13 @@ type options struct {
 	mxdSet               stringsFlag
 	keep                 bool
 	out                  string
+
+	mode  string
+	mixed bool          // the mixed measurement instead of the rounds
+	big   loadArgs      // the load of big messages that runs during it
+	lead  time.Duration // how long the big load runs before the measured one starts
+	// budget is mxd's memory_budget in bytes; 0 leaves mxd's default.
+	budget int64
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -98,7 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.load.size, "size", 10240, "message size in bytes")
 	fs.IntVar(&o.load.perConn, "per-conn", 0, "messages per connection before reconnecting (0: no limit)")
 	fs.DurationVar(&o.load.duration, "duration", 90*time.Second, "time bound of one measured load run")
-	fs.IntVar(&o.warmup, "warmup", 500, "messages sent to each target before it is measured")
+	fs.IntVar(&o.warmup, "warmup", -1, "messages sent to each target before it is measured (-1: 500, at most 64 MiB of them)")
 	fs.IntVar(&o.rounds, "rounds", 3, "measured rounds per target; the table shows each target's median round")
 	fs.IntVar(&o.idle, "idle", 5000, "idle connections to open to mxd for the RSS measurement (0: skip)")
 	only := fs.String("targets", "smtp-sink,postfix,mxd", "comma list of targets to run")
@@ -107,6 +122,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Var(&o.mxdSet, "mxd-set", "extra `line` for mxd's TOML config, e.g. 'max_recipients = 1000' (repeatable)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, queues, configs)")
 	fs.StringVar(&o.out, "json", "", "also write all results as JSON to this `file`")
+	fs.StringVar(&o.mode, "mode", "", "preset for big messages: big, mixed or burst (docs/benchmarks.md); other flags override it")
+	fs.BoolVar(&o.mixed, "mixed", false, "measure the -n/-c/-size load alone and while the -big-* load runs against the same target, instead of the rounds")
+	fs.IntVar(&o.big.n, "big-n", 2000, "-mixed: messages of the big load, at most (it is stopped when the measured load ends)")
+	fs.IntVar(&o.big.c, "big-c", 30, "-mixed: sessions of the big load")
+	fs.IntVar(&o.big.size, "big-size", 8000000, "-mixed: message size of the big load in bytes")
+	fs.DurationVar(&o.lead, "mixed-lead", 5*time.Second, "-mixed: how long the big load runs before the measured load starts")
+	budget := fs.String("mxd-budget", "", "mxd's memory_budget, e.g. 256MiB (unset: mxd's default, or none where mxd has no such key)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: bench [flags]  (from the repository root)\n\nCompares mxd with smtp-sink and Postfix under the same SMTP load.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -117,6 +139,20 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if err := applyMode(fs, o.mode); err != nil {
+		return o, err
+	}
+	if *budget != "" {
+		n, err := parseSize(*budget)
+		if err != nil {
+			return o, fmt.Errorf("-mxd-budget: %w", err)
+		}
+		o.budget = n
+	}
+	if o.warmup < 0 {
+		o.warmup = autoWarmup(o.load.size)
+	}
+	o.big.duration = o.load.duration + o.lead
 	o.targets = strings.Split(*only, ",")
 	for _, t := range o.targets {
 		if !slices.Contains([]string{"smtp-sink", "postfix", "mxd"}, t) {
@@ -125,6 +161,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.rounds < 1 || o.load.n < 1 || o.load.c < 1 {
 		return o, fmt.Errorf("-rounds, -n and -c must be positive")
+	}
+	if o.mixed && (o.big.n < 1 || o.big.c < 1) {
+		return o, fmt.Errorf("-big-n and -big-c must be positive")
 	}
 	return o, nil
 }
@@ -140,7 +179,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	b := &bench{
 		dir: dir, domain: "lists.example.org", rcpt: "bench@lists.example.org",
-		stderr: stderr, mxdSet: o.mxdSet, mxdWait: o.mxdWait, redisParams: o.redisParams,
+		stderr: stderr, mxdSet: o.mxdConfig(), mxdWait: o.mxdWait, redisParams: o.redisParams,
+		maxmemory: redisMaxmemory(o),
 	}
 	defer func() {
 		for i := len(b.cleanup) - 1; i >= 0; i-- {
@@ -166,14 +206,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rep := report{Load: o.load.String(), Rounds: o.rounds}
+	rep := report{Load: o.load.String(), Size: o.load.size, Rounds: o.rounds, Budget: o.budget}
 	// Idle connections first, while mxd is fresh: after the load runs its
 	// heap has grown and new sessions would reuse memory that is already
 	// resident, which flatters the number.
 	if rep.Idle, err = b.measureIdle(ctx, started, o.idle); err != nil {
 		return err
 	}
-	accepted, err := b.measureLoad(ctx, started, o, &rep)
+	var accepted map[string]int
+	if o.mixed {
+		rep.Mixed = &mixedReport{Small: o.load.String(), Big: o.big.String(), Lead: o.lead.String(), Rounds: o.rounds}
+		accepted, err = b.measureMixed(ctx, started, o, rep.Mixed)
+	} else {
+		accepted, err = b.measureLoad(ctx, started, o, &rep)
+	}
 	if err != nil {
 		return err
 	}
@@ -234,11 +280,9 @@ func (b *bench) measureIdle(ctx context.Context, started []*target, n int) (*idl
 	return nil, nil
 }
 
-// measureLoad warms every target up, then runs the rounds, alternating
-// between targets. It returns how many messages each target accepted,
-// warm-up included.
-func (b *bench) measureLoad(ctx context.Context, started []*target, o options, rep *report) (map[string]int, error) {
-	rep.Results = map[string][]loadResult{}
+// warmup sends o.warmup messages of the measured load to every target and
+// returns how many each accepted.
+func (b *bench) warmup(ctx context.Context, started []*target, o options) (map[string]int, error) {
 	accepted := map[string]int{}
 	for _, t := range started {
 		if o.warmup > 0 {
@@ -252,18 +296,77 @@ func (b *bench) measureLoad(ctx context.Context, started []*target, o options, r
 			accepted[t.name] += r.Accepted
 		}
 	}
+	return accepted, nil
+}
+
+// measureLoad warms every target up, then runs the rounds, alternating
+// between targets. It returns how many messages each target accepted,
+// warm-up included.
+func (b *bench) measureLoad(ctx context.Context, started []*target, o options, rep *report) (map[string]int, error) {
+	rep.Results = map[string][]loadResult{}
+	accepted, err := b.warmup(ctx, started, o)
+	if err != nil {
+		return nil, err
+	}
 	for round := range o.rounds {
 		for _, t := range started {
 			b.logf("round %d/%d: %s, %s", round+1, o.rounds, t.name, o.load)
-			r, err := b.load(ctx, t, o.load, true)
+			var r loadResult
+			peak, err := b.peak(t, func() (err error) {
+				r, err = b.load(ctx, t, o.load, true)
+				return err
+			})
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", t.name, err)
+			}
+			if peak > 0 {
+				r.PeakKiB, r.InFlight = peak, o.load.inFlight()
+				b.logf("%s: peak RSS (VmHWM) %s for %s in flight", t.name, mb(peak*1024), mb(r.InFlight))
 			}
 			rep.Results[t.name] = append(rep.Results[t.name], r)
 			accepted[t.name] += r.Accepted
 		}
 	}
 	return accepted, nil
+}
+
+// mxdConfig is the -mxd-set lines, with memory_budget when -mxd-budget is
+// given and max_message_bytes when a load's messages are bigger than mxd's
+// default (32 MiB) allows, unless -mxd-set sets them.
+func (o options) mxdConfig() []string {
+	lines := slices.Clone([]string(o.mxdSet))
+	set := func(key string) bool {
+		return slices.ContainsFunc(lines, func(l string) bool {
+			k, _, _ := strings.Cut(l, "=")
+			return strings.TrimSpace(k) == key
+		})
+	}
+	if o.budget > 0 && !set("memory_budget") {
+		lines = append(lines, fmt.Sprintf("memory_budget = %d", o.budget))
+	}
+	size := o.load.size
+	if o.mixed {
+		size = max(size, o.big.size)
+	}
+	if size > 32<<20 && !set("max_message_bytes") {
+		lines = append(lines, fmt.Sprintf("max_message_bytes = %d", size))
+	}
+	return lines
+}
+
+// peak runs f and returns the peak RSS (VmHWM, KiB) of t's server while it
+// ran; 0 for a target whose memory is not measured.
+func (b *bench) peak(t *target, f func() error) (int64, error) {
+	if t.memPid == 0 {
+		return 0, f()
+	}
+	if err := resetPeakRSS(t.memPid); err != nil {
+		return 0, fmt.Errorf("%s: reset VmHWM: %w", t.name, err)
+	}
+	if err := f(); err != nil {
+		return 0, err
+	}
+	return peakRSS(t.memPid)
 }
 
 // checkQueues compares, for targets that can tell, the messages answered

@@ -15,7 +15,7 @@ import (
 )
 
 // startRedis starts a redis-server as the queue needs it: AOF on with an
-// fsync before every reply, no RDB snapshots, noeviction.
+// fsync before every reply, no RDB snapshots, noeviction, and b.maxmemory.
 func (b *bench) startRedis(ctx context.Context) (*proc, string, error) {
 	dir := filepath.Join(b.dir, "redis")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -30,7 +30,7 @@ func (b *bench) startRedis(ctx context.Context) (*proc, string, error) {
 		p, err := startProc("redis-server", filepath.Join(dir, "redis.log"),
 			"redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
 			"--appendonly", "yes", "--appendfsync", "always", "--save", "",
-			"--maxmemory", "4gb", "--maxmemory-policy", "noeviction", "--daemonize", "no")
+			"--maxmemory", strconv.FormatInt(b.maxmemory, 10), "--maxmemory-policy", "noeviction", "--daemonize", "no")
 		if err != nil {
 			return nil, "", err
 		}
@@ -161,7 +161,7 @@ func (b *bench) startMxd(ctx context.Context) (*target, error) {
 			b.onExit(func() { d.q.Close() })
 			stop := func() { p.stop(35 * time.Second); redis.stop(10 * time.Second) }
 			return &target{
-				name: "mxd", addr: addr, stop: stop,
+				name: "mxd", addr: addr, stop: stop, memPid: p.pid(),
 				pids:   []string{strconv.Itoa(p.pid()), strconv.Itoa(redis.pid())},
 				settle: d.drain,
 				// Every message answered 250 is either drained or still queued.

@@ -29,13 +29,8 @@ func TestSummarize(t *testing.T) {
 	if diff := cmp.Diff(wantRounds, r.RoundRatios["mxd / postfix"]); diff != "" {
 		t.Errorf("round ratios (-want +got):\n%s", diff)
 	}
-	var out bytes.Buffer
-	r.print(&out)
-	for _, want := range []string{"mxd / smtp-sink", "0.44", "mxd / postfix", "5.71"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("report lacks %q:\n%s", want, out.String())
-		}
-	}
+	out := printed(&r)
+	reportHas(t, out, "mxd / smtp-sink", "0.44", "mxd / postfix", "5.71")
 }
 
 func TestSummarizeWithoutMxd(t *testing.T) {
@@ -44,4 +39,60 @@ func TestSummarizeWithoutMxd(t *testing.T) {
 	if len(r.Ratios) != 0 {
 		t.Errorf("ratios %v without mxd, want none", r.Ratios)
 	}
+}
+
+func TestMixedSummary(t *testing.T) {
+	lat := func(p99ms int64) latency { return latency{P99: p99ms * 1e6} }
+	m := mixedReport{Small: "5000 messages of 10240 bytes", Big: "2000 messages of 8000000 bytes", Lead: "5s", Rounds: 3,
+		Results: map[string][]mixedRound{"mxd": {
+			{Alone: loadResult{Rate: 1751, Latency: lat(33)}, During: loadResult{Rate: 194, Latency: lat(1406)},
+				Big: loadResult{Rate: 3, Codes: map[string]int{"data-end 451": 25}}},
+			{Alone: loadResult{Rate: 1500, Latency: lat(40)}, During: loadResult{Rate: 250, Latency: lat(1000),
+				PeakKiB: 1_000_000, InFlight: 240_102_400}, Big: loadResult{Rate: 4}},
+			{Alone: loadResult{Rate: 2000, Latency: lat(30)}, During: loadResult{Rate: 150, Latency: lat(2000)},
+				Big: loadResult{Rate: 2}, BigEndedEarly: true},
+		}}}
+	r := report{Mixed: &m}
+	r.summarize([]string{"mxd"})
+	s := m.Summary["mxd"]
+	// Medians of each figure on its own: p99 alone 33, during 1406; rates
+	// alone 1751, during 194.
+	if want := 1406.0 / 33; s.P99Ratio != want {
+		t.Errorf("p99 ratio %v, want %v", s.P99Ratio, want)
+	}
+	if want := 194.0 / 1751; s.RateRatio != want {
+		t.Errorf("rate ratio %v, want %v", s.RateRatio, want)
+	}
+	if s.During.Rate != 194 || s.Big.Rate != 3 {
+		t.Errorf("median rounds: during %v, big %v msgs/s; want 194, 3", s.During.Rate, s.Big.Rate)
+	}
+	out := printed(&r)
+	reportHas(t, out,
+		"mxd        alone      1751.0",
+		"mxd        big           3.0",
+		"    25     0  data-end 451: 25",
+		"mxd: p99 during / alone 42.61 (target ≤ 3; rounds 42.61 25.00 66.67); msgs/s during / alone 0.11 (target ≥ 0.5; rounds 0.11 0.17 0.07)",
+		"in round(s) 3; raise -big-n",
+	)
+	// The median round by rate during the load has no peak measured.
+	if strings.Contains(out, "peak RSS") {
+		t.Errorf("report shows a peak the median round does not have:\n%s", out)
+	}
+}
+
+// reportHas fails t for each of wants that the report does not contain.
+func reportHas(t *testing.T, report string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+}
+
+// printed is the report as print writes it.
+func printed(r *report) string {
+	var b bytes.Buffer
+	r.print(&b)
+	return b.String()
 }

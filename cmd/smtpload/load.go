@@ -21,7 +21,8 @@ type loadConfig struct {
 	size     int           // bytes per message
 	perConn  int           // messages per session before reconnecting; 0: no limit
 	duration time.Duration // stop starting messages after this long
-	timeout  time.Duration // per reply
+	timeout  time.Duration // per reply, and per stall of a write
+	dataWait time.Duration // for the reply to the end of the data
 	progress time.Duration // progress line interval; 0: none
 	sels     []procSel     // processes whose CPU time to measure
 }
@@ -149,7 +150,7 @@ func (lr *loadRun) progress(w io.Writer, stop <-chan struct{}) {
 func (lr *loadRun) session(ctx context.Context) workerResult {
 	cfg := lr.cfg
 	res := workerResult{codes: counts{}, lat: make([]time.Duration, 0, cfg.n/cfg.sessions+1)}
-	buf := make([]byte, 0, cfg.size+cfg.size/32+64)
+	hdr := make([]byte, 0, 1024)
 	var c *client
 	sent := 0
 	defer func() {
@@ -176,10 +177,12 @@ func (lr *loadRun) session(ctx context.Context) workerResult {
 				continue
 			}
 			_, res.pipelined = c.ext["PIPELINING"]
+			c.dataTimeout = cfg.dataWait
 			sent = 0
 		}
-		buf = lr.gen.appendWire(buf[:0], uint64(seq), time.Now())
-		tx, err := c.send(cfg.from, cfg.rcpts, buf, cfg.size)
+		msg := lr.gen.wire(hdr[:0], uint64(seq), time.Now())
+		hdr = msg[0]
+		tx, err := c.send(cfg.from, cfg.rcpts, msg, cfg.size)
 		lr.done.Add(1)
 		if err != nil {
 			res.codes[errClass(err)]++

@@ -76,12 +76,15 @@ func (g *generator) header(dst []byte, seq uint64, date time.Time) []byte {
 	return dst
 }
 
-// appendWire appends message seq as sent after DATA's 354: dot-stuffed,
-// CRLF line endings, followed by the terminating ".\r\n" (RFC 5321 §4.1.1.4).
-func (g *generator) appendWire(dst []byte, seq uint64, date time.Time) []byte {
-	dst = g.header(dst, seq, date)
-	dst = append(dst, g.body...)
-	return append(dst, ".\r\n"...)
+// terminator ends the data (RFC 5321 §4.1.1.4).
+var terminator = []byte(".\r\n")
+
+// wire returns message seq as sent after DATA's 354: dot-stuffed, CRLF line
+// endings, followed by the terminating ".\r\n", in parts. The header is
+// appended to hdr; the body is shared by every message and must not be
+// written to, so that C sessions of big messages hold one body, not C.
+func (g *generator) wire(hdr []byte, seq uint64, date time.Time) [][]byte {
+	return [][]byte{g.header(hdr, seq, date), g.body, terminator}
 }
 
 // words is the vocabulary of the body text.

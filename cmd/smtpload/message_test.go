@@ -23,6 +23,14 @@ func unstuff(t *testing.T, wire []byte) []byte {
 	return out
 }
 
+// appendWire appends message seq as the generator sends it, in one piece.
+func (g *generator) appendWire(dst []byte, seq uint64, date time.Time) []byte {
+	for _, p := range g.wire(nil, seq, date) {
+		dst = append(dst, p...)
+	}
+	return dst
+}
+
 func tail(b []byte) []byte { return b[max(0, len(b)-20):] }
 
 func TestGeneratorSize(t *testing.T) {
@@ -148,5 +156,21 @@ func TestStuff(t *testing.T) {
 		if got := string(stuff([]byte(tt.in))); got != tt.want {
 			t.Errorf("stuff(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// Sessions of big messages must not each hold a copy of the body.
+func TestWireSharesBody(t *testing.T) {
+	g, err := newGenerator("sender@example.org", []string{"r@example.org"}, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := g.wire(nil, 1, time.Now())
+	b := g.wire(nil, 2, time.Now())
+	if &a[1][0] != &b[1][0] {
+		t.Error("two messages have two copies of the body, want one shared")
+	}
+	if bytes.Equal(a[0], b[0]) {
+		t.Error("two messages have the same header")
 	}
 }

@@ -26,8 +26,11 @@ type client struct {
 	conn    net.Conn
 	r       *bufio.Reader
 	w       *bufio.Writer
-	timeout time.Duration
-	ext     map[string]string // EHLO keywords, upper case, to their parameters
+	timeout time.Duration // per reply, and per stall of a write
+	// dataTimeout bounds the wait for the reply to the end of the data;
+	// timeout when zero.
+	dataTimeout time.Duration
+	ext         map[string]string // EHLO keywords, upper case, to their parameters
 }
 
 // dial connects to addr, reads the greeting and says EHLO (HELO if EHLO is
@@ -108,9 +111,12 @@ func (c *client) flush() error {
 	return c.w.Flush()
 }
 
-// readReply reads one reply, all of its lines.
-func (c *client) readReply() (reply, error) {
-	c.conn.SetReadDeadline(time.Now().Add(c.timeout))
+// readReply reads one reply, all of its lines, waiting up to c.timeout.
+func (c *client) readReply() (reply, error) { return c.readReplyWithin(c.timeout) }
+
+// readReplyWithin reads one reply, all of its lines, waiting up to d.
+func (c *client) readReplyWithin(d time.Duration) (reply, error) {
+	c.conn.SetReadDeadline(time.Now().Add(d))
 	var r reply
 	var text []string
 	for {
@@ -152,9 +158,10 @@ type txResult struct {
 }
 
 // send runs one mail transaction. msg is the dot-stuffed message with its
-// terminating ".\r\n"; size is its size before stuffing, for SIZE=. An error
-// means the session is unusable; a refusal is a txResult.
-func (c *client) send(from string, rcpts []string, msg []byte, size int) (txResult, error) {
+// terminating ".\r\n", in parts that are sent one after the other; size is
+// its size before stuffing, for SIZE=. An error means the session is
+// unusable; a refusal is a txResult.
+func (c *client) send(from string, rcpts []string, msg [][]byte, size int) (txResult, error) {
 	mail := "MAIL FROM:<" + from + ">"
 	if _, ok := c.ext["SIZE"]; ok {
 		mail += " SIZE=" + strconv.Itoa(size)
@@ -167,7 +174,7 @@ func (c *client) send(from string, rcpts []string, msg []byte, size int) (txResu
 
 // sendPipelined sends MAIL, every RCPT and DATA in one write (RFC 2920
 // §3.1: DATA is the last command of a group), then reads their replies.
-func (c *client) sendPipelined(mail string, rcpts []string, msg []byte) (txResult, error) {
+func (c *client) sendPipelined(mail string, rcpts []string, msg [][]byte) (txResult, error) {
 	c.w.WriteString(mail)
 	c.w.WriteString("\r\n")
 	for _, r := range rcpts {
@@ -228,7 +235,7 @@ func (c *client) sendPipelined(mail string, rcpts []string, msg []byte) (txResul
 }
 
 // sendLockstep is send for a server without PIPELINING.
-func (c *client) sendLockstep(mail string, rcpts []string, msg []byte) (txResult, error) {
+func (c *client) sendLockstep(mail string, rcpts []string, msg [][]byte) (txResult, error) {
 	r, err := c.cmd(mail)
 	if err != nil {
 		return txResult{}, fmt.Errorf("mail: %w", err)
@@ -262,15 +269,35 @@ func (c *client) sendLockstep(mail string, rcpts []string, msg []byte) (txResult
 	return c.data(msg)
 }
 
+// writeChunk is how much of the data is written under one write deadline.
+const writeChunk = 256 << 10
+
 // data sends the message and times its reply: the clock starts once the
 // final CRLF.CRLF is handed to the kernel, and stops when the reply is read.
-func (c *client) data(msg []byte) (txResult, error) {
-	c.w.Write(msg)
+//
+// c.timeout bounds each stall of the write, not the whole message: a server
+// that reads a big message slowly (back-pressure) is still reading. The
+// reply gets c.dataTimeout, which RFC 5321 §4.5.3.2.6 puts at 10 minutes.
+func (c *client) data(msg [][]byte) (txResult, error) {
+	for _, p := range msg {
+		for len(p) > 0 {
+			n := min(len(p), writeChunk)
+			c.conn.SetWriteDeadline(time.Now().Add(c.timeout))
+			if _, err := c.w.Write(p[:n]); err != nil {
+				return txResult{}, fmt.Errorf("data: %w", err)
+			}
+			p = p[n:]
+		}
+	}
 	if err := c.flush(); err != nil {
 		return txResult{}, fmt.Errorf("data: %w", err)
 	}
 	start := time.Now()
-	r, err := c.readReply()
+	wait := c.dataTimeout
+	if wait <= 0 {
+		wait = c.timeout
+	}
+	r, err := c.readReplyWithin(wait)
 	if err != nil {
 		return txResult{}, fmt.Errorf("end of data: %w", err)
 	}
