@@ -152,5 +152,23 @@ func fakeHosts(t *testing.T, url string) int {
 			}
 		}()
 	}
-	return port
+	// The hosts are up once each has beaten: dnsctl refuses to drain
+	// while another host has no heartbeat.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		hs, _ := q.Hosts(context.Background())
+		alive := 0
+		for _, h := range hs {
+			if h.Alive {
+				alive++
+			}
+		}
+		if alive == len(ls) {
+			return port
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fake hosts: %d of %d beat within 10s", alive, len(ls))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
