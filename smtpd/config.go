@@ -29,9 +29,9 @@ type Config struct {
 	MaxConnections      int
 	MaxConnectionsPerIP int
 	// IPv6PrefixLen is the length of the IPv6 prefix that counts as one
-	// client address for MaxConnectionsPerIP (1 to 128). One host is
-	// usually given a whole /64 (RFC 6177), and can pick any address in
-	// it for each connection.
+	// client address for MaxConnectionsPerIP (1 to 128). A subnet is a
+	// /64 (RFC 4291 §2.5.1), one host often has one to itself, and can
+	// pick any address in it for each connection.
 	IPv6PrefixLen int
 	// CommandTimeout is the deadline for each command line to arrive.
 	CommandTimeout time.Duration

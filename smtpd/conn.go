@@ -1,9 +1,12 @@
 package smtpd
 
 import (
+	"bytes"
+	"crypto/tls"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,12 +30,14 @@ type conn struct {
 	dead     bool // DATA timed out: no more reads
 	reading  bool // blocked in Read: go-smtp is not writing
 	closed   bool
-	tls      bool
-	sniffed  bool // the first bytes were looked at
-	inTx     bool // between MAIL and the end of DATA
+	sniffed  bool      // the first bytes were looked at
+	inTx     bool      // between MAIL and the end of DATA
+	tlsConn  *tls.Conn // the session's TLS layer, once a session in TLS began
 
 	wmu       sync.Mutex // guards wbuf: Close may come from another goroutine
 	wbuf      []byte     // replies not yet sent
+	greeted   bool       // the greeting was written
+	tlsBegun  atomic.Bool
 	onClose   func()
 	closeOnce sync.Once
 
@@ -146,12 +151,22 @@ func (c *conn) netRead(b []byte) (int, error) {
 // three (RFC 2920 §3.1 lets a server answer a group at once). go-smtp
 // always reads, or closes, after it replies, so nothing waits in the
 // buffer while the client waits for it.
+//
+// Write also notes when TLS begins. Besides the greeting, the only 220
+// reply is the one to STARTTLS, after which the next bytes either way are
+// the TLS handshake (RFC 3207 §4); later replies are TLS records.
 func (c *conn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if bytes.HasPrefix(b, []byte("220 ")) {
+		if c.greeted {
+			c.tlsBegun.Store(true)
+		}
+		c.greeted = true
+	}
 	c.wbuf = append(c.wbuf, b...)
 	if len(c.wbuf) >= 16<<10 {
-		if err := c.flushLocked(); err != nil {
+		if err := c.flushLocked(c.cfg.WriteTimeout); err != nil {
 			return 0, err
 		}
 	}
@@ -162,14 +177,14 @@ func (c *conn) Write(b []byte) (int, error) {
 func (c *conn) flush() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.flushLocked()
+	return c.flushLocked(c.cfg.WriteTimeout)
 }
 
-func (c *conn) flushLocked() error {
+func (c *conn) flushLocked(timeout time.Duration) error {
 	if len(c.wbuf) == 0 {
 		return nil
 	}
-	c.Conn.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
+	c.Conn.SetWriteDeadline(time.Now().Add(timeout))
 	_, err := c.Conn.Write(c.wbuf)
 	c.wbuf = c.wbuf[:0]
 	return err
@@ -209,9 +224,11 @@ func (c *conn) setTx(on bool) {
 	c.mu.Unlock()
 }
 
-func (c *conn) setTLS() {
+// setTLSConn records the TLS layer of a session that began in TLS, for
+// closeIfIdle.
+func (c *conn) setTLSConn(tc *tls.Conn) {
 	c.mu.Lock()
-	c.tls = true
+	c.tlsConn = tc
 	c.mu.Unlock()
 }
 
@@ -229,10 +246,23 @@ func (c *conn) closeIfIdle(text string) bool {
 		return false
 	}
 	c.closed = true
-	if !c.tls { // in TLS a plaintext line would be garbage: just close
+	switch {
+	case c.tlsConn != nil:
+		// The reply goes through TLS, then close_notify, so the client
+		// sees a clean end. The session's goroutine is blocked in the
+		// TLS layer's Read, and crypto/tls allows a Write alongside
+		// it; the records land in wbuf, sent here.
+		c.tlsConn.Write([]byte(text))
+		c.tlsConn.CloseWrite()
+		c.wmu.Lock()
+		c.flushLocked(time.Second)
+		c.wmu.Unlock()
+	case !c.tlsBegun.Load():
 		c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 		c.Conn.Write([]byte(text))
 	}
+	// In the handshake, or in TLS before a session knows its TLS layer,
+	// plaintext would be a broken record to the client: just close.
 	c.Conn.Close()
 	return true
 }

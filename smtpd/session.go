@@ -25,6 +25,9 @@ func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	var id [6]byte
 	rand.Read(id[:])
 	sid := hex.EncodeToString(id[:])
+	if tc, ok := c.Conn().(*tls.Conn); ok {
+		wc.setTLSConn(tc)
+	}
 	remote := remoteIP(wc.RemoteAddr())
 	return &session{
 		s:      b.s,
@@ -80,9 +83,6 @@ func (ss *session) Logout() error {
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if ss.s.closing.Load() {
 		return replyShutdown
-	}
-	if _, isTLS := ss.c.TLSConnectionState(); isTLS {
-		ss.wc.setTLS()
 	}
 	utf8 := opts != nil && opts.UTF8
 	if from != "" {
