@@ -46,6 +46,7 @@ fuzz: ## run every fuzz target for FUZZTIME (30s) each; new finds land in testda
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAddress$$' -fuzztime $(FUZZTIME) ./smtpd/
 	$(GO) test -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME) ./smtpd/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseKey$$' -fuzztime $(FUZZTIME) ./dnsctl/
+	$(GO) test -run '^$$' -fuzz '^FuzzAppendLF$$' -fuzztime $(FUZZTIME) ./lists/
 
 run: deps build ## run Redis (AOF on, data in run/), listd into run/maildir, and mxd on 127.0.0.1:2525
 	@mkdir -p $(RUN)/redis $(RUN)/maildir

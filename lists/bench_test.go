@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -379,3 +380,49 @@ func writeSynced(dir string, newDir *os.File, name string, body []byte) error {
 var discardLogger = slog.New(slog.DiscardHandler)
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// BenchmarkBigMessage delivers b.N messages of 32 MiB, queued first (not
+// timed), all at once (b.N ≤ the consumer's concurrency), into each kind
+// of destination, and reports the rate (MiB/s), the bytes allocated per
+// MiB delivered (alloc-B/MiB: what the garbage collector has to deal
+// with) and how much the live heap grew at most (peak-heap-MiB: what the
+// deliveries held at once).
+//
+//	go test -run '^$' -bench BigMessage -benchtime 8x ./lists/
+func BenchmarkBigMessage(b *testing.B) {
+	const rcpt = "dev@lists.example.org"
+	b.Run("maildir", func(b *testing.B) {
+		benchBig(b, &lists.Maildir{Dir: b.TempDir()})
+	})
+	b.Run("exec", func(b *testing.B) {
+		benchBig(b, &lists.Exec{Argv: []string{"/bin/sh", "-c", "exec cat > /dev/null"}})
+	})
+	b.Run("smtp-sink", func(b *testing.B) {
+		benchBig(b, &lists.SMTP{Addr: liststest.StartSink(b).Addr})
+	})
+	b.Run("dovecot-lmtp", func(b *testing.B) {
+		benchBig(b, &lists.LMTP{Addr: liststest.StartDovecot(b, rcpt).Socket()})
+	})
+}
+
+func benchBig(b *testing.B, to lists.Destination) {
+	e := newEnv(b)
+	for i := range b.N {
+		e.putBig(b, bigData(fmt.Sprint(i), bigSize, uint64(i)), "dev@lists.example.org")
+	}
+	h := &lists.Router{Routes: []lists.Route{{Match: "*@lists.example.org", To: to}}}
+	runtime.GC()
+	base := liveHeap()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	peak := startHeapPeak()
+	b.ResetTimer()
+	elapsed, _ := consumeN(b, e.q, h, b.N)
+	b.StopTimer()
+	top := peak.Stop()
+	runtime.ReadMemStats(&after)
+	total := float64(b.N) * bigSize / (1 << 20)
+	b.ReportMetric(total/elapsed.Seconds(), "MiB/s")
+	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/total, "alloc-B/MiB")
+	b.ReportMetric(mib(top-min(top, base)), "peak-heap-MiB")
+}

@@ -154,18 +154,23 @@ func (d *Maildir) name(m *Message, rcpt string) string {
 func writeMaildirCopy(f *os.File, m *Message, rcpt string) error {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
-	buf := (*bp)[:0]
-	buf = fmt.Appendf(buf, "Return-Path: <%s>\nDelivered-To: %s\n", m.Record.From, rcpt)
-	body := m.Body()
-	cr := false // the last chunk ended in CR
+	buf := fmt.Appendf((*bp)[:0], "Return-Path: <%s>\nDelivered-To: %s\n", m.Record.From, rcpt)
+	return copyLF(f, m.Body(), buf)
+}
+
+// copyLF writes buf, then what r reads with every CRLF turned into LF, to
+// w. It reads into buf's free space and converts there, so that a copy
+// holds buf and nothing else whatever the message's size.
+func copyLF(w io.Writer, r io.Reader, buf []byte) error {
+	cr := false // the last read ended in a CR
 	for {
 		if cap(buf)-len(buf) < 512 {
-			if _, err := f.Write(buf); err != nil {
-				return fmt.Errorf("write %s: %w", f.Name(), err)
+			if _, err := w.Write(buf); err != nil {
+				return err
 			}
 			buf = buf[:0]
 		}
-		n, err := body.Read(buf[len(buf):cap(buf)])
+		n, err := r.Read(buf[len(buf):cap(buf)])
 		in := buf[len(buf) : len(buf)+n]
 		buf, cr = appendLF(buf, in, cr)
 		if err == io.EOF {
@@ -178,10 +183,8 @@ func writeMaildirCopy(f *os.File, m *Message, rcpt string) error {
 	if cr {
 		buf = append(buf, '\r')
 	}
-	if _, err := f.Write(buf); err != nil {
-		return fmt.Errorf("write %s: %w", f.Name(), err)
-	}
-	return nil
+	_, err := w.Write(buf)
+	return err
 }
 
 // appendLF appends in to buf with every CRLF turned into LF. in may lie in

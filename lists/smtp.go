@@ -114,7 +114,10 @@ func open(ctx context.Context, lmtp bool, addr, name string, timeout time.Durati
 }
 
 // transact runs one LMTP or SMTP transaction and returns one error per
-// recipient.
+// recipient. The body is copied from the queue to the connection as it
+// is read, 32 KiB at a time; when reading it fails in the middle, the
+// connection is closed without the end-of-data mark and every recipient
+// gets a temporary error.
 func transact(ctx context.Context, lmtp bool, addr, name string, timeout time.Duration, m *Message, rcpts []string) []error {
 	errs := make([]error, len(rcpts))
 	all := func(err error) []error {
@@ -155,8 +158,13 @@ func transact(ctx context.Context, lmtp bool, addr, name string, timeout time.Du
 	if err != nil {
 		return all(smtpError("DATA", err))
 	}
-	if _, err := io.Copy(w, m.Body()); err != nil {
-		return all(Temporary(fmt.Errorf("send data: %w", err)))
+	if err := sendBody(w, m.Body()); err != nil {
+		// The server takes the data for a message only at the end-of-data
+		// mark (RFC 5321 §4.1.1.4, RFC 2033 §4.2): closing the connection
+		// without it, before anything else is written, makes it drop what
+		// it got, so a body cut short by the queue is never delivered.
+		c.Close()
+		return all(Temporary(err))
 	}
 	if !lmtp {
 		if err := w.Close(); err != nil {
@@ -184,4 +192,31 @@ func transact(ctx context.Context, lmtp bool, addr, name string, timeout time.Du
 	}
 	c.Quit()
 	return errs
+}
+
+// sendBody copies the message to the data writer as it is read from the
+// queue, and says which side failed.
+func sendBody(w io.Writer, body io.Reader) error {
+	r := &readErr{r: body}
+	if _, err := io.Copy(w, r); err != nil {
+		if r.err != nil {
+			return fmt.Errorf("read the message: %w", r.err)
+		}
+		return fmt.Errorf("send data: %w", err)
+	}
+	return nil
+}
+
+// readErr remembers the error of its reader.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
 }

@@ -26,7 +26,7 @@ type storedBody struct {
 	q       *Queue
 	key     string
 	version int
-	first   [][]byte // fetched with the entry
+	first   []string // fetched with the entry
 	more    bool     // there may be more than first
 	size    int64    // the length the record gives; -1 when unknown
 }
@@ -57,24 +57,22 @@ func (c bodyCmds) result(q *Queue, id string, version int, size int64) (*storedB
 		if err != nil || len(elems) == 0 {
 			return nil, false
 		}
-		for _, e := range elems {
-			b.first = append(b.first, []byte(e))
-		}
+		b.first = elems
 		b.more = len(elems) == prefetchElems
 		return b, true
 	}
 	if n, err := c.exists.Result(); err != nil || n == 0 {
 		return nil, false
 	}
-	head, _ := c.head.Bytes()
-	b.first = [][]byte{head}
+	head, _ := c.head.Result()
+	b.first = []string{head}
 	b.more = len(head) == maxCommandBytes
 	return b, true
 }
 
 // reader returns a reader of the whole body from its start.
 func (b *storedBody) reader() io.Reader {
-	r := &bodyReader{b: b, pieces: make([][]byte, 0, prefetchElems), done: !b.more}
+	r := &bodyReader{b: b, pieces: make([]string, 0, prefetchElems), done: !b.more}
 	r.pieces = append(r.pieces, b.first...)
 	if b.version >= 2 {
 		r.next = int64(len(b.first))
@@ -85,10 +83,12 @@ func (b *storedBody) reader() io.Reader {
 }
 
 // bodyReader reads a stored body, fetching the next chunks when it has
-// handed out the ones it holds.
+// handed out the ones it holds. The chunks stay the strings go-redis
+// read them into: copying them into []byte first would allocate every
+// byte of the body twice.
 type bodyReader struct {
 	b      *storedBody
-	pieces [][]byte // fetched and not yet read
+	pieces []string // fetched and not yet read
 	next   int64    // format 2: the next element; format 1: the next byte
 	done   bool     // everything is fetched
 	read   int64
@@ -135,14 +135,12 @@ func (r *bodyReader) fetch() error {
 		if err != nil {
 			return fmt.Errorf("read %s: %w", r.b.key, classify(err))
 		}
-		for _, e := range elems {
-			r.pieces = append(r.pieces, []byte(e))
-		}
+		r.pieces = append(r.pieces, elems...)
 		r.next += int64(len(elems))
 		r.done = len(elems) < prefetchElems
 		return nil
 	}
-	b, err := q.rdb.GetRange(ctx, r.b.key, r.next, r.next+maxCommandBytes-1).Bytes()
+	b, err := q.rdb.GetRange(ctx, r.b.key, r.next, r.next+maxCommandBytes-1).Result()
 	if err != nil {
 		return fmt.Errorf("read %s: %w", r.b.key, classify(err))
 	}

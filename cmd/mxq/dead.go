@@ -15,24 +15,30 @@ import (
 )
 
 // cmdArgs are the flags the dead and peek subcommands take, in any
-// position: -json, --all, -n N.
+// position: -json, and where the command allows them --all, -n N, -body.
 type cmdArgs struct {
-	json, all bool
-	n         int64
-	rest      []string
+	json, all, body bool
+	n               int64
+	rest            []string
 }
 
-func parseArgs(name string, args []string, allowAll, allowN bool) (cmdArgs, error) {
+// parseArgs reads args; allowed names the flags other than -json that
+// the command takes ("all", "n", "body").
+func parseArgs(name string, args []string, allowed ...string) (cmdArgs, error) {
 	a := cmdArgs{n: 20}
 	for i := 0; i < len(args); i++ {
-		switch f := strings.TrimLeft(args[i], "-"); {
+		f := strings.TrimLeft(args[i], "-")
+		ok := slices.Contains(allowed, f)
+		switch {
 		case !strings.HasPrefix(args[i], "-"):
 			a.rest = append(a.rest, args[i])
 		case f == "json":
 			a.json = true
-		case f == "all" && allowAll:
+		case f == "all" && ok:
 			a.all = true
-		case f == "n" && allowN && i+1 < len(args):
+		case f == "body" && ok:
+			a.body = true
+		case f == "n" && ok && i+1 < len(args):
 			n, err := strconv.ParseInt(args[i+1], 10, 64)
 			if err != nil || n < 1 {
 				return a, usageError{fmt.Sprintf("%s: -n wants a positive number, not %q", name, args[i+1])}
@@ -42,11 +48,24 @@ func parseArgs(name string, args []string, allowAll, allowN bool) (cmdArgs, erro
 			return a, usageError{fmt.Sprintf("%s: unknown flag %q", name, args[i])}
 		}
 	}
+	if a.body && a.json {
+		return a, usageError{name + ": -body writes the message itself; it does not go with -json"}
+	}
 	return a, nil
 }
 
+// writeBody copies a stored message to stdout as it is read from Redis,
+// a few chunks at a time, so that a big one is never held whole.
+func writeBody(stdout io.Writer, body io.Reader, err error) error {
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(stdout, body)
+	return err
+}
+
 func deadLs(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
-	a, err := parseArgs("dead ls", args, false, false)
+	a, err := parseArgs("dead ls", args)
 	if err != nil {
 		return err
 	}
@@ -82,12 +101,16 @@ func deadLs(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer
 }
 
 func deadShow(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
-	a, err := parseArgs("dead show", args, false, false)
+	a, err := parseArgs("dead show", args, "body")
 	if err != nil {
 		return err
 	}
 	if len(a.rest) != 1 {
 		return usageError{"dead show: give one queue id, as shown by mxq dead ls"}
+	}
+	if a.body {
+		body, err := q.DeadBody(ctx, a.rest[0])
+		return writeBody(stdout, body, err)
 	}
 	d, err := q.DeadLetter(ctx, a.rest[0])
 	if err != nil {
@@ -139,7 +162,7 @@ func deadPurge(ctx context.Context, q *queue.Queue, args []string, stdout io.Wri
 // --all.
 func deadEach(ctx context.Context, q *queue.Queue, name string, args []string, stdout io.Writer,
 	do func(context.Context, string) error, done string) error {
-	a, err := parseArgs(name, args, true, false)
+	a, err := parseArgs(name, args, "all")
 	if err != nil {
 		return err
 	}

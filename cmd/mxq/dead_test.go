@@ -19,12 +19,7 @@ import (
 // retry.
 func deadEnv(t *testing.T) (url string, q *queue.Queue, ids []string) {
 	t.Helper()
-	r := queuetest.StartRedis(t)
-	q, err := queue.Open(r.URL(), queue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
+	url, q = startQueue(t)
 	ctx := context.Background()
 	for i := range 3 {
 		rec := &queue.Record{ID: queue.NewID(time.Now()), Host: "mx1.example.org", From: "alice@example.com", Arrived: time.Now(),
@@ -60,7 +55,19 @@ func deadEnv(t *testing.T) (url string, q *queue.Queue, ids []string) {
 			}
 		}
 	}
-	return r.URL(), q, ids
+	return url, q, ids
+}
+
+// startQueue starts a Redis and opens the queue in it.
+func startQueue(t *testing.T) (url string, q *queue.Queue) {
+	t.Helper()
+	r := queuetest.StartRedis(t)
+	q, err := queue.Open(r.URL(), queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return r.URL(), q
 }
 
 func mxq(t *testing.T, url string, args ...string) (string, error) {

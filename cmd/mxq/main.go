@@ -31,9 +31,9 @@ var commands = map[string]command{
 	"stats":     {"[-json]: queue depth, dead letters, and every MX host's state", stats},
 
 	// The consumer side: peek.go, dead.go.
-	"peek":       {"[-n N] [-json]: the oldest queued messages and those waiting for a retry", peek},
+	"peek":       {"[-n N] [-json] | -body ID: the oldest queued messages and those waiting for a retry; -body writes one message as stored to stdout", peek},
 	"dead ls":    {"[-json]: the dead letters, messages the consumers gave up on", deadLs},
-	"dead show":  {"ID [-json]: one dead letter with every attempt and its error", deadShow},
+	"dead show":  {"ID [-json|-body]: one dead letter with every attempt and its error; -body writes its message as stored to stdout", deadShow},
 	"dead retry": {"ID...|--all [-json]: put dead letters back into the queue (delivered recipients are skipped)", deadRetry},
 	"dead purge": {"ID...|--all [-json]: delete dead letters and their bodies for good", deadPurge},
 }

@@ -18,12 +18,19 @@ type peekResult struct {
 }
 
 func peek(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
-	a, err := parseArgs("peek", args, false, true)
+	a, err := parseArgs("peek", args, "n", "body")
 	if err != nil {
 		return err
 	}
+	if a.body {
+		if len(a.rest) != 1 {
+			return usageError{"peek -body: give one queue id, as shown by mxq peek"}
+		}
+		body, err := q.Body(ctx, a.rest[0])
+		return writeBody(stdout, body, err)
+	}
 	if len(a.rest) > 0 {
-		return usageError{fmt.Sprintf("peek: unexpected argument %q", a.rest[0])}
+		return usageError{fmt.Sprintf("peek: unexpected argument %q (mxq peek -body ID shows one message)", a.rest[0])}
 	}
 	ready, err := q.Peek(ctx, a.n)
 	if err != nil {

@@ -46,9 +46,7 @@ func StartDovecot(t testing.TB, users ...string) *Dovecot {
 	gid, _ := strconv.Atoi(nobody.Gid)
 	dir := t.TempDir()
 	// The mail processes run as nobody and must reach the Maildirs.
-	for p := dir; p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
-		os.Chmod(p, 0o755)
-	}
+	openPath(dir)
 	mail := filepath.Join(dir, "mail")
 	if err := os.Mkdir(mail, 0o755); err != nil {
 		t.Fatal(err)
@@ -168,4 +166,27 @@ func (d *Dovecot) MessageIDs(user string) []string {
 		}
 	}
 	return ids
+}
+
+// Fetch returns field (doveadm fetch's name: "text" for the whole
+// message, "body", "hdr") of every message in user's INBOX as doveadm
+// prints it: "FIELD:\n" before each value.
+func (d *Dovecot) Fetch(user, field string) ([]byte, error) {
+	var stderr bytes.Buffer
+	cmd := exec.Command("doveadm", "-c", d.conf, "fetch", "-u", user, field, "mailbox", "INBOX")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("doveadm fetch %s: %w\n%s", field, err, stderr.String())
+	}
+	return out, nil
+}
+
+// openPath makes dir and its parents up to the temporary directory
+// readable and searchable by everyone: the servers' processes that run
+// as nobody must reach it.
+func openPath(dir string) {
+	for p := dir; p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
+		os.Chmod(p, 0o755)
+	}
 }

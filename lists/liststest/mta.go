@@ -44,6 +44,16 @@ func (m *MTA) SetReply(f func(rcpt string) error) { m.mu.Lock(); m.reply = f; m.
 
 func (m *MTA) Count(rcpt string) int { m.mu.Lock(); defer m.mu.Unlock(); return m.got[rcpt] }
 
+// Messages returns the data of every message accepted so far (for LMTP,
+// once per recipient that accepted it), in the order they arrived. A
+// transaction that did not end with the end-of-data mark is not among
+// them: go-smtp reports it to Data as an error.
+func (m *MTA) Messages() [][]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([][]byte(nil), m.data...)
+}
+
 func (m *MTA) answer(rcpt string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
