@@ -263,3 +263,31 @@ func (r *rawClient) reply() string {
 		}
 	}
 }
+
+// A session that waits for memory is not timed out for the wait: the
+// time mxd spends not reading is not the client's. One session holds the
+// whole budget for longer than the other's grace; the other, whose data
+// is all sent, waits, and is queued once memory is free.
+func TestBudgetWaitIsNotTheClientsTime(t *testing.T) {
+	const grace = time.Second
+	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) {
+		c.MemoryBudget = 2 * 64 << 10
+		c.DataGrace = grace
+		c.MinDataRate = 1024
+	})
+	hog := startData(t, e.addr)
+	hog.send("Subject: hog\r\n\r\n" + strings.Repeat(strings.Repeat("h", 98)+"\r\n", 1000)) // 100 KB: 100 s of credit
+	waitFor(t, "the budget used up", func() bool { return e.srv.MemoryHeld() == 2*64<<10 })
+	waiter := startData(t, e.addr)
+	waiter.send(message("waited for memory") + ".\r\n")
+	// Hold the memory past the waiter's grace and its few bytes' worth.
+	until := time.Now().Add(3 * grace)
+	waitFor(t, "three graces", func() bool { return time.Now().After(until) })
+	hog.send(".\r\n")
+	if got := hog.read(); !strings.HasPrefix(got, "250 ") {
+		t.Errorf("session that held the memory: %q, want 250", got)
+	}
+	if got := waiter.read(); !strings.HasPrefix(got, "250 ") {
+		t.Errorf("session that waited for memory: %q, want 250", got)
+	}
+}

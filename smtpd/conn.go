@@ -212,6 +212,15 @@ func (c *conn) beginData() {
 	c.mu.Unlock()
 }
 
+// pauseData moves the DATA deadlines on by d: time mxd spent not reading
+// (waiting for memory, or for the queue to take a batch) does not count
+// against the client's rate or the DATA timeout.
+func (c *conn) pauseData(d time.Duration) {
+	c.mu.Lock()
+	c.dataFrom = c.dataFrom.Add(d)
+	c.mu.Unlock()
+}
+
 func (c *conn) endData() {
 	c.mu.Lock()
 	c.inData = false

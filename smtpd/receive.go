@@ -82,13 +82,27 @@ func (ss *session) newReception(ctx context.Context, id string) *reception {
 // read reads the message to its real end. It returns the refusal decided
 // on the way (the data is then dropped), or the error of the reader.
 func (rc *reception) read(ctx context.Context, r io.Reader) error {
-	if err := rc.held.grow(ctx, blockSize); err != nil {
-		return err
+	if !rc.held.tryGrow(blockSize) {
+		// The 354 is still in the connection's buffer, sent when the
+		// session next reads: send it now, or the client waits for it
+		// while mxd waits for memory.
+		if err := rc.ss.wc.flush(); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		err := rc.held.grow(ctx, blockSize)
+		rc.ss.wc.pauseData(time.Since(t0))
+		if err != nil {
+			return err
+		}
 	}
 	rc.cur = rc.ss.s.blocks.get()
 	for {
 		if len(rc.cur) == cap(rc.cur) {
-			if err := rc.makeRoom(ctx); err != nil {
+			t0 := time.Now()
+			err := rc.makeRoom(ctx)
+			rc.ss.wc.pauseData(time.Since(t0))
+			if err != nil {
 				return err
 			}
 		}
