@@ -52,7 +52,7 @@ run: deps build ## run Redis (AOF on, data in run/), listd into run/maildir, and
 	@mkdir -p $(RUN)/redis $(RUN)/maildir
 	@if ! redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1; then \
 		redis-server --port $(REDIS_PORT) --bind 127.0.0.1 --dir $(CURDIR)/$(RUN)/redis \
-			--appendonly yes --appendfsync always --maxmemory 1gb --maxmemory-policy noeviction \
+			--appendonly yes --appendfsync always --auto-aof-rewrite-min-size 4gb --maxmemory 1gb --maxmemory-policy noeviction \
 			--save '' --daemonize yes --pidfile $(CURDIR)/$(RUN)/redis.pid --logfile $(CURDIR)/$(RUN)/redis.log; \
 		for i in $$(seq 50); do redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done; \
 	fi

@@ -92,7 +92,7 @@ func Defaults() Config {
 		MaxReceived:         50,
 		MaxHeaderBytes:      1 << 20,
 		MemoryBudget:        256 << 20, // safe on a 2 GiB host
-		SpoolWriters:        8,
+		SpoolWriters:        2,
 		MaxConnections:      10000,
 		MaxConnectionsPerIP: 20,
 		IPv6PrefixLen:       64,
