@@ -138,7 +138,7 @@ func (rc *reception) checkHeader() {
 		line := rc.cur[rc.scan : rc.scan+i+1]
 		rc.scan += i + 1
 		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
-			rc.headerDone(rc.scan)
+			rc.headerDone(rc.scan, true)
 			return
 		}
 		if len(line) >= 9 && strings.EqualFold(string(line[:9]), "received:") {
@@ -147,12 +147,14 @@ func (rc *reception) checkHeader() {
 	}
 }
 
-// headerDone is called when the header section, cur[:end], is complete.
-func (rc *reception) headerDone(end int) {
+// headerDone is called when the header section, cur[:end], is complete:
+// with the empty line that ends it when sep, else the whole message.
+func (rc *reception) headerDone(end int, sep bool) {
 	cfg := &rc.ss.s.cfg
-	size := end - 2 // without the empty line's CRLF
-	if rc.hdrEnd = end; end == len(rc.cur) && (end < 2 || string(rc.cur[end-2:end]) != "\r\n") {
-		size = end // no empty line: the whole message is header
+	rc.hdrEnd = end
+	size := end
+	if sep {
+		size -= 2 // without the empty line's CRLF
 	}
 	switch {
 	case size > cfg.MaxHeaderBytes:
@@ -303,7 +305,7 @@ func (rc *reception) end(ctx context.Context) error {
 		return rc.refusal
 	}
 	if rc.hdrEnd < 0 {
-		rc.headerDone(len(rc.cur))
+		rc.headerDone(len(rc.cur), false)
 		if rc.refusal != nil {
 			return rc.refusal
 		}
