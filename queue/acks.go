@@ -45,7 +45,9 @@ func (c *Consumer) ackAll(ctx context.Context, reqs []*ackReq) {
 	err := send()
 	if redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// Script.Run falls back to EVAL by itself; in a pipeline it
-		// cannot (DESIGN.md): load the script, send again.
+		// cannot (go-redis only retries EVALSHA outside pipelines, and
+		// after a failover the new primary may not have the script):
+		// load the script, send again.
 		if err = ackScript.Load(ctx, c.q.rdb).Err(); err == nil {
 			send()
 		}

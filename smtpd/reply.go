@@ -10,7 +10,8 @@ import (
 	"mxq/queue"
 )
 
-// Named replies, per the reply table of the design notes.
+// Named replies: every reply mxd gives of its own is one of these, and the
+// operator's table of them is in docs/mxd.md.
 var (
 	replyQueueOOM     = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}
 	replyQueueDown    = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Temporary queue failure, try again later"}

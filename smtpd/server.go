@@ -77,7 +77,7 @@ func New(cfg Config, q Enqueuer, rcpts *Recipients, logger *slog.Logger, metrics
 	ss.Domain = cfg.Hostname
 	ss.MaxMessageBytes = cfg.MaxMessageBytes
 	// go-smtp answers the recipient over the limit itself; the limit is
-	// checked in Rcpt for the reply of the design table instead.
+	// checked in Rcpt for 452 4.5.3 instead (smtpd/reply.go).
 	ss.MaxRecipients = 0
 	ss.MaxLineLength = 2000 // RFC 5321 §4.5.3.1.6 allows 512; doubled, as go-smtp does
 	ss.EnableSMTPUTF8 = true

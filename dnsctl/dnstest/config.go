@@ -5,8 +5,12 @@ import (
 	"strings"
 )
 
-// The configurations follow the facts checked by hand in DESIGN.md for
-// BIND 9.18 and Knot 3.2.
+// The configurations are what BIND 9.18 and Knot 3.2 need to run
+// unprivileged on a loopback port with everything in a temporary
+// directory: BIND writes its journals into `directory`, needs no pid file,
+// session key or control channel, and notifies only the secondaries it is
+// told of, at once; Knot 3.2 still names a secondary's primary `master:`.
+// Secondaries are started before primaries, so that no NOTIFY is lost.
 
 func bindOptions(dir string, port int, id string) string {
 	return fmt.Sprintf(`options {

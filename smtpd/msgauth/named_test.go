@@ -44,7 +44,8 @@ type zoneSet struct {
 }
 
 // startNamed runs `named -g` on a free loopback port with its files in
-// t.TempDir(), as DESIGN.md describes, and returns once it answers the SOA
+// t.TempDir() (directory, pid-file none, session-keyfile none, listen-on
+// the port, no controls), and returns once it answers the SOA
 // of every primary zone authoritatively. t.Cleanup stops it by pid and
 // sends its log to t.Log when the test failed. Without named the test
 // fails and names the package to install.

@@ -53,8 +53,9 @@ func buildWorld(t *testing.T) *world {
 	for i := 1; i <= 3; i++ {
 		mxHosts = append(mxHosts, lab.AddHost(fmt.Sprintf("mx%d", i), ""))
 	}
-	// The sender resolves through the primary, as the issue asks; so does
-	// the lists host, where the operator runs dnsctl.
+	// The sender resolves through the primary, so that it sees an MX
+	// record's removal as soon as dnsctl has made it; so does the lists
+	// host, where the operator runs dnsctl.
 	w.lists = lab.AddHost("lists", w.dns1.IP)
 	w.sender = lab.AddHost("sender", w.dns1.IP)
 	ips := map[string]string{"dns1": w.dns1.IP, "dns2": w.dns2.IP, "lists": w.lists.IP, "sender": w.sender.IP}
