@@ -291,3 +291,31 @@ func TestBudgetWaitIsNotTheClientsTime(t *testing.T) {
 		t.Errorf("session that waited for memory: %q, want 250", got)
 	}
 }
+
+// The transaction log line of a duplicate names the transaction's own
+// queue id (the one in its Received field) and the first copy's, so that
+// the two can be joined.
+func TestDuplicateLogLine(t *testing.T) {
+	e := newEnv(t, nil, "mx1.example.org")
+	c, _ := dial(t, e.addr)
+	c.expect("EHLO client.example.com", "250")
+	first := c.sendMail("alice@example.com", []string{listAddr}, message("logged twice"))
+	second := c.sendMail("alice@example.com", []string{listAddr}, message("logged twice"))
+	id := strings.TrimPrefix(first, "250 2.0.0 queued as ")
+	if second != first {
+		t.Fatalf("replies %q and %q: want the first copy's id twice", first, second)
+	}
+	var dup string
+	waitFor(t, "the duplicate's log line", func() bool {
+		for _, line := range strings.Split(e.logs.String(), "\n") {
+			if strings.Contains(line, "duplicate_of="+id) {
+				dup = line
+				return true
+			}
+		}
+		return false
+	})
+	if strings.Contains(dup, "queue_id="+id) || !strings.Contains(dup, "queue_id=") {
+		t.Errorf("duplicate's line %q: want its own queue_id, not the first copy's", dup)
+	}
+}

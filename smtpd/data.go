@@ -33,7 +33,10 @@ func (ss *session) Data(r io.Reader) error {
 		code = rep.Code
 	}
 	ss.s.metrics.transactions.WithLabelValues(fmt.Sprint(code)).Inc()
-	attrs := []any{"queue_id", res.ID, "from", ss.from, "rcpts", len(ss.rcpts), "size", size,
+	// queue_id is this transaction's own id, the one in its Received
+	// field, also when the message turned out to be a duplicate of the
+	// copy queued under duplicate_of.
+	attrs := []any{"queue_id", id, "from", ss.from, "rcpts", len(ss.rcpts), "size", size,
 		"code", code, "duration", time.Since(start).Round(time.Microsecond)}
 	if res.Duplicate {
 		attrs = append(attrs, "duplicate_of", res.ID)
