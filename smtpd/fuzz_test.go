@@ -84,7 +84,12 @@ func FuzzSession(f *testing.F) {
 			c.Write(in)
 			c.(*net.TCPConn).CloseWrite()
 		}()
-		out, _ := io.ReadAll(c)
+		out, err := io.ReadAll(c)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			// A reset is an ending (the server may close with input
+			// unread); a session still open after 5 s is not.
+			t.Fatalf("session did not end within 5s; output so far: %q", out)
+		}
 		replied := map[string]bool{}
 		for _, line := range strings.Split(string(out), "\r\n") {
 			id, ok := strings.CutPrefix(line, "250 2.0.0 queued as ")
