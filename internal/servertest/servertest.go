@@ -40,7 +40,10 @@ func LookPath(t testing.TB, name, install string) string {
 }
 
 // FreePort returns a port that was free on 127.0.0.1 for both TCP and UDP
-// a moment ago.
+// a moment ago, and that it has not returned before in this process: a
+// test that picks several ports before its servers bind them (secondaries
+// before the primary) must not be handed the same one twice, which the
+// kernel may do for ports closed a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	for range 50 {
@@ -53,7 +56,9 @@ func FreePort(t testing.TB) int {
 		l.Close()
 		if err == nil {
 			u.Close()
-			return port
+			if handOut(port) {
+				return port
+			}
 		}
 	}
 	t.Fatal("no free port on 127.0.0.1 for both UDP and TCP")
@@ -88,4 +93,20 @@ func (l *Log) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+var (
+	portsMu   sync.Mutex
+	portsSeen = map[int]bool{}
+)
+
+// handOut records port as handed out; false if it was before.
+func handOut(port int) bool {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	if portsSeen[port] {
+		return false
+	}
+	portsSeen[port] = true
+	return true
 }
