@@ -30,7 +30,9 @@ type conn struct {
 	dead     bool // DATA timed out: no more reads
 	reading  bool // blocked in Read: go-smtp is not writing
 	closed   bool
-	sniffed  bool      // the first bytes were looked at
+	sniffed  bool    // the first bytes were looked at
+	first    [8]byte // the first bytes, until sniffed
+	firstN   int
 	inTx     bool      // between MAIL and the end of DATA
 	tlsConn  *tls.Conn // the session's TLS layer, once a session in TLS began
 
@@ -127,8 +129,10 @@ func (c *conn) netRead(b []byte) (int, error) {
 		c.dataN += int64(n)
 	}
 	if !c.sniffed && n > 0 {
-		c.sniffed = true
-		if msg := sniff(b[:n]); msg != "" {
+		c.firstN += copy(c.first[c.firstN:], b[:n])
+		msg, more := sniff(c.first[:c.firstN])
+		c.sniffed = !more || c.firstN == len(c.first)
+		if msg != "" {
 			// Not SMTP: answer once and close rather than reply to
 			// each line of an HTTP request or a PROXY header.
 			c.closed = true

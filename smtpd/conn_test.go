@@ -78,3 +78,42 @@ func TestConnReadAhead(t *testing.T) {
 		t.Errorf("read after the client closed: %v, want EOF", err)
 	}
 }
+
+// TestSniffAcrossReads: an HTTP request is recognised however its first
+// bytes are split into reads ("GE", then "T / HTTP/1.1"), and an SMTP
+// command that starts like one ("HELO" like "HEAD ") is not taken for one.
+func TestSniffAcrossReads(t *testing.T) {
+	cfg, err := Config{Hostname: "mx.example.org", Domains: []string{"lists.example.org"}}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		parts  []string
+		closed bool
+	}{
+		{[]string{"GE", "T / HTTP/1.1\r\n"}, true},
+		{[]string{"P", "O", "ST /x HTTP/1.1\r\n"}, true},
+		{[]string{"PRO", "XY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"}, true},
+		{[]string{"HE", "LO client.example.com\r\n"}, false},
+		{[]string{"E", "HLO client.example.com\r\n"}, false},
+	} {
+		client, server := net.Pipe()
+		c := newConn(server, &cfg)
+		go func() {
+			for _, p := range tt.parts {
+				client.Write([]byte(p))
+			}
+		}()
+		go io.Copy(io.Discard, client) // the 554, if any
+		buf := make([]byte, 64)
+		var err error
+		for i := 0; i < len(tt.parts) && err == nil; i++ {
+			_, err = c.Read(buf)
+		}
+		if closed := err != nil; closed != tt.closed {
+			t.Errorf("%q: closed %v (%v), want %v", tt.parts, closed, err, tt.closed)
+		}
+		client.Close()
+		server.Close()
+	}
+}
