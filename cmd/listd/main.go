@@ -219,8 +219,10 @@ func metricsServer(reg *prometheus.Registry, q *queue.Queue) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		// The same fixed words as mxd's: Redis's own error text (its
+		// address, its reason) goes to whoever can scrape it otherwise.
 		if err := q.Ping(r.Context()); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			http.Error(w, "queue unreachable", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")

@@ -308,3 +308,32 @@ func TestDeadLetterRetryWithMxq(t *testing.T) {
 		t.Errorf("%d copies delivered, want 1", n)
 	}
 }
+
+// /healthz says "ok", or 503 with the same fixed words as mxd's when
+// Redis cannot be reached: never Redis's own error text.
+func TestHealthz(t *testing.T) {
+	bin := buildListd(t)
+	r := queuetest.StartRedis(t)
+	conf := writeConfig(t, fmt.Sprintf("redis = %q\nmetrics_listen = \"127.0.0.1:0\"\n[[route]]\nmatch = \"a@lists.example.org\"\nmaildir = %q\n", r.URL(), t.TempDir()))
+	p := startListd(t, bin, conf)
+	addr := regexp.MustCompile(`msg="serving metrics" addr=(\S+)`).FindStringSubmatch(p.waitLog(t, "serving metrics"))
+	if addr == nil {
+		t.Fatalf("no metrics address in the log:\n%s", p.out.String())
+	}
+	get := func() (int, string) {
+		res, err := http.Get("http://" + addr[1] + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, strings.TrimSpace(string(b))
+	}
+	if code, body := get(); code != 200 || body != "ok" {
+		t.Errorf("with Redis up: %d %q", code, body)
+	}
+	r.Stop()
+	if code, body := get(); code != 503 || body != "queue unreachable" {
+		t.Errorf("with Redis down: %d %q, want 503 \"queue unreachable\"", code, body)
+	}
+}
