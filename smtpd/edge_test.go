@@ -217,7 +217,7 @@ func (c *client) starttls(extra string) *big.Int {
 func TestStartTLSAndReload(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, serial1 := writeCert(t, dir, "mx1.example.org")
-	store, err := smtpd.NewCertStore(certFile, keyFile)
+	store, err := smtpd.NewCertStore(smtpd.CertFiles{Cert: certFile, Key: keyFile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestStartTLSAndReload(t *testing.T) {
 func TestSwaksTLS(t *testing.T) {
 	swaks := servertest.LookPath(t, "swaks", "apt-get install swaks (make test installs it)")
 	certFile, keyFile, _ := writeCert(t, t.TempDir(), "mx1.example.org")
-	store, err := smtpd.NewCertStore(certFile, keyFile)
+	store, err := smtpd.NewCertStore(smtpd.CertFiles{Cert: certFile, Key: keyFile})
 	if err != nil {
 		t.Fatal(err)
 	}

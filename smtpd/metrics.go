@@ -1,6 +1,9 @@
 package smtpd
 
 import (
+	"crypto/tls"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -17,6 +20,18 @@ type Metrics struct {
 	budgetUsed   prometheus.Gauge
 	budgetWait   prometheus.Gauge
 	spoolWriters prometheus.Gauge
+	handshakes   *prometheus.CounterVec
+	handshakeDur prometheus.Histogram
+}
+
+// handshake counts one completed TLS handshake.
+func (m *Metrics) handshake(cs tls.ConnectionState, d time.Duration) {
+	resumed := "false"
+	if cs.DidResume {
+		resumed = "true"
+	}
+	m.handshakes.WithLabelValues(tls.VersionName(cs.Version), resumed).Inc()
+	m.handshakeDur.Observe(d.Seconds())
 }
 
 // NewMetrics creates the metrics and registers them with reg (if not nil).
@@ -56,10 +71,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		spoolWriters: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mxd_spool_writers", Help: "Sessions writing chunks of a big message to the queue now.",
 		}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxd_tls_handshakes_total", Help: "Completed STARTTLS handshakes, by TLS version and whether a session was resumed.",
+		}, []string{"version", "resumed"}),
+		handshakeDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "mxd_tls_handshake_seconds", Help: "Time from the ClientHello to the end of the server's part of a STARTTLS handshake.",
+			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.sessions, m.accepted, m.draining, m.refused, m.transactions, m.bytes, m.enqueue,
-			m.budgetLimit, m.budgetUsed, m.budgetWait, m.spoolWriters)
+			m.budgetLimit, m.budgetUsed, m.budgetWait, m.spoolWriters, m.handshakes, m.handshakeDur)
 	}
 	return m
 }

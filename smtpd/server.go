@@ -87,12 +87,47 @@ func New(cfg Config, q Enqueuer, rcpts *Recipients, logger *slog.Logger, metrics
 	ss.EnableDSN = true                      // RET, ENVID, NOTIFY, ORCPT are recorded for the list software
 	ss.ErrorLog = log.New(io.Discard, "", 0) // sessions log through slog
 	if cfg.TLS != nil {
-		tc := cfg.TLS.Clone()
-		tc.MinVersion = max(tc.MinVersion, tls.VersionTLS12)
-		ss.TLSConfig = tc
+		ss.TLSConfig = s.observedTLS(cfg.TLS)
 	}
 	s.smtp = ss
 	return s, nil
+}
+
+// observedTLS is c, TLS 1.2 or later, with every handshake counted in the
+// metrics (version, resumed or not, and its time from the ClientHello).
+// Each handshake gets its own copy of the configuration that c gives for
+// it; the session ticket keys stay c's (or those set on the copy by c's
+// GetConfigForClient), so resumption is not affected.
+func (s *Server) observedTLS(c *tls.Config) *tls.Config {
+	outer := c.Clone()
+	outer.MinVersion = max(outer.MinVersion, tls.VersionTLS12)
+	inner, base := c.GetConfigForClient, outer.Clone()
+	base.GetConfigForClient = nil
+	outer.GetConfigForClient = func(chi *tls.ClientHelloInfo) (*tls.Config, error) {
+		start := time.Now()
+		hc := base
+		if inner != nil {
+			ic, err := inner(chi)
+			if err != nil {
+				return nil, err
+			}
+			if ic != nil {
+				hc = ic
+			}
+		}
+		hc = hc.Clone()
+		hc.MinVersion = max(hc.MinVersion, tls.VersionTLS12)
+		verify := hc.VerifyConnection
+		hc.VerifyConnection = func(cs tls.ConnectionState) error {
+			s.metrics.handshake(cs, time.Since(start))
+			if verify != nil {
+				return verify(cs)
+			}
+			return nil
+		}
+		return hc, nil
+	}
+	return outer
 }
 
 // spoolSlot waits for a turn to write to the queue's spool.

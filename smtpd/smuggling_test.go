@@ -13,7 +13,7 @@ import (
 func newTLSEnv(t *testing.T, opts ...envOpt) *env {
 	t.Helper()
 	certFile, keyFile, _ := writeCert(t, t.TempDir(), "mx1.example.org")
-	store, err := smtpd.NewCertStore(certFile, keyFile)
+	store, err := smtpd.NewCertStore(smtpd.CertFiles{Cert: certFile, Key: keyFile})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,45 +1,133 @@
 package smtpd
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
+	"time"
 )
 
-// CertStore holds the STARTTLS certificate and replaces it on Reload
-// (SIGHUP in mxd): sessions that start afterwards get the new one, and
-// sessions already in TLS keep theirs.
-type CertStore struct {
-	certFile, keyFile string
-	cur               atomic.Pointer[tls.Certificate]
+// CertFiles is one certificate chain and its key, PEM files.
+type CertFiles struct {
+	Cert, Key string
 }
 
-// NewCertStore loads the PEM certificate chain and key.
-func NewCertStore(certFile, keyFile string) (*CertStore, error) {
-	s := &CertStore{certFile: certFile, keyFile: keyFile}
+// CertStore holds the STARTTLS certificates and the keys of the session
+// tickets. Reload (SIGHUP in mxd) replaces the certificates: sessions that
+// start afterwards get the new ones, sessions already in TLS keep theirs,
+// and tickets issued before still resume, since the ticket keys do not
+// change with the certificates.
+//
+// With several certificates (an ECDSA and an RSA one, say) a client gets
+// the first of them it supports, ECDSA before RSA whatever the order of
+// the files: an ECDSA signature costs the server a fraction of an RSA one.
+//
+// Ticket keys rotate (RotateTickets, RunTicketRotation): a new key encrypts
+// the tickets from then on, and the one before is still accepted, so a
+// ticket resumes for between one and two rotation periods.
+type CertStore struct {
+	files []CertFiles
+	certs atomic.Pointer[[]*tls.Certificate]
+
+	mu   sync.Mutex
+	keys [][32]byte
+	conf atomic.Pointer[tls.Config] // the configuration one handshake gets
+}
+
+// NewCertStore loads the certificates and starts with a fresh ticket key.
+func NewCertStore(files ...CertFiles) (*CertStore, error) {
+	if len(files) == 0 {
+		return nil, fmt.Errorf("tls: no certificate")
+	}
+	s := &CertStore{files: files}
 	if err := s.Reload(); err != nil {
 		return nil, err
 	}
+	s.RotateTickets()
 	return s, nil
 }
 
-// Reload reads the files again. On error the previous certificate stays.
+// Reload reads the files again. On error the previous certificates stay.
 func (s *CertStore) Reload() error {
-	c, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
-	if err != nil {
-		return fmt.Errorf("tls certificate %s, key %s: %w", s.certFile, s.keyFile, err)
+	var certs []*tls.Certificate
+	for _, f := range s.files {
+		c, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			return fmt.Errorf("tls certificate %s, key %s: %w", f.Cert, f.Key, err)
+		}
+		certs = append(certs, &c)
 	}
-	s.cur.Store(&c)
+	slices.SortStableFunc(certs, func(a, b *tls.Certificate) int { return keyRank(a) - keyRank(b) })
+	s.certs.Store(&certs)
 	return nil
 }
 
-// TLSConfig returns a configuration that serves the current certificate,
-// TLS 1.2 or later.
+// keyRank orders certificates by what their signatures cost the server.
+func keyRank(c *tls.Certificate) int {
+	switch c.PrivateKey.(type) {
+	case ed25519.PrivateKey:
+		return 0
+	case *ecdsa.PrivateKey:
+		return 1
+	}
+	return 2
+}
+
+// RotateTickets makes a new ticket key the one that encrypts, and keeps
+// the previous one for decrypting.
+func (s *CertStore) RotateTickets() {
+	var k [32]byte
+	rand.Read(k[:])
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys = append([][32]byte{k}, s.keys...)
+	if len(s.keys) > 2 {
+		s.keys = s.keys[:2]
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.certificate}
+	c.SetSessionTicketKeys(s.keys)
+	s.conf.Store(c)
+}
+
+// RunTicketRotation rotates the ticket keys every period until ctx ends.
+func (s *CertStore) RunTicketRotation(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.RotateTickets()
+		}
+	}
+}
+
+// certificate picks the first certificate the client supports.
+func (s *CertStore) certificate(chi *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	certs := *s.certs.Load()
+	for _, c := range certs {
+		if chi.SupportsCertificate(c) == nil {
+			return c, nil
+		}
+	}
+	return certs[0], nil // the handshake fails with the client's own error
+}
+
+// TLSConfig returns the configuration to serve: TLS 1.2 and 1.3, the
+// current certificates and ticket keys for each handshake.
 func (s *CertStore) TLSConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return s.cur.Load(), nil
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: s.certificate,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return s.conf.Load(), nil
 		},
 	}
 }

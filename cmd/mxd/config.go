@@ -30,9 +30,11 @@ type config struct {
 	MaxDKIMSignatures int               `toml:"max_dkim_signatures"`
 	AuthTimeout       tomlfile.Duration `toml:"auth_timeout"`
 
-	TLSCert   string   `toml:"tls_cert"`
-	TLSKey    string   `toml:"tls_key"`
-	ProxyFrom []string `toml:"proxy_from"`
+	TLSCert           string            `toml:"tls_cert"`
+	TLSKey            string            `toml:"tls_key"`
+	TLSCertificates   []certPair        `toml:"tls_certificates"`
+	TLSTicketRotation tomlfile.Duration `toml:"tls_ticket_rotation"`
+	ProxyFrom         []string          `toml:"proxy_from"`
 
 	MaxMessageBytes     int64             `toml:"max_message_bytes"`
 	MaxHeaderBytes      int               `toml:"max_header_bytes"`
@@ -58,6 +60,24 @@ type config struct {
 	ReplicaTimeout    tomlfile.Duration `toml:"replica_timeout"`
 }
 
+// certPair is one entry of tls_certificates.
+type certPair struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+}
+
+// certFiles are every certificate configured, tls_cert first.
+func (c *config) certFiles() []smtpd.CertFiles {
+	var out []smtpd.CertFiles
+	if c.TLSCert != "" {
+		out = append(out, smtpd.CertFiles{Cert: c.TLSCert, Key: c.TLSKey})
+	}
+	for _, p := range c.TLSCertificates {
+		out = append(out, smtpd.CertFiles{Cert: p.Cert, Key: p.Key})
+	}
+	return out
+}
+
 // loadConfig reads and checks the file at path. Errors name the file,
 // the line where it can, and what to do.
 func loadConfig(path string) (*config, error) {
@@ -69,6 +89,7 @@ func loadConfig(path string) (*config, error) {
 		DNSTimeout:        tomlfile.Duration{Duration: 5 * time.Second},
 		RegistryTTL:       tomlfile.Duration{Duration: 5 * time.Second},
 		HeartbeatInterval: tomlfile.Duration{Duration: time.Second},
+		TLSTicketRotation: tomlfile.Duration{Duration: time.Hour},
 	}
 	if _, err := tomlfile.Decode(path, c, "docs/examples/mxd.toml"); err != nil {
 		return nil, err
@@ -95,6 +116,11 @@ func (c *config) check() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		problems = append(problems, "tls_cert and tls_key go together: set both for STARTTLS, or neither")
+	}
+	for i, p := range c.TLSCertificates {
+		if p.Cert == "" || p.Key == "" {
+			problems = append(problems, fmt.Sprintf(`tls_certificates[%d] needs both cert and key, e.g. { cert = "/etc/mxq/ecdsa.pem", key = "/etc/mxq/ecdsa.key" }`, i))
+		}
 	}
 	for _, p := range c.ProxyFrom {
 		if _, err := parsePrefix(p); err != nil {

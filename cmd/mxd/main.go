@@ -121,6 +121,9 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	hbCtx, stopBeat := context.WithCancel(context.Background())
 	defer stopBeat()
 	go hb.Run(hbCtx)
+	if certs != nil {
+		go certs.RunTicketRotation(hbCtx, cfg.TLSTicketRotation.Duration)
+	}
 
 	errc := make(chan error, len(listeners)+1)
 	for _, l := range listeners {
@@ -143,7 +146,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 		case <-ctx.Done():
 			running = false
 		case <-hup:
-			reload(certs, cfg.TLSCert, logger)
+			reload(certs, logger)
 		case err := <-errc:
 			srv.Close()
 			return err
@@ -166,8 +169,8 @@ func receiverConfig(cfg *config) (smtpd.Config, *smtpd.CertStore, error) {
 		return sc, nil, err
 	}
 	var certs *smtpd.CertStore
-	if cfg.TLSCert != "" {
-		if certs, err = smtpd.NewCertStore(cfg.TLSCert, cfg.TLSKey); err != nil {
+	if files := cfg.certFiles(); len(files) > 0 {
+		if certs, err = smtpd.NewCertStore(files...); err != nil {
 			return sc, nil, err
 		}
 		sc.TLS = certs.TLSConfig()
@@ -205,9 +208,9 @@ func listen(addrs []string) ([]net.Listener, error) {
 	return ls, nil
 }
 
-// reload reads the TLS certificate again (SIGHUP): sessions from now on
-// get the new one.
-func reload(certs *smtpd.CertStore, file string, logger *slog.Logger) {
+// reload reads the TLS certificates again (SIGHUP): sessions from now on
+// get the new ones; session tickets issued before still resume.
+func reload(certs *smtpd.CertStore, logger *slog.Logger) {
 	if certs == nil {
 		return
 	}
@@ -215,7 +218,7 @@ func reload(certs *smtpd.CertStore, file string, logger *slog.Logger) {
 		logger.Error("reload tls certificate; keeping the previous one", "err", err)
 		return
 	}
-	logger.Info("reloaded tls certificate", "cert", file)
+	logger.Info("reloaded tls certificate")
 }
 
 func metricsServer(addr string, reg *prometheus.Registry, hb *smtpd.Heartbeat) *http.Server {
