@@ -7,6 +7,12 @@
 // server's reply, the replies by code, and optionally the CPU time that
 // named server processes used, per 10,000 messages, read from /proc.
 //
+// With -starttls each session negotiates TLS (RFC 3207) before its first
+// MAIL, -tls-resume offers later connections an earlier connection's TLS
+// session, and the result counts full and resumed handshakes. -source binds
+// the connections to loopback source addresses in turn. With -per-conn it
+// also reports the latency of the whole connection, connect to 221.
+//
 // With -idle N it instead opens N sessions, takes each past the greeting and
 // EHLO, holds them, and reports the server's RSS growth per session.
 //
