@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -30,18 +31,31 @@ type sink struct {
 	rcpt func(to string) error
 	data func(n int) error
 	n    int
+	// remotes counts the sessions by the client's IP address.
+	remotes map[string]int
 }
 
 type received struct {
 	from  string
 	rcpts []string
 	body  []byte
+	tls   bool // sent after STARTTLS
 }
 
-func (s *sink) NewSession(*smtp.Conn) (smtp.Session, error) { return &sinkSession{s: s}, nil }
+func (s *sink) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.remotes == nil {
+		s.remotes = map[string]int{}
+	}
+	ip, _, _ := net.SplitHostPort(c.Conn().RemoteAddr().String())
+	s.remotes[ip]++
+	return &sinkSession{s: s, c: c}, nil
+}
 
 type sinkSession struct {
 	s     *sink
+	c     *smtp.Conn
 	from  string
 	rcpts []string
 }
@@ -75,7 +89,8 @@ func (ss *sinkSession) Data(r io.Reader) error {
 			return err
 		}
 	}
-	ss.s.msgs = append(ss.s.msgs, received{from: ss.from, rcpts: ss.rcpts, body: b})
+	_, isTLS := ss.c.TLSConnectionState()
+	ss.s.msgs = append(ss.s.msgs, received{from: ss.from, rcpts: ss.rcpts, body: b, tls: isTLS})
 	return nil
 }
 
@@ -103,6 +118,12 @@ func (c hidePipelining) Write(b []byte) (int, error) {
 // startSink serves be on 127.0.0.1:0 and returns the address.
 func startSink(t *testing.T, be *sink, pipelining bool) string {
 	t.Helper()
+	return startTLSSink(t, be, pipelining, nil)
+}
+
+// startTLSSink is startSink offering STARTTLS with tc, unless tc is nil.
+func startTLSSink(t *testing.T, be *sink, pipelining bool, tc *tls.Config) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +133,7 @@ func startSink(t *testing.T, be *sink, pipelining bool) string {
 	srv.MaxMessageBytes = 1 << 20
 	srv.ReadTimeout = 10 * time.Second
 	srv.WriteTimeout = 10 * time.Second
+	srv.TLSConfig = tc
 	var sl net.Listener = l
 	if !pipelining {
 		sl = noPipelining{l}
@@ -274,7 +296,7 @@ func TestFlags(t *testing.T) {
 	if err := run(context.Background(), []string{"-h"}, io.Discard, &help); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v, want flag.ErrHelp", err)
 	}
-	for _, name := range []string{"-server", "-to", "-n", "-c", "-size", "-pid", "-idle", "-json", "-duration", "-per-conn"} {
+	for _, name := range []string{"-server", "-to", "-n", "-c", "-size", "-pid", "-idle", "-json", "-duration", "-per-conn", "-starttls", "-tls-verify", "-tls-server-name", "-tls-resume", "-source"} {
 		if !strings.Contains(help.String(), name) {
 			t.Errorf("-h does not explain %s", name)
 		}

@@ -20,6 +20,7 @@ type idleConfig struct {
 	hold    time.Duration // keep holding after the measurement
 	timeout time.Duration
 	sel     procSel // the server, whose RSS is measured
+	dial    *dialer // opens the sessions: source addresses, STARTTLS
 }
 
 // An idleResult is what an idle run measured.
@@ -78,7 +79,7 @@ func runIdle(ctx context.Context, cfg idleConfig, stderr io.Writer) (idleResult,
 		// Close in parallel: QUIT one by one would take a round trip each.
 		var qw sync.WaitGroup
 		for _, c := range clients {
-			qw.Go(c.quit)
+			qw.Go(func() { c.quit() })
 		}
 		qw.Wait()
 	}()
@@ -140,7 +141,7 @@ func openIdle(ctx context.Context, cfg idleConfig, codes counts, stderr io.Write
 	for range cfg.dialers {
 		wg.Go(func() {
 			for ctx.Err() == nil && next.Add(1) <= int64(cfg.conns) {
-				c, err := dial(ctx, cfg.server, cfg.helo, cfg.timeout)
+				c, err := cfg.dial.dial(ctx)
 				mu.Lock()
 				if err != nil {
 					codes[errClass(err)]++

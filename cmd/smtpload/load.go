@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"sync"
@@ -25,6 +26,7 @@ type loadConfig struct {
 	dataWait time.Duration // for the reply to the end of the data
 	progress time.Duration // progress line interval; 0: none
 	sels     []procSel     // processes whose CPU time to measure
+	dial     *dialer       // opens the sessions: source addresses, STARTTLS
 }
 
 // A loadResult is what a load run measured. Durations are nanoseconds in
@@ -48,14 +50,47 @@ type loadResult struct {
 	SelfCPU   float64 `json:"self_cpu_seconds"`
 	TimedOut  bool    `json:"stopped_by_duration"`
 	Pipelined bool    `json:"pipelined"`
+	// Connection is, with -per-conn, the time from the start of the
+	// connect to the 221 reply to QUIT, for connections that got one.
+	Connection *summary `json:"connection_latency,omitempty"`
+	// TLS counts the STARTTLS handshakes, with -starttls.
+	TLS *tlsCounts `json:"tls,omitempty"`
+}
+
+// tlsCounts counts a run's TLS handshakes.
+type tlsCounts struct {
+	Handshakes int    `json:"handshakes"`
+	Full       int    `json:"full"`
+	Resumed    int    `json:"resumed"`  // tls.ConnectionState.DidResume
+	Versions   counts `json:"versions"` // "TLS 1.3": handshakes
+}
+
+func (t *tlsCounts) add(o tlsCounts) {
+	t.Handshakes += o.Handshakes
+	t.Full += o.Full
+	t.Resumed += o.Resumed
+	t.Versions.add(o.Versions)
+}
+
+// note counts one handshake.
+func (t *tlsCounts) note(st *tls.ConnectionState) {
+	t.Handshakes++
+	if st.DidResume {
+		t.Resumed++
+	} else {
+		t.Full++
+	}
+	t.Versions[tls.VersionName(st.Version)]++
 }
 
 // worker state, merged at the end.
 type workerResult struct {
 	lat       []time.Duration
+	connLat   []time.Duration // connect to 221, with -per-conn
 	codes     counts
 	connects  int
 	pipelined bool
+	tls       tlsCounts
 }
 
 // loadRun is the state shared by the sessions of one run.
@@ -149,13 +184,13 @@ func (lr *loadRun) progress(w io.Writer, stop <-chan struct{}) {
 // messages.
 func (lr *loadRun) session(ctx context.Context) workerResult {
 	cfg := lr.cfg
-	res := workerResult{codes: counts{}, lat: make([]time.Duration, 0, cfg.n/cfg.sessions+1)}
+	res := workerResult{codes: counts{}, tls: tlsCounts{Versions: counts{}}, lat: make([]time.Duration, 0, cfg.n/cfg.sessions+1)}
 	hdr := make([]byte, 0, 1024)
 	var c *client
 	sent := 0
 	defer func() {
 		if c != nil {
-			c.quit()
+			lr.hangUp(&res, c)
 		}
 	}()
 	for ctx.Err() == nil {
@@ -165,7 +200,7 @@ func (lr *loadRun) session(ctx context.Context) workerResult {
 		}
 		if c == nil {
 			var err error
-			c, err = dial(ctx, cfg.server, cfg.helo, cfg.timeout)
+			c, err = cfg.dial.dial(ctx)
 			res.connects++
 			if err != nil {
 				res.codes[errClass(err)]++
@@ -177,6 +212,9 @@ func (lr *loadRun) session(ctx context.Context) workerResult {
 				continue
 			}
 			_, res.pipelined = c.ext["PIPELINING"]
+			if c.tls != nil {
+				res.tls.note(c.tls)
+			}
 			c.dataTimeout = cfg.dataWait
 			sent = 0
 		}
@@ -197,11 +235,19 @@ func (lr *loadRun) session(ctx context.Context) workerResult {
 			c.conn.Close()
 			c = nil
 		} else if cfg.perConn > 0 && sent >= cfg.perConn {
-			c.quit()
+			lr.hangUp(&res, c)
 			c = nil
 		}
 	}
 	return res
+}
+
+// hangUp ends c with QUIT; with -per-conn, a 221 reply ends the
+// connection's time.
+func (lr *loadRun) hangUp(res *workerResult, c *client) {
+	if c.quit() && lr.cfg.perConn > 0 {
+		res.connLat = append(res.connLat, time.Since(c.start))
+	}
 }
 
 // record counts one finished transaction.
@@ -230,14 +276,24 @@ func (lr *loadRun) result(results []workerResult, elapsed time.Duration) loadRes
 		Elapsed:   elapsed,
 		Codes:     counts{},
 	}
-	var lat []time.Duration
+	var lat, connLat []time.Duration
+	hs := tlsCounts{Versions: counts{}}
 	for _, w := range results {
 		lat = append(lat, w.lat...)
+		connLat = append(connLat, w.connLat...)
+		hs.add(w.tls)
 		r.Codes.add(w.codes)
 		r.Connects += w.connects
 		r.Pipelined = r.Pipelined || w.pipelined
 	}
 	r.Latency = summarize(lat)
+	if lr.cfg.perConn > 0 {
+		cl := summarize(connLat)
+		r.Connection = &cl
+	}
+	if lr.cfg.dial.tls != nil {
+		r.TLS = &hs
+	}
 	r.Rate = float64(r.Accepted) / elapsed.Seconds()
 	r.MiBps = r.Rate * float64(lr.cfg.size) / (1 << 20)
 	return r

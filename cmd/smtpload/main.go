@@ -7,6 +7,12 @@
 // server's reply, the replies by code, and optionally the CPU time that
 // named server processes used, per 10,000 messages, read from /proc.
 //
+// With -starttls each session negotiates TLS (RFC 3207) before its first
+// MAIL, -tls-resume offers later connections an earlier connection's TLS
+// session, and the result counts full and resumed handshakes. -source binds
+// the connections to loopback source addresses in turn. With -per-conn it
+// also reports the latency of the whole connection, connect to 221.
+//
 // With -idle N it instead opens N sessions, takes each past the greeting and
 // EHLO, holds them, and reports the server's RSS growth per session.
 //
@@ -16,11 +22,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -69,6 +77,14 @@ With -idle N it opens N idle sessions instead and reports the RSS growth
 raised to fit; the loopback ephemeral port range (net.ipv4.ip_local_port_range)
 bounds N at about 28,000 to one server address.
 
+With -starttls every session negotiates TLS before its first MAIL;
+-tls-resume lets later connections resume an earlier one's TLS session, and
+the result counts the full and resumed handshakes. -source spreads the
+connections over loopback source addresses (127.0.0.2-127.0.0.254), as if
+from many senders. -per-conn 1 sends one message per connection, the way
+most of the internet delivers mail; the result then also has the latency
+of the whole connection, from the connect to the 221 reply to QUIT.
+
 Flags:
 `
 
@@ -85,7 +101,7 @@ func parseArgs(args []string, stderr io.Writer) (load loadConfig, idle idleConfi
 	fs.IntVar(&load.n, "n", 10000, "`number` of messages to send in all")
 	fs.IntVar(&load.sessions, "c", 50, "`number` of concurrent SMTP sessions")
 	fs.IntVar(&load.size, "size", 10240, "size of each message in `bytes`, headers and body, CRLF line endings, before dot-stuffing")
-	fs.IntVar(&load.perConn, "per-conn", 0, "messages per session before QUIT and a new connection; 0 sends all of a session's share over one connection")
+	fs.IntVar(&load.perConn, "per-conn", 0, "messages per session before QUIT and a new connection; 0 sends all of a session's share over one connection. With it, the result also has the latency of the whole connection: from the start of the connect (TCP, greeting, EHLO, STARTTLS, every transaction) to the 221 reply to QUIT; -per-conn 1 measures mail sent one message per connection")
 	fs.DurationVar(&load.duration, "duration", 5*time.Minute, "stop starting new messages after this long, even if fewer than -n were sent")
 	fs.DurationVar(&load.timeout, "timeout", time.Minute, "how long to wait for each reply (and to connect), and for each stall while writing the data, before the session counts as failed")
 	fs.DurationVar(&load.dataWait, "data-timeout", 10*time.Minute, "how long to wait for the reply to the end of the data (RFC 5321 §4.5.3.2.6: 10 minutes)")
@@ -95,6 +111,13 @@ func parseArgs(args []string, stderr io.Writer) (load loadConfig, idle idleConfi
 	fs.IntVar(&idle.dialers, "idle-dialers", 50, "idle mode: `number` of connections opened at the same time")
 	fs.DurationVar(&idle.settle, "idle-settle", 3*time.Second, "idle mode: wait this long after the last connection before measuring RSS")
 	fs.DurationVar(&idle.hold, "idle-hold", 0, "idle mode: keep the sessions open this much longer after measuring")
+	var sources string
+	var tlsOpt tlsFlags
+	fs.BoolVar(&tlsOpt.startTLS, "starttls", false, "say STARTTLS (RFC 3207) after EHLO and EHLO again before MAIL; a session whose server does not offer it fails as \"starttls not-offered\". The result counts the handshakes, full and resumed, by TLS version")
+	fs.BoolVar(&tlsOpt.verify, "tls-verify", true, "with -starttls, verify the server's certificate against the system roots and -tls-server-name; -tls-verify=false for a self-signed bench certificate")
+	fs.StringVar(&tlsOpt.serverName, "tls-server-name", "", "with -starttls, the `name` sent as SNI and verified in the certificate (default: the host of -server)")
+	fs.BoolVar(&tlsOpt.resume, "tls-resume", false, "with -starttls, offer each new connection a TLS session from an earlier one (TLS 1.3 tickets, TLS 1.2 tickets or session IDs, from one session cache shared by all connections); without it every handshake is a full one")
+	fs.StringVar(&sources, "source", "", "connect from these loopback `addresses` in turn: one address, a range within one /24 (127.0.0.2-127.0.0.254), or a comma list of either; default: the kernel's choice")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object on stdout instead of a table")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
@@ -119,6 +142,17 @@ func parseArgs(args []string, stderr io.Writer) (load loadConfig, idle idleConfi
 		}
 		load.sels = append(load.sels, s...)
 	}
+	d := &dialer{server: load.server, helo: load.helo, timeout: load.timeout}
+	if sources != "" {
+		if d.sources, err = parseSources(sources); err != nil {
+			err = fmt.Errorf("-source: %w", err)
+			return
+		}
+	}
+	if d.tls, err = tlsOpt.config(load.server); err != nil {
+		return
+	}
+	load.dial, idle.dial = d, d
 	idle.server, idle.helo, idle.timeout = load.server, load.helo, load.timeout
 	idle.dialers = max(idle.dialers, 1)
 	switch {
@@ -131,6 +165,36 @@ func parseArgs(args []string, stderr io.Writer) (load loadConfig, idle idleConfi
 	}
 	load.sessions = min(load.sessions, load.n)
 	return
+}
+
+// tlsFlags are the -starttls and -tls-* flags.
+type tlsFlags struct {
+	startTLS, verify, resume bool
+	serverName               string
+}
+
+// config is the client TLS configuration the flags ask for, nil without
+// -starttls.
+func (f tlsFlags) config(server string) (*tls.Config, error) {
+	if !f.startTLS {
+		if f.resume || !f.verify || f.serverName != "" {
+			return nil, fmt.Errorf("-tls-resume, -tls-verify and -tls-server-name need -starttls")
+		}
+		return nil, nil
+	}
+	name := f.serverName
+	if name == "" {
+		host, _, err := net.SplitHostPort(server)
+		if err != nil {
+			return nil, fmt.Errorf("-server: %w", err)
+		}
+		name = host
+	}
+	cfg := &tls.Config{ServerName: name, InsecureSkipVerify: !f.verify}
+	if f.resume {
+		cfg.ClientSessionCache = tls.NewLRUClientSessionCache(0)
+	}
+	return cfg, nil
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -177,6 +241,17 @@ func printLoad(w io.Writer, r loadResult) {
 	l := r.Latency
 	fmt.Fprintf(w, "latency    end of DATA to 250: p50 %s  p90 %s  p99 %s  max %s  (min %s, mean %s)\n",
 		ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max), ms(l.Min), ms(l.Mean))
+	if c := r.Connection; c != nil {
+		fmt.Fprintf(w, "connection connect to 221: p50 %s  p90 %s  p99 %s  max %s  (min %s, mean %s, %d connections)\n",
+			ms(c.P50), ms(c.P90), ms(c.P99), ms(c.Max), ms(c.Min), ms(c.Mean), c.N)
+	}
+	if t := r.TLS; t != nil {
+		fmt.Fprintf(w, "tls        %d handshakes: %d full, %d resumed;", t.Handshakes, t.Full, t.Resumed)
+		for _, k := range sortedKeys(t.Versions) {
+			fmt.Fprintf(w, " %s: %d;", k, t.Versions[k])
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "replies   ")
 	for _, k := range sortedKeys(r.Codes) {
 		fmt.Fprintf(w, " %s: %d;", k, r.Codes[k])

@@ -2,7 +2,7 @@ package main
 
 import (
 	"bufio"
-	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -31,28 +31,9 @@ type client struct {
 	// timeout when zero.
 	dataTimeout time.Duration
 	ext         map[string]string // EHLO keywords, upper case, to their parameters
-}
-
-// dial connects to addr, reads the greeting and says EHLO (HELO if EHLO is
-// refused). A greeting other than 220 is returned as a *replyError.
-func dial(ctx context.Context, addr, helo string, timeout time.Duration) (*client, error) {
-	d := net.Dialer{Timeout: timeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	c := &client{
-		conn:    conn,
-		r:       bufio.NewReaderSize(conn, 4096),
-		w:       bufio.NewWriterSize(conn, 32<<10),
-		timeout: timeout,
-		ext:     map[string]string{},
-	}
-	if err := c.hello(helo); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return c, nil
+	start       time.Time         // when the connection was begun
+	// tls is the handshake's outcome after STARTTLS; nil in plaintext.
+	tls *tls.ConnectionState
 }
 
 func (c *client) hello(helo string) error {
@@ -63,6 +44,12 @@ func (c *client) hello(helo string) error {
 	if greet.code != 220 {
 		return &replyError{stage: "greeting", r: greet}
 	}
+	return c.ehlo(helo)
+}
+
+// ehlo says EHLO and records the extensions offered, or HELO if EHLO is
+// refused.
+func (c *client) ehlo(helo string) error {
 	ehlo, err := c.cmd("EHLO " + helo)
 	if err != nil {
 		return fmt.Errorf("ehlo: %w", err)
@@ -319,21 +306,28 @@ func (c *client) reset(res txResult) (txResult, error) {
 	return res, nil
 }
 
-// quit ends the session politely and closes it.
-func (c *client) quit() {
-	c.cmd("QUIT")
+// quit ends the session politely and closes it. ok is whether the server
+// answered 221.
+func (c *client) quit() (ok bool) {
+	r, err := c.cmd("QUIT")
 	c.conn.Close()
+	return err == nil && r.code == 221
 }
 
 // errClass names an error for the reply-code table.
 func errClass(err error) string {
 	var re *replyError
 	var ne net.Error
+	var te *tlsError
 	switch {
+	case errors.Is(err, errNoStartTLS):
+		return "starttls not-offered"
 	case errors.As(err, &re):
 		return fmt.Sprintf("%s %d", re.stage, re.r.code)
 	case errors.As(err, &ne) && ne.Timeout():
 		return "error timeout"
+	case errors.As(err, &te):
+		return "error tls"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return "error eof"
 	case errors.Is(err, net.ErrClosed):
