@@ -15,12 +15,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The consumer side of the queue adds these keys to the ones in doc.go:
-//
-//	{NAME}:retry        sorted set: queue id → when its next attempt is due (unix ms)
-//	{NAME}:wait:ID      the stream fields of ID while it waits in {NAME}:retry
-//	{NAME}:done:ID      hash: recipient → "delivered" or "failed: REASON"
-//	{NAME}:tries:ID     hash: attempt number → Attempt (JSON)
+// The consumer side of the queue adds {NAME}:retry, {NAME}:wait:ID,
+// {NAME}:done:ID, {NAME}:tries:ID and {NAME}:dead (see the "Keys" table
+// of docs/redis.md, the one list of the keys).
 //
 // An entry is read from the stream with XREADGROUP into the pending list
 // of one consumer, which holds it under a lease. A temporary failure moves
