@@ -36,7 +36,7 @@ func (c *Consumer) ackAll(ctx context.Context, reqs []*ackReq) {
 	send := func() error {
 		_, err := c.q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, r := range reqs {
-				cmds[i] = ackScript.EvalSha(ctx, p, r.d.ackKeys(), r.d.scriptArgs(r.d.ID)...)
+				cmds[i] = ackScript.evalSha(ctx, p, r.d.ackKeys(), r.d.ackArgs())
 			}
 			return nil
 		})
@@ -46,7 +46,7 @@ func (c *Consumer) ackAll(ctx context.Context, reqs []*ackReq) {
 	if redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// Script.Run falls back to EVAL by itself; in a pipeline it
 		// cannot (DESIGN.md): load the script, send again.
-		if err = ackScript.Load(ctx, c.q.rdb).Err(); err == nil {
+		if err = ackScript.load(ctx, c.q.rdb).Err(); err == nil {
 			send()
 		}
 	}

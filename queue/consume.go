@@ -196,7 +196,7 @@ func (c *Consumer) groupLost(err error) {
 // promoteScript moves due entries from the retry set back into the
 // stream. ZREM decides which caller moves an entry, so two consumers
 // promoting at once add it once.
-var promoteScript = redis.NewScript(`
+var promoteScript = newScript[promoteKeys, promoteArgs](`
 local n = 0
 for i, id in ipairs(ARGV) do
   if redis.call('ZREM', KEYS[1], id) == 1 then
@@ -211,6 +211,36 @@ end
 return n
 `)
 
+// promoteKeys are the retry set, the stream, then the wait key of each
+// id of promoteArgs, in the same order.
+type promoteKeys struct {
+	retry, stream string
+	waits         []string
+}
+
+func (k promoteKeys) keys() []string { return append([]string{k.retry, k.stream}, k.waits...) }
+
+// promoteArgs are the queue ids to move.
+type promoteArgs []string
+
+func (a promoteArgs) args() []any {
+	out := make([]any, len(a))
+	for i, id := range a {
+		out[i] = id
+	}
+	return out
+}
+
+// promoteCall builds promoteScript's keys and arguments for ids, so that
+// each wait key stands where the script looks for it.
+func (q *Queue) promoteCall(ids []string) (promoteKeys, promoteArgs) {
+	k := promoteKeys{retry: q.key("retry"), stream: q.key("stream"), waits: make([]string, len(ids))}
+	for i, id := range ids {
+		k.waits[i] = q.key("wait", id)
+	}
+	return k, promoteArgs(ids)
+}
+
 // promote moves up to max due retries back into the stream and returns
 // how many it moved.
 func (c *Consumer) promote(ctx context.Context, max int64) (int, error) {
@@ -223,13 +253,8 @@ func (c *Consumer) promote(ctx context.Context, max int64) (int, error) {
 	if err != nil || len(ids) == 0 {
 		return 0, classify(err)
 	}
-	keys := []string{c.q.key("retry"), c.q.key("stream")}
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		keys = append(keys, c.q.key("wait", id))
-		args[i] = id
-	}
-	n, err := promoteScript.Run(ctx, c.q.rdb, keys, args...).Int()
+	keys, args := c.q.promoteCall(ids)
+	n, err := promoteScript.run(ctx, c.q.rdb, keys, args).Int()
 	if err != nil {
 		return 0, fmt.Errorf("move due retries into the stream: %w", classify(err))
 	}
@@ -292,7 +317,7 @@ func (c *Consumer) forgetIdleConsumers(ctx context.Context) {
 	}
 	for _, x := range cs {
 		if x.Name != c.opt.Name && x.Pending == 0 && x.Idle > c.opt.ForgetIdle {
-			forgetScript.Run(ctx, c.q.rdb, []string{c.q.key("stream")}, c.opt.Group, x.Name)
+			forgetScript.run(ctx, c.q.rdb, streamKey{c.q.key("stream")}, forgetArgs{group: c.opt.Group, consumer: x.Name})
 		}
 	}
 }
@@ -300,10 +325,14 @@ func (c *Consumer) forgetIdleConsumers(ctx context.Context) {
 // forgetScript deletes a consumer only if it holds nothing at that moment:
 // deleting a consumer drops its pending entries, which would then never
 // be delivered.
-var forgetScript = redis.NewScript(`
+var forgetScript = newScript[streamKey, forgetArgs](`
 if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
 return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 `)
+
+type forgetArgs struct{ group, consumer string }
+
+func (a forgetArgs) args() []any { return []any{a.group, a.consumer} }
 
 // read reads up to n new entries, waiting at most block (no wait when
 // block < 0).
