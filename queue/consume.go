@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -174,7 +173,7 @@ func (c *Consumer) ensureGroup(ctx context.Context) error {
 	ctx, cancel := c.q.ctx(ctx)
 	defer cancel()
 	err := c.q.rdb.XGroupCreateMkStream(ctx, c.q.key("stream"), c.opt.Group, "0").Err()
-	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 		return fmt.Errorf("create consumer group %s: %w", c.opt.Group, classify(err))
 	}
 	c.mu.Lock()
@@ -186,7 +185,7 @@ func (c *Consumer) ensureGroup(ctx context.Context) error {
 // groupLost notes that Redis no longer knows the group (NOGROUP: its data
 // was lost or flushed), so that the next Fetch creates it again.
 func (c *Consumer) groupLost(err error) {
-	if err != nil && strings.Contains(err.Error(), "NOGROUP") {
+	if redis.HasErrorPrefix(err, "NOGROUP") {
 		c.mu.Lock()
 		c.group = false
 		c.mu.Unlock()
