@@ -36,7 +36,7 @@ func (c *Consumer) ackAll(ctx context.Context, reqs []*ackReq) {
 	send := func() error {
 		_, err := c.q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, r := range reqs {
-				cmds[i] = ackScript.EvalSha(ctx, p, r.d.ackKeys(), r.d.scriptArgs(r.d.ID)...)
+				cmds[i] = ackScript.evalSha(ctx, p, r.d.ackKeys(), r.d.ackArgs())
 			}
 			return nil
 		})
@@ -48,7 +48,7 @@ func (c *Consumer) ackAll(ctx context.Context, reqs []*ackReq) {
 		// cannot (go-redis only retries EVALSHA outside pipelines, and
 		// after a failover the new primary may not have the script):
 		// load the script, send again.
-		if err = ackScript.Load(ctx, c.q.rdb).Err(); err == nil {
+		if err = ackScript.load(ctx, c.q.rdb).Err(); err == nil {
 			send()
 		}
 	}

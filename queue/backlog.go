@@ -30,7 +30,7 @@ func (b Backlog) Depth() int64 { return b.Ready + b.Scheduled }
 
 // minScript returns the smallest member of the given sets: queue ids sort
 // by time, so it is the oldest message every MX host still waits for.
-var minScript = redis.NewScript(`
+var minScript = newScript[keyList, noArgs](`
 local best = false
 for _, k in ipairs(KEYS) do
   for _, m in ipairs(redis.call('SMEMBERS', k)) do
@@ -66,11 +66,11 @@ func (q *Queue) Backlog(ctx context.Context) (Backlog, error) {
 		}
 	}
 	if hs := hosts.Val(); len(hs) > 0 {
-		keys := make([]string, len(hs))
+		keys := make(keyList, len(hs))
 		for i, h := range hs {
 			keys[i] = q.key("inflight", h)
 		}
-		id, err := minScript.Run(ctx, q.rdb, keys).Text()
+		id, err := minScript.run(ctx, q.rdb, keys, noArgs{}).Text()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return b, classify(err)
 		}

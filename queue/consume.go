@@ -8,19 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// The consumer side of the queue adds these keys to the ones in doc.go:
-//
-//	{NAME}:retry        sorted set: queue id → when its next attempt is due (unix ms)
-//	{NAME}:wait:ID      the stream fields of ID while it waits in {NAME}:retry
-//	{NAME}:done:ID      hash: recipient → "delivered" or "failed: REASON"
-//	{NAME}:tries:ID     hash: attempt number → Attempt (JSON)
+// The consumer side of the queue adds {NAME}:retry, {NAME}:wait:ID,
+// {NAME}:done:ID, {NAME}:tries:ID and {NAME}:dead (see the "Keys" table
+// of docs/redis.md, the one list of the keys).
 //
 // An entry is read from the stream with XREADGROUP into the pending list
 // of one consumer, which holds it under a lease. A temporary failure moves
@@ -177,7 +173,7 @@ func (c *Consumer) ensureGroup(ctx context.Context) error {
 	ctx, cancel := c.q.ctx(ctx)
 	defer cancel()
 	err := c.q.rdb.XGroupCreateMkStream(ctx, c.q.key("stream"), c.opt.Group, "0").Err()
-	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 		return fmt.Errorf("create consumer group %s: %w", c.opt.Group, classify(err))
 	}
 	c.mu.Lock()
@@ -189,7 +185,7 @@ func (c *Consumer) ensureGroup(ctx context.Context) error {
 // groupLost notes that Redis no longer knows the group (NOGROUP: its data
 // was lost or flushed), so that the next Fetch creates it again.
 func (c *Consumer) groupLost(err error) {
-	if err != nil && strings.Contains(err.Error(), "NOGROUP") {
+	if redis.HasErrorPrefix(err, "NOGROUP") {
 		c.mu.Lock()
 		c.group = false
 		c.mu.Unlock()
@@ -199,7 +195,7 @@ func (c *Consumer) groupLost(err error) {
 // promoteScript moves due entries from the retry set back into the
 // stream. ZREM decides which caller moves an entry, so two consumers
 // promoting at once add it once.
-var promoteScript = redis.NewScript(`
+var promoteScript = newScript[promoteKeys, promoteArgs](`
 local n = 0
 for i, id in ipairs(ARGV) do
   if redis.call('ZREM', KEYS[1], id) == 1 then
@@ -214,6 +210,36 @@ end
 return n
 `)
 
+// promoteKeys are the retry set, the stream, then the wait key of each
+// id of promoteArgs, in the same order.
+type promoteKeys struct {
+	retry, stream string
+	waits         []string
+}
+
+func (k promoteKeys) keys() []string { return append([]string{k.retry, k.stream}, k.waits...) }
+
+// promoteArgs are the queue ids to move.
+type promoteArgs []string
+
+func (a promoteArgs) args() []any {
+	out := make([]any, len(a))
+	for i, id := range a {
+		out[i] = id
+	}
+	return out
+}
+
+// promoteCall builds promoteScript's keys and arguments for ids, so that
+// each wait key stands where the script looks for it.
+func (q *Queue) promoteCall(ids []string) (promoteKeys, promoteArgs) {
+	k := promoteKeys{retry: q.key("retry"), stream: q.key("stream"), waits: make([]string, len(ids))}
+	for i, id := range ids {
+		k.waits[i] = q.key("wait", id)
+	}
+	return k, promoteArgs(ids)
+}
+
 // promote moves up to max due retries back into the stream and returns
 // how many it moved.
 func (c *Consumer) promote(ctx context.Context, max int64) (int, error) {
@@ -226,13 +252,8 @@ func (c *Consumer) promote(ctx context.Context, max int64) (int, error) {
 	if err != nil || len(ids) == 0 {
 		return 0, classify(err)
 	}
-	keys := []string{c.q.key("retry"), c.q.key("stream")}
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		keys = append(keys, c.q.key("wait", id))
-		args[i] = id
-	}
-	n, err := promoteScript.Run(ctx, c.q.rdb, keys, args...).Int()
+	keys, args := c.q.promoteCall(ids)
+	n, err := promoteScript.run(ctx, c.q.rdb, keys, args).Int()
 	if err != nil {
 		return 0, fmt.Errorf("move due retries into the stream: %w", classify(err))
 	}
@@ -295,7 +316,7 @@ func (c *Consumer) forgetIdleConsumers(ctx context.Context) {
 	}
 	for _, x := range cs {
 		if x.Name != c.opt.Name && x.Pending == 0 && x.Idle > c.opt.ForgetIdle {
-			forgetScript.Run(ctx, c.q.rdb, []string{c.q.key("stream")}, c.opt.Group, x.Name)
+			forgetScript.run(ctx, c.q.rdb, streamKey{c.q.key("stream")}, forgetArgs{group: c.opt.Group, consumer: x.Name})
 		}
 	}
 }
@@ -303,10 +324,14 @@ func (c *Consumer) forgetIdleConsumers(ctx context.Context) {
 // forgetScript deletes a consumer only if it holds nothing at that moment:
 // deleting a consumer drops its pending entries, which would then never
 // be delivered.
-var forgetScript = redis.NewScript(`
+var forgetScript = newScript[streamKey, forgetArgs](`
 if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
 return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
 `)
+
+type forgetArgs struct{ group, consumer string }
+
+func (a forgetArgs) args() []any { return []any{a.group, a.consumer} }
 
 // read reads up to n new entries, waiting at most block (no wait when
 // block < 0).

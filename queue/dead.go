@@ -133,8 +133,7 @@ func (q *Queue) loadSettled(ctx context.Context, ds []DeadLetter) error {
 // deadRetryScript puts a dead letter back into the stream (its v, id and
 // rec fields, as a new entry) and forgets the recipients that failed for
 // good, so that they are tried again; the ones delivered stay delivered.
-// KEYS: dead, stream, done. ARGV[1] dead stream id.
-var deadRetryScript = redis.NewScript(`
+var deadRetryScript = newScript[deadRetryKeys, deadEntry](`
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #e == 0 then return 0 end
 local f, keep = e[1][2], {}
@@ -152,6 +151,15 @@ end
 return 1
 `)
 
+type deadRetryKeys struct{ dead, stream, done string }
+
+func (k deadRetryKeys) keys() []string { return []string{k.dead, k.stream, k.done} }
+
+// deadEntry is the id of an entry of the dead-letter stream.
+type deadEntry struct{ streamID string }
+
+func (a deadEntry) args() []any { return []any{a.streamID} }
+
 // RetryDead puts the dead letter of queue id back into the queue. Its
 // attempts start again from one.
 func (q *Queue) RetryDead(ctx context.Context, id string) error {
@@ -161,7 +169,8 @@ func (q *Queue) RetryDead(ctx context.Context, id string) error {
 	}
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
-	n, err := deadRetryScript.Run(ctx, q.rdb, []string{q.key("dead"), q.key("stream"), q.key("done", id)}, d.StreamID).Int()
+	keys := deadRetryKeys{dead: q.key("dead"), stream: q.key("stream"), done: q.key("done", id)}
+	n, err := deadRetryScript.run(ctx, q.rdb, keys, deadEntry{d.StreamID}).Int()
 	if err != nil {
 		return fmt.Errorf("retry dead letter %s: %w", id, classify(err))
 	}
@@ -172,12 +181,15 @@ func (q *Queue) RetryDead(ctx context.Context, id string) error {
 }
 
 // deadPurgeScript deletes a dead letter with its body and state.
-// KEYS: dead, body, done, tries.
-var deadPurgeScript = redis.NewScript(`
+var deadPurgeScript = newScript[deadPurgeKeys, deadEntry](`
 local n = redis.call('XDEL', KEYS[1], ARGV[1])
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 return n
 `)
+
+type deadPurgeKeys struct{ dead, body, done, tries string }
+
+func (k deadPurgeKeys) keys() []string { return []string{k.dead, k.body, k.done, k.tries} }
 
 // PurgeDead deletes the dead letter of queue id and its body for good.
 func (q *Queue) PurgeDead(ctx context.Context, id string) error {
@@ -187,8 +199,8 @@ func (q *Queue) PurgeDead(ctx context.Context, id string) error {
 	}
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
-	keys := []string{q.key("dead"), q.key("body", id), q.key("done", id), q.key("tries", id)}
-	if err := deadPurgeScript.Run(ctx, q.rdb, keys, d.StreamID).Err(); err != nil {
+	keys := deadPurgeKeys{dead: q.key("dead"), body: q.key("body", id), done: q.key("done", id), tries: q.key("tries", id)}
+	if err := deadPurgeScript.run(ctx, q.rdb, keys, deadEntry{d.StreamID}).Err(); err != nil {
 		return fmt.Errorf("purge dead letter %s: %w", id, classify(err))
 	}
 	return nil

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Delivery is one attempt to deliver one queued message, held under a
@@ -160,17 +158,27 @@ func (d *Delivery) settle(ctx context.Context, rcpt, state string) error {
 }
 
 // ownerCheck is the first lines of every script that settles an entry:
-// only the consumer it is pending to may settle it. ARGV[1] group,
-// ARGV[2] consumer, ARGV[3] stream id; KEYS[1] the stream.
+// only the consumer it is pending to may settle it. Its KEYS[1] is the
+// stream and its first ARGV are ownerArgs.
 const ownerCheck = `
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
 if #p == 0 then return 0 end
 `
 
+// ownerArgs are the first ARGV of every owner-checked script.
+type ownerArgs struct{ group, consumer, streamID string }
+
+func (o ownerArgs) args() []any { return []any{o.group, o.consumer, o.streamID} }
+
+// owner is d's ownerArgs.
+func (d *Delivery) owner() ownerArgs {
+	return ownerArgs{group: d.c.opt.Group, consumer: d.c.opt.Name, streamID: d.StreamID}
+}
+
 // renewScript resets the entry's idle time, which is its lease, with
 // XCLAIM … JUSTID from the consumer that owns it (JUSTID does not count
 // as a new delivery).
-var renewScript = redis.NewScript(ownerCheck + `
+var renewScript = newScript[streamKey, ownerArgs](ownerCheck + `
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
 `)
@@ -178,7 +186,7 @@ return 1
 // Renew extends the lease by Lease from now. It returns ErrLeaseLost when
 // another consumer has taken the entry over.
 func (d *Delivery) Renew(ctx context.Context) error {
-	return d.run(ctx, "renew lease", renewScript, nil)
+	return runOwned(ctx, d, "renew lease", renewScript, streamKey{d.c.q.key("stream")}, d.owner())
 }
 
 // Hold renews the lease every Lease/3 until stop is called. The returned
@@ -212,8 +220,7 @@ func (d *Delivery) Hold(ctx context.Context) (hctx context.Context, stop func())
 
 // ackScript is the acknowledgement: pending list, stream entry, body,
 // per-recipient state, attempts and the host's accounting go together.
-// KEYS: stream, body, inflight:HOST, done, tries; ARGV[4] queue id.
-var ackScript = redis.NewScript(ownerCheck + `
+var ackScript = newScript[ackKeys, ackArgs](ownerCheck + `
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
 redis.call('DEL', KEYS[2], KEYS[4], KEYS[5])
@@ -228,11 +235,26 @@ func (d *Delivery) Ack(ctx context.Context) error {
 	return d.c.ack(ctx, d)
 }
 
-// ackKeys are the keys of ackScript for d.
-func (d *Delivery) ackKeys() []string {
-	q := d.c.q
-	return []string{q.key("stream"), q.key("body", d.ID), q.key("inflight", d.host()), q.key("done", d.ID), q.key("tries", d.ID)}
+type ackKeys struct{ stream, body, inflight, done, tries string }
+
+func (k ackKeys) keys() []string { return []string{k.stream, k.body, k.inflight, k.done, k.tries} }
+
+type ackArgs struct {
+	owner ownerArgs
+	id    string
 }
+
+func (a ackArgs) args() []any { return append(a.owner.args(), a.id) }
+
+// ackKeys are the keys of ackScript for d.
+func (d *Delivery) ackKeys() ackKeys {
+	q := d.c.q
+	return ackKeys{stream: q.key("stream"), body: q.key("body", d.ID), inflight: q.key("inflight", d.host()),
+		done: q.key("done", d.ID), tries: q.key("tries", d.ID)}
+}
+
+// ackArgs are the arguments of ackScript for d.
+func (d *Delivery) ackArgs() ackArgs { return ackArgs{owner: d.owner(), id: d.ID} }
 
 func (d *Delivery) host() string {
 	if d.Record == nil {
@@ -244,9 +266,7 @@ func (d *Delivery) host() string {
 // retryScript moves the entry from the stream to the retry set: its
 // fields into wait:ID, its due time into the retry set, the attempt into
 // tries:ID, then XACK and XDEL.
-// KEYS: stream, retry, wait, tries. ARGV[4] queue id, [5] due ms,
-// [6] attempt number, [7] attempt JSON.
-var retryScript = redis.NewScript(ownerCheck + `
+var retryScript = newScript[retryKeys, retryArgs](ownerCheck + `
 local e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 if #e == 0 then return 0 end
@@ -257,6 +277,21 @@ redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4])
 redis.call('XDEL', KEYS[1], ARGV[3])
 return 1
 `)
+
+type retryKeys struct{ stream, retry, wait, tries string }
+
+func (k retryKeys) keys() []string { return []string{k.stream, k.retry, k.wait, k.tries} }
+
+type retryArgs struct {
+	owner   ownerArgs
+	id      string
+	dueMS   int64
+	attempt Attempt
+}
+
+func (a retryArgs) args() []any {
+	return append(a.owner.args(), a.id, a.dueMS, a.attempt.N, a.attempt.encode())
+}
 
 // Retry records the failed attempt and schedules the next one after the
 // back-off. When this was the last allowed attempt it dead-letters the
@@ -269,8 +304,8 @@ func (d *Delivery) Retry(ctx context.Context, cause error) (dead bool, err error
 	}
 	q := d.c.q
 	due := d.c.opt.Now().Add(d.c.backoff(d.Attempt)).UnixMilli()
-	keys := []string{q.key("stream"), q.key("retry"), q.key("wait", d.ID), q.key("tries", d.ID)}
-	return false, d.run(ctx, "schedule retry", retryScript, keys, d.ID, due, a.N, a.encode())
+	keys := retryKeys{stream: q.key("stream"), retry: q.key("retry"), wait: q.key("wait", d.ID), tries: q.key("tries", d.ID)}
+	return false, runOwned(ctx, d, "schedule retry", retryScript, keys, retryArgs{owner: d.owner(), id: d.ID, dueMS: due, attempt: a})
 }
 
 // Dead moves the message to the dead-letter stream with reason and every
@@ -291,9 +326,8 @@ func (d *Delivery) attempt(cause error) Attempt {
 // deadScript: the entry's fields plus reason, attempts and time go to the
 // dead-letter stream; the entry leaves the stream and the host's
 // accounting (the MX's part is done), tries:ID is folded into the dead
-// letter. KEYS: stream, dead, inflight:HOST, tries.
-// ARGV[4] queue id, [5] reason, [6] attempts JSON, [7] now ms.
-var deadScript = redis.NewScript(ownerCheck + `
+// letter.
+var deadScript = newScript[deadKeys, deadArgs](ownerCheck + `
 local e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 if #e == 0 then return 0 end
@@ -308,44 +342,56 @@ redis.call('DEL', KEYS[4])
 return 1
 `)
 
+type deadKeys struct{ stream, dead, inflight, tries string }
+
+func (k deadKeys) keys() []string { return []string{k.stream, k.dead, k.inflight, k.tries} }
+
+type deadArgs struct {
+	owner    ownerArgs
+	id       string
+	reason   string
+	attempts []byte // every Attempt, JSON
+	nowMS    int64
+}
+
+func (a deadArgs) args() []any { return append(a.owner.args(), a.id, a.reason, a.attempts, a.nowMS) }
+
 func (d *Delivery) dead(ctx context.Context, reason string, last Attempt) error {
 	q := d.c.q
 	all, _ := json.Marshal(append(slices.Clone(d.Attempts), last))
-	keys := []string{q.key("stream"), q.key("dead"), q.key("inflight", d.host()), q.key("tries", d.ID)}
-	return d.run(ctx, "dead-letter", deadScript, keys, d.ID, reason, string(all), d.c.opt.Now().UnixMilli())
+	keys := deadKeys{stream: q.key("stream"), dead: q.key("dead"), inflight: q.key("inflight", d.host()), tries: q.key("tries", d.ID)}
+	args := deadArgs{owner: d.owner(), id: d.ID, reason: reason, attempts: all, nowMS: d.c.opt.Now().UnixMilli()}
+	return runOwned(ctx, d, "dead-letter", deadScript, keys, args)
 }
 
 // releaseScript hands the entry back at once: its idle time is set past
 // the lease, so the next consumer to look takes it over.
-var releaseScript = redis.NewScript(ownerCheck + `
+var releaseScript = newScript[streamKey, releaseArgs](ownerCheck + `
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
 return 1
 `)
+
+type releaseArgs struct {
+	owner  ownerArgs
+	idleMS int64
+}
+
+func (a releaseArgs) args() []any { return append(a.owner.args(), a.idleMS) }
 
 // Release gives the entry up without counting a failure, for a consumer
 // that stops: another consumer takes it over without waiting out the
 // lease.
 func (d *Delivery) Release(ctx context.Context) error {
-	return d.run(ctx, "release", releaseScript, nil, d.c.opt.Lease.Milliseconds()+1)
+	args := releaseArgs{owner: d.owner(), idleMS: d.c.opt.Lease.Milliseconds() + 1}
+	return runOwned(ctx, d, "release", releaseScript, streamKey{d.c.q.key("stream")}, args)
 }
 
-// run runs one of the owner-checked scripts on the entry. keys defaults
-// to just the stream; extra are the arguments after group, consumer and
-// stream id.
-func (d *Delivery) run(ctx context.Context, what string, s *redis.Script, keys []string, extra ...any) error {
-	if keys == nil {
-		keys = []string{d.c.q.key("stream")}
-	}
+// runOwned runs one of the owner-checked scripts on d's entry.
+func runOwned[K scriptKeys, A scriptArgs](ctx context.Context, d *Delivery, what string, s script[K, A], k K, a A) error {
 	ctx, cancel := d.c.q.ctx(ctx)
 	defer cancel()
-	n, err := s.Run(ctx, d.c.q.rdb, keys, d.scriptArgs(extra...)...).Int()
+	n, err := s.run(ctx, d.c.q.rdb, k, a).Int()
 	return d.scriptResult(what, n, err)
-}
-
-// scriptArgs are the arguments of an owner-checked script: group,
-// consumer, stream id, then extra.
-func (d *Delivery) scriptArgs(extra ...any) []any {
-	return append([]any{d.c.opt.Group, d.c.opt.Name, d.StreamID}, extra...)
 }
 
 // scriptResult turns an owner-checked script's reply into an error.

@@ -1,25 +1,10 @@
 // Package queue is the durable mail queue shared by every MX host and the
 // consumers on the lists host. It is a set of Redis keys that all share one
 // hash tag, so that every script and transaction touches a single slot and
-// also works on Redis Cluster:
-//
-//	{NAME}:stream          stream of queued entries (field v: format version, id, rec: JSON)
-//	{NAME}:body:ID         the message of queue id ID: a list, the MX host's header fields, then the client's data in chunks
-//	{NAME}:spool:ID        the client's data of ID while it arrives, in chunks; expires unless appended to
-//	{NAME}:dedup:HASH      queue id of a message already queued with that envelope and body
-//	{NAME}:inflight:HOST   set of queue ids HOST accepted that are not yet acknowledged
-//	{NAME}:hosts           set of every MX host that ever enqueued or sent a heartbeat
-//	{NAME}:hb:HOST         heartbeat of HOST (JSON), with an expiry
-//	{NAME}:drain:HOST      drain flag of HOST
-//	{NAME}:rcpt:static     recipient registry edited by operators (mxq lists)
-//	{NAME}:rcpt:routes     recipient registry published by consumers (listd)
-//	{NAME}:dead            dead-letter stream
-//	{NAME}:retry           sorted set: queue id → when its next attempt is due
-//	{NAME}:wait:ID         the stream fields of ID while it waits for a retry
-//	{NAME}:done:ID         per recipient of ID: delivered or failed, so a retry skips it
-//	{NAME}:tries:ID        every attempt of ID and its error, for the dead letter
-//	{NAME}:maint:lease     maintenance lease: one MX host in maintenance at a time (dnsctl)
-//	{NAME}:maint:state     the maintenance in progress and its phase (JSON)
+// also works on Redis Cluster: {NAME}:stream, {NAME}:body:ID and so on.
+// The one list of the keys, with their types, is the "Keys" table of
+// docs/redis.md; TestKeyLayout runs the whole life of a queue and fails
+// when the keys it creates differ from that table.
 //
 // # Guarantees
 //

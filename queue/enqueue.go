@@ -85,7 +85,7 @@ func dedupHash(from string, rcpts []string, bodySum []byte) string {
 // write in the middle. A duplicate deletes the spool and writes nothing.
 //
 // RENAME keeps the spool's expiry, hence the PERSIST.
-var enqueueScript = redis.NewScript(`#!lua
+var enqueueScript = newScript[enqueueKeys, enqueueArgs](`#!lua
 local id = redis.call('GET', KEYS[4])
 if id then
   redis.call('DEL', KEYS[2])
@@ -112,7 +112,7 @@ return {1, ARGV[1]}
 // enqueueKeys and enqueueArgs are enqueueScript's KEYS and ARGV.
 type enqueueKeys struct{ stream, spool, body, dedup, inflight, hosts string }
 
-func (k enqueueKeys) list() []string {
+func (k enqueueKeys) keys() []string {
 	return []string{k.stream, k.spool, k.body, k.dedup, k.inflight, k.hosts}
 }
 
@@ -126,7 +126,7 @@ type enqueueArgs struct {
 	tail    [][]byte // chunks after the spooled ones
 }
 
-func (a enqueueArgs) list() []any {
+func (a enqueueArgs) args() []any {
 	spooled := "0"
 	if a.spooled {
 		spooled = "1"
@@ -194,7 +194,7 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) (Result, error) {
 	}
 	args := enqueueArgs{id: r.ID, rec: rec, dedupMS: q.opt.DedupWindow.Milliseconds(),
 		host: r.Host, header: m.Header, spooled: spooled, tail: tail}
-	res, err := q.commit(ctx, keys.list(), args.list(), len(m.Header)+bytesOf(tail))
+	res, err := q.commit(ctx, keys, args, len(m.Header)+bytesOf(tail))
 	if err != nil {
 		if spooled {
 			q.abort(sp)
@@ -211,7 +211,7 @@ func (q *Queue) abort(sp *Spool) {
 }
 
 // commit runs enqueueScript, and WAIT when replicas must confirm.
-func (q *Queue) commit(ctx context.Context, keys []string, args []any, n int) (Result, error) {
+func (q *Queue) commit(ctx context.Context, keys enqueueKeys, args enqueueArgs, n int) (Result, error) {
 	ctx, cancel := q.sizedCtx(ctx, n)
 	defer cancel()
 	if q.opt.Replicas == 0 {
@@ -258,8 +258,8 @@ func bytesOf(chunks [][]byte) int {
 	return n
 }
 
-func (q *Queue) runEnqueue(ctx context.Context, c redis.Scripter, keys []string, args []any) (Result, error) {
-	v, err := enqueueScript.Run(ctx, c, keys, args...).Slice()
+func (q *Queue) runEnqueue(ctx context.Context, c redis.Scripter, keys enqueueKeys, args enqueueArgs) (Result, error) {
+	v, err := enqueueScript.run(ctx, c, keys, args).Slice()
 	if err != nil {
 		return Result{}, classify(err)
 	}

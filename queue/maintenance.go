@@ -10,11 +10,9 @@ import (
 )
 
 // The maintenance lease and state let one dnsctl at a time, on any machine,
-// take one MX host out of service:
-//
-//	{NAME}:maint:lease     owner token of the running dnsctl, with an expiry
-//	{NAME}:maint:state     the maintenance in progress (JSON written by dnsctl)
-//
+// take one MX host out of service: {NAME}:maint:lease holds the owner
+// token of the running dnsctl, with an expiry, and {NAME}:maint:state the
+// maintenance in progress (see the "Keys" table of docs/redis.md).
 // The state outlives the lease: a dnsctl killed half-way loses the lease
 // when it expires, but the state still says which host is out of DNS, so
 // that the next run continues it instead of starting another.
@@ -39,9 +37,9 @@ type Lease struct {
 	Expires time.Time `json:"expires"`
 }
 
-// maintAcquireScript sets the lease to ARGV[1] for ARGV[2] ms when it is free or
-// already ARGV[1]'s; otherwise it returns the holder and its remaining ms.
-var maintAcquireScript = redis.NewScript(`
+// maintAcquireScript sets the lease to the owner for ttl when it is free or
+// already the owner's; otherwise it returns the holder and its remaining ms.
+var maintAcquireScript = newScript[leaseKey, leaseArgs](`
 local cur = redis.call('GET', KEYS[1])
 if cur == false or cur == ARGV[1] then
 	redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -50,17 +48,17 @@ end
 return {0, cur, redis.call('PTTL', KEYS[1])}
 `)
 
-// maintRenewScript extends the lease only when ARGV[1] holds it.
-var maintRenewScript = redis.NewScript(`
+// maintRenewScript extends the lease only when the owner holds it.
+var maintRenewScript = newScript[leaseKey, leaseArgs](`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
 	return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
 `)
 
-// maintFencedScript runs SET KEYS[2] ARGV[2] (or DEL when ARGV[3] is "del", then
-// also DEL KEYS[1]) only when ARGV[1] holds the lease KEYS[1].
-var maintFencedScript = redis.NewScript(`
+// maintFencedScript sets the state (or, for "del", deletes the state and
+// the lease) only when the owner holds the lease.
+var maintFencedScript = newScript[fencedKeys, fencedArgs](`
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
 	return 0
 end
@@ -72,13 +70,40 @@ end
 return 1
 `)
 
-// maintReleaseScript deletes the lease only when ARGV[1] holds it.
-var maintReleaseScript = redis.NewScript(`
+// maintReleaseScript deletes the lease only when the owner holds it.
+var maintReleaseScript = newScript[leaseKey, leaseOwner](`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
 	return redis.call('DEL', KEYS[1])
 end
 return 0
 `)
+
+type leaseKey struct{ lease string }
+
+func (k leaseKey) keys() []string { return []string{k.lease} }
+
+type leaseOwner struct{ owner string }
+
+func (a leaseOwner) args() []any { return []any{a.owner} }
+
+type leaseArgs struct {
+	owner string
+	ttlMS int64
+}
+
+func (a leaseArgs) args() []any { return []any{a.owner, a.ttlMS} }
+
+type fencedKeys struct{ lease, state string }
+
+func (k fencedKeys) keys() []string { return []string{k.lease, k.state} }
+
+type fencedArgs struct {
+	owner string
+	state []byte
+	op    string // "set" or "del"
+}
+
+func (a fencedArgs) args() []any { return []any{a.owner, a.state, a.op} }
 
 // AcquireLease takes the maintenance lease for owner for ttl, or extends
 // it when owner already holds it. When someone else holds it, it returns a
@@ -89,7 +114,7 @@ func (q *Queue) AcquireLease(ctx context.Context, owner string, ttl time.Duratio
 	}
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
-	res, err := maintAcquireScript.Run(ctx, q.rdb, []string{q.key("maint", "lease")}, owner, ttl.Milliseconds()).Slice()
+	res, err := maintAcquireScript.run(ctx, q.rdb, leaseKey{q.key("maint", "lease")}, leaseArgs{owner: owner, ttlMS: ttl.Milliseconds()}).Slice()
 	if err != nil {
 		return classify(err)
 	}
@@ -109,7 +134,7 @@ func (q *Queue) AcquireLease(ctx context.Context, owner string, ttl time.Duratio
 func (q *Queue) RenewLease(ctx context.Context, owner string, ttl time.Duration) error {
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
-	n, err := maintRenewScript.Run(ctx, q.rdb, []string{q.key("maint", "lease")}, owner, ttl.Milliseconds()).Int64()
+	n, err := maintRenewScript.run(ctx, q.rdb, leaseKey{q.key("maint", "lease")}, leaseArgs{owner: owner, ttlMS: ttl.Milliseconds()}).Int64()
 	if err != nil {
 		return classify(err)
 	}
@@ -124,7 +149,7 @@ func (q *Queue) RenewLease(ctx context.Context, owner string, ttl time.Duration)
 func (q *Queue) ReleaseLease(ctx context.Context, owner string) error {
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
-	return classify(maintReleaseScript.Run(ctx, q.rdb, []string{q.key("maint", "lease")}, owner).Err())
+	return classify(maintReleaseScript.run(ctx, q.rdb, leaseKey{q.key("maint", "lease")}, leaseOwner{owner}).Err())
 }
 
 // CurrentLease returns the lease, or a zero Lease when nobody holds it.
@@ -163,8 +188,8 @@ func (q *Queue) ClearMaintenance(ctx context.Context, owner string) error {
 func (q *Queue) fenced(ctx context.Context, owner string, state []byte, op string) error {
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
-	keys := []string{q.key("maint", "lease"), q.key("maint", "state")}
-	n, err := maintFencedScript.Run(ctx, q.rdb, keys, owner, state, op).Int64()
+	keys := fencedKeys{lease: q.key("maint", "lease"), state: q.key("maint", "state")}
+	n, err := maintFencedScript.run(ctx, q.rdb, keys, fencedArgs{owner: owner, state: state, op: op}).Int64()
 	if err != nil {
 		return classify(err)
 	}

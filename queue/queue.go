@@ -175,10 +175,26 @@ func classify(err error) error {
 	if errors.As(err, &qe) {
 		return err
 	}
-	msg := err.Error()
-	// OOM may come alone or inside EXECABORT ("EXECABORT ... OOM ...").
-	if strings.HasPrefix(msg, "OOM ") || strings.Contains(msg, "OOM command not allowed") {
+	// Only Redis's own reply counts: a network error whose text happens
+	// to start with OOM is not Redis refusing a write.
+	if redis.HasErrorPrefix(err, "OOM ") {
 		return &Error{Kind: OutOfMemory, Err: err}
 	}
 	return &Error{Kind: Unavailable, Err: err}
+}
+
+// execErr is the error of a transaction (MULTI … EXEC). When Redis
+// refused a queued command, EXEC answers only EXECABORT; the reason (OOM
+// when maxmemory is reached) is in the reply to that command, so that is
+// the error returned, for classify to see.
+func execErr(cmds []redis.Cmder, err error) error {
+	if !redis.HasErrorPrefix(err, "EXECABORT") {
+		return err
+	}
+	for _, c := range cmds {
+		if cerr := c.Err(); cerr != nil && !redis.HasErrorPrefix(cerr, "EXECABORT") {
+			return fmt.Errorf("transaction aborted: %w", cerr)
+		}
+	}
+	return err
 }

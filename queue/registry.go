@@ -58,14 +58,14 @@ func (q *Queue) PublishRoutes(ctx context.Context, entries []string) error {
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
 	k := q.key("rcpt", "routes")
-	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.Del(ctx, k)
 		if len(members) > 0 {
 			p.SAdd(ctx, k, members...)
 		}
 		return nil
 	})
-	return classify(err)
+	return classify(execErr(cmds, err))
 }
 
 // RegistryEntry is one entry of the recipient registry and where it
