@@ -8,8 +8,8 @@
 // Permanent when it can never be delivered, or any other error when a
 // later attempt may succeed. Temporary makes that explicit and also
 // overrides a Permanent it wraps: the outermost mark decides, so an
-// attempt that ran out of its Timeout is retried whatever its handler
-// returned. Router is the
+// attempt that failed because it ran out of its Timeout is retried even
+// when its handler called the failure permanent. Router is the
 // Handler that listd uses: it picks a Destination per recipient (LMTP,
 // SMTP, a program, a Maildir) by address pattern.
 //
