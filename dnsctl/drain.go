@@ -25,8 +25,13 @@ func (m *Maintenance) Drain(ctx context.Context, host string) (*Report, error) {
 		return nil, err
 	}
 	if st != nil && !SameName(st.Host, host) {
-		return nil, &RefusedError{Reason: fmt.Sprintf("%s is in maintenance (phase %s, since %s); restore it first",
-			st.Host, st.Phase, st.Steps[0].Start.Format(time.RFC3339))}
+		// A state saved before its first step ended has no steps.
+		since := "no step recorded"
+		if len(st.Steps) > 0 {
+			since = "since " + st.Steps[0].Start.Format(time.RFC3339)
+		}
+		return nil, &RefusedError{Reason: fmt.Sprintf("%s is in maintenance (phase %s, %s); restore it first",
+			st.Host, st.Phase, since)}
 	}
 	if st != nil && !st.Phase.Before(PhaseRestoring) {
 		return nil, &RefusedError{Reason: fmt.Sprintf("%s is being restored (phase %s); run restore to finish", st.Host, st.Phase)}

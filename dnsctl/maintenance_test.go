@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +104,15 @@ func TestDrainRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, "mx2.example.org", "mx3.example.org. is in maintenance"},
+		{"no steps yet", func(t *testing.T, e *env, m *dnsctl.Maintenance) {
+			st := `{"id": "x", "zone": "example.org.", "host": "mx3.example.org.", "phase": "leased"}`
+			if err := os.MkdirAll(filepath.Dir(m.StateFile), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(m.StateFile, []byte(st), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, "mx2.example.org", "mx3.example.org. is in maintenance (phase leased, no step recorded)"},
 		{"lease held elsewhere", func(t *testing.T, e *env, m *dnsctl.Maintenance) {
 			if err := e.q.AcquireLease(context.Background(), "other-host/1/x", time.Minute); err != nil {
 				t.Fatal(err)

@@ -5,8 +5,11 @@
 // calls a Handler for each, several at a time. A Handler gets the queued
 // record (queue id, envelope, authentication results) and the body, and
 // returns nil when the message is delivered, an error wrapped with
-// Permanent when it can never be delivered, or any other error (Temporary
-// makes it explicit) when a later attempt may succeed. Router is the
+// Permanent when it can never be delivered, or any other error when a
+// later attempt may succeed. Temporary makes that explicit and also
+// overrides a Permanent it wraps: the outermost mark decides, so an
+// attempt that failed because it ran out of its Timeout is retried even
+// when its handler called the failure permanent. Router is the
 // Handler that listd uses: it picks a Destination per recipient (LMTP,
 // SMTP, a program, a Maildir) by address pattern.
 //

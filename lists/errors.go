@@ -12,17 +12,26 @@ import (
 // TemporaryError nor a PermanentError counts as temporary.
 type TemporaryError struct{ Err error }
 
-func (e *TemporaryError) Error() string { return e.Err.Error() }
-func (e *TemporaryError) Unwrap() error { return e.Err }
+func (e *TemporaryError) Error() string   { return e.Err.Error() }
+func (e *TemporaryError) Unwrap() error   { return e.Err }
+func (e *TemporaryError) permanent() bool { return false }
 
 // PermanentError is a failure that no retry will fix: the message (or
 // the recipient, for a Destination) is dead-lettered.
 type PermanentError struct{ Err error }
 
-func (e *PermanentError) Error() string { return e.Err.Error() }
-func (e *PermanentError) Unwrap() error { return e.Err }
+func (e *PermanentError) Error() string   { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error   { return e.Err }
+func (e *PermanentError) permanent() bool { return true }
 
-// Temporary marks err as temporary; nil stays nil.
+// mark is a TemporaryError or a PermanentError.
+type mark interface {
+	error
+	permanent() bool
+}
+
+// Temporary marks err as temporary, even when it wraps a PermanentError:
+// the outermost mark wins. nil stays nil.
 func Temporary(err error) error {
 	if err == nil {
 		return nil
@@ -30,7 +39,8 @@ func Temporary(err error) error {
 	return &TemporaryError{err}
 }
 
-// Permanent marks err as permanent; nil stays nil.
+// Permanent marks err as permanent, even when it wraps a
+// TemporaryError: the outermost mark wins. nil stays nil.
 func Permanent(err error) error {
 	if err == nil {
 		return nil
@@ -38,10 +48,14 @@ func Permanent(err error) error {
 	return &PermanentError{err}
 }
 
-// IsPermanent reports whether err is, or wraps, a PermanentError.
+// IsPermanent reports whether the outermost TemporaryError or
+// PermanentError in err's tree (errors.As order) is a PermanentError. So
+// Temporary(Permanent(x)) is temporary: a caller that decides a
+// permanent failure is worth another attempt (a delivery that timed out,
+// say) only has to wrap it.
 func IsPermanent(err error) bool {
-	var pe *PermanentError
-	return errors.As(err, &pe)
+	var m mark
+	return errors.As(err, &m) && m.permanent()
 }
 
 // smtpError classifies a reply of an LMTP or SMTP server: 5xx is

@@ -93,3 +93,38 @@ func TestLimit(t *testing.T) {
 		t.Error("a limited plain Destination claims DeliverBatch")
 	}
 }
+
+// Destinations limited by one Limiter share its slots: a route rebuilt
+// while deliveries run on the old one waits for them.
+func TestLimiterShared(t *testing.T) {
+	l := lists.NewLimiter(2)
+	oldGate, newGate := newGate(), newGate()
+	old, next := l.Limit(oldGate), l.Limit(newGate)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if err := old.Deliver(context.Background(), nil, "a@lists.example.org"); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	<-oldGate.started
+	<-oldGate.started
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := next.Deliver(ctx, nil, "a@lists.example.org"); !errors.Is(err, context.Canceled) {
+		t.Errorf("new destination while the old one holds every slot: %v, want a wait that ends with its context", err)
+	}
+	if n := newGate.all.Load(); n != 0 {
+		t.Errorf("new destination ran %d deliveries beside the old one's 2, limit 2", n)
+	}
+	close(oldGate.open)
+	wg.Wait()
+	close(newGate.open)
+	if err := next.Deliver(context.Background(), nil, "a@lists.example.org"); err != nil {
+		t.Errorf("new destination once the old one is done: %v", err)
+	}
+	if lists.NewLimiter(0).Limit(oldGate) != lists.Destination(oldGate) {
+		t.Error("a nil Limiter should return the destination itself")
+	}
+}

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -20,17 +21,23 @@ type ackReq struct {
 }
 
 // ack sends d's acknowledgement with the others that are waiting and
-// returns its result.
+// returns its result. ctx only decides whether d joins a batch: a batch
+// carries several deliveries' acknowledgements, so it runs under a
+// context of its own, bounded by Options.Timeout, and whichever of them
+// happens to send it cannot cancel the others'.
 func (c *Consumer) ack(ctx context.Context, d *Delivery) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("acknowledge %s: %w", d.ID, err)
+	}
 	r := &ackReq{d: d}
-	c.acks.Do(r, func(reqs []*ackReq) { c.ackAll(ctx, reqs) })
+	c.acks.Do(r, c.ackAll)
 	return r.err
 }
 
 // ackAll runs ackScript for every request in one pipeline and sets each
 // request's err.
-func (c *Consumer) ackAll(ctx context.Context, reqs []*ackReq) {
-	ctx, cancel := c.q.ctx(ctx)
+func (c *Consumer) ackAll(reqs []*ackReq) {
+	ctx, cancel := c.q.ctx(context.Background())
 	defer cancel()
 	cmds := make([]*redis.Cmd, len(reqs))
 	send := func() error {

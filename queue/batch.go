@@ -1,6 +1,9 @@
 package queue
 
-import "sync"
+import (
+	"fmt"
+	"sync"
+)
 
 // Batcher gathers concurrent calls into batches and runs one batch at a
 // time: a call that finds no batch running runs its own at once; the
@@ -17,13 +20,17 @@ type Batcher[T any] struct {
 }
 
 type batch[T any] struct {
-	items []T
-	done  bool
+	items    []T
+	done     bool
+	panicked bool
+	p        any // what run panicked with
 }
 
 // Do adds item to the next batch and returns once run has run on that
 // batch. run gets the batch's items in the order of their calls; it
-// reports each item's result through the item itself.
+// reports each item's result through the item itself. When run panics,
+// every call of that batch panics too (no item got a result, and none
+// may pass for a success), and the next batch runs as usual.
 func (b *Batcher[T]) Do(item T, run func([]T)) {
 	b.mu.Lock()
 	if b.cond == nil {
@@ -39,17 +46,36 @@ func (b *Batcher[T]) Do(item T, run func([]T)) {
 	}
 	if my.done {
 		b.mu.Unlock()
+		if my.panicked {
+			panic(fmt.Sprintf("batch run panicked in another call: %v", my.p))
+		}
 		return
 	}
 	b.running = true
 	b.next = nil
 	b.mu.Unlock()
+	b.run(my, run)
+}
 
+// run runs the batch my and ends it, even when run panics: a batch left
+// running would block every later call.
+func (b *Batcher[T]) run(my *batch[T], run func([]T)) {
+	ok := false
+	defer func() {
+		var p any
+		if !ok {
+			// nil only for runtime.Goexit, which goes on by itself.
+			p = recover()
+		}
+		b.mu.Lock()
+		my.done, my.panicked, my.p = true, !ok, p
+		b.running = false
+		b.cond.Broadcast()
+		b.mu.Unlock()
+		if p != nil {
+			panic(p)
+		}
+	}()
 	run(my.items)
-
-	b.mu.Lock()
-	my.done = true
-	b.running = false
-	b.cond.Broadcast()
-	b.mu.Unlock()
+	ok = true
 }

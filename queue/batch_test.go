@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"mxq/queue"
 )
@@ -57,4 +58,28 @@ func TestBatcher(t *testing.T) {
 		}
 	}
 	t.Logf("%d items in %d batches", n, batches.Load())
+}
+
+// A batch whose run panics ends like any other: its calls panic, and the
+// next call runs its own batch instead of waiting for ever.
+func TestBatcherPanic(t *testing.T) {
+	var b queue.Batcher[int]
+	func() {
+		defer func() {
+			if p := recover(); p != "boom" {
+				t.Errorf("recovered %v, want the panic of run", p)
+			}
+		}()
+		b.Do(1, func([]int) { panic("boom") })
+	}()
+	done := make(chan []int, 1)
+	go b.Do(2, func(items []int) { done <- items })
+	select {
+	case items := <-done:
+		if len(items) != 1 || items[0] != 2 {
+			t.Errorf("next batch ran %v, want [2]", items)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call after a panicked batch still waits after 10s")
+	}
 }

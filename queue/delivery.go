@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -189,7 +190,7 @@ func (d *Delivery) Renew(ctx context.Context) error {
 	return runOwned(ctx, d, "renew lease", renewScript, streamKey{d.c.q.key("stream")}, d.owner())
 }
 
-// Hold renews the lease every Lease/3 until stop is called. The returned
+// Hold renews the lease every Lease/3 until stop is first called. The returned
 // context is cancelled when the lease is lost, so that the attempt stops
 // rather than race the consumer that took over.
 func (d *Delivery) Hold(ctx context.Context) (hctx context.Context, stop func()) {
@@ -215,7 +216,9 @@ func (d *Delivery) Hold(ctx context.Context) (hctx context.Context, stop func())
 			}
 		}
 	}()
-	return hctx, func() { close(done); cancel(nil) }
+	// stop may be called more than once (a deferred stop after an
+	// early one): only the first closes done.
+	return hctx, sync.OnceFunc(func() { close(done); cancel(nil) })
 }
 
 // ackScript is the acknowledgement: pending list, stream entry, body,

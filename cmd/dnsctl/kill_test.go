@@ -18,9 +18,10 @@ import (
 // every server sends the original RRset byte for byte.
 //
 // The kill lands a little after the report (the process runs on while the
-// test reads the line), so the phase persisted may be a later one; the
-// test logs it. resume_test.go in package dnsctl stops a run exactly at
-// each phase, in-process.
+// test reads the line), so it may land in a later phase, or after the run
+// ended; killInPhase then tries again, a bounded number of times, and
+// fails if no kill lands in the phase under test. resume_test.go in
+// package dnsctl stops a run exactly at each phase, in-process.
 func TestKilledProcess(t *testing.T) {
 	bin := buildDnsctl(t, t.TempDir())
 	for _, tc := range []struct {
@@ -63,33 +64,15 @@ func TestKilledProcess(t *testing.T) {
 				}
 			}
 
-			k := l.start(tc.sub, func(ev dnsctl.Event) bool {
-				return ev.Phase == tc.phase && strings.HasPrefix(ev.Msg, done)
-			})
-			st := l.state()
-			switch {
-			case !k.killed && k.exit == exitOK && k.has(done):
-				// The run got further than the signal: harmless, but
-				// this case then tested less than its name says.
-				t.Logf("%s finished before the kill landed; persisted: %v", tc.sub, st != nil)
-			case !k.killed:
-				t.Fatalf("%s ended with exit %d before reporting %q", tc.sub, k.exit, done)
-			case st == nil:
-				t.Fatalf("killed after %q, but no state is persisted", done)
-			case st.Phase.Before(tc.phase):
-				t.Fatalf("killed after %q, but the persisted phase is %s", done, st.Phase)
-			default:
-				t.Logf("killed %s after it reported %q; persisted phase: %s; the primary shows mx2: %v",
-					tc.sub, done, st.Phase, slices.ContainsFunc(l.wire()[l.dns.Primary.Name], isMX2))
-			}
+			st := killInPhase(t, l, tc.sub, tc.phase, done)
+			t.Logf("killed %s after it reported %q; persisted phase: %s; the primary shows mx2: %v",
+				tc.sub, done, st.Phase, slices.ContainsFunc(l.wire()[l.dns.Primary.Name], isMX2))
 
 			again := l.run(tc.sub)
 			if again.exit != exitOK {
 				t.Fatalf("%s again: exit %d, stdout %s, stderr %q", tc.sub, again.exit, again.stdout, again.other)
 			}
-			if k.killed {
-				checkContinued(t, tc.sub, st, again)
-			}
+			checkContinued(t, tc.sub, st, again)
 			twice := l.run(tc.sub)
 			if twice.exit != exitOK || twice.has("UPDATE on") {
 				t.Fatalf("%s a third time: exit %d, stdout %s, stderr %q", tc.sub, twice.exit, twice.stdout, twice.other)
@@ -117,6 +100,49 @@ func TestKilledProcess(t *testing.T) {
 			}
 			l.settled()
 		})
+	}
+}
+
+// killAttempts bounds the runs killInPhase starts.
+const killAttempts = 5
+
+// killInPhase runs dnsctl SUB, kills it once it reports done, and returns
+// the state persisted, in phase. A kill that lands later (a later phase
+// persisted, or the run over) tests less than the case says: the run is
+// finished and undone (a drain restored, a restore drained again), and
+// another is killed, at most killAttempts in all.
+func killInPhase(t *testing.T, l *lab, sub string, phase dnsctl.Phase, done string) *dnsctl.State {
+	t.Helper()
+	undo := map[string]string{"drain": "restore", "restore": "drain"}[sub]
+	for i := 1; ; i++ {
+		k := l.start(sub, func(ev dnsctl.Event) bool {
+			return ev.Phase == phase && strings.HasPrefix(ev.Msg, done)
+		})
+		st := l.state()
+		landed := "after the run ended"
+		switch {
+		case !k.killed && (k.exit != exitOK || !k.has(done)):
+			t.Fatalf("%s ended with exit %d before reporting %q", sub, k.exit, done)
+		case k.killed && st == nil && sub == "drain":
+			t.Fatalf("killed after %q, but no state is persisted", done)
+		case k.killed && st == nil:
+			landed = "after the state was cleared"
+		case k.killed && st.Phase.Before(phase):
+			t.Fatalf("killed after %q, but the persisted phase is %s", done, st.Phase)
+		case k.killed && st.Phase == phase:
+			return st
+		case k.killed:
+			landed = "in phase " + string(st.Phase)
+		}
+		if i == killAttempts {
+			t.Fatalf("none of %d kills after %q landed in phase %s; the last landed %s", i, done, phase, landed)
+		}
+		t.Logf("the kill after %q landed %s; finishing, undoing and trying again", done, landed)
+		for _, c := range []string{sub, undo} {
+			if r := l.run(c); r.exit != exitOK {
+				t.Fatalf("%s before another try: exit %d, stdout %s, stderr %q", c, r.exit, r.stdout, r.other)
+			}
+		}
 	}
 }
 

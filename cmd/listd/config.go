@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -202,12 +203,26 @@ func (r *route) check() error {
 	return nil
 }
 
-// router builds the Router of the routes.
-func (c *config) router() *lists.Router {
-	rt := &lists.Router{}
+// routes are a Router and the Limiter of each of its routes.
+type routes struct {
+	*lists.Router
+	conf   []route
+	limits []*lists.Limiter
+}
+
+// routes builds the Router of c's routes. A route found unchanged in prev
+// (the running routes, nil at start) keeps prev's Limiter: deliveries
+// still running on the old route hold its slots, and a new Limiter would
+// let max_parallel more run beside them.
+func (c *config) routes(prev *routes) *routes {
+	rs := &routes{Router: &lists.Router{}, conf: c.Routes}
 	name := c.Hostname
 	if name == "" {
 		name, _ = os.Hostname()
+	}
+	var taken []bool
+	if prev != nil {
+		taken = make([]bool, len(prev.conf))
 	}
 	for _, r := range c.Routes {
 		var d lists.Destination
@@ -221,9 +236,29 @@ func (c *config) router() *lists.Router {
 		default:
 			d = &lists.Maildir{Dir: r.Maildir}
 		}
-		rt.Routes = append(rt.Routes, lists.Route{Match: r.Match, To: lists.Limit(d, r.maxParallel())})
+		l := prev.carry(r, taken)
+		if l == nil {
+			l = lists.NewLimiter(r.maxParallel())
+		}
+		rs.limits = append(rs.limits, l)
+		rs.Routes = append(rs.Routes, lists.Route{Match: r.Match, To: l.Limit(d)})
 	}
-	return rt
+	return rs
+}
+
+// carry returns the Limiter of the first route of rs equal to r and not
+// taken yet, and takes it; nil when there is none.
+func (rs *routes) carry(r route, taken []bool) *lists.Limiter {
+	if rs == nil {
+		return nil
+	}
+	for i, old := range rs.conf {
+		if !taken[i] && rs.limits[i] != nil && reflect.DeepEqual(old, r) {
+			taken[i] = true
+			return rs.limits[i]
+		}
+	}
+	return nil
 }
 
 // consumerOptions are the queue consumer's settings.

@@ -88,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *check {
 		fmt.Fprintf(stdout, "%s: ok, %d routes, %d deliveries at once\n", *path, len(cfg.Routes), cfg.Concurrency)
-		for i, r := range cfg.router().Routes {
+		for i, r := range cfg.routes(nil).Routes {
 			limit := "no limit of its own"
 			if n := cfg.Routes[i].maxParallel(); n > 0 {
 				limit = fmt.Sprintf("at most %d at once", n)
@@ -121,8 +121,9 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 		}
 	}
 
+	running := cfg.routes(nil)
 	var router atomic.Pointer[lists.Router]
-	router.Store(cfg.router())
+	router.Store(running.Router)
 	src := q.Consumer(cfg.consumerOptions())
 	consumer := cfg.consumer(src, &router, logger, m.observe)
 
@@ -169,29 +170,29 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 		case err := <-runDone:
 			return err
 		case <-hup:
-			reload(path, cfg, &router, pub, logger)
+			running = reload(path, cfg, running, &router, pub, logger)
 		}
 	}
 }
 
 // reload reads the file at path again and, when it is good, puts its
-// routes in place and publishes them; cfg is the running configuration.
-func reload(path string, cfg *config, router *atomic.Pointer[lists.Router], pub *publisher, logger *slog.Logger) {
+// routes in place and publishes them, and returns the routes now
+// running; cfg is the running configuration, running its routes.
+func reload(path string, cfg *config, running *routes, router *atomic.Pointer[lists.Router], pub *publisher, logger *slog.Logger) *routes {
 	next, err := loadConfig(path)
 	if err != nil {
 		logger.Error("reload: keeping the running routes", "err", err)
-		return
+		return running
 	}
-	router.Store(next.router())
-	pub.set(next.Patterns())
+	rs := next.routes(running)
+	router.Store(rs.Router)
+	pub.set(rs.Patterns())
 	logger.Info("reloaded routes", "routes", len(next.Routes))
 	if !sameExceptRoutes(cfg, next) {
 		logger.Warn("reload: settings other than [[route]] changed; they take effect at the next start")
 	}
+	return rs
 }
-
-// Patterns are the patterns the routes publish to the registry.
-func (c *config) Patterns() []string { return c.router().Patterns() }
 
 // consumer builds the consumer; its handler is whatever router holds at
 // the time of each delivery, so that a reload applies to the next one.
