@@ -1,0 +1,131 @@
+package smtpd
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"mxq/queue"
+)
+
+// Every STARTTLS handshake is counted by version and resumption, with its
+// time.
+func TestHandshakeMetrics(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx.example.org"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	mq := &memQueue{msgs: map[string]*queue.Message{}}
+	cfg := Config{Hostname: "mx.example.org", Domains: []string{"lists.example.org"},
+		TLS: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}}
+	srv, err := New(cfg, mq, NewRecipients(mq, time.Hour), slog.New(slog.NewTextHandler(io.Discard, nil)), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+
+	client := &tls.Config{InsecureSkipVerify: true, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
+	for range 3 {
+		starttlsHello(t, l.Addr().String(), client)
+	}
+	counts := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "mxd_tls_handshakes_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			var labels []string
+			for _, lp := range mt.GetLabel() {
+				labels = append(labels, lp.GetName()+"="+lp.GetValue())
+			}
+			counts[strings.Join(labels, ",")] = mt.GetCounter().GetValue()
+		}
+	}
+	if full, resumed := counts["resumed=false,version=TLS 1.3"], counts["resumed=true,version=TLS 1.3"]; full != 1 || resumed != 2 {
+		t.Errorf("handshakes %v: want 1 full and 2 resumed", counts)
+	}
+	if got := histogramCount(t, reg, "mxd_tls_handshake_seconds"); got != 3 {
+		t.Errorf("handshake times observed: %d, want 3", got)
+	}
+}
+
+// starttlsHello upgrades a session with cfg and says EHLO in TLS, which
+// takes in a TLS 1.3 ticket sent after the handshake.
+func starttlsHello(t *testing.T, addr string, cfg *tls.Config) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	reply := func(r *bufio.Reader) string {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil || len(line) < 4 || line[3] != '-' {
+				return line
+			}
+		}
+	}
+	reply(br)
+	io.WriteString(c, "EHLO client.example.com\r\n")
+	reply(br)
+	io.WriteString(c, "STARTTLS\r\n")
+	if got := reply(br); !strings.HasPrefix(got, "220") {
+		t.Fatalf("STARTTLS: %q", got)
+	}
+	tc := tls.Client(c, cfg)
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	tbr := bufio.NewReader(tc)
+	io.WriteString(tc, "EHLO client.example.com\r\n")
+	if got := reply(tbr); !strings.HasPrefix(got, "250") {
+		t.Fatalf("EHLO in TLS: %q", got)
+	}
+	io.WriteString(tc, "QUIT\r\n")
+	reply(tbr)
+}
+
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatalf("no %s", name)
+	return 0
+}
