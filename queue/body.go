@@ -150,24 +150,22 @@ func (r *bodyReader) fetch() error {
 	return nil
 }
 
-// openBody fetches the start of the body of id, whose record has the
-// given format version (0: unknown, then the key's type decides) and
-// size (-1: unknown).
-func (q *Queue) openBody(ctx context.Context, id string, version int, size int64) (*storedBody, error) {
+// openBody fetches the start of the body of id, whose record gives size
+// (-1: unknown). The key's type says the format: a list is format 2, a
+// string format 1.
+func (q *Queue) openBody(ctx context.Context, id string, size int64) (*storedBody, error) {
 	ctx, cancel := q.sizedCtx(ctx, maxCommandBytes)
 	defer cancel()
-	if version == 0 {
-		t, err := q.rdb.Type(ctx, q.key("body", id)).Result()
-		if err != nil {
-			return nil, fmt.Errorf("body of %s: %w", id, classify(err))
-		}
-		version = 1
-		if t == "list" {
-			version = 2
-		}
+	t, err := q.rdb.Type(ctx, q.key("body", id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("body of %s: %w", id, classify(err))
+	}
+	version := 1
+	if t == "list" {
+		version = 2
 	}
 	var c bodyCmds
-	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		c = q.queueBodyFetch(ctx, p, id, version)
 		return nil
 	})

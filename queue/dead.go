@@ -223,7 +223,7 @@ func (q *Queue) recordBody(ctx context.Context, id string, r *Record) (io.Reader
 	if r != nil {
 		size = r.Size
 	}
-	b, err := q.openBody(ctx, id, 0, size)
+	b, err := q.openBody(ctx, id, size)
 	if err != nil {
 		return nil, err
 	}

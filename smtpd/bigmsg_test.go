@@ -196,10 +196,10 @@ func TestBudgetSlowsDownNotRefuses(t *testing.T) {
 	const big, small = 6, 20
 	replies := make(chan string, big+small)
 	for i := range big {
-		go func() { replies <- sendBigNoFatal(e.addr, bigBody(fmt.Sprint("big ", i), 4<<20)) }()
+		go func() { replies <- sendBigNoFatal(t, e.addr, bigBody(fmt.Sprint("big ", i), 4<<20)) }()
 	}
 	for i := range small {
-		go func() { replies <- sendBigNoFatal(e.addr, message(fmt.Sprint("small ", i))) }()
+		go func() { replies <- sendBigNoFatal(t, e.addr, message(fmt.Sprint("small ", i))) }()
 	}
 	timeout := time.After(2 * time.Minute)
 	for range big + small {
@@ -221,14 +221,14 @@ func TestBudgetSlowsDownNotRefuses(t *testing.T) {
 }
 
 // sendBigNoFatal is sendBig for other goroutines: errors are replies.
-func sendBigNoFatal(addr, body string) string {
+func sendBigNoFatal(t *testing.T, addr, body string) string {
 	c, err := netDial(addr)
 	if err != nil {
 		return err.Error()
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(2 * time.Minute))
-	cl := &rawClient{br: bufio.NewReader(c)}
+	cl := &client{t: t, c: c, br: bufio.NewReader(c)}
 	for _, step := range []struct{ send, want string }{
 		{"", "220"}, {"EHLO c.example.com\r\n", "250"}, {"MAIL FROM:<a@example.com>\r\n", "250"},
 		{"RCPT TO:<" + listAddr + ">\r\n", "250"}, {"DATA\r\n", "354"}, {body + ".\r\n", "250"},
@@ -238,7 +238,7 @@ func sendBigNoFatal(addr, body string) string {
 				return err.Error()
 			}
 		}
-		got := cl.reply()
+		got := cl.read()
 		if !strings.HasPrefix(got, step.want) || step.want == "250" && step.send == body+".\r\n" {
 			return got
 		}
@@ -246,23 +246,6 @@ func sendBigNoFatal(addr, body string) string {
 	return "unreachable"
 }
 
-type rawClient struct{ br *bufio.Reader }
-
-// reply reads one reply, its lines joined by "\n".
-func (r *rawClient) reply() string {
-	var lines []string
-	for {
-		line, err := r.br.ReadString('\n')
-		if err != nil {
-			return strings.Join(append(lines, err.Error()), "\n")
-		}
-		line = strings.TrimRight(line, "\r\n")
-		lines = append(lines, line)
-		if len(line) < 4 || line[3] != '-' {
-			return strings.Join(lines, "\n")
-		}
-	}
-}
 
 // A session that waits for memory is not timed out for the wait: the
 // time mxd spends not reading is not the client's. One session holds the

@@ -84,6 +84,13 @@ func (b *budget) fits(n int64) bool {
 	return b.used+n <= b.limit || b.used == 0
 }
 
+// inUse is the bytes held now.
+func (b *budget) inUse() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
+}
+
 // release gives n bytes back and wakes the waiters that now fit.
 func (b *budget) release(n int64) {
 	if n == 0 {

@@ -59,7 +59,7 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int64, error) 
 	ctx, cancel := context.WithTimeout(context.Background(), ss.s.cfg.DataTimeout+ss.s.cfg.EnqueueTimeout)
 	defer cancel()
 	rc := ss.newReception(ctx, id)
-	err := rc.read(ctx, r)
+	err := rc.read(r)
 	ss.wc.endData()
 	switch {
 	case err == nil:

@@ -62,13 +62,11 @@ type reception struct {
 	hdrEnd  int    // offset in cur after the header section; -1 until found
 	scan    int    // start of the header line not yet complete
 	recvd   int    // Received fields in the header section
-	header  []byte // the header section as received (for the checks)
 	pending [][]byte
 	pendN   int
-	hdrPend bool     // pending[0] is the (stripped) header section
 	blocks  [][]byte // the pool blocks behind pending
 
-	ctx     context.Context // the session's transaction: ends the checks it starts
+	ctx     context.Context // the transaction's: bounds every wait and write
 	spool   *queue.Spool
 	auth    *msgauth.Run
 	refusal error // once set, the rest of the data is read and dropped
@@ -81,7 +79,8 @@ func (ss *session) newReception(ctx context.Context, id string) *reception {
 
 // read reads the message to its real end. It returns the refusal decided
 // on the way (the data is then dropped), or the error of the reader.
-func (rc *reception) read(ctx context.Context, r io.Reader) error {
+func (rc *reception) read(r io.Reader) error {
+	ctx := rc.ctx
 	if !rc.held.tryGrow(blockSize) {
 		// The 354 is still in the connection's buffer, sent when the
 		// session next reads: send it now, or the client waits for it
@@ -100,7 +99,7 @@ func (rc *reception) read(ctx context.Context, r io.Reader) error {
 	for {
 		if len(rc.cur) == cap(rc.cur) {
 			t0 := time.Now()
-			err := rc.makeRoom(ctx)
+			err := rc.makeRoom()
 			rc.ss.wc.pauseData(time.Since(t0))
 			if err != nil {
 				return err
@@ -113,7 +112,7 @@ func (rc *reception) read(ctx context.Context, r io.Reader) error {
 			rc.checkHeader()
 		}
 		if err == io.EOF {
-			return rc.end(ctx)
+			return rc.end()
 		}
 		if err != nil {
 			return err
@@ -164,11 +163,11 @@ func (rc *reception) headerDone(end int, sep bool) {
 		rc.refuse(replyLoop)
 		return
 	}
-	rc.header = rc.cur[:end]
-	stripped := rc.header
+	header := rc.cur[:end]
+	stripped := header
 	if cfg.Auth != nil {
-		rc.auth = rc.ss.beginAuth(rc.ctx, cfg.Auth, bytes.Clone(rc.header))
-		stripped = stripForged(rc.header, cfg.AuthservID)
+		rc.auth = rc.ss.beginAuth(rc.ctx, cfg.Auth, bytes.Clone(header))
+		stripped = stripForged(header, cfg.AuthservID)
 		if foldedStart(stripped) { // nor may a removed field leave one
 			rc.refuse(replyFoldedStart)
 			return
@@ -176,7 +175,6 @@ func (rc *reception) headerDone(end int, sep bool) {
 	}
 	rc.pending = append(rc.pending, stripped)
 	rc.pendN += len(stripped)
-	rc.hdrPend = true
 	rc.curOff = end
 }
 
@@ -184,23 +182,23 @@ func (rc *reception) headerDone(end int, sep bool) {
 // that does not fit grows it (within MaxHeaderBytes); otherwise the block
 // joins pending, pending is spooled when a batch is complete, and a new
 // block is taken from the budget (waiting for it, if need be).
-func (rc *reception) makeRoom(ctx context.Context) error {
+func (rc *reception) makeRoom() error {
 	if rc.refusal != nil {
 		rc.cur = rc.cur[:0]
 		return nil
 	}
 	if rc.hdrEnd < 0 {
-		return rc.growHeader(ctx)
+		return rc.growHeader()
 	}
 	rc.pend()
 	// A session never waits for memory while it holds a batch: it
 	// spools what it has first, so that sessions waiting for each other's
 	// memory cannot hold up each other for good.
 	if rc.pendN >= spoolBatch || !rc.held.tryGrow(blockSize) {
-		if err := rc.flush(ctx); err != nil {
+		if err := rc.flush(); err != nil {
 			return err
 		}
-		if err := rc.held.grow(ctx, blockSize); err != nil {
+		if err := rc.held.grow(rc.ctx, blockSize); err != nil {
 			return err
 		}
 	}
@@ -213,7 +211,7 @@ func (rc *reception) makeRoom(ctx context.Context) error {
 // while holding some; it waits a bounded time, and then answers that
 // storage is short (452 4.3.1) rather than wait on sessions that may be
 // waiting for it.
-func (rc *reception) growHeader(ctx context.Context) error {
+func (rc *reception) growHeader() error {
 	limit := rc.ss.s.cfg.MaxHeaderBytes + blockSize
 	if len(rc.cur) >= limit {
 		rc.refuse(replyHeaderTooBig)
@@ -221,10 +219,10 @@ func (rc *reception) growHeader(ctx context.Context) error {
 		return nil
 	}
 	n := min(2*cap(rc.cur), limit)
-	wctx, cancel := context.WithTimeout(ctx, headerMemoryWait)
+	wctx, cancel := context.WithTimeout(rc.ctx, headerMemoryWait)
 	defer cancel()
 	if err := rc.held.grow(wctx, int64(n-cap(rc.cur))); err != nil {
-		if ctx.Err() != nil {
+		if rc.ctx.Err() != nil {
 			return err
 		}
 		rc.refuse(replyNoMemory)
@@ -256,7 +254,7 @@ func (rc *reception) pend() {
 }
 
 // flush appends pending to the spool, then gives its blocks back.
-func (rc *reception) flush(ctx context.Context) error {
+func (rc *reception) flush() error {
 	if len(rc.pending) == 0 {
 		return nil
 	}
@@ -268,10 +266,10 @@ func (rc *reception) flush(ctx context.Context) error {
 		cfg := &rc.ss.s.cfg
 		rc.spool = s.NewSpool(rc.id, cfg.DataTimeout+cfg.EnqueueTimeout)
 	}
-	if err := rc.ss.s.spoolSlot(ctx); err != nil {
+	if err := rc.ss.s.spoolSlot(rc.ctx); err != nil {
 		return err
 	}
-	err := rc.spool.Append(ctx, rc.pending...)
+	err := rc.spool.Append(rc.ctx, rc.pending...)
 	rc.ss.s.spoolDone()
 	if err != nil {
 		rc.refuse(err)
@@ -287,7 +285,7 @@ func (rc *reception) release() {
 		rc.ss.s.blocks.put(b)
 		rc.held.shrink(int64(cap(b)))
 	}
-	rc.blocks, rc.pending, rc.pendN, rc.hdrPend = rc.blocks[:0], rc.pending[:0], 0, false
+	rc.blocks, rc.pending, rc.pendN = rc.blocks[:0], rc.pending[:0], 0
 }
 
 // refuse records why the message will not be queued; the rest of its
@@ -300,7 +298,7 @@ func (rc *reception) refuse(err error) {
 
 // end completes the data at its end: the header section if it never
 // ended, the last pending part fed to the checks.
-func (rc *reception) end(ctx context.Context) error {
+func (rc *reception) end() error {
 	if rc.refusal != nil {
 		return rc.refusal
 	}

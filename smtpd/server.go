@@ -149,11 +149,7 @@ func (s *Server) spoolDone() {
 
 // MemoryHeld is the bytes of message data the sessions hold now, out of
 // MemoryBudget.
-func (s *Server) MemoryHeld() int64 {
-	s.budget.mu.Lock()
-	defer s.budget.mu.Unlock()
-	return s.budget.used
-}
+func (s *Server) MemoryHeld() int64 { return s.budget.inUse() }
 
 // Serve accepts connections on l until Shutdown or Close. It may be
 // called for several listeners.

@@ -174,7 +174,6 @@ func (c *Checker) Check(ctx context.Context, in Input) Result {
 // kept. A Run is used by one goroutine.
 type Run struct {
 	c      *Checker
-	ctx    context.Context
 	cancel context.CancelFunc
 	in     Input
 	from   author
@@ -207,7 +206,7 @@ func (c *Checker) Begin(ctx context.Context, in Input) *Run {
 		// DKIM verifier the empty line it needs to see the header's end.
 		header = append(header[:len(header):len(header)], "\r\n"...)
 	}
-	r := &Run{c: c, ctx: ctx, cancel: cancel, in: in, from: authorDomain(header, fields)}
+	r := &Run{c: c, cancel: cancel, in: in, from: authorDomain(header, fields)}
 	r.res = Result{HELO: in.HELO, MailFrom: in.MailFrom, FromDomain: r.from.domain}
 	r.wg.Go(func() { r.spf = c.checkSPF(lctx, in) })
 	r.wg.Go(func() { r.res.IPRev, r.res.IPRevName = c.checkIPRev(lctx, in.IP) })
