@@ -246,7 +246,6 @@ func sendBigNoFatal(t *testing.T, addr, body string) string {
 	return "unreachable"
 }
 
-
 // A session that waits for memory is not timed out for the wait: the
 // time mxd spends not reading is not the client's. One session holds the
 // whole budget for longer than the other's grace; the other, whose data
