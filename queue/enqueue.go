@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding"
 	"encoding/base32"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"slices"
 	"strings"
 	"time"
@@ -42,7 +44,8 @@ type Result struct {
 	// is the id of the copy queued first, not Record.ID.
 	ID string
 	// Duplicate is set when the same message was already queued within
-	// the dedup window; nothing was written.
+	// the dedup window, under another id; nothing was written. A call
+	// again after a lost reply finds its own id: that is no duplicate.
 	Duplicate bool
 }
 
@@ -82,18 +85,24 @@ func dedupHash(from string, rcpts []string, bodySum []byte) string {
 // element, the stream entry, the dedup key and the per-host accounting, in
 // one step. The shebang makes Redis refuse the whole script with OOM
 // before it starts when maxmemory is reached, instead of failing on a
-// write in the middle. A duplicate deletes the spool and writes nothing.
+// write in the middle. A duplicate deletes the spool and writes nothing
+// but the dedup key's own expiry, unchanged: that write comes after the
+// original's in the replication stream, so a WAIT after it returns only
+// once the replicas have the original too (the same message may come
+// back through another MX host while its first copy is on no replica).
 //
 // RENAME keeps the spool's expiry, hence the PERSIST.
 var enqueueScript = newScript[enqueueKeys, enqueueArgs](`#!lua
 local id = redis.call('GET', KEYS[4])
 if id then
   redis.call('DEL', KEYS[2])
+  local ttl = redis.call('PTTL', KEYS[4])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[4], ttl) end
   return {0, id}
 end
 if ARGV[7] == '1' then
   if redis.call('EXISTS', KEYS[2]) == 0 then
-    return redis.error_reply('ERR spooled body of ' .. ARGV[1] .. ' expired before the commit')
+    return redis.error_reply('SPOOLLOST spooled body of ' .. ARGV[1] .. ' is gone before the commit')
   end
   redis.call('RENAME', KEYS[2], KEYS[3])
   redis.call('PERSIST', KEYS[3])
@@ -140,16 +149,20 @@ func (a enqueueArgs) args() []any {
 }
 
 // Enqueue stores m durably, or returns an *Error. See the package doc for
-// what durably means and why a failed write is not retried. Data of more
-// than a few chunks is spooled first (see Spool), so that no command
-// carries more than a few chunks; its spool is deleted when the commit
-// fails.
+// what durably means. Data of more than a few chunks is spooled first
+// (see Spool), so that no command carries more than a few chunks.
+//
+// After a Transient error the caller may call Enqueue again with the same
+// m, as often as it likes: when an earlier call was committed after all
+// (its reply lost), the dedup key finds it and nothing is queued twice.
+// m.Spool is the caller's: Enqueue appends to it and leaves it for the
+// caller to Abort when it gives up; a spool Enqueue makes itself is
+// deleted when the call fails.
 func (q *Queue) Enqueue(ctx context.Context, m *Message) (Result, error) {
 	r := m.Record
 	if r == nil || r.ID == "" || r.Host == "" {
 		return Result{}, fmt.Errorf("enqueue: record needs an id and a host")
 	}
-	sp := m.Spool
 	tail := chunked(m.Data)
 	if m.Chunks != nil {
 		tail = tail[:0]
@@ -159,21 +172,45 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) (Result, error) {
 			}
 		}
 	}
+	sp, own := m.Spool, false
 	if bytesOf(tail) > maxCommandBytes {
 		if sp == nil {
-			sp = q.NewSpool(r.ID, q.opt.Timeout+time.Minute)
+			sp, own = q.NewSpool(r.ID, q.opt.Timeout+time.Minute), true
 		}
 		n := len(tail) - 1
 		if err := sp.Append(ctx, tail[:n]...); err != nil {
-			q.abort(sp)
+			if own {
+				q.abort(sp)
+			}
 			return Result{}, fmt.Errorf("enqueue %s: %w", r.ID, err)
 		}
 		tail = tail[n:]
+		if !own {
+			// What is spooled is the caller's spool's now: a call again
+			// must not append it twice.
+			m.Data, m.Chunks = nil, tail
+		}
 	}
+	res, err := q.commitMessage(ctx, m, sp, tail)
+	if err != nil {
+		if own {
+			q.abort(sp)
+		}
+		return Result{}, fmt.Errorf("enqueue %s: %w", r.ID, err)
+	}
+	return res, nil
+}
+
+// commitMessage builds m's record and commits it with the spooled part
+// in sp (nil when nothing is spooled) and tail.
+func (q *Queue) commitMessage(ctx context.Context, m *Message, sp *Spool, tail [][]byte) (Result, error) {
+	r := m.Record
 	spooled := sp != nil && sp.chunks > 0
 	h, size := sha256.New(), int64(len(m.Header))
 	if spooled {
-		h, size = sp.sum, size+sp.size
+		// The spool's hash goes on with the tail: hash a copy of it, so
+		// that a call again starts from the spool's state.
+		h, size = cloneHash(sp.sum), size+sp.size
 	}
 	for _, c := range tail {
 		h.Write(c)
@@ -182,7 +219,7 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) (Result, error) {
 	r.Size = size + int64(bytesOf(tail))
 	rec, err := encodeRecord(r)
 	if err != nil {
-		return Result{}, fmt.Errorf("enqueue %s: %w", r.ID, err)
+		return Result{}, err
 	}
 	keys := enqueueKeys{
 		stream:   q.key("stream"),
@@ -196,11 +233,11 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) (Result, error) {
 		host: r.Host, header: m.Header, spooled: spooled, tail: tail}
 	res, err := q.commit(ctx, keys, args, len(m.Header)+bytesOf(tail))
 	if err != nil {
-		if spooled {
-			q.abort(sp)
-		}
-		return Result{}, fmt.Errorf("enqueue %s: %w", r.ID, err)
+		return Result{}, err
 	}
+	// The id found under the dedup key is this message's own when an
+	// earlier call committed it and its reply was lost.
+	res.Duplicate = res.ID != r.ID
 	return res, nil
 }
 
@@ -217,21 +254,32 @@ func (q *Queue) commit(ctx context.Context, keys enqueueKeys, args enqueueArgs, 
 	if q.opt.Replicas == 0 {
 		return q.runEnqueue(ctx, q.rdb, keys, args)
 	}
-	// WAIT counts the writes of its own connection: run both on one.
+	// WAIT counts the writes of its own connection: run both on one. A
+	// duplicate writes too (see enqueueScript), so its WAIT covers the
+	// original.
 	conn := q.rdb.Conn()
 	defer conn.Close()
 	res, err := q.runEnqueue(ctx, conn, keys, args)
 	if err != nil {
 		return Result{}, err
 	}
-	n64, err := conn.Wait(ctx, q.opt.Replicas, q.opt.ReplicaTimeout).Result()
-	if err != nil {
-		return Result{}, fmt.Errorf("wait for replicas: %w", classify(err))
-	}
-	if n64 < int64(q.opt.Replicas) {
-		return Result{}, fmt.Errorf("%d of %d replicas: %w", n64, q.opt.Replicas, &Error{Kind: Unavailable, Err: errReplicas})
+	if err := q.wait(ctx, conn); err != nil {
+		return Result{}, err
 	}
 	return res, nil
+}
+
+// wait is WAIT for Options.Replicas on c, the connection that made the
+// writes to be confirmed.
+func (q *Queue) wait(ctx context.Context, c *redis.Conn) error {
+	n, err := c.Wait(ctx, q.opt.Replicas, q.opt.ReplicaTimeout).Result()
+	if err != nil {
+		return fmt.Errorf("wait for replicas: %w", classify(err))
+	}
+	if n < int64(q.opt.Replicas) {
+		return fmt.Errorf("%d of %d replicas: %w", n, q.opt.Replicas, &Error{Kind: Unavailable, Err: errReplicas})
+	}
+	return nil
 }
 
 // chunked splits data into pieces of at most ChunkSize, without copying.
@@ -260,6 +308,9 @@ func bytesOf(chunks [][]byte) int {
 
 func (q *Queue) runEnqueue(ctx context.Context, c redis.Scripter, keys enqueueKeys, args enqueueArgs) (Result, error) {
 	v, err := enqueueScript.run(ctx, c, keys, args).Slice()
+	if redis.HasErrorPrefix(err, "SPOOLLOST") {
+		return Result{}, &Error{Kind: Unavailable, Err: fmt.Errorf("%w: %v", ErrSpoolLost, err)}
+	}
 	if err != nil {
 		return Result{}, classify(err)
 	}
@@ -269,4 +320,17 @@ func (q *Queue) runEnqueue(ctx context.Context, c redis.Scripter, keys enqueueKe
 	created, _ := v[0].(int64)
 	id, _ := v[1].(string)
 	return Result{ID: id, Duplicate: created == 0}, nil
+}
+
+// cloneHash copies a SHA-256 state.
+func cloneHash(h hash.Hash) hash.Hash {
+	st, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		panic("sha256 state: " + err.Error())
+	}
+	c := sha256.New()
+	if err := c.(encoding.BinaryUnmarshaler).UnmarshalBinary(st); err != nil {
+		panic("sha256 state: " + err.Error())
+	}
+	return c
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strings"
 	"time"
 
@@ -60,56 +59,30 @@ func (o Options) withDefaults() Options {
 // Queue is a handle on one queue in one Redis. It is safe for concurrent
 // use.
 type Queue struct {
-	rdb  *redis.Client
-	opt  Options
-	tag  string // "{name}"
-	addr string
+	rdb       *redis.Client
+	opt       Options
+	tag       string     // "{name}"
+	sentinels *Sentinels // nil for a single server
 }
 
-// Open connects to the Redis at url (redis://[user:pass@]host:port/db,
-// rediss:// for TLS, unix:///path) and returns the queue named
-// opt.Name. It does not contact Redis: use Ping for that.
+// Open connects to the Redis at url and returns the queue named opt.Name.
+// url is one server, redis://[user:pass@]host:port/db (rediss:// for
+// TLS, unix:///path), or Redis Sentinels in go-redis's form: a URL with
+// master_name, redis://sentinel1:26379/0?master_name=mxq&addr=sentinel2:26379,
+// which finds the primary through them and follows it through a
+// failover. It does not contact Redis: use Ping for that.
 func Open(url string, opt Options) (*Queue, error) {
-	ro, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("redis url %q: %w", url, err)
-	}
 	opt = opt.withDefaults()
-	// A write whose reply was lost must not be sent again: the caller
-	// answers 4xx and the sender's retry is caught by the dedup key.
-	ro.MaxRetries = -1
-	// Without this, context deadlines do not bound socket reads.
-	ro.ContextTimeoutEnabled = true
-	// The socket deadlines are the outer bound; each command's context
-	// (Timeout, plus its size at MinRate for chunks of a body) is the
-	// tighter one.
-	sock := opt.Timeout + time.Duration(float64(maxCommandBytes)/float64(opt.MinRate)*float64(time.Second))
-	if ro.ReadTimeout == 0 {
-		ro.ReadTimeout = sock
+	rdb, sen, err := newClient(url, opt)
+	if err != nil {
+		return nil, err
 	}
-	if ro.WriteTimeout == 0 {
-		ro.WriteTimeout = sock
-	}
-	if ro.DialTimeout == 0 {
-		ro.DialTimeout = 2 * time.Second
-	}
-	ro.DisableIdentity = true
-	if ro.Protocol == 0 {
-		// RESP2: the queue uses no push messages, and with RESP3 go-redis
-		// looks for pending ones before every command (about 2 % of an MX
-		// host's CPU under load). A protocol=3 in the URL still wins.
-		ro.Protocol = 2
-	}
-	// With appendfsync always, Redis fsyncs once per pass of its event
-	// loop for every write of that pass: the more connections carry
-	// writes at once, the more messages share an fsync. go-redis's default
-	// (10 per CPU) is below the sessions of a busy MX. pool_size in the
-	// URL still wins.
-	if ro.PoolSize == 0 {
-		ro.PoolSize = max(64, 10*runtime.GOMAXPROCS(0))
-	}
-	return &Queue{rdb: redis.NewClient(ro), opt: opt, tag: "{" + opt.Name + "}", addr: ro.Addr}, nil
+	return &Queue{rdb: rdb, opt: opt, tag: "{" + opt.Name + "}", sentinels: sen}, nil
 }
+
+// Sentinels returns the sentinels the queue was opened with, or nil when
+// it talks to one server.
+func (q *Queue) Sentinels() *Sentinels { return q.sentinels }
 
 // Close closes the connections to Redis.
 func (q *Queue) Close() error { return q.rdb.Close() }

@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"hash"
 	"time"
@@ -33,7 +32,8 @@ type Spool struct {
 	chunks int64
 	size   int64
 	sum    hash.Hash
-	failed error // the first Append error: the spool is unusable after it
+	failed error // a lost spool: unusable after it
+	resume int   // pieces of a failed Append's chunks already stored
 }
 
 // NewSpool starts the spooled body of queue id. ttl is how long the
@@ -46,28 +46,42 @@ func (q *Queue) NewSpool(id string, ttl time.Duration) *Spool {
 // Size is the number of bytes appended so far.
 func (s *Spool) Size() int64 { return s.size }
 
-// errSpoolLost is the cause when the temporary key is gone between two
-// Appends (it expired, or someone deleted it).
-var errSpoolLost = errors.New("spooled body expired before it was complete")
-
 // Append stores chunks at the end of the body and pushes the expiry
 // forward. A chunk longer than ChunkSize is stored in pieces of
 // ChunkSize, and no command carries more than a few of them. Each
 // command's deadline grows with its bytes: the queue's timeout plus their
-// size at MinRate. After an error the spool is unusable; Abort it.
+// size at MinRate. After a Transient error Append may be called again
+// with the same chunks; after any other the spool is unusable: Abort it.
 func (s *Spool) Append(ctx context.Context, chunks ...[]byte) error {
 	if s.failed != nil {
 		return s.failed
 	}
+	// A call after a transient failure skips the pieces that the failed
+	// call stored before it failed.
+	stored := s.resume
+	skip := stored
+	s.resume = 0
 	var batch [][]byte
-	n := 0
+	n, done := 0, 0
+	send := func() error {
+		if err := s.push(ctx, batch, n); err != nil {
+			s.resume = stored + done
+			return err
+		}
+		done += len(batch)
+		batch, n = batch[:0], 0
+		return nil
+	}
 	for _, c := range chunks {
 		for _, p := range chunked(c) {
+			if skip > 0 {
+				skip--
+				continue
+			}
 			if n+len(p) > maxCommandBytes && len(batch) > 0 {
-				if err := s.push(ctx, batch, n); err != nil {
+				if err := send(); err != nil {
 					return err
 				}
-				batch, n = batch[:0], 0
 			}
 			batch = append(batch, p)
 			n += len(p)
@@ -76,32 +90,66 @@ func (s *Spool) Append(ctx context.Context, chunks ...[]byte) error {
 	if len(batch) == 0 || n == 0 && s.chunks > 0 {
 		return nil
 	}
-	return s.push(ctx, batch, n)
+	return send()
 }
 
-// push is one RPUSH of chunks (n bytes in all) and the new expiry.
-func (s *Spool) push(ctx context.Context, chunks [][]byte, n int) error {
-	args := make([]any, len(chunks))
-	for i, c := range chunks {
-		args[i] = c
+// appendScript appends chunks to a spool that has exactly as many as the
+// producer sent before, and pushes its expiry forward. That makes an
+// Append idempotent: when the reply to an earlier try was lost, the
+// chunks are found there already and not added twice. A spool with any
+// other count lost its beginning (it expired, or a failover lost writes
+// that no replica had): it is deleted, and the producer answers 451.
+var appendScript = newScript[spoolKey, appendArgs](`#!lua
+local n = redis.call('LLEN', KEYS[1])
+local before = tonumber(ARGV[1])
+local add = #ARGV - 2
+if n == before + add and add > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return n
+end
+if n ~= before then
+  redis.call('DEL', KEYS[1])
+  return redis.error_reply('SPOOLLOST spool holds ' .. n .. ' chunks, expected ' .. before)
+end
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return n + add
+`)
+
+type spoolKey struct{ spool string }
+
+func (k spoolKey) keys() []string { return []string{k.spool} }
+
+type appendArgs struct {
+	before int64 // chunks in the spool before these
+	ttlMS  int64
+	chunks [][]byte
+}
+
+func (a appendArgs) args() []any {
+	out := make([]any, 0, 2+len(a.chunks))
+	out = append(out, a.before, a.ttlMS)
+	for _, c := range a.chunks {
+		out = append(out, c)
 	}
+	return out
+}
+
+// push appends chunks (n bytes in all) and pushes the expiry forward. A
+// transient failure leaves the spool as it was, for the caller to try
+// again; a lost spool makes it unusable.
+func (s *Spool) push(ctx context.Context, chunks [][]byte, n int) error {
 	ctx, cancel := s.q.sizedCtx(ctx, n)
 	defer cancel()
-	var push *redis.IntCmd
-	_, err := s.q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		push = p.RPush(ctx, s.key, args...)
-		p.PExpire(ctx, s.key, s.ttl)
-		return nil
-	})
-	if err == nil && push.Val() != s.chunks+int64(len(chunks)) {
-		// The key expired between two appends and RPUSH made a new one
-		// without the beginning: delete that fragment.
-		s.q.rdb.Del(ctx, s.key)
-		err = &Error{Kind: Unavailable, Err: errSpoolLost}
+	a := appendArgs{before: s.chunks, ttlMS: s.ttl.Milliseconds(), chunks: chunks}
+	err := appendScript.run(ctx, s.q.rdb, spoolKey{s.key}, a).Err()
+	if redis.HasErrorPrefix(err, "SPOOLLOST") {
+		err = fmt.Errorf("%w: %v", ErrSpoolLost, err)
+		s.failed = fmt.Errorf("spool %s: %w", s.id, &Error{Kind: Unavailable, Err: err})
+		return s.failed
 	}
 	if err != nil {
-		s.failed = fmt.Errorf("spool %s: %w", s.id, classify(err))
-		return s.failed
+		return fmt.Errorf("spool %s: %w", s.id, classify(err))
 	}
 	for _, c := range chunks {
 		s.sum.Write(c)

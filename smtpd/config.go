@@ -43,8 +43,16 @@ type Config struct {
 	// must have sent MinDataRate bytes per second on average.
 	DataGrace   time.Duration
 	MinDataRate int64
-	// EnqueueTimeout bounds the enqueue of one message.
+	// EnqueueTimeout bounds one try at a queue operation: an enqueue, a
+	// spool append, a registry read.
 	EnqueueTimeout time.Duration
+	// RideThrough is how long a session waits, trying again with
+	// back-off, while the queue is unavailable for a reason that passes
+	// by itself (a Redis restart, a failover, a replica late to confirm;
+	// see queue.Transient), before it answers 451. The sender waits for
+	// the reply meanwhile: RFC 5321 §4.5.3.2 gives a client 5 minutes for
+	// the reply to RCPT and 10 for the reply to DATA. Negative: no waiting.
+	RideThrough time.Duration
 	// ShutdownTimeout bounds how long transactions in flight may take to
 	// finish on shutdown.
 	ShutdownTimeout time.Duration
@@ -102,6 +110,7 @@ func Defaults() Config {
 		DataGrace:           30 * time.Second,
 		MinDataRate:         1024,
 		EnqueueTimeout:      30 * time.Second,
+		RideThrough:         30 * time.Second,
 		ShutdownTimeout:     30 * time.Second,
 		Version:             "dev",
 	}
@@ -143,6 +152,12 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.DataGrace, d.DataGrace)
 	setDefault(&c.MinDataRate, d.MinDataRate)
 	setDefault(&c.EnqueueTimeout, d.EnqueueTimeout)
+	switch {
+	case c.RideThrough == 0:
+		c.RideThrough = d.RideThrough
+	case c.RideThrough < 0:
+		c.RideThrough = 0
+	}
 	setDefault(&c.ShutdownTimeout, d.ShutdownTimeout)
 	if c.Version == "" {
 		c.Version = d.Version

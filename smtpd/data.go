@@ -114,10 +114,13 @@ func (ss *session) commit(rc *reception) (queue.Result, error) {
 		header = append(header, res.Header...)
 	}
 	m := &queue.Message{Record: rec, Header: header, Spool: rc.spool, Chunks: rc.pending}
-	ctx, cancel := context.WithTimeout(context.Background(), ss.s.cfg.EnqueueTimeout)
-	defer cancel()
 	t0 := time.Now()
-	res, err := ss.s.queue.Enqueue(ctx, m)
+	var res queue.Result
+	err := ss.s.rideThrough(context.Background(), opEnqueue, func(ctx context.Context) error {
+		var err error
+		res, err = ss.s.queue.Enqueue(ctx, m)
+		return err
+	})
 	if err != nil {
 		return res, err
 	}

@@ -16,8 +16,10 @@ type Beater interface {
 
 // Heartbeat publishes the server's state every Interval and applies the
 // drain flag it reads back. A host that stops beating disappears after
-// TTL. Health reflects the last beat: it fails while the queue is
-// unreachable or the host drains.
+// TTL. Health reflects the last beat: it fails while the host drains, or
+// once the queue has been unreachable for longer than sessions wait for
+// it (Config.RideThrough): an outage they ride through is no reason for
+// a load balancer to send the mail elsewhere.
 type Heartbeat struct {
 	Server   *Server
 	Beater   Beater
@@ -70,7 +72,7 @@ func (h *Heartbeat) beat(ctx context.Context) {
 func (h *Heartbeat) Health() error {
 	last := h.lastOK.Load()
 	switch {
-	case last == 0 || time.Since(time.Unix(0, last)) > 3*h.Interval:
+	case last == 0 || time.Since(time.Unix(0, last)) > max(3*h.Interval, h.Server.cfg.RideThrough):
 		return errors.New("queue unreachable")
 	case h.Server.Draining():
 		return errors.New("draining")

@@ -21,6 +21,9 @@ type Metrics struct {
 	budgetWait   prometheus.Gauge
 	spoolWriters prometheus.Gauge
 	handshakes   *prometheus.CounterVec
+	queueWaits   *prometheus.CounterVec
+	rideThrough  *prometheus.HistogramVec
+	queueErrors  *prometheus.CounterVec
 	handshakeDur prometheus.Histogram
 }
 
@@ -71,6 +74,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		spoolWriters: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mxd_spool_writers", Help: "Sessions writing chunks of a big message to the queue now.",
 		}),
+		queueWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxd_queue_waits_total", Help: "Queue operations that found the queue briefly unavailable and waited for it (ride_through), by operation.",
+		}, []string{"op"}),
+		rideThrough: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "mxd_queue_ride_through_seconds", Help: "How long an operation waited for the queue, by operation and outcome (ok, or gave_up: the sender got a 4xx).",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 11),
+		}, []string{"op", "outcome"}),
+		queueErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxd_queue_errors_total", Help: "Queue failures answered to a sender (451 4.3.0, or 452 4.3.1 for oom), by operation and cause.",
+		}, []string{"op", "cause"}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mxd_tls_handshakes_total", Help: "Completed STARTTLS handshakes, by TLS version and whether a session was resumed.",
 		}, []string{"version", "resumed"}),
@@ -81,7 +94,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.sessions, m.accepted, m.draining, m.refused, m.transactions, m.bytes, m.enqueue,
-			m.budgetLimit, m.budgetUsed, m.budgetWait, m.spoolWriters, m.handshakes, m.handshakeDur)
+			m.budgetLimit, m.budgetUsed, m.budgetWait, m.spoolWriters, m.handshakes, m.handshakeDur,
+			m.queueWaits, m.rideThrough, m.queueErrors)
 	}
 	return m
 }

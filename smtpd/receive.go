@@ -264,13 +264,20 @@ func (rc *reception) flush() error {
 			return nil // a queue without spools: keep everything for the commit
 		}
 		cfg := &rc.ss.s.cfg
-		rc.spool = s.NewSpool(rc.id, cfg.DataTimeout+cfg.EnqueueTimeout)
+		rc.spool = s.NewSpool(rc.id, cfg.DataTimeout+cfg.EnqueueTimeout+cfg.RideThrough)
 	}
-	if err := rc.ss.s.spoolSlot(rc.ctx); err != nil {
-		return err
+	err := rc.ss.s.rideThrough(rc.ctx, opSpool, func(ctx context.Context) error {
+		// A turn per try: a session waiting for the queue does not keep
+		// others from writing meanwhile.
+		if err := rc.ss.s.spoolSlot(rc.ctx); err != nil {
+			return err
+		}
+		defer rc.ss.s.spoolDone()
+		return rc.spool.Append(ctx, rc.pending...)
+	})
+	if rc.ctx.Err() != nil {
+		return rc.ctx.Err()
 	}
-	err := rc.spool.Append(rc.ctx, rc.pending...)
-	rc.ss.s.spoolDone()
 	if err != nil {
 		rc.refuse(err)
 		return nil

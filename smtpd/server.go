@@ -40,6 +40,9 @@ type Server struct {
 	draining atomic.Bool
 	closing  atomic.Bool
 	lastEnq  atomic.Int64 // unix nanoseconds of the last enqueue
+	// shutdownBy is the deadline of a Shutdown in unix nanoseconds, 0 if
+	// none: sessions waiting for the queue stop in time to answer.
+	shutdownBy atomic.Int64
 
 	budget  *budget       // bytes of message data in memory
 	blocks  *blockPool    // the blocks they are read into
@@ -361,6 +364,9 @@ func (s *Server) snapshot() []*conn {
 // error is returned: their transactions were not acknowledged, so the
 // senders retry.
 func (s *Server) Shutdown(ctx context.Context) error {
+	if d, ok := ctx.Deadline(); ok {
+		s.shutdownBy.Store(d.UnixNano())
+	}
 	if s.closing.Swap(true) {
 		return ErrServerClosed
 	}

@@ -136,7 +136,8 @@ func TestBareLineEndingsRefused(t *testing.T) {
 
 func TestQueueDownAndOutOfMemory(t *testing.T) {
 	t.Run("down", func(t *testing.T) {
-		e := newEnv(t, nil, "mx1.example.org")
+		// Down for longer than sessions wait for it.
+		e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.RideThrough = 300 * time.Millisecond })
 		c, _ := dial(t, e.addr)
 		c.expect("EHLO client.example.com", "250")
 		c.expect("MAIL FROM:<alice@example.com>", "250")
@@ -358,17 +359,22 @@ func tryDial(addr string) (string, string) {
 	return string(buf[:n]), string(buf[:3])
 }
 
-// /healthz follows the heartbeat: it fails while Redis is unreachable, so a
-// load balancer stops sending mail to an MX that cannot queue it.
+// /healthz follows the heartbeat: it fails once Redis has been unreachable
+// for longer than sessions wait for it (ride_through), so a load balancer
+// stops sending mail to an MX that cannot queue it, but not during an
+// outage the sessions ride through.
 func TestHealthFollowsQueue(t *testing.T) {
-	e := newEnv(t, nil, "mx1.example.org")
+	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.RideThrough = 2 * time.Second })
 	hb := &smtpd.Heartbeat{Server: e.srv, Beater: e.q, Interval: 20 * time.Millisecond, TTL: time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go hb.Run(ctx)
 	waitFor(t, "healthy", func() bool { return hb.Health() == nil })
 	e.redis.Stop()
-	waitFor(t, "unhealthy while Redis is down", func() bool { return hb.Health() != nil })
+	if err := hb.Health(); err != nil {
+		t.Errorf("Health right after Redis stopped = %v, want healthy while sessions ride through", err)
+	}
+	waitFor(t, "unhealthy once Redis is down longer than ride_through", func() bool { return hb.Health() != nil })
 	if err := hb.Health(); !strings.Contains(err.Error(), "queue unreachable") {
 		t.Errorf("Health = %v, want queue unreachable", err)
 	}

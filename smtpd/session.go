@@ -147,9 +147,12 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		r = replyTooManyRcpts
 	}
 	if r == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), ss.s.cfg.EnqueueTimeout)
-		known, err := ss.s.rcpts.Known(ctx, a.String())
-		cancel()
+		var known bool
+		err := ss.s.rideThrough(context.Background(), opRegistry, func(ctx context.Context) error {
+			var err error
+			known, err = ss.s.rcpts.Known(ctx, a.String())
+			return err
+		})
 		switch {
 		case err != nil:
 			ss.log.Warn("recipient registry unavailable", "rcpt", to, "err", err)

@@ -51,6 +51,7 @@ type config struct {
 	DataGrace           tomlfile.Duration `toml:"data_grace"`
 	MinDataRate         int64             `toml:"min_data_rate"`
 	EnqueueTimeout      tomlfile.Duration `toml:"enqueue_timeout"`
+	RideThrough         tomlfile.Duration `toml:"ride_through"`
 	ShutdownTimeout     tomlfile.Duration `toml:"shutdown_timeout"`
 
 	RegistryTTL       tomlfile.Duration `toml:"registry_ttl"`
@@ -184,6 +185,7 @@ func (c *config) smtpd(version string) smtpd.Config {
 		DataGrace:           c.DataGrace.Duration,
 		MinDataRate:         c.MinDataRate,
 		EnqueueTimeout:      c.EnqueueTimeout.Duration,
+		RideThrough:         c.RideThrough.Duration,
 		ShutdownTimeout:     c.ShutdownTimeout.Duration,
 		ProxyFrom:           c.proxies(),
 		AuthservID:          c.AuthservID,
