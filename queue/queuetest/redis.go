@@ -27,6 +27,8 @@ type Redis struct {
 	dir  string
 	port int
 	conf string
+	// sentinel: the server runs as a Redis Sentinel.
+	sentinel bool
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -51,14 +53,10 @@ func Config(line string) Option {
 // installs it.
 func StartRedis(t testing.TB, opts ...Option) *Redis {
 	t.Helper()
-	bin := servertest.LookPath(t, "redis-server", "install it with `apt-get install redis-server` (or run `make test`, which does)")
-	dir := t.TempDir()
-	r := &Redis{t: t, dir: dir}
-	for attempt := 0; ; attempt++ {
-		r.port = servertest.FreePort(t)
+	return startServer(t, false, func(port int, dir string) []string {
 		lines := []string{
 			"bind 127.0.0.1",
-			"port " + strconv.Itoa(r.port),
+			"port " + strconv.Itoa(port),
 			"dir " + dir,
 			"save \"\"",
 			"appendonly yes",
@@ -71,7 +69,22 @@ func StartRedis(t testing.TB, opts ...Option) *Redis {
 		for _, o := range opts {
 			o(&lines)
 		}
+		return lines
+	})
+}
+
+// startServer starts a redis-server (a sentinel when sentinel is set)
+// with the configuration conf gives for a free port and a fresh
+// directory.
+func startServer(t testing.TB, sentinel bool, conf func(port int, dir string) []string) *Redis {
+	t.Helper()
+	bin := servertest.LookPath(t, "redis-server", "install it with `apt-get install redis-server` (or run `make test`, which does)")
+	dir := t.TempDir()
+	r := &Redis{t: t, dir: dir, sentinel: sentinel}
+	for attempt := 0; ; attempt++ {
+		r.port = servertest.FreePort(t)
 		r.conf = filepath.Join(dir, "redis.conf")
+		lines := conf(r.port, dir)
 		if err := os.WriteFile(r.conf, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +99,7 @@ func StartRedis(t testing.TB, opts ...Option) *Redis {
 	t.Cleanup(func() {
 		r.Stop()
 		if t.Failed() {
-			t.Logf("redis-server log:\n%s", r.Log())
+			t.Logf("redis-server %s log:\n%s", r.Addr(), r.Log())
 		}
 	})
 	return r
@@ -96,7 +109,11 @@ func (r *Redis) start(bin string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.log = new(servertest.Log)
-	cmd := exec.Command(bin, r.conf)
+	args := []string{r.conf}
+	if r.sentinel {
+		args = append(args, "--sentinel")
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = r.log, r.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -187,6 +204,7 @@ func (r *Redis) signal(sig syscall.Signal) {
 		return
 	}
 	cmd.Process.Signal(sig)
+	cmd.Process.Signal(syscall.SIGCONT) // a paused server must run to stop
 	for i := 0; i < 500; i++ {
 		if cmd.Process.Signal(syscall.Signal(0)) != nil {
 			return
@@ -194,6 +212,21 @@ func (r *Redis) signal(sig syscall.Signal) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	cmd.Process.Kill()
+}
+
+// Pause freezes the server's process (SIGSTOP): it keeps its
+// connections and answers nothing until Resume, as a server that hangs.
+func (r *Redis) Pause() { r.send(syscall.SIGSTOP) }
+
+// Resume lets a paused server go on (SIGCONT).
+func (r *Redis) Resume() { r.send(syscall.SIGCONT) }
+
+func (r *Redis) send(sig syscall.Signal) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cmd != nil {
+		r.cmd.Process.Signal(sig)
+	}
 }
 
 // Restart starts the server again on the same port and data directory

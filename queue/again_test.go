@@ -1,0 +1,174 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"mxq/queue"
+	"mxq/queue/queuetest"
+)
+
+// replyCutter is a TCP proxy in front of Redis that, while cut is set,
+// passes every command on but closes the client's connection instead of
+// passing back the reply: the command ran, and the client cannot know.
+type replyCutter struct {
+	addr string
+	cut  atomic.Bool
+}
+
+func newReplyCutter(t *testing.T, redisAddr string) *replyCutter {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &replyCutter{addr: l.Addr().String()}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", redisAddr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(s, c); s.Close() }()
+			go func() { defer wg.Done(); p.back(c, s); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *replyCutter) back(c, s net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := s.Read(buf)
+		if n > 0 && p.cut.Load() {
+			return
+		}
+		if n > 0 {
+			if _, err := c.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// An enqueue whose reply is lost is a transient failure, and the same
+// call again finds the message queued under its own id: nothing is
+// queued twice, and it is not taken for a duplicate of another message.
+func TestEnqueueAgainAfterLostReply(t *testing.T) {
+	r := queuetest.StartRedis(t)
+	p := newReplyCutter(t, r.Addr())
+	q := open(t, "redis://"+p.addr+"/0", queue.Options{Timeout: 2 * time.Second})
+	ctx := context.Background()
+	// Loads the script, so that the cut EVALSHA is the commit itself.
+	if _, err := q.Enqueue(ctx, testMessage("mx1.example.org", "first")); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{100, 3 << 20} {
+		m := bigMessage("mx1.example.org", bigData(size))
+		p.cut.Store(true)
+		_, err := q.Enqueue(ctx, m)
+		p.cut.Store(false)
+		if !queue.Transient(err) {
+			t.Fatalf("%d bytes, reply lost: err = %v (cause %s), want a transient error", size, err, queue.Cause(err))
+		}
+		res, err := q.Enqueue(ctx, m)
+		if err != nil {
+			t.Fatalf("%d bytes, again: %v", size, err)
+		}
+		if res.ID != m.Record.ID || res.Duplicate {
+			t.Errorf("%d bytes, again: %+v, want its own id %s, no duplicate", size, res, m.Record.ID)
+		}
+	}
+	if n, _ := q.Depth(ctx); n != 3 {
+		t.Errorf("depth = %d, want 3: a call again queued a second copy", n)
+	}
+	assertConsistent(t, r.Addr())
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	defer rdb.Close()
+	if keys, _ := rdb.Keys(ctx, "{mxq}:spool:*").Result(); len(keys) != 0 {
+		t.Errorf("spools left behind: %v", keys)
+	}
+}
+
+// A spool append whose reply is lost is tried again without storing its
+// chunks twice; a spool that lost chunks is refused for good.
+func TestSpoolAppendAgainAfterLostReply(t *testing.T) {
+	r := queuetest.StartRedis(t)
+	p := newReplyCutter(t, r.Addr())
+	q := open(t, "redis://"+p.addr+"/0", queue.Options{Timeout: 2 * time.Second})
+	ctx := context.Background()
+	data := bigData(1 << 20)
+	m := bigMessage("mx1.example.org", nil)
+	sp := q.NewSpool(m.Record.ID, time.Minute)
+	half := len(data) / 2
+	if err := sp.Append(ctx, data[:100<<10]); err != nil {
+		t.Fatal(err)
+	}
+	p.cut.Store(true)
+	err := sp.Append(ctx, data[100<<10:half])
+	p.cut.Store(false)
+	if !queue.Transient(err) {
+		t.Fatalf("append, reply lost: err = %v, want a transient error", err)
+	}
+	if err := sp.Append(ctx, data[100<<10:half]); err != nil {
+		t.Fatalf("append again: %v", err)
+	}
+	m.Spool, m.Data = sp, data[half:]
+	if _, err := q.Enqueue(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(mustBody(t, q, m.Record.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(append([]byte{}, m.Header...), data...)
+	if string(got) != string(want) {
+		t.Errorf("body after an append again: %d bytes, want %d", len(got), len(want))
+	}
+
+	// A spool whose beginning is gone cannot be completed.
+	sp2 := q.NewSpool(queue.NewID(time.Now()), time.Minute)
+	if err := sp2.Append(ctx, data[:100<<10]); err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	defer rdb.Close()
+	keys, _ := rdb.Keys(ctx, "{mxq}:spool:*").Result()
+	rdb.Del(ctx, keys...)
+	err = sp2.Append(ctx, data[100<<10:200<<10])
+	if !errors.Is(err, queue.ErrSpoolLost) || queue.Transient(err) {
+		t.Errorf("append to a lost spool: %v, want ErrSpoolLost, not transient", err)
+	}
+	if keys, _ := rdb.Keys(ctx, "{mxq}:spool:*").Result(); len(keys) != 0 {
+		t.Errorf("fragment of a lost spool left: %v", keys)
+	}
+}
+
+func mustBody(t *testing.T, q *queue.Queue, id string) io.Reader {
+	t.Helper()
+	b, err := q.Body(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
