@@ -18,11 +18,27 @@
 // may answer 250. With Options.Replicas set, Enqueue also waits (WAIT, on the
 // same connection) until that many replicas have the write.
 //
-// Writes are never retried by the client: a write whose reply was lost may
-// or may not have happened, and retrying it blindly could queue a message
-// twice. The caller answers 4xx instead, the sender retries (through any MX),
-// and the dedup key turns that retry into a no-op that returns the first
-// queue id.
+// Writes are never retried by the client library (go-redis's MaxRetries
+// is off): a write whose reply was lost may or may not have happened.
+// Instead Enqueue and Spool.Append are idempotent, and a producer may
+// call them again after a Transient error: the dedup key finds an enqueue
+// that was committed after all and returns its id (Result.Duplicate is
+// then false: it is the same message, not another copy), and an append
+// finds its chunks already there by the spool's length. mxd does so for
+// a while (its ride_through) before it answers 451; the sender's own
+// retry, through any MX host, meets the same dedup key.
+//
+// With Options.Replicas, a duplicate is not confirmed before the replicas
+// have the original: the duplicate path rewrites the dedup key's expiry
+// unchanged, a write after the original's in the replication stream, so
+// its WAIT covers the original too.
+//
+// # Redis Sentinel
+//
+// Open takes a Sentinel URL (one with master_name) as well as a server's:
+// go-redis then asks the sentinels for the primary and follows it through
+// a failover. After a failover the new primary may lack the scripts
+// (SCRIPT LOAD is not replicated); every script call falls back to EVAL.
 //
 // The stream is never trimmed by length: MAXLEN and XTRIM would delete
 // entries that were read but not yet acknowledged. Entries are deleted when

@@ -296,3 +296,29 @@ func redisInfo(t *testing.T, addr, section string) string {
 	}
 	return strings.ReplaceAll(info, "\r", "")
 }
+
+// A shutdown ends a session's wait for the queue in time for its reply:
+// the transaction is answered 451 before the shutdown's deadline, and
+// the session then closed with 421, rather than cut without a word.
+func TestShutdownEndsRideThrough(t *testing.T) {
+	e := newEnv(t, nil, "mx1.example.org")
+	c := startData(t, e.addr)
+	e.redis.Stop()
+	c.send(message("waiting") + ".\r\n")
+	waitFor(t, "the session to wait for the queue", func() bool {
+		return e.srv.QueueWaiting() == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.srv.Shutdown(ctx) }()
+	if got := c.read(); !strings.HasPrefix(got, "451 4.3.0") {
+		t.Errorf("reply to a session waiting at shutdown: %q, want 451 4.3.0", got)
+	}
+	if got := c.read(); !strings.HasPrefix(got, "421 4.3.2") {
+		t.Errorf("then: %q, want 421 4.3.2", got)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown = %v, want nil: the session ended before the deadline", err)
+	}
+}

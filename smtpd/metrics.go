@@ -22,6 +22,7 @@ type Metrics struct {
 	spoolWriters prometheus.Gauge
 	handshakes   *prometheus.CounterVec
 	queueWaits   *prometheus.CounterVec
+	queueWaiting prometheus.Gauge
 	rideThrough  *prometheus.HistogramVec
 	queueErrors  *prometheus.CounterVec
 	handshakeDur prometheus.Histogram
@@ -77,6 +78,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		queueWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mxd_queue_waits_total", Help: "Queue operations that found the queue briefly unavailable and waited for it (ride_through), by operation.",
 		}, []string{"op"}),
+		queueWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mxd_queue_waiting_sessions", Help: "Sessions waiting now for the queue to be available again.",
+		}),
 		rideThrough: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "mxd_queue_ride_through_seconds", Help: "How long an operation waited for the queue, by operation and outcome (ok, or gave_up: the sender got a 4xx).",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 11),
@@ -95,7 +99,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.sessions, m.accepted, m.draining, m.refused, m.transactions, m.bytes, m.enqueue,
 			m.budgetLimit, m.budgetUsed, m.budgetWait, m.spoolWriters, m.handshakes, m.handshakeDur,
-			m.queueWaits, m.rideThrough, m.queueErrors)
+			m.queueWaits, m.queueWaiting, m.rideThrough, m.queueErrors)
 	}
 	return m
 }

@@ -45,6 +45,8 @@ func (s *Server) rideThrough(ctx context.Context, what string, op func(context.C
 		if transient && start.IsZero() {
 			start = time.Now()
 			s.metrics.queueWaits.WithLabelValues(what).Inc()
+			s.metrics.queueWaiting.Set(float64(s.waiting.Add(1)))
+			defer func() { s.metrics.queueWaiting.Set(float64(s.waiting.Add(-1))) }()
 		}
 		if transient && s.waitToRetry(ctx, start, attempt) {
 			continue
@@ -59,6 +61,9 @@ func (s *Server) rideThrough(ctx context.Context, what string, op func(context.C
 		return err
 	}
 }
+
+// QueueWaiting is the number of sessions waiting for the queue now.
+func (s *Server) QueueWaiting() int { return int(s.waiting.Load()) }
 
 // rideThroughBackoff bounds the pause between two tries: short at
 // first, since most faults (a dropped connection, a Redis restart on the

@@ -40,6 +40,7 @@ type Server struct {
 	draining atomic.Bool
 	closing  atomic.Bool
 	lastEnq  atomic.Int64 // unix nanoseconds of the last enqueue
+	waiting  atomic.Int64 // sessions waiting for the queue (rideThrough)
 	// shutdownBy is the deadline of a Shutdown in unix nanoseconds, 0 if
 	// none: sessions waiting for the queue stop in time to answer.
 	shutdownBy atomic.Int64
