@@ -115,7 +115,7 @@ func TestBigMessageEveryDestination(t *testing.T) {
 		t.Fatalf("record size %d, want %d", rec.Size, len(stored))
 	}
 	e.run(t, fastRetries, r)
-	waitFor(t, "delivery", e.drained(t))
+	waitForSized(t, "delivery", 4*bigSize, e.drained(t))
 	if dead, err := e.q.DeadLetters(context.Background()); err != nil || len(dead) > 0 {
 		t.Fatalf("dead letters: %+v, %v", dead, err)
 	}
@@ -251,7 +251,7 @@ func TestBigMessagesMemory(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	peak := startHeapPeak()
 	e.run(t, fastRetries, r)
-	waitFor(t, "delivery", e.drained(t))
+	waitForSized(t, "delivery", 2*msgs*bigSize, e.drained(t))
 	top := peak.Stop()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)

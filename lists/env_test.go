@@ -75,7 +75,15 @@ func (e *env) put(t testing.TB, from string, rcpts ...string) string {
 // waitFor polls cond until it holds, for at most 20s.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	waitForSized(t, what, 0, cond)
+}
+
+// waitForSized is waitFor for work on n bytes: its deadline grows with
+// them (at 1 MiB/s, far below what a loaded machine with -race does), so
+// that a big delivery on a busy machine is slow, not failed.
+func waitForSized(t testing.TB, what string, n int64, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20*time.Second + time.Duration(n>>20)*time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

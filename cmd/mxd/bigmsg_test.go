@@ -153,7 +153,7 @@ func textLines(w func([]byte) error, n int) error {
 // spooled part is gone from Redis once its expiry passes.
 func TestKilledInTheMiddleOfData(t *testing.T) {
 	r := queuetest.StartRedis(t)
-	p := startMxd(t, r, "data_timeout = \"3s\"\nenqueue_timeout = \"2s\"\n")
+	p := startMxd(t, r, "data_timeout = \"3s\"\nenqueue_timeout = \"2s\"\nride_through = \"1s\"\n")
 	c, _, err := smtpTo(p.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -172,8 +172,8 @@ func TestKilledInTheMiddleOfData(t *testing.T) {
 	})
 	keys, _ := p.rdb.Keys(ctx, "{mxq}:spool:*").Result()
 	ttl, _ := p.rdb.PTTL(ctx, keys[0]).Result()
-	if ttl <= 0 || ttl > 5*time.Second {
-		t.Errorf("spool expiry %v, want data_timeout+enqueue_timeout (5s) at most", ttl)
+	if ttl <= 0 || ttl > 6*time.Second {
+		t.Errorf("spool expiry %v, want data_timeout+enqueue_timeout+ride_through (6s) at most", ttl)
 	}
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	waitUntil(t, "the spool to expire", func() bool {
