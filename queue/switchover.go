@@ -230,7 +230,9 @@ func (sw *switchover) find(ctx context.Context) error {
 		if err != nil {
 			return refused("replica %s, which Sentinel may promote, does not answer INFO (%v): repair it, or set replica-priority 0 on it", addr, err)
 		}
-		if ri["master_link_status"] != "up" || net.JoinHostPort(ri["master_host"], ri["master_port"]) != sw.old {
+		// The replication id says whose stream a replica follows, where
+		// master_host may be a name and the sentinels give an address.
+		if ri["role"] != "slave" || ri["master_link_status"] != "up" || ri["master_replid"] != info["master_replid"] {
 			return refused("replica %s, which Sentinel may promote, does not follow %s (role:%s, master %s:%s, link %s): "+
 				"repair it, or set replica-priority 0 on it", addr, sw.old, ri["role"], ri["master_host"], ri["master_port"], ri["master_link_status"])
 		}
