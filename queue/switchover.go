@@ -410,7 +410,7 @@ func (sw *switchover) demote(ctx context.Context, to string, deadline time.Time)
 // agree waits until every sentinel of the URL names to.
 func (sw *switchover) agree(ctx context.Context, to string) error {
 	deadline := time.Now().Add(sw.opt.Settle)
-	for {
+	for said := false; ; {
 		var stale []string
 		for _, v := range sw.s.views(ctx, sw.timeout) {
 			if v.Primary != to {
@@ -420,6 +420,10 @@ func (sw *switchover) agree(ctx context.Context, to string) error {
 		if len(stale) == 0 {
 			sw.progress("agree", "every sentinel names %s", to)
 			return nil
+		}
+		if !said {
+			sw.progress("agree", "waiting until sentinels %s name %s (at most %v)", strings.Join(stale, ", "), to, sw.opt.Settle)
+			said = true
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the switch-over to %s is done, but after %v sentinels %s do not name it yet: look at their logs",
