@@ -18,6 +18,29 @@ type Sentinels struct {
 	Addrs []string
 	// Username and Password authenticate to the sentinels, when set.
 	Username, Password string
+
+	// server is how to reach one data server directly (its credentials,
+	// TLS, timeouts; Addr left empty), for what must go to a given server
+	// rather than to whichever is primary: the switch-over, the state of
+	// the replicas.
+	server redis.Options
+}
+
+// sentinel returns a client of the sentinel at addr.
+func (s *Sentinels) sentinel(addr string) *redis.SentinelClient {
+	o := s.server
+	o.Addr, o.Username, o.Password = addr, s.Username, s.Password
+	return redis.NewSentinelClient(&o)
+}
+
+// direct returns a client of the one data server at addr. Its commands
+// (INFO, CLIENT PAUSE, REPLICAOF) may be sent again after a dropped
+// connection: Sentinel kills the client connections of a server it
+// reconfigures.
+func (s *Sentinels) direct(addr string) *redis.Client {
+	o := s.server
+	o.Addr = addr
+	return redis.NewClient(&o)
 }
 
 // clientSettings are what every client of the queue sets, whether it talks
@@ -103,6 +126,9 @@ func newClient(rawURL string, opt Options) (*redis.Client, *Sentinels, error) {
 	fo.ReadTimeout, fo.WriteTimeout, fo.DialTimeout = s.readTimeout, s.writeTimeout, s.dialTimeout
 	fo.Protocol, fo.PoolSize = s.protocol, s.poolSize
 	sen := &Sentinels{Master: fo.MasterName, Addrs: fo.SentinelAddrs,
-		Username: fo.SentinelUsername, Password: fo.SentinelPassword}
+		Username: fo.SentinelUsername, Password: fo.SentinelPassword,
+		server: redis.Options{Username: fo.Username, Password: fo.Password, TLSConfig: fo.TLSConfig,
+			DialTimeout: s.dialTimeout, ReadTimeout: s.readTimeout, WriteTimeout: s.writeTimeout,
+			ContextTimeoutEnabled: true, DisableIdentity: true, Protocol: 2, PoolSize: 2}}
 	return redis.NewFailoverClient(fo), sen, nil
 }

@@ -44,6 +44,18 @@
 // entries that were read but not yet acknowledged. Entries are deleted when
 // they are acknowledged.
 //
+// # Replicas and Sentinel
+//
+// Open takes a Sentinel URL as well as one server's: the queue then asks
+// the sentinels for the primary, and asks again after a failover. A
+// failure during a failover is Transient, so a producer may try the same
+// idempotent call again. Switchover moves the primary to a replica
+// without losing a write: it holds writes until the replicas have them
+// and the old primary follows the new one, so writes held there are
+// refused (READONLY) rather than carried out and later discarded.
+// Replication reports the primary, its replicas' lag and each sentinel's
+// view. docs/redis.md gives the deployment.
+//
 // # Errors
 //
 // Every Redis failure is returned as an *Error whose Kind says what a producer

@@ -162,15 +162,22 @@ type Stats struct {
 	// Oldest is the arrival time of the oldest queued message.
 	Oldest time.Time             `json:"oldest,omitzero"`
 	Hosts  map[string]HostStatus `json:"hosts"`
+	// Redis is the primary, its replicas and the sentinels' view.
+	Redis *Replication `json:"redis"`
 }
 
-// Stats returns depth, dead letters, and every host's status.
+// Stats returns depth, dead letters, every host's status, and the state
+// of replication.
 func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 	hosts, err := q.Hosts(ctx)
 	if err != nil {
 		return Stats{}, err
 	}
-	st := Stats{Hosts: make(map[string]HostStatus, len(hosts))}
+	repl, err := q.Replication(ctx)
+	if err != nil {
+		return Stats{}, err
+	}
+	st := Stats{Hosts: make(map[string]HostStatus, len(hosts)), Redis: repl}
 	for _, h := range hosts {
 		st.Hosts[h.Host] = h
 	}

@@ -185,6 +185,7 @@ func checkQueued(t *testing.T, q *queue.Queue, s *senders) {
 	if lost > 0 || dup > 0 || len(s.refused) > 0 {
 		t.Errorf("%d answered 250: %d lost, %d queued twice or never confirmed, %d refused %v",
 			len(s.accepted), lost, dup, len(s.refused), s.someRefused())
+		return
 	}
 	t.Logf("%d messages answered 250, all queued once; 0 refused", len(s.accepted))
 }

@@ -64,7 +64,7 @@ func writeBody(stdout io.Writer, body io.Reader, err error) error {
 	return err
 }
 
-func deadLs(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
+func deadLs(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writer) error {
 	a, err := parseArgs("dead ls", args)
 	if err != nil {
 		return err
@@ -100,7 +100,7 @@ func deadLs(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer
 	return nil
 }
 
-func deadShow(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
+func deadShow(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writer) error {
 	a, err := parseArgs("dead show", args, "body")
 	if err != nil {
 		return err
@@ -150,11 +150,11 @@ func deadShow(ctx context.Context, q *queue.Queue, args []string, stdout io.Writ
 	return nil
 }
 
-func deadRetry(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
+func deadRetry(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writer) error {
 	return deadEach(ctx, q, "dead retry", args, stdout, q.RetryDead, "put back into the queue")
 }
 
-func deadPurge(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
+func deadPurge(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writer) error {
 	return deadEach(ctx, q, "dead purge", args, stdout, q.PurgeDead, "deleted for good")
 }
 

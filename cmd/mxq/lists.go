@@ -11,7 +11,7 @@ import (
 	"mxq/queue"
 )
 
-func listsAdd(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
+func listsAdd(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writer) error {
 	if len(args) == 0 {
 		return usageError{"lists add: give at least one address or pattern, e.g. mxq lists add '~*/*@lists.example.org'"}
 	}
@@ -22,7 +22,7 @@ func listsAdd(ctx context.Context, q *queue.Queue, args []string, stdout io.Writ
 	return nil
 }
 
-func listsRm(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
+func listsRm(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writer) error {
 	if len(args) == 0 {
 		return usageError{"lists rm: give at least one address or pattern as shown by mxq lists ls"}
 	}
@@ -33,7 +33,7 @@ func listsRm(ctx context.Context, q *queue.Queue, args []string, stdout io.Write
 	return nil
 }
 
-func listsLs(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
+func listsLs(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writer) error {
 	asJSON, err := jsonFlag("lists ls", args)
 	if err != nil {
 		return err

@@ -17,10 +17,11 @@ import (
 	"mxq/queue"
 )
 
-// command is one subcommand of mxq.
+// command is one subcommand of mxq. Its result goes to stdout; a
+// command that takes a while reports its progress on stderr.
 type command struct {
 	usage string // "ARGS: what it does"
-	run   func(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error
+	run   func(ctx context.Context, q *queue.Queue, args []string, stdout, stderr io.Writer) error
 }
 
 // commands are mxq's subcommands; a name with a space is a sub-subcommand.
@@ -28,7 +29,7 @@ var commands = map[string]command{
 	"lists add": {"ADDRESS|PATTERN...: accept mail for these list addresses on every MX", listsAdd},
 	"lists rm":  {"ADDRESS|PATTERN...: stop accepting mail for these (static entries only)", listsRm},
 	"lists ls":  {"[-json]: show the recipient registry and where each entry comes from", listsLs},
-	"stats":     {"[-json]: queue depth, dead letters, and every MX host's state", stats},
+	"stats":     {"[-json]: queue depth, dead letters, every MX host's state, and the Redis primary with its replicas and sentinels", stats},
 
 	// The consumer side: peek.go, dead.go.
 	"peek":       {"[-n N] [-json] | -body ID: the oldest queued messages and those waiting for a retry; -body writes one message as stored to stdout", peek},
@@ -36,6 +37,9 @@ var commands = map[string]command{
 	"dead show":  {"ID [-json|-body]: one dead letter with every attempt and its error; -body writes its message as stored to stdout", deadShow},
 	"dead retry": {"ID...|--all [-json]: put dead letters back into the queue (delivered recipients are skipped)", deadRetry},
 	"dead purge": {"ID...|--all [-json]: delete dead letters and their bodies for good", deadPurge},
+
+	// Redis itself: redis.go.
+	"redis switchover": {"[-pause D] [-json]: move the primary to a replica without losing or refusing a write (Sentinel URL only); says how long writes waited", redisSwitchover},
 }
 
 const usage = `Usage: mxq [-redis URL] [-queue NAME] COMMAND [ARGS]
@@ -77,7 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if defURL == "" {
 		defURL = "redis://127.0.0.1:6379/0"
 	}
-	url := fs.String("redis", defURL, "Redis `URL` of the queue (default $MXQ_REDIS, then redis://127.0.0.1:6379/0)")
+	url := fs.String("redis", defURL, "Redis `URL` of the queue, one server or Redis Sentinels: "+
+		"redis://SENTINEL1:26379/0?master_name=mxq&addr=SENTINEL2:26379&addr=SENTINEL3:26379 (default $MXQ_REDIS, then redis://127.0.0.1:6379/0)")
 	name := fs.String("queue", "mxq", "queue `name` (the hash tag of its keys)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
@@ -116,5 +121,5 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer q.Close()
-	return cmd.run(ctx, q, rest[n:], stdout)
+	return cmd.run(ctx, q, rest[n:], stdout, stderr)
 }

@@ -17,7 +17,7 @@ type peekResult struct {
 	Scheduled []queue.Scheduled `json:"scheduled"`
 }
 
-func peek(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
+func peek(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writer) error {
 	a, err := parseArgs("peek", args, "n", "body")
 	if err != nil {
 		return err

@@ -11,7 +11,8 @@ import (
 	"mxq/queue"
 )
 
-func stats(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer) error {
+// stats shows the queue, the MX hosts and the queue's Redis.
+func stats(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writer) error {
 	asJSON, err := jsonFlag("stats", args)
 	if err != nil {
 		return err
@@ -50,6 +51,36 @@ func stats(ctx context.Context, q *queue.Queue, args []string, stdout io.Writer)
 			seen = time.Since(h.LastSeen).Round(time.Second).String() + " ago"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", n, state, h.Sessions, h.Inflight, seen, h.Version)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if st.Redis != nil {
+		return writeReplication(stdout, st.Redis)
+	}
+	return nil
+}
+
+// writeReplication shows the primary, its replicas and how far behind
+// each is, and what each sentinel says.
+func writeReplication(w io.Writer, r *queue.Replication) error {
+	fmt.Fprintf(w, "\nredis %s: role %s, offset %d, %d replicas\n", r.Primary, r.Role, r.Offset, len(r.Replicas))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if len(r.Replicas) > 0 {
+		fmt.Fprintln(tw, "REPLICA\tSTATE\tBEHIND\tLAST ACK")
+		for _, rep := range r.Replicas {
+			fmt.Fprintf(tw, "%s\t%s\t%d bytes\t%ds ago\n", rep.Addr, rep.State, rep.Behind, rep.LagSeconds)
+		}
+	}
+	if len(r.Sentinels) > 0 {
+		fmt.Fprintln(tw, "SENTINEL\tNAMES PRIMARY\tFLAGS\tQUORUM\tREPLICAS\tOTHER SENTINELS")
+		for _, s := range r.Sentinels {
+			if s.Err != "" {
+				fmt.Fprintf(tw, "%s\tno answer: %s\n", s.Addr, s.Err)
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", s.Addr, s.Primary, s.Flags, s.Quorum, s.Replicas, s.Sentinels)
+		}
 	}
 	return tw.Flush()
 }

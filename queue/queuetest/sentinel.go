@@ -44,8 +44,10 @@ func StartSet(t testing.TB, replicas int, opts ...Option) *Set {
 	s.Servers = append(s.Servers, primary)
 	for i := 0; i < replicas; i++ {
 		o := append(append([]Option{}, base...), opts...)
+		// Equal priorities: Sentinel then promotes the replica with the
+		// largest offset, the one that has every write a WAIT confirmed.
 		o = append(o, Config("replicaof 127.0.0.1 "+strconv.Itoa(primary.port)),
-			Config(fmt.Sprintf("replica-priority %d", 100+i)))
+			Config("replica-priority 100"))
 		s.Servers = append(s.Servers, StartRedis(t, o...))
 	}
 	for i := 0; i < 3; i++ {
