@@ -25,14 +25,16 @@ if [ -z "$dir" ] || [ ! -d "$dir" ]; then
 	exit 1
 fi
 
-# The release, writable (the module cache is read-only).
-mkdir "$tmp/a"
+# a: the release, writable (the module cache is read-only).
+mkdir "$tmp/a" "$tmp/b"
 cp -R "$dir/." "$tmp/a/"
 chmod -R u+w "$tmp/a"
+# b: the copy's files, those git does not ignore (not a test binary or a
+# profile left by go test), committed or not.
+(cd "$copy" && git ls-files -z -c -o --exclude-standard | tar --null -T - -cf -) |
+	(cd "$tmp/b" && tar -xf -)
 
 if [ "${1:-}" = -update ]; then
-	mkdir "$tmp/b"
-	cp -R "$copy/." "$tmp/b/"
 	status=0
 	(cd "$tmp" && git -c core.quotePath=false diff --no-index --no-color --no-ext-diff \
 		--no-renames --no-prefix a b) >"$patch" || status=$?
@@ -51,7 +53,7 @@ if ! git -C "$tmp/a" apply --whitespace=nowarn "$patch"; then
 	echo "check-patch: $patch does not apply to $mod $version" >&2
 	exit 1
 fi
-if ! diff -r -x .git "$tmp/a" "$copy" >"$tmp/diff"; then
+if ! diff -r -x .git "$tmp/a" "$tmp/b" >"$tmp/diff"; then
 	echo "check-patch: third_party/go-smtp is not $mod $version with $patch applied:" >&2
 	head -n 100 "$tmp/diff" >&2
 	echo "If the change is meant, run third_party/check-patch.sh -update and commit the patch." >&2
