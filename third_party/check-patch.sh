@@ -2,23 +2,24 @@
 # Checks that third_party/go-smtp is exactly the go-smtp release that
 # go.mod requires with third_party/go-smtp.patch applied: the release is
 # fetched with `go mod download`, patched in a temporary directory, and
-# compared with the copy, every file included.
+# compared with the copy file for file (all files but those git ignores).
 #
 #   third_party/check-patch.sh           check (run by `make test`)
 #   third_party/check-patch.sh -update   rewrite the patch from the copy
 set -eu
 
+go=${GO:-go}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 mod=github.com/emersion/go-smtp
 copy=$here/go-smtp
 patch=$here/go-smtp.patch
 
-version=$(cd "$root" && go list -m -f '{{.Version}}' "$mod")
+version=$(cd "$root" && "$go" list -m -f '{{.Version}}' "$mod")
 tmp=$(mktemp -d)
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
 # Outside the module: its replace must not stand in for the release.
-dir=$(cd "$tmp" && go mod download -json "$mod@$version" |
+dir=$(cd "$tmp" && "$go" mod download -json "$mod@$version" |
 	sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
 if [ -z "$dir" ] || [ ! -d "$dir" ]; then
 	echo "check-patch: go mod download $mod@$version gave no directory" >&2
