@@ -12,16 +12,16 @@ import (
 //
 // A read from go-smtp (or from its TLS layer) goes down:
 //
-//	readAhead      bulk data in fewer system calls        conn_readahead.go
-//	sniffer        HTTP requests, stray PROXY headers      conn_sniff.go
-//	readDeadlines  the deadline of the session's phase     conn_deadline.go
-//	replyBuffer    sends the replies held so far           conn_replies.go
-//	idleCloser     notes that the session waits            conn_idle.go
+//	readAhead      bulk data in fewer system calls      conn_readahead.go
+//	sniffer        HTTP requests, stray PROXY headers   conn_sniff.go
+//	readDeadlines  the deadline of the session's phase  conn_deadline.go
+//	replyBuffer    sends the replies held so far        conn_replies.go
+//	idleCloser     notes that the session waits         conn_idle.go
 //	the socket
 //
-// A write from go-smtp goes through startTLSWatch, which notes when TLS
-// begins, into replyBuffer, which holds it until the session next reads
-// or closes.
+// A write from go-smtp goes through startTLSWatch (conn_starttls.go),
+// which notes when TLS begins, into replyBuffer, which holds it until the
+// session next reads or closes.
 //
 // The order is what makes the layers safe together: replies are sent
 // before the session is marked as waiting, so a 421 from closeIfIdle
