@@ -18,13 +18,15 @@ build: ## build every command into bin/
 deps: ## install the Debian packages the tests and `make run` need (idempotent)
 	@.ci/install-deps
 
-test: deps ## install what is missing, then gofmt check, go vet, go test -race
+test: deps ## install what is missing, then gofmt check, go vet, go test -race, the third_party patch check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race -timeout 20m ./...
 	@# Upstream's TestServerAcceptErrorHandling races its own Close against
 	@# Serve, and fails now and then with -race in the unpatched release too.
 	cd third_party/go-smtp && $(GO) vet . && $(GO) test -race -skip '^TestServerAcceptErrorHandling$$' .
+	@# third_party/go-smtp is the release in go.mod plus go-smtp.patch, nothing else.
+	GO=$(GO) third_party/check-patch.sh
 
 test-network: deps ## only the test network: real hosts in network namespaces, rolling maintenance under load (root)
 	$(GO) test -count=1 -v -timeout 15m ./test/network/

@@ -59,7 +59,7 @@ func TestConnReadAhead(t *testing.T) {
 		b := make([]byte, []int{4096, 1, 100, 4096, 20000}[rnd.Intn(5)])
 		n, err := c.Read(b)
 		got = append(got, b[:n]...)
-		usedReadAhead = usedReadAhead || c.ra != nil
+		usedReadAhead = usedReadAhead || c.ahead.buf != nil
 		if err != nil {
 			t.Fatalf("read after %d bytes: %v", len(got), err)
 		}
@@ -70,8 +70,8 @@ func TestConnReadAhead(t *testing.T) {
 	if !usedReadAhead {
 		t.Error("the read-ahead was never used")
 	}
-	if c.ra != nil {
-		t.Errorf("a drained connection still holds its read-ahead buffer (%d unread)", c.raW-c.raR)
+	if c.ahead.buf != nil {
+		t.Errorf("a drained connection still holds its read-ahead buffer (%d unread)", c.ahead.j-c.ahead.i)
 	}
 	// The client has closed: the next read reports it.
 	if _, err := c.Read(make([]byte, 4096)); err != io.EOF {

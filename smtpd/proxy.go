@@ -125,27 +125,3 @@ type proxiedConn struct {
 }
 
 func (p *proxiedConn) RemoteAddr() net.Addr { return p.remote }
-
-// sniff recognises a first line that is not SMTP: an HTTP request, or a
-// PROXY header from an address not trusted to send one. b is what the
-// client sent so far; more says it could still turn out to be one of
-// them, so the next bytes must be looked at too ("GE", then "T /").
-func sniff(b []byte) (msg string, more bool) {
-	for _, m := range []string{"GET ", "POST ", "HEAD ", "PUT ", "OPTIONS ", "CONNECT ", "DELETE "} {
-		switch {
-		case bytes.HasPrefix(b, []byte(m)):
-			return "554 5.7.0 This is an SMTP server, not HTTP\r\n", false
-		case len(b) < len(m) && strings.HasPrefix(m, string(b)):
-			more = true
-		}
-	}
-	for _, m := range []string{"PROXY ", string(proxyV2Sig[:5])} {
-		switch {
-		case bytes.HasPrefix(b, []byte(m)):
-			return "554 5.7.0 PROXY header not accepted from this address\r\n", false
-		case len(b) < len(m) && strings.HasPrefix(m, string(b)):
-			more = true
-		}
-	}
-	return "", more && bytes.IndexByte(b, '\n') < 0
-}
