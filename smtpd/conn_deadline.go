@@ -110,4 +110,8 @@ type netTimeout struct{ error }
 func (netTimeout) Timeout() bool   { return true }
 func (netTimeout) Temporary() bool { return false }
 
+// Unwrap lets the session see the cause (errDataTimeout) through
+// go-smtp's reader, for its reply.
+func (e netTimeout) Unwrap() error { return e.error }
+
 var errDataTimeoutNet net.Error = netTimeout{errDataTimeout}
