@@ -15,6 +15,7 @@ import (
 // killed continues from its persisted phase; a finished one is reported
 // again. Refusals are *RefusedError; timeouts *LagError or *TimeoutError.
 func (m *Maintenance) Drain(ctx context.Context, host string) (*Report, error) {
+	m = m.withDefaults()
 	unlock, err := lockFile(m.StateFile)
 	if err != nil {
 		return nil, err
@@ -120,7 +121,7 @@ func (r *run) remove(ctx context.Context) error {
 		return &RefusedError{Reason: fmt.Sprintf("the MX RRset changed since it was saved: was %s, now %s", st.Original, v.MX)}
 	}
 	r.m.emit(st.Host, PhaseRemoving, "UPDATE on %s: remove %s (prerequisite: %s)", r.m.Zone.Primary, st.Original.Find(st.Host), st.Original)
-	_, err := r.m.Zone.Remove(ctx, st.Original, st.Host, r.m.minRemaining())
+	_, err := r.m.Zone.Remove(ctx, st.Original, st.Host, r.m.MinRemaining)
 	return r.landedLate(ctx, err, st.Removed)
 }
 
@@ -142,7 +143,7 @@ func (r *run) landedLate(ctx context.Context, err error, want RRset) error {
 
 func (r *run) propagate(ctx context.Context, want RRset) error {
 	last := ""
-	_, err := r.m.Zone.WaitFor(ctx, want, orDefault(r.m.Propagation, 2*time.Minute), func(p Propagation) {
+	_, err := r.m.Zone.WaitFor(ctx, want, r.m.Propagation, func(p Propagation) {
 		var msg string
 		if p.Done() {
 			msg = fmt.Sprintf("all %d authoritative servers show %s at serial >= %d", len(p.Views), want, p.Serial)
@@ -170,7 +171,7 @@ func (r *run) waitTTL(ctx context.Context) error {
 	for _, mx := range r.st.Original {
 		ttl = max(ttl, mx.TTL)
 	}
-	until := r.st.AgreedAt.Add(time.Duration(ttl)*time.Second + orDefault(r.m.Margin, 5*time.Second))
+	until := r.st.AgreedAt.Add(time.Duration(ttl)*time.Second + r.m.Margin)
 	for {
 		left := time.Until(until)
 		if left <= 0 {
