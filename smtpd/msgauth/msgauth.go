@@ -47,6 +47,11 @@ type Config struct {
 	Timeout time.Duration
 }
 
+// Defaults returns the Config a zero field takes its value from.
+func Defaults() Config {
+	return Config{MaxDKIMSignatures: DefaultMaxDKIMSignatures, Timeout: DefaultTimeout}
+}
+
 // Checker runs the checks of one MX. It is safe for concurrent use.
 type Checker struct {
 	id       string
