@@ -16,15 +16,11 @@ import (
 // again. Refusals are *RefusedError; timeouts *LagError or *TimeoutError.
 func (m *Maintenance) Drain(ctx context.Context, host string) (*Report, error) {
 	m = m.withDefaults()
-	unlock, err := lockFile(m.StateFile)
+	st, local, unlock, err := m.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, local, err := m.load(ctx)
-	if err != nil {
-		return nil, err
-	}
 	if st != nil && !SameName(st.Host, host) {
 		// A state saved before its first step ended has no steps.
 		since := "no step recorded"

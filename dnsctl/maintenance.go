@@ -119,6 +119,21 @@ type run struct {
 	local bool // the local file holds this maintenance with our token
 }
 
+// begin opens a drain or restore: it takes the local lock, so that two
+// runs on one machine never share the state file, and reads the
+// maintenance in progress under it (see load). The caller runs unlock
+// when it is done; on an error the lock is already released.
+func (m *Maintenance) begin(ctx context.Context) (st *State, local bool, unlock func(), err error) {
+	if unlock, err = lockFile(m.StateFile); err != nil {
+		return nil, false, nil, err
+	}
+	if st, local, err = m.load(ctx); err != nil {
+		unlock()
+		return nil, false, nil, err
+	}
+	return st, local, unlock, nil
+}
+
 // load returns the maintenance in progress (nil if none) and whether the
 // local file holds it with the owner token of that copy.
 func (m *Maintenance) load(ctx context.Context) (*State, bool, error) {

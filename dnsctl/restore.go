@@ -13,15 +13,11 @@ import (
 // restore that was killed, and restores a drain stopped at any phase.
 func (m *Maintenance) Restore(ctx context.Context, host string) (*Report, error) {
 	m = m.withDefaults()
-	unlock, err := lockFile(m.StateFile)
+	st, local, unlock, err := m.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, local, err := m.load(ctx)
-	if err != nil {
-		return nil, err
-	}
 	if st == nil {
 		return m.nothingToRestore(ctx, host)
 	}
