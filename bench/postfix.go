@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"mxq/internal/postfix"
 )
 
 // A target is one server under load.
@@ -53,23 +54,16 @@ func (b *bench) startSink(ctx context.Context) (*target, error) {
 	return nil, lastErr
 }
 
-// postfixMainCf is a throwaway instance: its own queue and data directory,
-// loopback only, relaying for the bench domain, and every message delivered
-// to discard(8): accepted mail is fsynced into the queue as usual (cleanup
+// postfixMainCf makes the instance (internal/postfix) loopback only,
+// relaying for the bench domain, and delivering every message to
+// discard(8): accepted mail is fsynced into the queue as usual (cleanup
 // does that before smtpd answers 250), then dropped by the queue manager,
 // and nothing ever leaves the machine. The size limit is raised from the
 // stock 10,240,000 bytes to 64 MiB, above mxd's default of 32 MiB, so that
 // both accept the big messages of -mode big and burst.
-const postfixMainCf = `compatibility_level = 3.6
-queue_directory = {{dir}}/queue
-data_directory = {{dir}}/data
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix.bench.invalid
+const postfixMainCf = `myhostname = postfix.bench.invalid
 mydomain = bench.invalid
 myorigin = $myhostname
-mydestination =
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
@@ -78,67 +72,23 @@ relay_transport = discard:
 default_transport = discard:
 local_transport = discard:
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-alias_maps =
-alias_database =
 message_size_limit = 67108864
 mailbox_size_limit = 0
-biff = no
-maillog_file = {{dir}}/maillog
-maillog_file_prefixes = {{dir}}
-`
-
-// postfixMasterCf runs the daemons unchrooted (no copies of /etc needed)
-// with the stock process limits (100 smtpd).
-const postfixMasterCf = `{{listen}} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
 `
 
 // startPostfix starts a throwaway Postfix with postfix -c DIR start; it is
 // stopped with postfix -c DIR stop.
 func (b *bench) startPostfix(ctx context.Context) (*target, error) {
-	pfUser, err := user.Lookup("postfix")
-	if err != nil {
-		return nil, fmt.Errorf("postfix user: %w (apt-get install postfix)", err)
-	}
-	uid, _ := strconv.Atoi(pfUser.Uid)
 	var lastErr error
 	for attempt := range 3 {
 		dir := filepath.Join(b.dir, fmt.Sprintf("postfix%d", attempt))
-		etc := filepath.Join(dir, "etc")
-		for _, d := range []string{etc, filepath.Join(dir, "queue"), filepath.Join(dir, "data")} {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return nil, err
-			}
-		}
-		if err := os.Chown(filepath.Join(dir, "data"), uid, -1); err != nil {
-			return nil, err
-		}
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
 		addr := loopback(port)
-		r := strings.NewReplacer("{{dir}}", dir, "{{domain}}", b.domain, "{{listen}}", addr)
-		if err := os.WriteFile(filepath.Join(etc, "main.cf"), []byte(r.Replace(postfixMainCf)), 0o644); err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(etc, "master.cf"), []byte(r.Replace(postfixMasterCf)), 0o644); err != nil {
+		etc, err := postfix.Write(dir, addr, strings.ReplaceAll(postfixMainCf, "{{domain}}", b.domain))
+		if err != nil {
 			return nil, err
 		}
 		stop := func() {

@@ -15,15 +15,12 @@ import (
 // killed continues from its persisted phase; a finished one is reported
 // again. Refusals are *RefusedError; timeouts *LagError or *TimeoutError.
 func (m *Maintenance) Drain(ctx context.Context, host string) (*Report, error) {
-	unlock, err := lockFile(m.StateFile)
+	m = m.withDefaults()
+	st, local, unlock, err := m.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, local, err := m.load(ctx)
-	if err != nil {
-		return nil, err
-	}
 	if st != nil && !SameName(st.Host, host) {
 		// A state saved before its first step ended has no steps.
 		since := "no step recorded"
@@ -120,7 +117,7 @@ func (r *run) remove(ctx context.Context) error {
 		return &RefusedError{Reason: fmt.Sprintf("the MX RRset changed since it was saved: was %s, now %s", st.Original, v.MX)}
 	}
 	r.m.emit(st.Host, PhaseRemoving, "UPDATE on %s: remove %s (prerequisite: %s)", r.m.Zone.Primary, st.Original.Find(st.Host), st.Original)
-	_, err := r.m.Zone.Remove(ctx, st.Original, st.Host, r.m.minRemaining())
+	_, err := r.m.Zone.Remove(ctx, st.Original, st.Host, r.m.MinRemaining)
 	return r.landedLate(ctx, err, st.Removed)
 }
 
@@ -142,7 +139,7 @@ func (r *run) landedLate(ctx context.Context, err error, want RRset) error {
 
 func (r *run) propagate(ctx context.Context, want RRset) error {
 	last := ""
-	_, err := r.m.Zone.WaitFor(ctx, want, orDefault(r.m.Propagation, 2*time.Minute), func(p Propagation) {
+	_, err := r.m.Zone.WaitFor(ctx, want, r.m.Propagation, func(p Propagation) {
 		var msg string
 		if p.Done() {
 			msg = fmt.Sprintf("all %d authoritative servers show %s at serial >= %d", len(p.Views), want, p.Serial)
@@ -170,7 +167,7 @@ func (r *run) waitTTL(ctx context.Context) error {
 	for _, mx := range r.st.Original {
 		ttl = max(ttl, mx.TTL)
 	}
-	until := r.st.AgreedAt.Add(time.Duration(ttl)*time.Second + orDefault(r.m.Margin, 5*time.Second))
+	until := r.st.AgreedAt.Add(time.Duration(ttl)*time.Second + r.m.Margin)
 	for {
 		left := time.Until(until)
 		if left <= 0 {

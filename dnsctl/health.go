@@ -23,7 +23,7 @@ func (m *Maintenance) probeSMTP(ctx context.Context, host string) error {
 	if err != nil {
 		return err
 	}
-	port := strconv.Itoa(orDefault(m.SMTPPort, 25))
+	port := strconv.Itoa(m.SMTPPort)
 	for _, a := range addrs {
 		if err := greet(ctx, net.JoinHostPort(a, port)); err != nil {
 			return fmt.Errorf("smtp %s: %w", net.JoinHostPort(a, port), err)
@@ -65,7 +65,7 @@ func greet(ctx context.Context, addr string) error {
 // draining, SMTP answers 220.
 func (m *Maintenance) healthy(ctx context.Context, hosts []queue.HostStatus, exchange string) error {
 	h, ok := heartbeatName(hosts, exchange)
-	maxAge := orDefault(m.HeartbeatMaxAge, 30*time.Second)
+	maxAge := m.HeartbeatMaxAge
 	switch {
 	case !ok || !h.Alive:
 		return fmt.Errorf("%s has no heartbeat: its mxd is not running or cannot reach Redis", exchange)
@@ -97,7 +97,7 @@ func (m *Maintenance) preflight(ctx context.Context, host string) (RRset, error)
 		return nil, &RefusedError{Reason: "authoritative servers do not agree yet: " + strings.Join(parts, "; ")}
 	}
 	cur := views[0].MX
-	remaining, err := PlanRemoval(cur, host, m.minRemaining())
+	remaining, err := PlanRemoval(cur, host, m.MinRemaining)
 	if err != nil {
 		return nil, err
 	}

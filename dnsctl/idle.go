@@ -46,7 +46,7 @@ func measure(h queue.HostStatus, flagAt time.Time) idleness {
 // connection. A host without heartbeat runs no mxd, so has no sessions;
 // its accepted mail must still be consumed.
 func (r *run) waitIdle(ctx context.Context) error {
-	timeout := orDefault(r.m.IdleTimeout, time.Hour)
+	timeout := r.m.IdleTimeout
 	deadline := time.Now().Add(timeout)
 	last := ""
 	for {
@@ -69,7 +69,7 @@ func (r *run) waitIdle(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(orDefault(r.m.Poll, 500*time.Millisecond)):
+		case <-time.After(r.m.Poll):
 		}
 	}
 }

@@ -34,21 +34,21 @@ type Event struct {
 	Msg   string    `json:"msg"`
 }
 
-// Maintenance drains and restores one MX host at a time. Zero durations
-// take the defaults in brackets.
+// Maintenance drains and restores one MX host at a time. Zero settings
+// take the values of Defaults.
 type Maintenance struct {
 	Zone      *Zone
 	Fleet     Fleet
 	StateFile string // local copy of the state, written with fsync and rename
 
-	MinRemaining    int           // MX records that must remain [1]
-	SMTPPort        int           // probed on MX hosts [25]
-	Margin          time.Duration // added to the old TTL before setting the drain flag [5s]
-	Propagation     time.Duration // how long every authoritative may take to agree [2m]
-	IdleTimeout     time.Duration // how long the host may take to become idle [1h]
-	HeartbeatMaxAge time.Duration // older heartbeats are not fresh [30s]
-	LeaseTTL        time.Duration // renewed every LeaseTTL/3 while running [30s]
-	Poll            time.Duration // between checks of the host's counts [500ms]
+	MinRemaining    int           // MX records that must remain
+	SMTPPort        int           // probed on MX hosts
+	Margin          time.Duration // added to the old TTL before setting the drain flag
+	Propagation     time.Duration // how long every authoritative may take to agree
+	IdleTimeout     time.Duration // how long the host may take to become idle
+	HeartbeatMaxAge time.Duration // older heartbeats are not fresh
+	LeaseTTL        time.Duration // renewed every LeaseTTL/3 while running
+	Poll            time.Duration // between checks of the host's counts
 
 	// Probe checks that host answers SMTP with 220; nil probes
 	// SMTPPort on each of the host's addresses.
@@ -68,17 +68,41 @@ type Report struct {
 	Note     string `json:"note,omitempty"`
 }
 
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
+// Defaults are the settings a zero field of Maintenance takes.
+func Defaults() Maintenance {
+	return Maintenance{
+		// BIND and Knot both delete the last MX record without complaint:
+		// this guard is dnsctl's.
+		MinRemaining:    1,
+		SMTPPort:        25,
+		Margin:          5 * time.Second,
+		Propagation:     2 * time.Minute,
+		IdleTimeout:     time.Hour,
+		HeartbeatMaxAge: 30 * time.Second,
+		LeaseTTL:        30 * time.Second,
+		Poll:            500 * time.Millisecond,
 	}
-	return v
 }
 
-func (m *Maintenance) minRemaining() int { return orDefault(m.MinRemaining, 1) }
-func (m *Maintenance) leaseTTL() time.Duration {
-	return orDefault(m.LeaseTTL, 30*time.Second)
+// withDefaults returns a copy of m whose zero settings hold the defaults.
+func (m *Maintenance) withDefaults() *Maintenance {
+	c, d := *m, Defaults()
+	setDefault(&c.MinRemaining, d.MinRemaining)
+	setDefault(&c.SMTPPort, d.SMTPPort)
+	setDefault(&c.Margin, d.Margin)
+	setDefault(&c.Propagation, d.Propagation)
+	setDefault(&c.IdleTimeout, d.IdleTimeout)
+	setDefault(&c.HeartbeatMaxAge, d.HeartbeatMaxAge)
+	setDefault(&c.LeaseTTL, d.LeaseTTL)
+	setDefault(&c.Poll, d.Poll)
+	return &c
+}
+
+func setDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
 }
 
 func (m *Maintenance) emit(host string, ph Phase, format string, a ...any) {
@@ -93,6 +117,21 @@ type run struct {
 	m     *Maintenance
 	st    *State
 	local bool // the local file holds this maintenance with our token
+}
+
+// begin opens a drain or restore: it takes the local lock, so that two
+// runs on one machine never share the state file, and reads the
+// maintenance in progress under it (see load). The caller runs unlock
+// when it is done; on an error the lock is already released.
+func (m *Maintenance) begin(ctx context.Context) (st *State, local bool, unlock func(), err error) {
+	if unlock, err = lockFile(m.StateFile); err != nil {
+		return nil, false, nil, err
+	}
+	if st, local, err = m.load(ctx); err != nil {
+		unlock()
+		return nil, false, nil, err
+	}
+	return st, local, unlock, nil
 }
 
 // load returns the maintenance in progress (nil if none) and whether the
@@ -124,7 +163,7 @@ func (r *run) lease(ctx context.Context) (context.Context, func(), error) {
 	if !r.local {
 		r.st.Owner = newToken()
 	}
-	ttl := r.m.leaseTTL()
+	ttl := r.m.LeaseTTL
 	if err := r.m.Fleet.AcquireLease(ctx, r.st.Owner, ttl); err != nil {
 		var held *queue.LeaseHeldError
 		if errors.As(err, &held) {

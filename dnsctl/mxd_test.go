@@ -1,11 +1,9 @@
 package dnsctl_test
 
 import (
-	"bufio"
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,54 +11,10 @@ import (
 
 	"mxq/dnsctl"
 	"mxq/dnsctl/dnstest"
+	"mxq/internal/smtptest"
 	"mxq/queue"
 	"mxq/smtpd"
 )
-
-// smtpClient speaks SMTP line by line and returns replies as sent.
-type smtpClient struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func dialSMTP(t *testing.T, addr string) (*smtpClient, string) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	s := &smtpClient{t: t, c: c, br: bufio.NewReader(c)}
-	return s, s.read()
-}
-
-func (s *smtpClient) read() string {
-	s.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var lines []string
-	for {
-		line, err := s.br.ReadString('\n')
-		if err != nil {
-			if err == io.EOF || len(lines) > 0 {
-				return strings.Join(lines, "\n")
-			}
-			return "ERR " + err.Error()
-		}
-		line = strings.TrimRight(line, "\r\n")
-		lines = append(lines, line)
-		if len(line) < 4 || line[3] != '-' {
-			return strings.Join(lines, "\n")
-		}
-	}
-}
-
-func (s *smtpClient) expect(line, prefix string) {
-	s.t.Helper()
-	io.WriteString(s.c, line+"\r\n")
-	if got := s.read(); !strings.HasPrefix(got, prefix) {
-		s.t.Fatalf("%q: got %q, want %s…", line, got, prefix)
-	}
-}
 
 // startMxd runs the real SMTP receiver for host on l, with its heartbeat.
 func startMxd(t *testing.T, e *env, host string) {
@@ -93,13 +47,13 @@ func TestDrainWithMxd(t *testing.T) {
 	startMxd(t, e, host)
 	addr := e.listeners[host].Addr().String()
 
-	open, greeting := dialSMTP(t, addr)
+	open, greeting := smtptest.Dial(t, addr)
 	if !strings.HasPrefix(greeting, "220") {
 		t.Fatalf("greeting %q", greeting)
 	}
-	open.expect("EHLO sender.example.com", "250")
-	open.expect("MAIL FROM:<alice@example.com>", "250")
-	open.expect("RCPT TO:<~bob/dev@lists.example.org>", "250")
+	open.Expect("EHLO sender.example.com", "250")
+	open.Expect("MAIL FROM:<alice@example.com>", "250")
+	open.Expect("RCPT TO:<~bob/dev@lists.example.org>", "250")
 
 	m := e.maintenance()
 	fleet := &countingFleet{Fleet: m.Fleet}
@@ -111,11 +65,11 @@ func TestDrainWithMxd(t *testing.T) {
 	go func() { _, err := m.Drain(context.Background(), host); result <- err }()
 
 	waitEvent(t, events, result, "sessions 1, unconsumed 0, mxd confirms draining: yes")
-	if _, greeting := dialSMTP(t, addr); !strings.HasPrefix(greeting, "421") {
+	if _, greeting := smtptest.Dial(t, addr); !strings.HasPrefix(greeting, "421") {
 		t.Errorf("new connection while draining: %q, want 421", greeting)
 	}
-	open.expect("DATA", "354")
-	open.expect("Subject: during the drain\r\nMessage-ID: <drain@example.com>\r\n\r\nhello\r\n.", "250")
+	open.Expect("DATA", "354")
+	open.Expect("Subject: during the drain\r\nMessage-ID: <drain@example.com>\r\n\r\nhello\r\n.", "250")
 
 	waitEvent(t, events, result, "sessions 0, unconsumed 1, mxd confirms draining: yes")
 	notDoneAfter(t, fleet, result, "while mx2's message is queued")

@@ -12,15 +12,12 @@ import (
 // server shows them, and the state and lease are deleted. It continues a
 // restore that was killed, and restores a drain stopped at any phase.
 func (m *Maintenance) Restore(ctx context.Context, host string) (*Report, error) {
-	unlock, err := lockFile(m.StateFile)
+	m = m.withDefaults()
+	st, local, unlock, err := m.begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	st, local, err := m.load(ctx)
-	if err != nil {
-		return nil, err
-	}
 	if st == nil {
 		return m.nothingToRestore(ctx, host)
 	}
@@ -74,7 +71,7 @@ func (r *run) unflag(ctx context.Context) error {
 		return fmt.Errorf("read heartbeats: %w", err)
 	}
 	h, ok := heartbeatName(hosts, st.Host)
-	maxAge := orDefault(m.HeartbeatMaxAge, 30*time.Second)
+	maxAge := m.HeartbeatMaxAge
 	if !ok || !h.Alive || time.Since(h.LastSeen) > maxAge {
 		return &RefusedError{Reason: fmt.Sprintf("%s has no fresh heartbeat: start its mxd first", st.Host)}
 	}
@@ -96,7 +93,7 @@ func (r *run) unflag(ctx context.Context) error {
 }
 
 func (r *run) waitUndrained(ctx context.Context, since time.Time) error {
-	deadline := time.Now().Add(orDefault(r.m.HeartbeatMaxAge, 30*time.Second))
+	deadline := time.Now().Add(r.m.HeartbeatMaxAge)
 	for {
 		hosts, err := r.m.Fleet.Hosts(ctx)
 		if err != nil {
@@ -111,7 +108,7 @@ func (r *run) waitUndrained(ctx context.Context, since time.Time) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(orDefault(r.m.Poll, 500*time.Millisecond)):
+		case <-time.After(r.m.Poll):
 		}
 	}
 }

@@ -32,6 +32,7 @@ type ViewStatus struct {
 // Status reads the zone from every authoritative server and the hosts, the
 // queue depth and the maintenance in progress from the fleet.
 func (m *Maintenance) Status(ctx context.Context) (*Status, error) {
+	m = m.withDefaults()
 	views := m.Zone.ReadAll(ctx)
 	s := &Status{Zone: m.Zone.zone(), Agree: Agree(views)}
 	for _, v := range views {
@@ -85,11 +86,14 @@ func (s *Status) WriteText(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(tw, "HOST\tALIVE\tSESSIONS\tDRAINING\tFLAG\tUNCONSUMED\tVERSION\tLAST SEEN")
 	for _, h := range s.Hosts {
-		seen := "-"
+		seen, version := "-", h.Version
 		if !h.LastSeen.IsZero() {
 			seen = time.Since(h.LastSeen).Round(time.Second).String() + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%v\t%d\t%v\t%v\t%d\t%s\t%s\n", h.Host, h.Alive, h.Sessions, h.Draining, h.DrainFlag, h.Inflight, orDefault(h.Version, "-"), seen)
+		if version == "" {
+			version = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%v\t%d\t%v\t%v\t%d\t%s\t%s\n", h.Host, h.Alive, h.Sessions, h.Draining, h.DrainFlag, h.Inflight, version, seen)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nqueue depth: %d\n", s.Depth)

@@ -19,7 +19,8 @@ type Zone struct {
 	Servers []string // further authoritative host:port addresses to check
 	Key     *Key     // signs every UPDATE
 
-	// Timeout bounds one query or one UPDATE exchange (default 3s).
+	// Timeout bounds one query or one UPDATE exchange. Zero means
+	// DefaultQueryTimeout.
 	Timeout time.Duration
 	// Poll is the pause between rounds of queries while waiting for
 	// propagation (default 250ms).
@@ -42,11 +43,15 @@ func (v View) Summary() string {
 	return fmt.Sprintf("serial %d, %s", v.Serial, v.MX)
 }
 
+// DefaultQueryTimeout bounds one query or UPDATE exchange of a Zone
+// whose Timeout is zero.
+const DefaultQueryTimeout = 3 * time.Second
+
 func (z *Zone) timeout() time.Duration {
 	if z.Timeout > 0 {
 		return z.Timeout
 	}
-	return 3 * time.Second
+	return DefaultQueryTimeout
 }
 
 func (z *Zone) poll() time.Duration {

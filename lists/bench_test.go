@@ -355,7 +355,7 @@ func steadyDelays(b *testing.B, e *env, h lists.Handler, rate float64, d time.Du
 // benchConcurrency is the consumer's Concurrency in the benchmarks, and
 // the writers of the reference: listd's default, 8, unless -concurrency
 // says otherwise (go test -bench … ./lists/ -args -concurrency 32).
-var benchConcurrency = flag.Int("concurrency", 128, "deliveries at once in the consumer benchmarks (listd's default)")
+var benchConcurrency = flag.Int("concurrency", lists.DefaultConcurrency, "deliveries at once in the consumer benchmarks (the default is listd's)")
 
 // writeSynced writes one copy the way a plain Maildir writer does: in
 // tmp/, fsynced, renamed into new/, new/ fsynced (newDir is the open

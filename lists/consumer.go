@@ -137,18 +137,35 @@ type Result struct {
 	Elapsed time.Duration // the attempt's duration
 }
 
+// Defaults of a Consumer's zero fields.
+const (
+	// DefaultConcurrency bounds all deliveries together. It is high
+	// because the cheap deliveries want it: copies written into one
+	// Maildir at once share their fsyncs, and 128 at once kept up with
+	// an MX host where 8 gave half its rate. Each destination that cannot
+	// take as many (list software over LMTP, programs) is held lower by a
+	// Limiter of its own (DefaultMaxParallel). A delivery holds a few
+	// chunks of its message, whatever its size: about 1 MiB each.
+	DefaultConcurrency = 128
+	// DefaultTimeout bounds one delivery attempt.
+	DefaultTimeout = 10 * time.Minute
+	// DefaultGrace is how long deliveries may finish after a stop.
+	DefaultGrace = 30 * time.Second
+)
+
 // Consumer runs a Handler on every message of a Source.
 type Consumer struct {
 	Source  Source
 	Handler Handler
-	// Concurrency is how many deliveries run at once. Default 4.
+	// Concurrency is how many deliveries run at once. Default
+	// DefaultConcurrency.
 	Concurrency int
 	// Timeout bounds one delivery attempt; when it passes, the attempt
-	// counts as a temporary failure. Default 10m.
+	// counts as a temporary failure. Default DefaultTimeout.
 	Timeout time.Duration
 	// Grace is how long Run lets deliveries in flight finish after its
 	// context ends; the ones still running then are stopped and released
-	// to other consumers. Default 30s.
+	// to other consumers. Default DefaultGrace.
 	Grace time.Duration
 	// Logger gets one line per attempt. Default slog.Default().
 	Logger *slog.Logger
@@ -165,11 +182,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	n := c.Concurrency
 	if n <= 0 {
-		n = 4
+		n = DefaultConcurrency
 	}
 	grace := c.Grace
 	if grace <= 0 {
-		grace = 30 * time.Second
+		grace = DefaultGrace
 	}
 	log := c.logger()
 	// Deliveries outlive ctx by up to Grace.
@@ -297,7 +314,7 @@ func (c *Consumer) deliver(runCtx context.Context, j job) {
 	d, hctx, start := j.d, j.hctx, time.Now()
 	timeout := c.Timeout
 	if timeout <= 0 {
-		timeout = 10 * time.Minute
+		timeout = DefaultTimeout
 	}
 	dctx, cancel := context.WithTimeout(hctx, timeout)
 	m := &Message{Record: d.Record, Attempt: d.Attempt, d: d}

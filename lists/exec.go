@@ -26,7 +26,7 @@ const exTempFail = 75
 type Exec struct {
 	// Argv is the program's absolute path and its arguments.
 	Argv []string
-	// Timeout bounds one run. Default 5m.
+	// Timeout bounds one run. Default DefaultDestinationTimeout.
 	Timeout time.Duration
 }
 
@@ -42,7 +42,7 @@ func (e *Exec) Deliver(ctx context.Context, m *Message, rcpt string) error {
 	}
 	timeout := e.Timeout
 	if timeout <= 0 {
-		timeout = 5 * time.Minute
+		timeout = DefaultDestinationTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -5,6 +5,11 @@ import (
 	"fmt"
 )
 
+// DefaultMaxParallel is how many deliveries a destination that speaks to
+// list software (LMTP, SMTP, a program) should run at once: list software
+// is not built for a consumer's full concurrency, a Maildir is.
+const DefaultMaxParallel = 8
+
 // Limit returns d allowed at most n deliveries at once; n < 1 returns d
 // itself. A Consumer's Concurrency bounds all deliveries together; Limit
 // bounds one destination below that, so that a consumer can run many

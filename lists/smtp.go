@@ -12,6 +12,10 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
+// DefaultDestinationTimeout bounds an LMTP or SMTP command and its data,
+// or a program's run, when the destination's Timeout is zero.
+const DefaultDestinationTimeout = 5 * time.Minute
+
 // LMTP delivers over LMTP (RFC 2033) to a unix socket ("unix:/path") or a
 // TCP address ("host:port"): lists.sr.ht, Mailman, Dovecot. Each recipient
 // gets its own reply after the data: a 4xx is retried, a 5xx rejects that
@@ -20,7 +24,7 @@ type LMTP struct {
 	Addr string
 	// LocalName is sent in LHLO. Default "localhost".
 	LocalName string
-	// Timeout bounds each command and the data. Default 5m.
+	// Timeout bounds each command and the data. Default DefaultDestinationTimeout.
 	Timeout time.Duration
 }
 
@@ -43,7 +47,7 @@ type SMTP struct {
 	Addr string
 	// LocalName is sent in EHLO. Default "localhost".
 	LocalName string
-	// Timeout bounds each command and the data. Default 5m.
+	// Timeout bounds each command and the data. Default DefaultDestinationTimeout.
 	Timeout time.Duration
 }
 
@@ -132,7 +136,7 @@ func transact(ctx context.Context, lmtp bool, addr, name string, timeout time.Du
 		name = "localhost"
 	}
 	if timeout <= 0 {
-		timeout = 5 * time.Minute
+		timeout = DefaultDestinationTimeout
 	}
 	c, err := open(ctx, lmtp, addr, name, timeout, m)
 	if err != nil {

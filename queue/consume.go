@@ -30,28 +30,27 @@ import (
 // the entry over, or the entry is gone.
 var ErrLeaseLost = errors.New("lease lost: the entry is no longer pending to this consumer")
 
-// ConsumerOptions tune a Consumer. The zero value is usable.
+// ConsumerOptions tune a Consumer. Zero fields take the values of
+// DefaultConsumerOptions, or the ones said here.
 type ConsumerOptions struct {
 	// Group is the consumer group. Consumers in one group share the work;
-	// every group gets every message. Default "listd".
+	// every group gets every message.
 	Group string
 	// Name identifies this consumer in its group; it must be unique among
 	// the running consumers. Default HOSTNAME-PID-RANDOM.
 	Name string
 	// Lease is how long an entry stays with a consumer that stops
 	// renewing it (it crashed, or lost Redis) before another consumer
-	// takes it over. Default 1m.
+	// takes it over.
 	Lease time.Duration
 	// Block is the longest Fetch waits for a new entry. Never forever:
 	// due retries and expired leases are looked at between waits.
-	// Default 1s.
 	Block time.Duration
 	// MaxAttempts is how many attempts a message gets before it is
-	// dead-lettered. Default 30.
+	// dead-lettered.
 	MaxAttempts int
 	// RetryMin is the wait after the first failure; each further failure
-	// doubles it up to RetryMax. Defaults 30s and 30m: 30 attempts span
-	// about 13 hours.
+	// doubles it up to RetryMax.
 	RetryMin, RetryMax time.Duration
 	// ReclaimInterval is how often Fetch looks for entries whose lease
 	// expired. Default Lease/4.
@@ -64,39 +63,38 @@ type ConsumerOptions struct {
 	Now func() time.Time
 }
 
-func (o ConsumerOptions) withDefaults() ConsumerOptions {
-	if o.Group == "" {
-		o.Group = "listd"
+// DefaultConsumerOptions are the options a zero field takes, where they
+// do not depend on others. 30 attempts from 30s doubling up to 30m span
+// about 13 hours: enough for a list server that is down for an afternoon.
+func DefaultConsumerOptions() ConsumerOptions {
+	return ConsumerOptions{
+		Group:       "listd",
+		Lease:       time.Minute,
+		Block:       time.Second,
+		MaxAttempts: 30,
+		RetryMin:    30 * time.Second,
+		RetryMax:    30 * time.Minute,
 	}
+}
+
+func (o ConsumerOptions) withDefaults() ConsumerOptions {
+	d := DefaultConsumerOptions()
+	orDefault(&o.Group, d.Group)
 	if o.Name == "" {
 		host, _ := os.Hostname()
 		var b [3]byte
 		rand.Read(b[:])
 		o.Name = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
 	}
-	if o.Lease <= 0 {
-		o.Lease = time.Minute
-	}
-	if o.Block <= 0 {
-		o.Block = time.Second
-	}
+	orDefault(&o.Lease, d.Lease)
+	orDefault(&o.Block, d.Block)
 	o.Block = max(o.Block, time.Millisecond) // BLOCK 0 would mean forever
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 30
-	}
-	if o.RetryMin <= 0 {
-		o.RetryMin = 30 * time.Second
-	}
-	if o.RetryMax <= 0 {
-		o.RetryMax = 30 * time.Minute
-	}
+	orDefault(&o.MaxAttempts, d.MaxAttempts)
+	orDefault(&o.RetryMin, d.RetryMin)
+	orDefault(&o.RetryMax, d.RetryMax)
 	o.RetryMax = max(o.RetryMax, o.RetryMin)
-	if o.ReclaimInterval <= 0 {
-		o.ReclaimInterval = o.Lease / 4
-	}
-	if o.ForgetIdle <= 0 {
-		o.ForgetIdle = max(time.Hour, 10*o.Lease)
-	}
+	orDefault(&o.ReclaimInterval, o.Lease/4)
+	orDefault(&o.ForgetIdle, max(time.Hour, 10*o.Lease))
 	if o.Now == nil {
 		o.Now = time.Now
 	}

@@ -10,27 +10,41 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Options tune a Queue. The zero value is usable.
+// DefaultURL is the Redis a command opens when its configuration names
+// none: a local one.
+const DefaultURL = "redis://127.0.0.1:6379/0"
+
+// Options tune a Queue. Zero fields take the values of DefaultOptions.
 type Options struct {
 	// Name is the queue's name; every key carries it as the hash tag
-	// {Name}. Default "mxq".
+	// {Name}.
 	Name string
 	// DedupWindow is how long a queued message's dedup key lives: a
 	// sender's retry of the same message within the window is not queued
-	// again. Default 24h.
+	// again.
 	DedupWindow time.Duration
 	// Replicas is how many replicas must confirm an enqueue (WAIT) before
 	// it counts as durable. Zero means no WAIT.
 	Replicas int
-	// ReplicaTimeout bounds the WAIT. Default 1s.
+	// ReplicaTimeout bounds the WAIT.
 	ReplicaTimeout time.Duration
 	// Timeout bounds every Redis command that carries little data.
-	// Default 5s.
 	Timeout time.Duration
 	// MinRate is the slowest transfer, in bytes per second, that a
 	// command carrying a body's chunks may take on top of Timeout before
-	// it counts as failed. Default 1 MiB/s.
+	// it counts as failed.
 	MinRate int64
+}
+
+// DefaultOptions are the options a zero field takes.
+func DefaultOptions() Options {
+	return Options{
+		Name:           "mxq",
+		DedupWindow:    24 * time.Hour,
+		ReplicaTimeout: time.Second,
+		Timeout:        5 * time.Second,
+		MinRate:        1 << 20,
+	}
 }
 
 // maxCommandBytes is the most body data one command carries: Enqueue and
@@ -38,22 +52,21 @@ type Options struct {
 const maxCommandBytes = 4 * ChunkSize
 
 func (o Options) withDefaults() Options {
-	if o.Name == "" {
-		o.Name = "mxq"
-	}
-	if o.DedupWindow <= 0 {
-		o.DedupWindow = 24 * time.Hour
-	}
-	if o.ReplicaTimeout <= 0 {
-		o.ReplicaTimeout = time.Second
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = 5 * time.Second
-	}
-	if o.MinRate <= 0 {
-		o.MinRate = 1 << 20
-	}
+	d := DefaultOptions()
+	orDefault(&o.Name, d.Name)
+	orDefault(&o.DedupWindow, d.DedupWindow)
+	orDefault(&o.ReplicaTimeout, d.ReplicaTimeout)
+	orDefault(&o.Timeout, d.Timeout)
+	orDefault(&o.MinRate, d.MinRate)
 	return o
+}
+
+// orDefault sets *v to d when *v is zero or, for a number, negative.
+func orDefault[T string | int | int64 | time.Duration](v *T, d T) {
+	var zero T
+	if *v == zero || *v < zero {
+		*v = d
+	}
 }
 
 // Queue is a handle on one queue in one Redis. It is safe for concurrent

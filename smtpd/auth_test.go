@@ -78,8 +78,8 @@ func TestAuthenticationResults(t *testing.T) {
 	t.Run("recorded", func(t *testing.T) {
 		e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.Auth, c.AuthservID = checker(t, ns), domain })
 		c, _ := dial(t, e.addr)
-		c.expect("EHLO client.example.com", "250")
-		got := c.sendMail("a@soft.example", []string{listAddr}, msg("soft.example"))
+		c.Expect("EHLO client.example.com", "250")
+		got := c.SendMail("a@soft.example", []string{listAddr}, msg("soft.example"))
 		id, ok := strings.CutPrefix(got, "250 2.0.0 queued as ")
 		if !ok {
 			t.Fatalf("got %q", got)
@@ -102,7 +102,7 @@ func TestAuthenticationResults(t *testing.T) {
 			t.Errorf("record auth = %+v", recs[0].Auth)
 		}
 		// p=reject failures are recorded, not refused, by default.
-		if got := c.sendMail("a@strict.example", []string{listAddr}, msg("strict.example")); !strings.HasPrefix(got, "250") {
+		if got := c.SendMail("a@strict.example", []string{listAddr}, msg("strict.example")); !strings.HasPrefix(got, "250") {
 			t.Errorf("DMARC fail without dmarc_reject: %q", got)
 		}
 	})
@@ -111,11 +111,11 @@ func TestAuthenticationResults(t *testing.T) {
 			c.Auth, c.AuthservID, c.DMARCReject = checker(t, ns), domain, true
 		})
 		c, _ := dial(t, e.addr)
-		c.expect("EHLO client.example.com", "250")
-		if got := c.sendMail("a@strict.example", []string{listAddr}, msg("strict.example")); !strings.HasPrefix(got, "550 5.7.1") {
+		c.Expect("EHLO client.example.com", "250")
+		if got := c.SendMail("a@strict.example", []string{listAddr}, msg("strict.example")); !strings.HasPrefix(got, "550 5.7.1") {
 			t.Errorf("DMARC p=reject failure: %q, want 550 5.7.1", got)
 		}
-		if got := c.sendMail("a@soft.example", []string{listAddr}, msg("soft.example")); !strings.HasPrefix(got, "250") {
+		if got := c.SendMail("a@soft.example", []string{listAddr}, msg("soft.example")); !strings.HasPrefix(got, "250") {
 			t.Errorf("DMARC pass: %q", got)
 		}
 	})
@@ -131,7 +131,7 @@ func TestAuthenticationResults(t *testing.T) {
 				c.Auth, c.AuthservID, c.DMARCReject = checker(t, ns), domain, reject
 			})
 			c, _ := dial(t, e.addr)
-			c.expect("EHLO client.example.com", "250")
+			c.Expect("EHLO client.example.com", "250")
 			for _, tt := range []struct{ name, from, want string }{
 				{"two From fields", "From: <a@soft.example>\r\nFrom: <a@strict.example>\r\n", "550 5.7.1"},
 				{"two domains", "From: <a@soft.example>, <b@strict.example>\r\n", "550 5.7.1"},
@@ -146,7 +146,7 @@ func TestAuthenticationResults(t *testing.T) {
 				if !reject {
 					want = "250"
 				}
-				if got := c.sendMail("a@soft.example", []string{listAddr}, body(tt.from)); !strings.HasPrefix(got, want) {
+				if got := c.SendMail("a@soft.example", []string{listAddr}, body(tt.from)); !strings.HasPrefix(got, want) {
 					t.Errorf("dmarc_reject %v, %s: %q, want %s", reject, tt.name, got, want)
 				}
 			}
@@ -166,8 +166,8 @@ func TestAuthenticationResults(t *testing.T) {
 			strings.Repeat("X-A: a\r\n", n) + "From: <a@soft.example>\r\nSubject: bomb\r\n\r\n" + body
 		e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.Auth, c.AuthservID = checker(t, ns), domain })
 		c, _ := dial(t, e.addr)
-		c.expect("EHLO client.example.com", "250")
-		if got := c.sendMail("a@soft.example", []string{listAddr}, msg); !strings.HasPrefix(got, "250") {
+		c.Expect("EHLO client.example.com", "250")
+		if got := c.SendMail("a@soft.example", []string{listAddr}, msg); !strings.HasPrefix(got, "250") {
 			t.Fatalf("got %q, want 250", got)
 		}
 		recs, _ := e.q.Peek(context.Background(), 1)
@@ -183,8 +183,8 @@ func TestAuthenticationResults(t *testing.T) {
 				c.Auth, c.AuthservID, c.TempFailDNS = checker(t, dead.LocalAddr().String()), domain, tempfail
 			})
 			c, _ := dial(t, e.addr)
-			c.expect("EHLO client.example.com", "250")
-			got := c.sendMail("a@soft.example", []string{listAddr}, msg("soft.example"))
+			c.Expect("EHLO client.example.com", "250")
+			got := c.SendMail("a@soft.example", []string{listAddr}, msg("soft.example"))
 			switch {
 			case tempfail && !strings.HasPrefix(got, "451 4.4.3"):
 				t.Errorf("DNS down with tempfail: %q, want 451 4.4.3", got)

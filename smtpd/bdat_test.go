@@ -27,13 +27,13 @@ func TestRsetDuringBdat(t *testing.T) {
 			} else {
 				want = append(want, "502 5.5.1") // no transaction after RSET
 			}
-			c.send(in + fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
+			c.Send(in + fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
 			for _, w := range want {
-				if got := c.read(); !strings.HasPrefix(got, w) {
+				if got := c.Read(); !strings.HasPrefix(got, w) {
 					t.Fatalf("again=%v: got %q, want %s", again, got, w)
 				}
 			}
-			c.expect("QUIT", "221")
+			c.Expect("QUIT", "221")
 		}
 	}
 	waitFor(t, "sessions to end", func() bool { return e.srv.Sessions() == 0 })

@@ -1,7 +1,6 @@
 package smtpd_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"mxq/internal/smtptest"
 	"mxq/queue/queuetest"
 	"mxq/smtpd"
 )
@@ -32,8 +32,8 @@ func bigBody(subject string, n int) string {
 func sendBig(t *testing.T, addr, body string) string {
 	t.Helper()
 	c := startData(t, addr)
-	c.send(body + ".\r\n")
-	return c.read()
+	c.Send(body + ".\r\n")
+	return c.Read()
 }
 
 // rawKeys lists the keys of the queue that match pattern.
@@ -106,8 +106,8 @@ func TestBigMessageOutOfMemory(t *testing.T) {
 		t.Errorf("bodies or spools left: %v", keys)
 	}
 	c, _ := dial(t, e.addr)
-	c.expect("EHLO client.example.com", "250")
-	if got := c.sendMail("alice@example.com", []string{listAddr}, message("small after oom")); !strings.HasPrefix(got, "250 ") {
+	c.Expect("EHLO client.example.com", "250")
+	if got := c.SendMail("alice@example.com", []string{listAddr}, message("small after oom")); !strings.HasPrefix(got, "250 ") {
 		t.Errorf("small message after the big one was dropped: %q", got)
 	}
 }
@@ -128,7 +128,7 @@ func TestBadBytesAtBlockBoundaries(t *testing.T) {
 	}
 	head := "From: a@example.com\r\nSubject: boundaries\r\n\r\n"
 	c, _ := dial(t, e.addr)
-	c.expect("EHLO client.example.com", "250")
+	c.Expect("EHLO client.example.com", "250")
 	for _, boundary := range []int{64 << 10, 256 << 10} {
 		for off := -4; off <= 4; off++ {
 			for _, v := range variants {
@@ -140,11 +140,11 @@ func TestBadBytesAtBlockBoundaries(t *testing.T) {
 				}
 				b.WriteString(strings.Repeat("g", boundary+off-b.Len()))
 				b.WriteString(v.bad + "\r\nend\r\n")
-				c.expect("MAIL FROM:<alice@example.com>", "250")
-				c.expect("RCPT TO:<"+listAddr+">", "250")
-				c.expect("DATA", "354")
-				c.send(b.String() + ".\r\n")
-				if got := c.read(); !strings.HasPrefix(got, v.want) {
+				c.Expect("MAIL FROM:<alice@example.com>", "250")
+				c.Expect("RCPT TO:<"+listAddr+">", "250")
+				c.Expect("DATA", "354")
+				c.Send(b.String() + ".\r\n")
+				if got := c.Read(); !strings.HasPrefix(got, v.want) {
 					t.Errorf("%s at %d%+d: %q, want %s", v.name, boundary, off, got, v.want)
 				}
 			}
@@ -152,11 +152,11 @@ func TestBadBytesAtBlockBoundaries(t *testing.T) {
 	}
 	// A leading space would join the first line to our header; a header
 	// section over the limit is refused whatever block it ends in.
-	c.expect("MAIL FROM:<alice@example.com>", "250")
-	c.expect("RCPT TO:<"+listAddr+">", "250")
-	c.expect("DATA", "354")
-	c.send("\tdkim=pass header.d=example.com\r\nFrom: a@example.com\r\n\r\nx\r\n.\r\n")
-	if got := c.read(); !strings.HasPrefix(got, "554 5.6.0") {
+	c.Expect("MAIL FROM:<alice@example.com>", "250")
+	c.Expect("RCPT TO:<"+listAddr+">", "250")
+	c.Expect("DATA", "354")
+	c.Send("\tdkim=pass header.d=example.com\r\nFrom: a@example.com\r\n\r\nx\r\n.\r\n")
+	if got := c.Read(); !strings.HasPrefix(got, "554 5.6.0") {
 		t.Errorf("leading tab: %q, want 554 5.6.0", got)
 	}
 	if n, _ := e.q.Depth(context.Background()); n != 0 {
@@ -228,7 +228,7 @@ func sendBigNoFatal(t *testing.T, addr, body string) string {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(2 * time.Minute))
-	cl := &client{t: t, c: c, br: bufio.NewReader(c)}
+	cl := &client{smtptest.New(t, c), t}
 	for _, step := range []struct{ send, want string }{
 		{"", "220"}, {"EHLO c.example.com\r\n", "250"}, {"MAIL FROM:<a@example.com>\r\n", "250"},
 		{"RCPT TO:<" + listAddr + ">\r\n", "250"}, {"DATA\r\n", "354"}, {body + ".\r\n", "250"},
@@ -238,7 +238,7 @@ func sendBigNoFatal(t *testing.T, addr, body string) string {
 				return err.Error()
 			}
 		}
-		got := cl.read()
+		got := cl.Read()
 		if !strings.HasPrefix(got, step.want) || step.want == "250" && step.send == body+".\r\n" {
 			return got
 		}
@@ -258,18 +258,18 @@ func TestBudgetWaitIsNotTheClientsTime(t *testing.T) {
 		c.MinDataRate = 1024
 	})
 	hog := startData(t, e.addr)
-	hog.send("Subject: hog\r\n\r\n" + strings.Repeat(strings.Repeat("h", 98)+"\r\n", 1000)) // 100 KB: 100 s of credit
+	hog.Send("Subject: hog\r\n\r\n" + strings.Repeat(strings.Repeat("h", 98)+"\r\n", 1000)) // 100 KB: 100 s of credit
 	waitFor(t, "the budget used up", func() bool { return e.srv.MemoryHeld() == 2*64<<10 })
 	waiter := startData(t, e.addr)
-	waiter.send(message("waited for memory") + ".\r\n")
+	waiter.Send(message("waited for memory") + ".\r\n")
 	// Hold the memory past the waiter's grace and its few bytes' worth.
 	until := time.Now().Add(3 * grace)
 	waitFor(t, "three graces", func() bool { return time.Now().After(until) })
-	hog.send(".\r\n")
-	if got := hog.read(); !strings.HasPrefix(got, "250 ") {
+	hog.Send(".\r\n")
+	if got := hog.Read(); !strings.HasPrefix(got, "250 ") {
 		t.Errorf("session that held the memory: %q, want 250", got)
 	}
-	if got := waiter.read(); !strings.HasPrefix(got, "250 ") {
+	if got := waiter.Read(); !strings.HasPrefix(got, "250 ") {
 		t.Errorf("session that waited for memory: %q, want 250", got)
 	}
 }
@@ -280,9 +280,9 @@ func TestBudgetWaitIsNotTheClientsTime(t *testing.T) {
 func TestDuplicateLogLine(t *testing.T) {
 	e := newEnv(t, nil, "mx1.example.org")
 	c, _ := dial(t, e.addr)
-	c.expect("EHLO client.example.com", "250")
-	first := c.sendMail("alice@example.com", []string{listAddr}, message("logged twice"))
-	second := c.sendMail("alice@example.com", []string{listAddr}, message("logged twice"))
+	c.Expect("EHLO client.example.com", "250")
+	first := c.SendMail("alice@example.com", []string{listAddr}, message("logged twice"))
+	second := c.SendMail("alice@example.com", []string{listAddr}, message("logged twice"))
 	id := strings.TrimPrefix(first, "250 2.0.0 queued as ")
 	if second != first {
 		t.Fatalf("replies %q and %q: want the first copy's id twice", first, second)

@@ -15,13 +15,13 @@ func TestDrainIdleTLSSession(t *testing.T) {
 	}{
 		{"after EHLO", func(*client) {}},
 		{"after a transaction", func(c *client) {
-			if got := c.sendMail("a@example.com", []string{listAddr}, message("before drain")); !strings.HasPrefix(got, "250 2.0.0") {
+			if got := c.SendMail("a@example.com", []string{listAddr}, message("before drain")); !strings.HasPrefix(got, "250 2.0.0") {
 				t.Fatalf("transaction: %q", got)
 			}
 		}},
 		{"after RSET", func(c *client) {
-			c.expect("MAIL FROM:<a@example.com>", "250")
-			c.expect("RSET", "250")
+			c.Expect("MAIL FROM:<a@example.com>", "250")
+			c.Expect("RSET", "250")
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -34,10 +34,10 @@ func TestDrainIdleTLSSession(t *testing.T) {
 				e.srv.SetDraining(true)
 				return e.srv.Sessions() == 0
 			})
-			if got := c.read(); !strings.HasPrefix(got, "421 4.3.2") {
+			if got := c.Read(); !strings.HasPrefix(got, "421 4.3.2") {
 				t.Errorf("idle TLS session while draining: %q, want 421 4.3.2 through TLS", got)
 			}
-			if got := c.read(); got != "" {
+			if got := c.Read(); got != "" {
 				t.Errorf("after the 421: %q, want a clean end of the TLS session", got)
 			}
 		})
@@ -49,12 +49,12 @@ func TestDrainIdleTLSSession(t *testing.T) {
 func TestDrainBeforeHandshake(t *testing.T) {
 	e := newTLSEnv(t)
 	c := greeted(t, e.addr, false)
-	c.expect("STARTTLS", "220")
+	c.Expect("STARTTLS", "220")
 	waitFor(t, "the session to be closed", func() bool {
 		e.srv.SetDraining(true)
 		return e.srv.Sessions() == 0
 	})
-	if got := c.read(); got != "" {
+	if got := c.Read(); got != "" {
 		t.Errorf("while the client starts TLS: %q, want the connection closed", got)
 	}
 }

@@ -1,7 +1,6 @@
 package smtpd_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -22,14 +21,15 @@ import (
 	"time"
 
 	"mxq/internal/servertest"
+	"mxq/internal/smtptest"
 	"mxq/smtpd"
 )
 
 func TestHostileAddresses(t *testing.T) {
 	e := newEnv(t, nil, "mx1.example.org")
 	c, _ := dial(t, e.addr)
-	c.expect("EHLO client.example.com", "250")
-	c.expect("MAIL FROM:<alice@example.com>", "250")
+	c.Expect("EHLO client.example.com", "250")
+	c.Expect("MAIL FROM:<alice@example.com>", "250")
 	tests := []struct{ rcpt, want string }{
 		{"<>", "5"},
 		{"<@>", "5"},
@@ -47,21 +47,21 @@ func TestHostileAddresses(t *testing.T) {
 		{"<~ü/b@" + domain + ">", "553 5.6.7"},
 	}
 	for _, tt := range tests {
-		if got := c.cmd("RCPT TO:" + tt.rcpt); !strings.HasPrefix(got, tt.want) {
+		if got := c.Cmd("RCPT TO:" + tt.rcpt); !strings.HasPrefix(got, tt.want) {
 			t.Errorf("RCPT TO:%s = %q, want %s", tt.rcpt, got, tt.want)
 		}
 	}
 	// Mail FROM with a non-ASCII address needs SMTPUTF8.
-	c.expect("RSET", "250")
-	if got := c.cmd("MAIL FROM:<jürgen@example.de>"); !strings.HasPrefix(got, "553 5.6.7") {
+	c.Expect("RSET", "250")
+	if got := c.Cmd("MAIL FROM:<jürgen@example.de>"); !strings.HasPrefix(got, "553 5.6.7") {
 		t.Errorf("non-ASCII MAIL FROM without SMTPUTF8: %q", got)
 	}
 	// With SMTPUTF8 UTF-8 addresses work end to end.
-	c.expect("MAIL FROM:<jürgen@exämple.de> SMTPUTF8", "250")
-	c.expect("RCPT TO:<~jürgen/liste@"+domain+">", "250")
-	c.expect("DATA", "354")
-	c.send(message("utf8") + ".\r\n")
-	if got := c.read(); !strings.HasPrefix(got, "250 2.0.0") {
+	c.Expect("MAIL FROM:<jürgen@exämple.de> SMTPUTF8", "250")
+	c.Expect("RCPT TO:<~jürgen/liste@"+domain+">", "250")
+	c.Expect("DATA", "354")
+	c.Send(message("utf8") + ".\r\n")
+	if got := c.Read(); !strings.HasPrefix(got, "250 2.0.0") {
 		t.Fatalf("SMTPUTF8 message: %q", got)
 	}
 	recs, _ := e.q.Peek(context.Background(), 10)
@@ -74,25 +74,25 @@ func TestHostileInput(t *testing.T) {
 	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.MaxHeaderBytes = 4096 })
 	t.Run("overlong command line", func(t *testing.T) {
 		c, _ := dial(t, e.addr)
-		if got := c.cmd("EHLO " + strings.Repeat("a", 5000)); !strings.HasPrefix(got, "500 5.4.0") {
+		if got := c.Cmd("EHLO " + strings.Repeat("a", 5000)); !strings.HasPrefix(got, "500 5.4.0") {
 			t.Errorf("got %q, want 500 5.4.0", got)
 		}
-		if got := c.read(); got != "" && !strings.Contains(got, "reset") {
+		if got := c.Read(); got != "" && !strings.Contains(got, "reset") {
 			t.Errorf("after overlong line: %q, want the connection closed", got)
 		}
 	})
 	t.Run("header too large", func(t *testing.T) {
 		c, _ := dial(t, e.addr)
-		c.expect("EHLO client.example.com", "250")
-		got := c.sendMail("a@example.com", []string{listAddr}, "X-Big: "+strings.Repeat("x", 900)+"\r\n"+strings.Repeat("X-More: "+strings.Repeat("y", 70)+"\r\n", 60)+"\r\nbody\r\n")
+		c.Expect("EHLO client.example.com", "250")
+		got := c.SendMail("a@example.com", []string{listAddr}, "X-Big: "+strings.Repeat("x", 900)+"\r\n"+strings.Repeat("X-More: "+strings.Repeat("y", 70)+"\r\n", 60)+"\r\nbody\r\n")
 		if !strings.HasPrefix(got, "552 5.3.4") {
 			t.Errorf("got %q, want 552 5.3.4", got)
 		}
 	})
 	t.Run("mail loop", func(t *testing.T) {
 		c, _ := dial(t, e.addr)
-		c.expect("EHLO client.example.com", "250")
-		got := c.sendMail("a@example.com", []string{listAddr}, strings.Repeat("Received: from x by y\r\n", 51)+"\r\nbody\r\n")
+		c.Expect("EHLO client.example.com", "250")
+		got := c.SendMail("a@example.com", []string{listAddr}, strings.Repeat("Received: from x by y\r\n", 51)+"\r\nbody\r\n")
 		if !strings.HasPrefix(got, "554 5.4.6") {
 			t.Errorf("got %q, want 554 5.4.6", got)
 		}
@@ -100,11 +100,11 @@ func TestHostileInput(t *testing.T) {
 	t.Run("http request", func(t *testing.T) {
 		c, _ := dial(t, e.addr)
 		start := time.Now()
-		c.send("GET / HTTP/1.1\r\nHost: mx1.example.org\r\nUser-Agent: x\r\n\r\n")
-		if got := c.read(); !strings.HasPrefix(got, "554 5.7.0") {
+		c.Send("GET / HTTP/1.1\r\nHost: mx1.example.org\r\nUser-Agent: x\r\n\r\n")
+		if got := c.Read(); !strings.HasPrefix(got, "554 5.7.0") {
 			t.Errorf("got %q, want 554 5.7.0", got)
 		}
-		if got := c.read(); got != "" && !strings.Contains(got, "reset") {
+		if got := c.Read(); got != "" && !strings.Contains(got, "reset") {
 			t.Errorf("after HTTP: %q, want the connection closed", got)
 		}
 		if d := time.Since(start); d > 5*time.Second {
@@ -113,19 +113,19 @@ func TestHostileInput(t *testing.T) {
 	})
 	t.Run("proxy header from untrusted address", func(t *testing.T) {
 		c, _ := dial(t, e.addr)
-		c.send("PROXY TCP4 192.0.2.9 127.0.0.1 1234 25\r\n")
-		if got := c.read(); !strings.HasPrefix(got, "554 5.7.0") {
+		c.Send("PROXY TCP4 192.0.2.9 127.0.0.1 1234 25\r\n")
+		if got := c.Read(); !strings.HasPrefix(got, "554 5.7.0") {
 			t.Errorf("got %q, want 554 5.7.0", got)
 		}
 	})
 	t.Run("bdat with bare lf", func(t *testing.T) {
 		c, _ := dial(t, e.addr)
-		c.expect("EHLO client.example.com", "250")
-		c.expect("MAIL FROM:<a@example.com>", "250")
-		c.expect("RCPT TO:<"+listAddr+">", "250")
+		c.Expect("EHLO client.example.com", "250")
+		c.Expect("MAIL FROM:<a@example.com>", "250")
+		c.Expect("RCPT TO:<"+listAddr+">", "250")
 		body := "Subject: x\r\n\r\nsmuggle\n.\nMAIL FROM:<e@x>\r\n"
-		c.send("BDAT " + itoa(len(body)) + " LAST\r\n" + body)
-		if got := c.read(); !strings.HasPrefix(got, "554 5.6.0") {
+		c.Send("BDAT " + itoa(len(body)) + " LAST\r\n" + body)
+		if got := c.Read(); !strings.HasPrefix(got, "554 5.6.0") {
 			t.Errorf("got %q, want 554 5.6.0", got)
 		}
 	})
@@ -146,12 +146,12 @@ func TestProxyProtocol(t *testing.T) {
 	}
 	defer nc.Close()
 	nc.Write([]byte("PROXY TCP4 192.0.2.9 127.0.0.1 40000 25\r\n"))
-	c := &client{t: t, c: nc, br: bufio.NewReader(nc)}
-	if g := c.read(); !strings.HasPrefix(g, "220") {
+	c := &client{smtptest.New(t, nc), t}
+	if g := c.Read(); !strings.HasPrefix(g, "220") {
 		t.Fatalf("greeting %q", g)
 	}
-	c.expect("EHLO client.example.com", "250")
-	if got := c.sendMail("a@example.com", []string{listAddr}, message("proxied")); !strings.HasPrefix(got, "250") {
+	c.Expect("EHLO client.example.com", "250")
+	if got := c.SendMail("a@example.com", []string{listAddr}, message("proxied")); !strings.HasPrefix(got, "250") {
 		t.Fatalf("got %q", got)
 	}
 	recs, _ := e.q.Peek(context.Background(), 1)
@@ -160,8 +160,8 @@ func TestProxyProtocol(t *testing.T) {
 	}
 	// From a trusted proxy, the header is required.
 	c2, _ := dialNoGreeting(t, e.addr)
-	c2.send("EHLO sneaky\r\n")
-	if got := c2.read(); strings.HasPrefix(got, "2") {
+	c2.Send("EHLO sneaky\r\n")
+	if got := c2.Read(); strings.HasPrefix(got, "2") {
 		t.Errorf("trusted proxy address without a PROXY header: %q, want the connection closed", got)
 	}
 }
@@ -172,7 +172,7 @@ func dialNoGreeting(t *testing.T, addr string) (*client, error) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	return &client{t: t, c: nc, br: bufio.NewReader(nc)}, nil
+	return &client{smtptest.New(t, nc), t}, nil
 }
 
 // writeCert writes a self-signed certificate for name into dir.
@@ -209,16 +209,7 @@ func writeKeyCert(t *testing.T, dir, prefix, name string, key, pub any) (certFil
 // starttls upgrades c and returns the server certificate's serial.
 func (c *client) starttls(extra string) *big.Int {
 	c.t.Helper()
-	c.send("STARTTLS\r\n" + extra)
-	if got := c.read(); !strings.HasPrefix(got, "220") {
-		c.t.Fatalf("STARTTLS: %q", got)
-	}
-	tc := tls.Client(c.c, &tls.Config{InsecureSkipVerify: true})
-	if err := tc.Handshake(); err != nil {
-		c.t.Fatalf("handshake: %v", err)
-	}
-	c.c, c.br = tc, bufio.NewReader(tc)
-	return tc.ConnectionState().PeerCertificates[0].SerialNumber
+	return c.StartTLS(&tls.Config{InsecureSkipVerify: true}, extra).PeerCertificates[0].SerialNumber
 }
 
 func TestStartTLSAndReload(t *testing.T) {
@@ -231,7 +222,7 @@ func TestStartTLSAndReload(t *testing.T) {
 	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.TLS = store.TLSConfig() })
 
 	old, _ := dial(t, e.addr)
-	if ehlo := old.expect("EHLO client.example.com", "250"); !strings.Contains(ehlo, "STARTTLS") {
+	if ehlo := old.Expect("EHLO client.example.com", "250"); !strings.Contains(ehlo, "STARTTLS") {
 		t.Fatalf("no STARTTLS in %q", ehlo)
 	}
 	// Plaintext pipelined after STARTTLS must be discarded, not run
@@ -239,8 +230,8 @@ func TestStartTLSAndReload(t *testing.T) {
 	if got := old.starttls("MAIL FROM:<injected@evil.example>\r\n"); got.Cmp(serial1) != 0 {
 		t.Fatalf("serial %v, want %v", got, serial1)
 	}
-	old.expect("EHLO client.example.com", "250")
-	old.expect("MAIL FROM:<alice@example.com>", "250") // not "nested MAIL"
+	old.Expect("EHLO client.example.com", "250")
+	old.Expect("MAIL FROM:<alice@example.com>", "250") // not "nested MAIL"
 
 	// A new certificate, reloaded: new sessions get it, the old one goes on.
 	_, _, serial2 := writeCert(t, dir, "mx1.example.org")
@@ -248,14 +239,14 @@ func TestStartTLSAndReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	fresh, _ := dial(t, e.addr)
-	fresh.expect("EHLO client.example.com", "250")
+	fresh.Expect("EHLO client.example.com", "250")
 	if got := fresh.starttls(""); got.Cmp(serial2) != 0 {
 		t.Errorf("after reload: serial %v, want the new %v", got, serial2)
 	}
-	old.expect("RCPT TO:<"+listAddr+">", "250")
-	old.expect("DATA", "354")
-	old.send(message("over tls") + ".\r\n")
-	id, ok := strings.CutPrefix(old.read(), "250 2.0.0 queued as ")
+	old.Expect("RCPT TO:<"+listAddr+">", "250")
+	old.Expect("DATA", "354")
+	old.Send(message("over tls") + ".\r\n")
+	id, ok := strings.CutPrefix(old.Read(), "250 2.0.0 queued as ")
 	if !ok {
 		t.Fatal("old TLS session could not finish after the reload")
 	}
@@ -310,8 +301,8 @@ func TestConnectionCapIPv6Prefix(t *testing.T) {
 			admitted := 0
 			for i := range 25 {
 				c, _ := dialNoGreeting(t, e.addr)
-				c.send(string(proxyV2TCP6(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 15: byte(i + 1)}))))
-				switch got := c.read(); {
+				c.Send(string(proxyV2TCP6(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 2, 15: byte(i + 1)}))))
+				switch got := c.Read(); {
 				case strings.HasPrefix(got, "220"):
 					admitted++
 				case !strings.HasPrefix(got, "421 4.7.0"):
@@ -323,8 +314,8 @@ func TestConnectionCapIPv6Prefix(t *testing.T) {
 			}
 			// Another /64 has its own count.
 			c, _ := dialNoGreeting(t, e.addr)
-			c.send(string(proxyV2TCP6(netip.MustParseAddr("2001:db8:1:3::1"))))
-			if got := c.read(); !strings.HasPrefix(got, "220") {
+			c.Send(string(proxyV2TCP6(netip.MustParseAddr("2001:db8:1:3::1"))))
+			if got := c.Read(); !strings.HasPrefix(got, "220") {
 				t.Errorf("from another /64: %q, want 220", got)
 			}
 		})

@@ -247,14 +247,14 @@ func TestDuplicateWaitsForOriginal(t *testing.T) {
 	defer replica.Resume()
 	msg := message("one copy")
 	first := startData(t, e.addr)
-	first.send(msg + ".\r\n")
-	if got := first.read(); !strings.HasPrefix(got, "451 4.3.0") {
+	first.Send(msg + ".\r\n")
+	if got := first.Read(); !strings.HasPrefix(got, "451 4.3.0") {
 		t.Fatalf("replica paused: %q, want 451 4.3.0", got)
 	}
 	retry := startData(t, e.addr)
-	retry.send(msg + ".\r\n")
+	retry.Send(msg + ".\r\n")
 	reply := make(chan string, 1)
-	go func() { reply <- retry.read() }()
+	go func() { reply <- retry.Read() }()
 	select {
 	case got := <-reply:
 		t.Fatalf("retry answered %q while the replica is paused: no replica has the original", got)
@@ -305,7 +305,7 @@ func TestShutdownEndsRideThrough(t *testing.T) {
 	e := newEnv(t, nil, "mx1.example.org")
 	c := startData(t, e.addr)
 	e.redis.Stop()
-	c.send(message("waiting") + ".\r\n")
+	c.Send(message("waiting") + ".\r\n")
 	waitFor(t, "the session to wait for the queue", func() bool {
 		return e.srv.QueueWaiting() == 1
 	})
@@ -313,10 +313,10 @@ func TestShutdownEndsRideThrough(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- e.srv.Shutdown(ctx) }()
-	if got := c.read(); !strings.HasPrefix(got, "451 4.3.0") {
+	if got := c.Read(); !strings.HasPrefix(got, "451 4.3.0") {
 		t.Errorf("reply to a session waiting at shutdown: %q, want 451 4.3.0", got)
 	}
-	if got := c.read(); !strings.HasPrefix(got, "421 4.3.2") {
+	if got := c.Read(); !strings.HasPrefix(got, "421 4.3.2") {
 		t.Errorf("then: %q, want 421 4.3.2", got)
 	}
 	if err := <-done; err != nil {

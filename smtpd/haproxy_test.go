@@ -1,7 +1,6 @@
 package smtpd_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"mxq/internal/servertest"
+	"mxq/internal/smtptest"
 	"mxq/queue/queuetest"
 	"mxq/smtpd"
 )
@@ -86,12 +86,12 @@ backend mx
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := &client{t: t, c: nc, br: bufio.NewReader(nc)}
-		if g := c.read(); !strings.HasPrefix(g, "220 mx") {
+		c := &client{smtptest.New(t, nc), t}
+		if g := c.Read(); !strings.HasPrefix(g, "220 mx") {
 			t.Fatalf("greeting through haproxy: %q", g)
 		}
-		c.expect("EHLO client.example.com", "250")
-		got := c.sendMail("a@example.com", []string{listAddr}, message(fmt.Sprint("via haproxy ", i)))
+		c.Expect("EHLO client.example.com", "250")
+		got := c.SendMail("a@example.com", []string{listAddr}, message(fmt.Sprint("via haproxy ", i)))
 		id, ok := strings.CutPrefix(got, "250 2.0.0 queued as ")
 		if !ok {
 			t.Fatalf("through haproxy: %q", got)

@@ -14,6 +14,10 @@ type Beater interface {
 	Beat(ctx context.Context, hb queue.Heartbeat, ttl time.Duration) (draining bool, err error)
 }
 
+// DefaultHeartbeatInterval is how often a Heartbeat beats when its
+// Interval is zero.
+const DefaultHeartbeatInterval = time.Second
+
 // Heartbeat publishes the server's state every Interval and applies the
 // drain flag it reads back. A host that stops beating disappears after
 // TTL. Health reflects the last beat: it fails while the host drains, or
@@ -21,17 +25,20 @@ type Beater interface {
 // it (Config.RideThrough): an outage they ride through is no reason for
 // a load balancer to send the mail elsewhere.
 type Heartbeat struct {
-	Server   *Server
-	Beater   Beater
+	Server *Server
+	Beater Beater
+	// Interval is DefaultHeartbeatInterval when zero.
 	Interval time.Duration
-	TTL      time.Duration
+	// TTL is five intervals when zero: a host missing a beat or two
+	// (a slow Redis) does not vanish.
+	TTL time.Duration
 
 	lastOK atomic.Int64 // unix nanoseconds of the last successful beat
 }
 
 // Run beats until ctx ends.
 func (h *Heartbeat) Run(ctx context.Context) error {
-	t := time.NewTicker(h.Interval)
+	t := time.NewTicker(h.interval())
 	defer t.Stop()
 	for {
 		h.beat(ctx)
@@ -55,8 +62,12 @@ func (h *Heartbeat) beat(ctx context.Context) {
 	if n := s.lastEnq.Load(); n != 0 {
 		hb.LastEnqueue = time.Unix(0, n).UTC()
 	}
-	cctx, cancel := context.WithTimeout(ctx, h.Interval)
-	draining, err := h.Beater.Beat(cctx, hb, h.TTL)
+	cctx, cancel := context.WithTimeout(ctx, h.interval())
+	ttl := h.TTL
+	if ttl <= 0 {
+		ttl = 5 * h.interval()
+	}
+	draining, err := h.Beater.Beat(cctx, hb, ttl)
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
@@ -80,4 +91,11 @@ func (h *Heartbeat) Health() error {
 		return errors.New("shutting down")
 	}
 	return nil
+}
+
+func (h *Heartbeat) interval() time.Duration {
+	if h.Interval <= 0 {
+		return DefaultHeartbeatInterval
+	}
+	return h.Interval
 }

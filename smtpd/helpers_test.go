@@ -1,7 +1,6 @@
 package smtpd_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"mxq/internal/servertest"
+	"mxq/internal/smtptest"
 	"mxq/queue"
 	"mxq/queue/queuetest"
 	"mxq/smtpd"
@@ -71,67 +71,17 @@ func newEnv(t *testing.T, r *queuetest.Redis, host string, opts ...envOpt) *env 
 	return &env{t: t, redis: r, q: q, srv: srv, addr: l.Addr().String(), logs: logs}
 }
 
-// client is a raw SMTP client that shows every reply as the server sent it.
+// client is a raw SMTP session (smtptest.Client), with the steps these
+// tests repeat as methods.
 type client struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
+	*smtptest.Client
+	t *testing.T
 }
 
 func dial(t *testing.T, addr string) (*client, string) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	cl := &client{t: t, c: c, br: bufio.NewReader(c)}
-	return cl, cl.read()
-}
-
-// read returns one reply, all lines joined by "\n"; "" at EOF.
-func (c *client) read() string {
-	c.t.Helper()
-	c.c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var lines []string
-	for {
-		line, err := c.br.ReadString('\n')
-		if err != nil {
-			if err == io.EOF || len(lines) > 0 {
-				return strings.Join(lines, "\n")
-			}
-			return "ERR " + err.Error()
-		}
-		line = strings.TrimRight(line, "\r\n")
-		lines = append(lines, line)
-		if len(line) < 4 || line[3] != '-' {
-			return strings.Join(lines, "\n")
-		}
-	}
-}
-
-func (c *client) send(s string) {
-	c.t.Helper()
-	c.c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(c.c, s); err != nil {
-		c.t.Fatalf("write %q: %v", s, err)
-	}
-}
-
-// cmd sends one command line and returns the reply.
-func (c *client) cmd(line string) string {
-	c.t.Helper()
-	c.send(line + "\r\n")
-	return c.read()
-}
-
-func (c *client) expect(line, prefix string) string {
-	c.t.Helper()
-	got := c.cmd(line)
-	if !strings.HasPrefix(got, prefix) {
-		c.t.Fatalf("%q: got %q, want %q…", line, got, prefix)
-	}
-	return got
+	c, greeting := smtptest.Dial(t, addr)
+	return &client{c, t}, greeting
 }
 
 // message is a small valid message with a unique Message-ID.
@@ -144,23 +94,11 @@ func message(subject string) string {
 func startData(t *testing.T, addr string) *client {
 	t.Helper()
 	c, _ := dial(t, addr)
-	c.expect("EHLO client.example.com", "250")
-	c.expect("MAIL FROM:<alice@example.com>", "250")
-	c.expect("RCPT TO:<"+listAddr+">", "250")
-	c.expect("DATA", "354")
+	c.Expect("EHLO client.example.com", "250")
+	c.Expect("MAIL FROM:<alice@example.com>", "250")
+	c.Expect("RCPT TO:<"+listAddr+">", "250")
+	c.Expect("DATA", "354")
 	return c
-}
-
-// sendMail runs one transaction and returns the final reply.
-func (c *client) sendMail(from string, rcpts []string, body string) string {
-	c.t.Helper()
-	c.expect("MAIL FROM:<"+from+">", "250")
-	for _, r := range rcpts {
-		c.expect("RCPT TO:<"+r+">", "250")
-	}
-	c.expect("DATA", "354")
-	c.send(body + ".\r\n")
-	return c.read()
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -26,8 +26,8 @@ func TestLookalikeRecipients(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _ := dial(t, e.addr)
-	c.expect("EHLO client.example.com", "250")
-	c.expect("MAIL FROM:<alice@example.com> SMTPUTF8", "250")
+	c.Expect("EHLO client.example.com", "250")
+	c.Expect("MAIL FROM:<alice@example.com> SMTPUTF8", "250")
 	tests := []struct{ rcpt, want string }{
 		{"post@" + domain, "250 "},
 		{"~K/x@LISTS.example.org", "250 "}, // ASCII letters still fold
@@ -56,17 +56,17 @@ func TestLookalikeRecipients(t *testing.T) {
 		{"post@lists.example.org\u200b", "553 5.1.2"},
 	}
 	for _, tt := range tests {
-		if got := c.cmd("RCPT TO:<" + tt.rcpt + ">"); !strings.HasPrefix(got, tt.want) {
+		if got := c.Cmd("RCPT TO:<" + tt.rcpt + ">"); !strings.HasPrefix(got, tt.want) {
 			t.Errorf("RCPT TO:<%s> = %q, want %s", tt.rcpt, got, tt.want)
 		}
 	}
 	// MAIL FROM refuses invisible characters too, but keeps accepting
 	// senders with double dots, which exist.
-	c.expect("RSET", "250")
-	if got := c.cmd("MAIL FROM:<al\u00a0ice@example.com> SMTPUTF8"); !strings.HasPrefix(got, "553 5.1.3") {
+	c.Expect("RSET", "250")
+	if got := c.Cmd("MAIL FROM:<al\u00a0ice@example.com> SMTPUTF8"); !strings.HasPrefix(got, "553 5.1.3") {
 		t.Errorf("MAIL FROM with a no-break space: %q, want 553 5.1.3", got)
 	}
-	c.expect("MAIL FROM:<al..ice@example.com>", "250")
+	c.Expect("MAIL FROM:<al..ice@example.com>", "250")
 }
 
 // TestDuplicateRecipients gives one list address in seven spellings:
@@ -80,8 +80,8 @@ func TestDuplicateRecipients(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, _ := dial(t, e.addr)
-	c.expect("EHLO client.example.com", "250")
-	c.expect("MAIL FROM:<alice@example.com>", "250")
+	c.Expect("EHLO client.example.com", "250")
+	c.Expect("MAIL FROM:<alice@example.com>", "250")
 	const dup = "250 2.1.5 Duplicate recipient"
 	for _, tt := range []struct{ rcpt, want string }{
 		{"post@" + domain, "250 "},
@@ -96,13 +96,13 @@ func TestDuplicateRecipients(t *testing.T) {
 		{"~O/L+SUBSCRIBE@" + domain, dup}, // at the limit: a duplicate does not count
 		{"~o/m@" + domain, "452 4.5.3"},
 	} {
-		if got := c.cmd("RCPT TO:<" + tt.rcpt + ">"); !strings.HasPrefix(got, tt.want) {
+		if got := c.Cmd("RCPT TO:<" + tt.rcpt + ">"); !strings.HasPrefix(got, tt.want) {
 			t.Errorf("RCPT TO:<%s> = %q, want %s", tt.rcpt, got, tt.want)
 		}
 	}
-	c.expect("DATA", "354")
-	c.send(message("duplicates") + ".\r\n")
-	if got := c.read(); !strings.HasPrefix(got, "250 2.0.0") {
+	c.Expect("DATA", "354")
+	c.Send(message("duplicates") + ".\r\n")
+	if got := c.Read(); !strings.HasPrefix(got, "250 2.0.0") {
 		t.Fatalf("DATA: %q", got)
 	}
 	recs, err := e.q.Peek(ctx, 10)

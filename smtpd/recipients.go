@@ -30,8 +30,17 @@ type Recipients struct {
 	refreshing bool
 }
 
-// NewRecipients returns a cache of reg that lives ttl.
+// DefaultRegistryTTL is how long a Recipients' copy lives when
+// NewRecipients is given no ttl: every MX agrees on a new list within
+// twice this.
+const DefaultRegistryTTL = 5 * time.Second
+
+// NewRecipients returns a cache of reg that lives ttl (DefaultRegistryTTL
+// when zero).
 func NewRecipients(reg Registry, ttl time.Duration) *Recipients {
+	if ttl <= 0 {
+		ttl = DefaultRegistryTTL
+	}
 	return &Recipients{reg: reg, ttl: ttl, now: time.Now}
 }
 

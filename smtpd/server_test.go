@@ -19,18 +19,18 @@ func TestQueuedRecordAndReceived(t *testing.T) {
 	if !strings.HasPrefix(greet, "220 mx1.example.org") {
 		t.Fatalf("greeting %q", greet)
 	}
-	ehlo := c.expect("EHLO client.example.com", "250")
+	ehlo := c.Expect("EHLO client.example.com", "250")
 	for _, want := range []string{"PIPELINING", "SIZE 33554432", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"} {
 		if !strings.Contains(ehlo, want) {
 			t.Errorf("EHLO reply lacks %s:\n%s", want, ehlo)
 		}
 	}
-	c.expect("MAIL FROM:<alice@example.com> SIZE=200 BODY=8BITMIME", "250")
-	c.expect("RCPT TO:<"+listAddr+">", "250")
-	c.expect("RCPT TO:<~alice/other+subscribe@LISTS.example.org> NOTIFY=NEVER", "250")
-	c.expect("DATA", "354")
-	c.send(message("first") + ".\r\n")
-	got := c.read()
+	c.Expect("MAIL FROM:<alice@example.com> SIZE=200 BODY=8BITMIME", "250")
+	c.Expect("RCPT TO:<"+listAddr+">", "250")
+	c.Expect("RCPT TO:<~alice/other+subscribe@LISTS.example.org> NOTIFY=NEVER", "250")
+	c.Expect("DATA", "354")
+	c.Send(message("first") + ".\r\n")
+	got := c.Read()
 	id, ok := strings.CutPrefix(got, "250 2.0.0 queued as ")
 	if !ok {
 		t.Fatalf("end of data: %q, want 250 2.0.0 queued as <id>", got)
@@ -63,10 +63,10 @@ func TestQueuedRecordAndReceived(t *testing.T) {
 		t.Errorf("size %d, body %d bytes", r.Size, len(body))
 	}
 	// The session goes on: a second transaction.
-	if got := c.sendMail("", []string{listAddr}, message("bounce")); !strings.HasPrefix(got, "250 2.0.0 queued as") {
+	if got := c.SendMail("", []string{listAddr}, message("bounce")); !strings.HasPrefix(got, "250 2.0.0 queued as") {
 		t.Errorf("null sender: %q", got)
 	}
-	c.expect("QUIT", "221")
+	c.Expect("QUIT", "221")
 }
 
 func TestRefusals(t *testing.T) {
@@ -75,8 +75,8 @@ func TestRefusals(t *testing.T) {
 		c.MaxMessageBytes = 1000
 	})
 	c, _ := dial(t, e.addr)
-	c.expect("EHLO client.example.com", "250")
-	c.expect("MAIL FROM:<alice@example.com>", "250")
+	c.Expect("EHLO client.example.com", "250")
+	c.Expect("MAIL FROM:<alice@example.com>", "250")
 	tests := []struct{ rcpt, want string }{
 		{"nobody@" + domain, "550 5.1.1"},
 		{"someone@example.net", "554 5.7.1"},
@@ -91,18 +91,18 @@ func TestRefusals(t *testing.T) {
 		{"~a/third@" + domain, "452 4.5.3"},
 	}
 	for _, tt := range tests {
-		if got := c.cmd("RCPT TO:<" + tt.rcpt + ">"); !strings.HasPrefix(got, tt.want) {
+		if got := c.Cmd("RCPT TO:<" + tt.rcpt + ">"); !strings.HasPrefix(got, tt.want) {
 			t.Errorf("RCPT TO:<%s> = %q, want %s", tt.rcpt, got, tt.want)
 		}
 	}
 	// Oversized: the reply comes after the real end of data, and the
 	// session still works.
-	c.expect("DATA", "354")
-	c.send(strings.Repeat("0123456789012345678901234567890123456789\r\n", 100) + ".\r\n")
-	if got := c.read(); !strings.HasPrefix(got, "552 5.3.4") {
+	c.Expect("DATA", "354")
+	c.Send(strings.Repeat("0123456789012345678901234567890123456789\r\n", 100) + ".\r\n")
+	if got := c.Read(); !strings.HasPrefix(got, "552 5.3.4") {
 		t.Errorf("oversized: %q, want 552 5.3.4", got)
 	}
-	if got := c.sendMail("alice@example.com", []string{listAddr}, message("small")); !strings.HasPrefix(got, "250 2.0.0") {
+	if got := c.SendMail("alice@example.com", []string{listAddr}, message("small")); !strings.HasPrefix(got, "250 2.0.0") {
 		t.Errorf("after oversized: %q", got)
 	}
 	if n, _ := e.q.Depth(context.Background()); n != 1 {
@@ -121,10 +121,10 @@ func TestBareLineEndingsRefused(t *testing.T) {
 		for _, v := range variants {
 			t.Run(fmt.Sprintf("tls=%v/%q", inTLS, v), func(t *testing.T) {
 				c := greeted(t, e.addr, inTLS)
-				c.expect("MAIL FROM:<alice@example.com>", "250")
-				c.expect("RCPT TO:<"+listAddr+">", "250")
-				c.expect("DATA", "354")
-				c.send("Subject: smuggle\r\n\r\ntext" + v + "MAIL FROM:<evil@example.com>\r\nRCPT TO:<" + listAddr + ">\r\nDATA\r\nsmuggled\r\n.\r\n")
+				c.Expect("MAIL FROM:<alice@example.com>", "250")
+				c.Expect("RCPT TO:<"+listAddr+">", "250")
+				c.Expect("DATA", "354")
+				c.Send("Subject: smuggle\r\n\r\ntext" + v + "MAIL FROM:<evil@example.com>\r\nRCPT TO:<" + listAddr + ">\r\nDATA\r\nsmuggled\r\n.\r\n")
 				c.expectRefused("554 5.6.0")
 			})
 		}
@@ -139,18 +139,18 @@ func TestQueueDownAndOutOfMemory(t *testing.T) {
 		// Down for longer than sessions wait for it.
 		e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.RideThrough = 300 * time.Millisecond })
 		c, _ := dial(t, e.addr)
-		c.expect("EHLO client.example.com", "250")
-		c.expect("MAIL FROM:<alice@example.com>", "250")
-		c.expect("RCPT TO:<"+listAddr+">", "250")
+		c.Expect("EHLO client.example.com", "250")
+		c.Expect("MAIL FROM:<alice@example.com>", "250")
+		c.Expect("RCPT TO:<"+listAddr+">", "250")
 		e.redis.Stop()
-		c.expect("DATA", "354")
-		c.send(message("down") + ".\r\n")
-		got := c.read()
+		c.Expect("DATA", "354")
+		c.Send(message("down") + ".\r\n")
+		got := c.Read()
 		if got != "451 4.3.0 Temporary queue failure, try again later" {
 			t.Errorf("Redis down: %q, want 451 4.3.0 with no internal text", got)
 		}
 		e.redis.Restart()
-		if got := c.sendMail("alice@example.com", []string{listAddr}, message("down")); !strings.HasPrefix(got, "250 2.0.0") {
+		if got := c.SendMail("alice@example.com", []string{listAddr}, message("down")); !strings.HasPrefix(got, "250 2.0.0") {
 			t.Errorf("Redis back: %q", got)
 		}
 	})
@@ -158,11 +158,11 @@ func TestQueueDownAndOutOfMemory(t *testing.T) {
 		r := queuetest.StartRedis(t, queuetest.MaxMemory("3mb"))
 		e := newEnv(t, r, "mx1.example.org")
 		c, _ := dial(t, e.addr)
-		c.expect("EHLO client.example.com", "250")
+		c.Expect("EHLO client.example.com", "250")
 		big := strings.Repeat(strings.Repeat("x", 998)+"\r\n", 300)
 		var got string
 		for i := 0; i < 50; i++ {
-			if got = c.sendMail("alice@example.com", []string{listAddr}, message(fmt.Sprint("oom ", i))+big); !strings.HasPrefix(got, "250") {
+			if got = c.SendMail("alice@example.com", []string{listAddr}, message(fmt.Sprint("oom ", i))+big); !strings.HasPrefix(got, "250") {
 				break
 			}
 		}
@@ -175,8 +175,8 @@ func TestQueueDownAndOutOfMemory(t *testing.T) {
 func TestKill9AfterAccept(t *testing.T) {
 	e := newEnv(t, nil, "mx1.example.org")
 	c, _ := dial(t, e.addr)
-	c.expect("EHLO client.example.com", "250")
-	got := c.sendMail("alice@example.com", []string{listAddr}, message("durable"))
+	c.Expect("EHLO client.example.com", "250")
+	got := c.SendMail("alice@example.com", []string{listAddr}, message("durable"))
 	id, ok := strings.CutPrefix(got, "250 2.0.0 queued as ")
 	if !ok {
 		t.Fatalf("got %q", got)
@@ -192,8 +192,8 @@ func TestKill9AfterAccept(t *testing.T) {
 func TestDropInData(t *testing.T) {
 	e := newEnv(t, nil, "mx1.example.org")
 	c := startData(t, e.addr)
-	c.send("Subject: cut\r\n\r\nhalf a mess")
-	c.c.Close()
+	c.Send("Subject: cut\r\n\r\nhalf a mess")
+	c.Conn().Close()
 	waitFor(t, "session to end", func() bool { return e.srv.Sessions() == 0 })
 	rdb := redis.NewClient(&redis.Options{Addr: e.redis.Addr()})
 	defer rdb.Close()
@@ -210,8 +210,8 @@ func TestSameMessageThroughTwoMX(t *testing.T) {
 	var ids []string
 	for _, e := range []*env{mx1, mx2} {
 		c, _ := dial(t, e.addr)
-		c.expect("EHLO client.example.com", "250")
-		got := c.sendMail("alice@example.com", []string{listAddr}, message("retried"))
+		c.Expect("EHLO client.example.com", "250")
+		got := c.SendMail("alice@example.com", []string{listAddr}, message("retried"))
 		id, ok := strings.CutPrefix(got, "250 2.0.0 queued as ")
 		if !ok {
 			t.Fatalf("%s: %q", e.addr, got)
@@ -246,16 +246,16 @@ func TestSlowSender(t *testing.T) {
 		c.MinDataRate = 1 << 20
 	})
 	c := startData(t, e.addr)
-	c.send("Subject: slow\r\n\r\n")
+	c.Send("Subject: slow\r\n\r\n")
 	// Then nothing: the deadline passes.
-	if got := c.read(); got != "451 4.4.2 Data too slow or timed out, closing connection" {
+	if got := c.Read(); got != "451 4.4.2 Data too slow or timed out, closing connection" {
 		t.Errorf("slow sender: %q, want 451 4.4.2 Data too slow…", got)
 	}
 	// The connection is closed after the reply: no desync.
-	c.send("MAIL FROM:<x@example.com>\r\n")
+	c.Send("MAIL FROM:<x@example.com>\r\n")
 	// Closed means EOF, or a reset when the server closed with our
 	// command unread.
-	for got := c.read(); got != "" && !strings.Contains(got, "connection reset"); got = c.read() {
+	for got := c.Read(); got != "" && !strings.Contains(got, "connection reset"); got = c.Read() {
 		if !strings.HasPrefix(got, "421") {
 			t.Fatalf("after data timeout: %q, want the connection closed", got)
 		}
@@ -270,9 +270,9 @@ func TestDrain(t *testing.T) {
 	go hb.Run(ctx)
 
 	open, _ := dial(t, e.addr) // in flight before the drain
-	open.expect("EHLO client.example.com", "250")
-	open.expect("MAIL FROM:<alice@example.com>", "250")
-	open.expect("RCPT TO:<"+listAddr+">", "250")
+	open.Expect("EHLO client.example.com", "250")
+	open.Expect("MAIL FROM:<alice@example.com>", "250")
+	open.Expect("RCPT TO:<"+listAddr+">", "250")
 
 	if err := e.q.SetDraining(context.Background(), "mx1.example.org", true); err != nil {
 		t.Fatal(err)
@@ -286,12 +286,12 @@ func TestDrain(t *testing.T) {
 		t.Error("healthy while draining")
 	}
 	// The open transaction finishes, then the session is closed.
-	open.expect("DATA", "354")
-	open.send(message("in flight") + ".\r\n")
-	if got := open.read(); !strings.HasPrefix(got, "250 2.0.0") {
+	open.Expect("DATA", "354")
+	open.Send(message("in flight") + ".\r\n")
+	if got := open.Read(); !strings.HasPrefix(got, "250 2.0.0") {
 		t.Errorf("transaction in flight: %q", got)
 	}
-	if got := open.read(); !strings.HasPrefix(got, "421 4.3.2") {
+	if got := open.Read(); !strings.HasPrefix(got, "421 4.3.2") {
 		t.Errorf("idle session while draining: %q, want 421 4.3.2", got)
 	}
 	waitFor(t, "sessions to end", func() bool { return e.srv.Sessions() == 0 })
@@ -314,7 +314,7 @@ func TestDrain(t *testing.T) {
 func TestShutdownDuringData(t *testing.T) {
 	e := newEnv(t, nil, "mx1.example.org")
 	c := startData(t, e.addr)
-	c.send("Subject: shutdown\r\n\r\nfirst half\r\n")
+	c.Send("Subject: shutdown\r\n\r\nfirst half\r\n")
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -322,8 +322,8 @@ func TestShutdownDuringData(t *testing.T) {
 		done <- e.srv.Shutdown(ctx)
 	}()
 	waitFor(t, "shutdown to begin", func() bool { _, g := tryDial(e.addr); return g != "220" })
-	c.send("second half\r\n.\r\n")
-	got := c.read()
+	c.Send("second half\r\n.\r\n")
+	got := c.Read()
 	id, queued := strings.CutPrefix(got, "250 2.0.0 queued as ")
 	switch {
 	case queued:
@@ -335,7 +335,7 @@ func TestShutdownDuringData(t *testing.T) {
 	default:
 		t.Errorf("end of data during shutdown: %q, want 250 (queued) or 4xx", got)
 	}
-	if got := c.read(); !strings.HasPrefix(got, "421 4.3.2") && got != "" {
+	if got := c.Read(); !strings.HasPrefix(got, "421 4.3.2") && got != "" {
 		t.Errorf("after the transaction: %q, want 421 4.3.2 or close", got)
 	}
 	if err := <-done; err != nil {

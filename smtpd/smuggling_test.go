@@ -25,10 +25,10 @@ func newTLSEnv(t *testing.T, opts ...envOpt) *env {
 func greeted(t *testing.T, addr string, inTLS bool) *client {
 	t.Helper()
 	c, _ := dial(t, addr)
-	c.expect("EHLO client.example.com", "250")
+	c.Expect("EHLO client.example.com", "250")
 	if inTLS {
 		c.starttls("")
-		c.expect("EHLO client.example.com", "250")
+		c.Expect("EHLO client.example.com", "250")
 	}
 	return c
 }
@@ -37,10 +37,10 @@ func greeted(t *testing.T, addr string, inTLS bool) *client {
 // with want, and checks that the session is still in step.
 func (c *client) expectRefused(want string) {
 	c.t.Helper()
-	if got := c.read(); !strings.HasPrefix(got, want) {
+	if got := c.Read(); !strings.HasPrefix(got, want) {
 		c.t.Errorf("got %q, want %s", got, want)
 	}
-	if got := c.cmd("NOOP"); !strings.HasPrefix(got, "250") {
+	if got := c.Cmd("NOOP"); !strings.HasPrefix(got, "250") {
 		c.t.Errorf("NOOP after refusal: %q (desynchronised?)", got)
 	}
 }
@@ -51,9 +51,9 @@ const envelope = "MAIL FROM:<a@evil.test>\r\nRCPT TO:<" + listAddr + ">\r\n"
 // does, and reads their replies.
 func (c *client) sendEnvelope() {
 	c.t.Helper()
-	c.send(envelope)
+	c.Send(envelope)
 	for range 2 {
-		if got := c.read(); !strings.HasPrefix(got, "250") {
+		if got := c.Read(); !strings.HasPrefix(got, "250") {
 			c.t.Fatalf("envelope: %q, want 250", got)
 		}
 	}
@@ -87,19 +87,19 @@ func TestSmugglingEveryPath(t *testing.T) {
 							in = fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body)
 						}
 						if pipelined {
-							c.send(envelope + in)
+							c.Send(envelope + in)
 							for range 2 {
-								if got := c.read(); !strings.HasPrefix(got, "250") {
+								if got := c.Read(); !strings.HasPrefix(got, "250") {
 									t.Fatalf("envelope: %q, want 250", got)
 								}
 							}
 						} else {
-							c.expect("MAIL FROM:<a@evil.test>", "250")
-							c.expect("RCPT TO:<"+listAddr+">", "250")
-							c.send(in)
+							c.Expect("MAIL FROM:<a@evil.test>", "250")
+							c.Expect("RCPT TO:<"+listAddr+">", "250")
+							c.Send(in)
 						}
 						if cmd == "DATA" {
-							if got := c.read(); !strings.HasPrefix(got, "354") {
+							if got := c.Read(); !strings.HasPrefix(got, "354") {
 								t.Fatalf("DATA: %q", got)
 							}
 						}
@@ -116,13 +116,13 @@ func TestSmugglingEveryPath(t *testing.T) {
 	for _, inTLS := range []bool{false, true} {
 		c := greeted(t, e.addr, inTLS)
 		body := message(fmt.Sprintf("clean tls=%v", inTLS))
-		c.send(envelope + fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
+		c.Send(envelope + fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
 		for _, want := range []string{"250", "250", "250 2.0.0 queued as"} {
-			if got := c.read(); !strings.HasPrefix(got, want) {
+			if got := c.Read(); !strings.HasPrefix(got, want) {
 				t.Fatalf("tls=%v: %q, want %s", inTLS, got, want)
 			}
 		}
-		if got := c.sendMail("a@example.com", []string{listAddr}, message(fmt.Sprintf("data tls=%v", inTLS))); !strings.HasPrefix(got, "250 2.0.0") {
+		if got := c.SendMail("a@example.com", []string{listAddr}, message(fmt.Sprintf("data tls=%v", inTLS))); !strings.HasPrefix(got, "250 2.0.0") {
 			t.Fatalf("tls=%v DATA: %q", inTLS, got)
 		}
 	}
@@ -148,10 +148,10 @@ func TestFoldedFirstLineRefused(t *testing.T) {
 				c := greeted(t, e.addr, false)
 				c.sendEnvelope()
 				if cmd == "DATA" {
-					c.expect("DATA", "354")
-					c.send(body + ".\r\n")
+					c.Expect("DATA", "354")
+					c.Send(body + ".\r\n")
 				} else {
-					c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
+					c.Send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(body), body))
 				}
 				c.expectRefused("554 5.6.0")
 			})

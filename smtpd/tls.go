@@ -95,8 +95,17 @@ func (s *CertStore) RotateTickets() {
 	s.conf.Store(c)
 }
 
-// RunTicketRotation rotates the ticket keys every period until ctx ends.
+// DefaultTicketRotation is how often RunTicketRotation replaces the
+// session ticket key when given no period: a ticket resumes for between
+// one and two periods.
+const DefaultTicketRotation = time.Hour
+
+// RunTicketRotation rotates the ticket keys every period
+// (DefaultTicketRotation when zero) until ctx ends.
 func (s *CertStore) RunTicketRotation(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = DefaultTicketRotation
+	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -1,11 +1,9 @@
 package smtpd_test
 
 import (
-	"bufio"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
-	"strings"
 	"testing"
 
 	"mxq/smtpd"
@@ -28,19 +26,11 @@ func writeRSACert(t *testing.T, dir, name string) (certFile, keyFile string) {
 func tlsHello(t *testing.T, addr string, cfg *tls.Config) tls.ConnectionState {
 	t.Helper()
 	c, _ := dial(t, addr)
-	c.expect("EHLO client.example.com", "250")
-	c.send("STARTTLS\r\n")
-	if got := c.read(); !strings.HasPrefix(got, "220") {
-		t.Fatalf("STARTTLS: %q", got)
-	}
-	tc := tls.Client(c.c, cfg)
-	if err := tc.Handshake(); err != nil {
-		t.Fatalf("handshake: %v", err)
-	}
-	c.c, c.br = tc, bufio.NewReader(tc)
-	c.expect("EHLO client.example.com", "250")
-	c.expect("QUIT", "221")
-	return tc.ConnectionState()
+	c.Expect("EHLO client.example.com", "250")
+	c.StartTLS(cfg, "")
+	c.Expect("EHLO client.example.com", "250")
+	c.Expect("QUIT", "221")
+	return c.Conn().(*tls.Conn).ConnectionState()
 }
 
 func TestTLSResumptionAndTickets(t *testing.T) {

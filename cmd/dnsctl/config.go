@@ -4,46 +4,80 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
 	"mxq/cmd/internal/tomlfile"
+	"mxq/dnsctl"
+	"mxq/queue"
 )
 
-// config holds every setting; the TOML file (docs/examples/dnsctl.toml)
-// sets it first, flags override the file.
+// config is dnsctl's settings: the Maintenance it runs, starting from
+// dnsctl's defaults, and what only the command uses. settings binds the
+// keys of the TOML file (docs/examples/dnsctl.toml) and the flags to them;
+// flags override the file.
 type config struct {
-	Zone               string            `toml:"zone"`
-	Server             string            `toml:"server"`
-	Key                string            `toml:"key"`
-	Authoritative      []string          `toml:"authoritative"`
-	NS                 bool              `toml:"ns"`
-	Redis              string            `toml:"redis"`
-	Queue              string            `toml:"queue"`
-	MinRemaining       int               `toml:"min_remaining"`
-	SMTPPort           int               `toml:"smtp_port"`
-	StateFile          string            `toml:"state_file"`
-	Margin             tomlfile.Duration `toml:"margin"`
-	PropagationTimeout tomlfile.Duration `toml:"propagation_timeout"`
-	IdleTimeout        tomlfile.Duration `toml:"idle_timeout"`
-	HeartbeatMaxAge    tomlfile.Duration `toml:"heartbeat_max_age"`
-	QueryTimeout       tomlfile.Duration `toml:"query_timeout"`
+	Maint dnsctl.Maintenance
+	Queue queue.Options
+
+	Zone          string
+	Server        string
+	Key           string
+	Authoritative []string
+	NS            bool
+	Redis         string
+	QueryTimeout  time.Duration
 }
 
-func defaults() config {
-	return config{
-		NS:                 true,
-		Redis:              "redis://127.0.0.1:6379/0",
-		Queue:              "mxq",
-		MinRemaining:       1,
-		SMTPPort:           25,
-		StateFile:          "/var/lib/dnsctl/state.json",
-		Margin:             tomlfile.Duration{Duration: 5 * time.Second},
-		PropagationTimeout: tomlfile.Duration{Duration: 2 * time.Minute},
-		IdleTimeout:        tomlfile.Duration{Duration: time.Hour},
-		HeartbeatMaxAge:    tomlfile.Duration{Duration: 30 * time.Second},
-		QueryTimeout:       tomlfile.Duration{Duration: 3 * time.Second},
+// defaults are the packages' defaults, and dnsctl's own: where the state
+// is kept, and that the NS names' addresses are checked.
+func defaults() *config {
+	m := dnsctl.Defaults()
+	m.StateFile = "/var/lib/dnsctl/state.json"
+	return &config{
+		Maint:        m,
+		Queue:        queue.DefaultOptions(),
+		NS:           true,
+		Redis:        queue.DefaultURL,
+		QueryTimeout: dnsctl.DefaultQueryTimeout,
 	}
+}
+
+// setting is one key of dnsctl.toml, the flag that overrides it, and what
+// both set.
+type setting struct {
+	key, flag, usage string
+	to               any
+}
+
+func (c *config) settings() []setting {
+	return []setting{
+		{"zone", "zone", "the `zone` whose apex MX RRset is managed, e.g. example.org", &c.Zone},
+		{"server", "server", "primary `host:port` that takes UPDATEs (default: the SOA MNAME, port 53)", &c.Server},
+		{"key", "key", "TSIG key `file` as written by tsig-keygen (hmac-sha256, hmac-sha512 or hmac-sha1)", &c.Key},
+		{"authoritative", "authoritative", "extra authoritative `host:port` to check (repeatable)", &c.Authoritative},
+		{"ns", "ns", "also check every address of the zone's NS names, port 53", &c.NS},
+		{"redis", "redis", "Redis `url` of the shared queue", &c.Redis},
+		{"queue", "queue", "queue `name` (the Redis hash tag)", &c.Queue.Name},
+		{"min_remaining", "min-remaining", "MX records that must remain after a removal (`count`, at least 1)", &c.Maint.MinRemaining},
+		{"smtp_port", "smtp-port", "SMTP `port` probed on MX hosts", &c.Maint.SMTPPort},
+		{"state_file", "state", "local state `file` (written with fsync and rename)", &c.Maint.StateFile},
+		{"margin", "margin", "wait this `duration` beyond the old TTL", &c.Maint.Margin},
+		{"propagation_timeout", "propagation-timeout", "give up when authoritative servers lag this `duration`", &c.Maint.Propagation},
+		{"idle_timeout", "idle-timeout", "give up when the host is not idle after this `duration`", &c.Maint.IdleTimeout},
+		{"heartbeat_max_age", "heartbeat-max-age", "a heartbeat older than this `duration` is not fresh", &c.Maint.HeartbeatMaxAge},
+		{"query_timeout", "query-timeout", "bound of one DNS exchange (`duration`)", &c.QueryTimeout},
+	}
+}
+
+// fileSettings are the keys of the file.
+func (c *config) fileSettings() []tomlfile.Setting {
+	var out []tomlfile.Setting
+	for _, s := range c.settings() {
+		out = append(out, tomlfile.Setting{Key: s.key, To: s.to})
+	}
+	return out
 }
 
 // list is a repeatable string flag.
@@ -57,85 +91,51 @@ func (l list) String() string {
 }
 func (l list) Set(s string) error { *l.v = append(*l.v, s); return nil }
 
-// loadFile reads the TOML file at path into c. Errors name the file and
-// line; an unknown key is an error.
-func loadFile(path string, c *config) error {
-	_, err := tomlfile.Decode(path, c, "docs/examples/dnsctl.toml")
-	return err
-}
-
-// flags binds every setting to fs, writing into c only the flags that are
-// set: call apply after fs.Parse.
+// flags binds -config and a flag for every setting to fs; resolve, after
+// fs.Parse, reads the file and applies the flags that were set.
 type flags struct {
-	fs  *flag.FlagSet
-	c   config
-	cfg string
+	fs   *flag.FlagSet
+	set  *config // what the flags set, over the defaults
+	file string
 }
 
 func newFlags(fs *flag.FlagSet) *flags {
-	f := &flags{fs: fs, c: defaults()}
-	c := &f.c
-	fs.StringVar(&f.cfg, "config", "", "read settings from this TOML `file` (flags override it)")
-	fs.StringVar(&c.Zone, "zone", "", "the `zone` whose apex MX RRset is managed, e.g. example.org")
-	fs.StringVar(&c.Server, "server", "", "primary `host:port` that takes UPDATEs (default: the SOA MNAME, port 53)")
-	fs.StringVar(&c.Key, "key", "", "TSIG key `file` as written by tsig-keygen (hmac-sha256, hmac-sha512 or hmac-sha1)")
-	fs.Var(list{&c.Authoritative}, "authoritative", "extra authoritative `host:port` to check (repeatable)")
-	fs.BoolVar(&c.NS, "ns", c.NS, "also check every address of the zone's NS names, port 53")
-	fs.StringVar(&c.Redis, "redis", c.Redis, "Redis `url` of the shared queue")
-	fs.StringVar(&c.Queue, "queue", c.Queue, "queue `name` (the Redis hash tag)")
-	fs.IntVar(&c.MinRemaining, "min-remaining", c.MinRemaining, "MX records that must remain after a removal (`count`, at least 1)")
-	fs.IntVar(&c.SMTPPort, "smtp-port", c.SMTPPort, "SMTP `port` probed on MX hosts")
-	fs.StringVar(&c.StateFile, "state", c.StateFile, "local state `file` (written with fsync and rename)")
-	fs.Var(&c.Margin, "margin", "wait this `duration` beyond the old TTL")
-	fs.Var(&c.PropagationTimeout, "propagation-timeout", "give up when authoritative servers lag this `duration`")
-	fs.Var(&c.IdleTimeout, "idle-timeout", "give up when the host is not idle after this `duration`")
-	fs.Var(&c.HeartbeatMaxAge, "heartbeat-max-age", "a heartbeat older than this `duration` is not fresh")
-	fs.Var(&c.QueryTimeout, "query-timeout", "bound of one DNS exchange (`duration`)")
+	f := &flags{fs: fs, set: defaults()}
+	fs.StringVar(&f.file, "config", "", "read settings from this TOML `file` (flags override it)")
+	for _, s := range f.set.settings() {
+		switch v := s.to.(type) {
+		case *string:
+			fs.StringVar(v, s.flag, *v, s.usage)
+		case *bool:
+			fs.BoolVar(v, s.flag, *v, s.usage)
+		case *int:
+			fs.IntVar(v, s.flag, *v, s.usage)
+		case *time.Duration:
+			fs.DurationVar(v, s.flag, *v, s.usage)
+		case *[]string:
+			fs.Var(list{v}, s.flag, s.usage)
+		default:
+			panic(fmt.Sprintf("setting %s: no flag for %T", s.key, s.to))
+		}
+	}
 	return f
 }
 
 // resolve returns the file's settings overridden by the flags that were
 // set, and checks them.
-func (f *flags) resolve() (config, error) {
+func (f *flags) resolve() (*config, error) {
 	c := defaults()
-	if f.cfg != "" {
-		if err := loadFile(f.cfg, &c); err != nil {
+	if f.file != "" {
+		if _, err := tomlfile.Decode(f.file, c.fileSettings(), "docs/examples/dnsctl.toml"); err != nil {
 			return c, err
 		}
 	}
-	fromFlags := f.c
+	to, from := c.settings(), f.set.settings()
 	f.fs.Visit(func(fl *flag.Flag) {
-		switch fl.Name {
-		case "zone":
-			c.Zone = fromFlags.Zone
-		case "server":
-			c.Server = fromFlags.Server
-		case "key":
-			c.Key = fromFlags.Key
-		case "authoritative":
-			c.Authoritative = fromFlags.Authoritative
-		case "ns":
-			c.NS = fromFlags.NS
-		case "redis":
-			c.Redis = fromFlags.Redis
-		case "queue":
-			c.Queue = fromFlags.Queue
-		case "min-remaining":
-			c.MinRemaining = fromFlags.MinRemaining
-		case "smtp-port":
-			c.SMTPPort = fromFlags.SMTPPort
-		case "state":
-			c.StateFile = fromFlags.StateFile
-		case "margin":
-			c.Margin = fromFlags.Margin
-		case "propagation-timeout":
-			c.PropagationTimeout = fromFlags.PropagationTimeout
-		case "idle-timeout":
-			c.IdleTimeout = fromFlags.IdleTimeout
-		case "heartbeat-max-age":
-			c.HeartbeatMaxAge = fromFlags.HeartbeatMaxAge
-		case "query-timeout":
-			c.QueryTimeout = fromFlags.QueryTimeout
+		for i, s := range from {
+			if s.flag == fl.Name {
+				reflect.ValueOf(to[i].to).Elem().Set(reflect.ValueOf(s.to).Elem())
+			}
 		}
 	})
 	switch {
@@ -143,8 +143,8 @@ func (f *flags) resolve() (config, error) {
 		return c, errors.New("-zone (or zone in the config file) is required")
 	case c.Key == "":
 		return c, errors.New("-key (or key in the config file) is required: a file written by tsig-keygen")
-	case c.MinRemaining < 1:
-		return c, fmt.Errorf("-min-remaining %d: at least 1 MX record must remain", c.MinRemaining)
+	case c.Maint.MinRemaining < 1:
+		return c, fmt.Errorf("-min-remaining %d: at least 1 MX record must remain", c.Maint.MinRemaining)
 	}
 	return c, nil
 }

@@ -131,12 +131,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // build wires the settings into a Maintenance.
-func build(ctx context.Context, c config, o *out) (*dnsctl.Maintenance, func(), error) {
+func build(ctx context.Context, c *config, o *out) (*dnsctl.Maintenance, func(), error) {
 	key, err := dnsctl.LoadKey(c.Key)
 	if err != nil {
 		return nil, nil, err
 	}
-	z := &dnsctl.Zone{Name: c.Zone, Primary: c.Server, Servers: c.Authoritative, Key: key, Timeout: c.QueryTimeout.Duration}
+	z := &dnsctl.Zone{Name: c.Zone, Primary: c.Server, Servers: c.Authoritative, Key: key, Timeout: c.QueryTimeout}
 	if z.Primary == "" {
 		if z.Primary, err = dnsctl.PrimaryFromSOA(ctx, c.Zone); err != nil {
 			return nil, nil, err
@@ -149,18 +149,13 @@ func build(ctx context.Context, c config, o *out) (*dnsctl.Maintenance, func(), 
 		}
 		z.Servers = append(z.Servers, ns...)
 	}
-	q, err := queue.Open(c.Redis, queue.Options{Name: c.Queue})
+	q, err := queue.Open(c.Redis, c.Queue)
 	if err != nil {
 		return nil, nil, err
 	}
-	m := &dnsctl.Maintenance{
-		Zone: z, Fleet: q, StateFile: c.StateFile,
-		MinRemaining: c.MinRemaining, SMTPPort: c.SMTPPort,
-		Margin: c.Margin.Duration, Propagation: c.PropagationTimeout.Duration,
-		IdleTimeout: c.IdleTimeout.Duration, HeartbeatMaxAge: c.HeartbeatMaxAge.Duration,
-		Progress: o.progress,
-	}
-	return m, func() { q.Close() }, nil
+	m := c.Maint
+	m.Zone, m.Fleet, m.Progress = z, q, o.progress
+	return &m, func() { q.Close() }, nil
 }
 
 // out writes progress and results for people or, with json, for scripts.

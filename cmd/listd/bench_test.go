@@ -149,7 +149,7 @@ func BenchmarkSMTPToAck(b *testing.B) {
 }
 
 // benchConcurrency is the consumer's concurrency in BenchmarkSMTPToAck.
-var benchConcurrency = flag.Int("concurrency", 128, "the consumer's concurrency in BenchmarkSMTPToAck (listd's default)")
+var benchConcurrency = flag.Int("concurrency", lists.DefaultConcurrency, "the consumer's concurrency in BenchmarkSMTPToAck (the default is listd's)")
 
 // sendOne sends message i in the session and returns the queue id of the
 // 250 reply.

@@ -11,31 +11,65 @@ import (
 	"strings"
 	"time"
 
+	"mxq/cmd/internal/daemon"
 	"mxq/cmd/internal/tomlfile"
 	"mxq/lists"
 	"mxq/queue"
 )
 
-// config is listd's TOML file. Every key is documented in
-// docs/examples/listd.toml.
+// config is listd's settings: the configurations of the packages it
+// wires, starting from their defaults, and what only the command uses.
+// settings binds the keys of the TOML file (docs/examples/listd.toml) to
+// them.
 type config struct {
-	Redis         string `toml:"redis"`
-	Queue         string `toml:"queue"`
-	Group         string `toml:"group"`
-	Consumer      string `toml:"consumer"`
-	Hostname      string `toml:"hostname"`
-	MetricsListen string `toml:"metrics_listen"`
-	LogLevel      string `toml:"log_level"`
+	Redis    string
+	Queue    queue.Options
+	Consumer queue.ConsumerOptions
 
-	Concurrency     int               `toml:"concurrency"`
-	Lease           tomlfile.Duration `toml:"lease"`
-	MaxAttempts     int               `toml:"max_attempts"`
-	RetryMin        tomlfile.Duration `toml:"retry_min"`
-	RetryMax        tomlfile.Duration `toml:"retry_max"`
-	DeliveryTimeout tomlfile.Duration `toml:"delivery_timeout"`
-	ShutdownTimeout tomlfile.Duration `toml:"shutdown_timeout"`
+	Hostname      string
+	MetricsListen string
+	LogLevel      daemon.Level
 
-	Routes []route `toml:"route"`
+	Concurrency     int
+	DeliveryTimeout time.Duration
+	ShutdownTimeout time.Duration
+
+	Routes []route
+}
+
+// defaults are the packages' defaults; listd adds none of its own.
+func defaults() *config {
+	return &config{
+		Redis:           queue.DefaultURL,
+		Queue:           queue.DefaultOptions(),
+		Consumer:        queue.DefaultConsumerOptions(),
+		Concurrency:     lists.DefaultConcurrency,
+		DeliveryTimeout: lists.DefaultTimeout,
+		ShutdownTimeout: lists.DefaultGrace,
+	}
+}
+
+// settings binds each key of listd.toml to what it sets.
+func (c *config) settings() []tomlfile.Setting {
+	return []tomlfile.Setting{
+		{Key: "redis", To: &c.Redis},
+		{Key: "queue", To: &c.Queue.Name},
+		{Key: "group", To: &c.Consumer.Group},
+		{Key: "consumer", To: &c.Consumer.Name},
+		{Key: "hostname", To: &c.Hostname},
+		{Key: "metrics_listen", To: &c.MetricsListen},
+		{Key: "log_level", To: &c.LogLevel},
+
+		{Key: "concurrency", To: &c.Concurrency},
+		{Key: "lease", To: &c.Consumer.Lease},
+		{Key: "max_attempts", To: &c.Consumer.MaxAttempts},
+		{Key: "retry_min", To: &c.Consumer.RetryMin},
+		{Key: "retry_max", To: &c.Consumer.RetryMax},
+		{Key: "delivery_timeout", To: &c.DeliveryTimeout},
+		{Key: "shutdown_timeout", To: &c.ShutdownTimeout},
+
+		{Key: "route", To: &c.Routes},
+	}
 }
 
 // route is one [[route]] table: match and exactly one destination.
@@ -47,15 +81,10 @@ type route struct {
 	Maildir string            `toml:"maildir"`
 	Timeout tomlfile.Duration `toml:"timeout"`
 	// MaxParallel bounds this route's deliveries at once, below
-	// concurrency. Unset: defaultMaxParallel for lmtp, smtp and exec,
-	// no bound of its own for a Maildir.
+	// concurrency. Unset: lists.DefaultMaxParallel for lmtp, smtp and
+	// exec, no bound of its own for a Maildir.
 	MaxParallel *int `toml:"max_parallel"`
 }
-
-// defaultMaxParallel is how many LMTP or SMTP sessions, or programs, one
-// route runs at once unless max_parallel says otherwise: list software is
-// not built for listd's full concurrency, a Maildir is.
-const defaultMaxParallel = 8
 
 // maxParallel is the route's bound, 0 for none.
 func (r *route) maxParallel() int {
@@ -65,27 +94,15 @@ func (r *route) maxParallel() int {
 	case r.Maildir != "":
 		return 0
 	default:
-		return defaultMaxParallel
+		return lists.DefaultMaxParallel
 	}
 }
 
 // loadConfig reads and checks the file at path. Errors name the file,
 // the line where they can, and what to do.
 func loadConfig(path string) (*config, error) {
-	c := &config{
-		Redis:           "redis://127.0.0.1:6379/0",
-		Queue:           "mxq",
-		Group:           "listd",
-		LogLevel:        "info",
-		Concurrency:     128,
-		Lease:           tomlfile.Duration{Duration: time.Minute},
-		MaxAttempts:     30,
-		RetryMin:        tomlfile.Duration{Duration: 30 * time.Second},
-		RetryMax:        tomlfile.Duration{Duration: 30 * time.Minute},
-		DeliveryTimeout: tomlfile.Duration{Duration: 10 * time.Minute},
-		ShutdownTimeout: tomlfile.Duration{Duration: 30 * time.Second},
-	}
-	src, err := tomlfile.Decode(path, c, "docs/examples/listd.toml")
+	c := defaults()
+	src, err := tomlfile.Decode(path, c.settings(), "docs/examples/listd.toml")
 	if err != nil {
 		return nil, err
 	}
@@ -118,22 +135,20 @@ func (c *config) check(src []byte) error {
 	if c.Concurrency < 1 {
 		add("concurrency %d: want at least 1", c.Concurrency)
 	}
-	if c.MaxAttempts < 1 {
-		add("max_attempts %d: want at least 1", c.MaxAttempts)
+	if c.Consumer.MaxAttempts < 1 {
+		add("max_attempts %d: want at least 1", c.Consumer.MaxAttempts)
 	}
-	for name, d := range map[string]tomlfile.Duration{"lease": c.Lease, "retry_min": c.RetryMin, "retry_max": c.RetryMax,
-		"delivery_timeout": c.DeliveryTimeout, "shutdown_timeout": c.ShutdownTimeout} {
-		if d.Duration <= 0 {
-			add("%s: want a positive duration", name)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"lease", c.Consumer.Lease}, {"retry_min", c.Consumer.RetryMin}, {"retry_max", c.Consumer.RetryMax},
+		{"delivery_timeout", c.DeliveryTimeout}, {"shutdown_timeout", c.ShutdownTimeout}} {
+		if d.v <= 0 {
+			add("%s: want a positive duration", d.name)
 		}
 	}
-	if c.RetryMax.Duration < c.RetryMin.Duration {
-		add("retry_max %v is less than retry_min %v", c.RetryMax.Duration, c.RetryMin.Duration)
-	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		add("log_level %q: want debug, info, warn or error", c.LogLevel)
+	if c.Consumer.RetryMax < c.Consumer.RetryMin {
+		add("retry_max %v is less than retry_min %v", c.Consumer.RetryMax, c.Consumer.RetryMin)
 	}
 	if len(c.Routes) == 0 {
 		add(`no [[route]]: listd needs at least one, e.g. [[route]] match = "~*/*@lists.example.org" lmtp = "unix:/run/lists/lmtp.sock"`)
@@ -228,11 +243,11 @@ func (c *config) routes(prev *routes) *routes {
 		var d lists.Destination
 		switch {
 		case r.LMTP != "":
-			d = &lists.LMTP{Addr: r.LMTP, LocalName: name, Timeout: r.Timeout.Duration}
+			d = &lists.LMTP{Addr: r.LMTP, LocalName: name, Timeout: time.Duration(r.Timeout)}
 		case r.SMTP != "":
-			d = &lists.SMTP{Addr: r.SMTP, LocalName: name, Timeout: r.Timeout.Duration}
+			d = &lists.SMTP{Addr: r.SMTP, LocalName: name, Timeout: time.Duration(r.Timeout)}
 		case len(r.Exec) > 0:
-			d = &lists.Exec{Argv: r.Exec, Timeout: r.Timeout.Duration}
+			d = &lists.Exec{Argv: r.Exec, Timeout: time.Duration(r.Timeout)}
 		default:
 			d = &lists.Maildir{Dir: r.Maildir}
 		}
@@ -259,12 +274,4 @@ func (rs *routes) carry(r route, taken []bool) *lists.Limiter {
 		}
 	}
 	return nil
-}
-
-// consumerOptions are the queue consumer's settings.
-func (c *config) consumerOptions() queue.ConsumerOptions {
-	return queue.ConsumerOptions{
-		Group: c.Group, Name: c.Consumer, Lease: c.Lease.Duration, MaxAttempts: c.MaxAttempts,
-		RetryMin: c.RetryMin.Duration, RetryMax: c.RetryMax.Duration,
-	}
 }

@@ -7,7 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"mxq/cmd/internal/tomlfile"
 )
 
 func writeConfig(t *testing.T, src string) string {
@@ -33,12 +34,8 @@ func TestExampleConfig(t *testing.T) {
 		!strings.Contains(out.String(), "(no limit of its own)") {
 		t.Errorf("-check-config printed:\n%s", out.String())
 	}
-	cfg, err := loadConfig("../../docs/examples/listd.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.Lease.Duration != time.Minute || cfg.MaxAttempts != 30 || cfg.Concurrency != 128 {
-		t.Errorf("defaults in the example differ from the code's: %+v", cfg)
+	for _, p := range tomlfile.CheckExample("../../docs/examples/listd.toml", func() []tomlfile.Setting { return defaults().settings() }) {
+		t.Error(p)
 	}
 }
 
@@ -49,7 +46,8 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"unknown top-level key", "redis = \"redis://127.0.0.1:6379/0\"\nconcurrence = 3\n" + route, `:2: unknown key "concurrence"`},
 		{"unknown key in a route", "[[route]]\nmatch = \"a@b.example\"\nmaildir = \"/x\"\n\n[[route]]\nmatch = \"c@b.example\"\nlmpt = \"unix:/x\"\n", `:7: unknown key "route.lmpt"`},
-		{"bad duration", "lease = \"forever\"\n" + route, `:1:`},
+		{"bad duration", "lease = \"forever\"\n" + route, `:1: lease: want a duration`},
+		{"bad duration in a route", "[[route]]\nmatch = \"a@b.example\"\nmaildir = \"/x\"\ntimeout = \"later\"\n", `:4: route.timeout: want a duration`},
 		{"two destinations", "[[route]]\nmatch = \"a@b.example\"\nmaildir = \"/x\"\nlmtp = \"unix:/y\"\n", "line 1: route 1: match \"a@b.example\": want exactly one of lmtp, smtp, exec, maildir (found 2)"},
 		{"no destination", "[[route]]\nmatch = \"a@b.example\"\n", "found 0"},
 		{"no routes", "concurrency = 2\n", "no [[route]]"},
@@ -59,7 +57,7 @@ func TestConfigErrors(t *testing.T) {
 		{"relative maildir", "[[route]]\nmatch = \"a@b.example\"\nmaildir = \"mail\"\n", "absolute path"},
 		{"lmtp without port", "[[route]]\nmatch = \"a@b.example\"\nlmtp = \"localhost\"\n", `want "unix:/path" or "host:port"`},
 		{"retry_max below retry_min", "retry_min = \"1h\"\nretry_max = \"1m\"\n" + route, "retry_max 1m0s is less than retry_min 1h0m0s"},
-		{"bad log level", "log_level = \"loud\"\n" + route, `log_level "loud"`},
+		{"bad log level", "log_level = \"loud\"\n" + route, `:1: log_level: "loud": want debug, info, warn or error`},
 		{"max_parallel zero", "[[route]]\nmatch = \"a@b.example\"\nmaildir = \"/x\"\nmax_parallel = 0\n", `max_parallel 0: want at least 1`},
 	}
 	for _, tt := range tests {

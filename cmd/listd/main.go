@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"reflect"
@@ -20,10 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
+	"mxq/cmd/internal/daemon"
 	"mxq/lists"
 	"mxq/queue"
 )
@@ -65,29 +60,20 @@ Flags:
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("listd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	path := fs.String("config", "/etc/mxq/listd.toml", "the TOML configuration `file` (see docs/examples/listd.toml)")
-	check := fs.Bool("check-config", false, "check the configuration and exit")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if *showVersion {
-		fmt.Fprintln(stdout, "listd", version)
-		return nil
-	}
-	cfg, err := loadConfig(*path)
+	flags, err := daemon.ParseFlags("listd", usage, args, stderr)
 	if err != nil {
 		return err
 	}
-	if *check {
-		fmt.Fprintf(stdout, "%s: ok, %d routes, %d deliveries at once\n", *path, len(cfg.Routes), cfg.Concurrency)
+	if flags.Version {
+		fmt.Fprintln(stdout, "listd", version)
+		return nil
+	}
+	cfg, err := loadConfig(flags.Config)
+	if err != nil {
+		return err
+	}
+	if flags.CheckConfig {
+		fmt.Fprintf(stdout, "%s: ok, %d routes, %d deliveries at once\n", flags.Config, len(cfg.Routes), cfg.Concurrency)
 		for i, r := range cfg.routes(nil).Routes {
 			limit := "no limit of its own"
 			if n := cfg.Routes[i].maxParallel(); n > 0 {
@@ -97,34 +83,42 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
-	var level slog.Level
-	level.UnmarshalText([]byte(cfg.LogLevel))
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logger := daemon.NewLogger(stderr, cfg.LogLevel)
 	queue.LogTo(logger)
-	return serve(ctx, *path, cfg, logger)
+	return serve(ctx, flags.Config, cfg, logger)
 }
 
 func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) error {
-	q, err := queue.Open(cfg.Redis, queue.Options{Name: cfg.Queue})
+	q, err := queue.Open(cfg.Redis, cfg.Queue)
 	if err != nil {
 		return err
 	}
 	defer q.Close()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := daemon.NewRegistry()
 	m := newMetrics(reg, q)
-	var metricsLn net.Listener
+	errc := make(chan error, 1)
 	if cfg.MetricsListen != "" {
-		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
-			return fmt.Errorf("metrics_listen: %w", err)
+		metrics, err := daemon.ListenMetrics(cfg.MetricsListen, reg, func(ctx context.Context) error {
+			// The same fixed words as mxd's: Redis's own error text (its
+			// address, its reason) goes to whoever can scrape it otherwise.
+			if q.Ping(ctx) != nil {
+				return errors.New("queue unreachable")
+			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
+		defer metrics.Close()
+		go metrics.Serve(errc)
+		logger.Info("serving metrics", "addr", metrics.Addr())
 	}
 
 	running := cfg.routes(nil)
 	var router atomic.Pointer[lists.Router]
 	router.Store(running.Router)
-	src := q.Consumer(cfg.consumerOptions())
+	src := q.Consumer(cfg.Consumer)
 	consumer := cfg.consumer(src, &router, logger, m.observe)
 
 	bg, stopBg := context.WithCancel(context.Background())
@@ -137,29 +131,17 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	errc := make(chan error, 1)
-	if metricsLn != nil {
-		metrics := metricsServer(reg, q)
-		go func() {
-			if err := metrics.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
-			}
-		}()
-		defer metrics.Close()
-		logger.Info("serving metrics", "addr", metricsLn.Addr().String())
-	}
-
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	runDone := make(chan error, 1)
 	go func() { runDone <- consumer.Run(runCtx) }()
-	logger.Info("started", "version", version, "consumer", src.Name(), "group", cfg.Group,
-		"routes", len(cfg.Routes), "concurrency", cfg.Concurrency, "lease", cfg.Lease.Duration)
+	logger.Info("started", "version", version, "consumer", src.Name(), "group", cfg.Consumer.Group,
+		"routes", len(cfg.Routes), "concurrency", cfg.Concurrency, "lease", cfg.Consumer.Lease)
 
 	for {
 		select {
 		case <-ctx.Done():
-			logger.Info("stopping: finishing deliveries in flight", "grace", cfg.ShutdownTimeout.Duration)
+			logger.Info("stopping: finishing deliveries in flight", "grace", cfg.ShutdownTimeout)
 			<-runDone
 			logger.Info("stopped")
 			return nil
@@ -203,8 +185,8 @@ func (c *config) consumer(src lists.Source, router *atomic.Pointer[lists.Router]
 			return router.Load().Deliver(ctx, msg)
 		}),
 		Concurrency: c.Concurrency,
-		Timeout:     c.DeliveryTimeout.Duration,
-		Grace:       c.ShutdownTimeout.Duration,
+		Timeout:     c.DeliveryTimeout,
+		Grace:       c.ShutdownTimeout,
 		Logger:      logger,
 		Observe:     observe,
 	}
@@ -214,21 +196,6 @@ func sameExceptRoutes(a, b *config) bool {
 	x, y := *a, *b
 	x.Routes, y.Routes = nil, nil
 	return reflect.DeepEqual(x, y)
-}
-
-func metricsServer(reg *prometheus.Registry, q *queue.Queue) *http.Server {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		// The same fixed words as mxd's: Redis's own error text (its
-		// address, its reason) goes to whoever can scrape it otherwise.
-		if err := q.Ping(r.Context()); err != nil {
-			http.Error(w, "queue unreachable", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 }
 
 // publisher publishes route patterns to the recipient registry, and keeps

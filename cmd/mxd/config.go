@@ -7,58 +7,126 @@ import (
 	"strings"
 	"time"
 
+	"mxq/cmd/internal/daemon"
 	"mxq/cmd/internal/tomlfile"
+	"mxq/queue"
 	"mxq/smtpd"
+	"mxq/smtpd/msgauth"
 )
 
-// config is mxd's TOML file. Every key is documented in
-// docs/examples/mxd.toml.
+// config is mxd's settings: the configurations of the packages it wires,
+// starting from their defaults, and what only the command uses. settings
+// binds the keys of the TOML file (docs/examples/mxd.toml) to them.
 type config struct {
-	Hostname      string   `toml:"hostname"`
-	Listen        []string `toml:"listen"`
-	Domains       []string `toml:"domains"`
-	AuthservID    string   `toml:"authserv_id"`
-	Redis         string   `toml:"redis"`
-	Queue         string   `toml:"queue"`
-	MetricsListen string   `toml:"metrics_listen"`
-	LogLevel      string   `toml:"log_level"`
+	SMTP  smtpd.Config
+	Queue queue.Options
+	Auth  msgauth.Config
 
-	DNSResolver       string            `toml:"dns_resolver"`
-	DNSTimeout        tomlfile.Duration `toml:"dns_timeout"`
-	DMARCReject       bool              `toml:"dmarc_reject"`
-	DNSTempError      string            `toml:"dns_temperror"`
-	MaxDKIMSignatures int               `toml:"max_dkim_signatures"`
-	AuthTimeout       tomlfile.Duration `toml:"auth_timeout"`
+	Listen        []string
+	Redis         string
+	MetricsListen string
+	LogLevel      daemon.Level
 
-	TLSCert           string            `toml:"tls_cert"`
-	TLSKey            string            `toml:"tls_key"`
-	TLSCertificates   []certPair        `toml:"tls_certificates"`
-	TLSTicketRotation tomlfile.Duration `toml:"tls_ticket_rotation"`
-	ProxyFrom         []string          `toml:"proxy_from"`
+	DNSResolver string
+	DNSTimeout  time.Duration
 
-	MaxMessageBytes     int64             `toml:"max_message_bytes"`
-	MaxHeaderBytes      int               `toml:"max_header_bytes"`
-	MemoryBudget        int64             `toml:"memory_budget"`
-	SpoolWriters        int               `toml:"spool_writers"`
-	MaxRecipients       int               `toml:"max_recipients"`
-	MaxReceived         int               `toml:"max_received"`
-	MaxConnections      int               `toml:"max_connections"`
-	MaxConnectionsPerIP int               `toml:"max_connections_per_ip"`
-	IPv6PrefixLen       int               `toml:"ipv6_prefix_len"`
-	CommandTimeout      tomlfile.Duration `toml:"command_timeout"`
-	WriteTimeout        tomlfile.Duration `toml:"write_timeout"`
-	DataTimeout         tomlfile.Duration `toml:"data_timeout"`
-	DataGrace           tomlfile.Duration `toml:"data_grace"`
-	MinDataRate         int64             `toml:"min_data_rate"`
-	EnqueueTimeout      tomlfile.Duration `toml:"enqueue_timeout"`
-	RideThrough         tomlfile.Duration `toml:"ride_through"`
-	ShutdownTimeout     tomlfile.Duration `toml:"shutdown_timeout"`
+	RegistryTTL       time.Duration
+	HeartbeatInterval time.Duration
 
-	RegistryTTL       tomlfile.Duration `toml:"registry_ttl"`
-	HeartbeatInterval tomlfile.Duration `toml:"heartbeat_interval"`
-	DedupWindow       tomlfile.Duration `toml:"dedup_window"`
-	Replicas          int               `toml:"replicas"`
-	ReplicaTimeout    tomlfile.Duration `toml:"replica_timeout"`
+	TLSCert           string
+	TLSKey            string
+	TLSCertificates   []certPair
+	TLSTicketRotation time.Duration
+	ProxyFrom         []string
+}
+
+// defaults are the packages' defaults; mxd adds none of its own.
+func defaults() *config {
+	return &config{
+		SMTP:              smtpd.Defaults(),
+		Queue:             queue.DefaultOptions(),
+		Auth:              msgauth.Defaults(),
+		Redis:             queue.DefaultURL,
+		DNSTimeout:        msgauth.DefaultQueryTimeout,
+		RegistryTTL:       smtpd.DefaultRegistryTTL,
+		HeartbeatInterval: smtpd.DefaultHeartbeatInterval,
+		TLSTicketRotation: smtpd.DefaultTicketRotation,
+	}
+}
+
+// settings binds each key of mxd.toml to what it sets.
+func (c *config) settings() []tomlfile.Setting {
+	return []tomlfile.Setting{
+		{Key: "hostname", To: &c.SMTP.Hostname},
+		{Key: "listen", To: &c.Listen},
+		{Key: "domains", To: &c.SMTP.Domains},
+		{Key: "authserv_id", To: &c.SMTP.AuthservID},
+		{Key: "redis", To: &c.Redis},
+		{Key: "queue", To: &c.Queue.Name},
+		{Key: "metrics_listen", To: &c.MetricsListen},
+		{Key: "log_level", To: &c.LogLevel},
+
+		{Key: "dns_resolver", To: &c.DNSResolver},
+		{Key: "dns_timeout", To: &c.DNSTimeout},
+		{Key: "auth_timeout", To: &c.Auth.Timeout},
+		{Key: "max_dkim_signatures", To: &c.Auth.MaxDKIMSignatures},
+		{Key: "dmarc_reject", To: &c.SMTP.DMARCReject},
+		{Key: "dns_temperror", To: (*dnsTempError)(&c.SMTP.TempFailDNS)},
+
+		{Key: "max_message_bytes", To: &c.SMTP.MaxMessageBytes},
+		{Key: "max_header_bytes", To: &c.SMTP.MaxHeaderBytes},
+		{Key: "memory_budget", To: &c.SMTP.MemoryBudget},
+		{Key: "spool_writers", To: &c.SMTP.SpoolWriters},
+		{Key: "max_recipients", To: &c.SMTP.MaxRecipients},
+		{Key: "max_received", To: &c.SMTP.MaxReceived},
+		{Key: "max_connections", To: &c.SMTP.MaxConnections},
+		{Key: "max_connections_per_ip", To: &c.SMTP.MaxConnectionsPerIP},
+		{Key: "ipv6_prefix_len", To: &c.SMTP.IPv6PrefixLen},
+		{Key: "command_timeout", To: &c.SMTP.CommandTimeout},
+		{Key: "write_timeout", To: &c.SMTP.WriteTimeout},
+		{Key: "data_timeout", To: &c.SMTP.DataTimeout},
+		{Key: "data_grace", To: &c.SMTP.DataGrace},
+		{Key: "min_data_rate", To: &c.SMTP.MinDataRate},
+		{Key: "enqueue_timeout", To: &c.SMTP.EnqueueTimeout},
+		{Key: "ride_through", To: &c.SMTP.RideThrough},
+		{Key: "shutdown_timeout", To: &c.SMTP.ShutdownTimeout},
+
+		{Key: "registry_ttl", To: &c.RegistryTTL},
+		{Key: "heartbeat_interval", To: &c.HeartbeatInterval},
+		{Key: "dedup_window", To: &c.Queue.DedupWindow},
+		{Key: "replicas", To: &c.Queue.Replicas},
+		{Key: "replica_timeout", To: &c.Queue.ReplicaTimeout},
+
+		{Key: "tls_cert", To: &c.TLSCert},
+		{Key: "tls_key", To: &c.TLSKey},
+		{Key: "tls_certificates", To: &c.TLSCertificates},
+		{Key: "tls_ticket_rotation", To: &c.TLSTicketRotation},
+		{Key: "proxy_from", To: &c.ProxyFrom},
+	}
+}
+
+// dnsTempError is dns_temperror: "record" queues a message whose checks
+// met a temporary DNS error, with temperror in its results; "tempfail"
+// answers 451 4.4.3 (smtpd.Config.TempFailDNS).
+type dnsTempError bool
+
+func (d *dnsTempError) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "record":
+		*d = false
+	case "tempfail":
+		*d = true
+	default:
+		return fmt.Errorf("%q: want \"record\" (queue with temperror) or \"tempfail\" (451 4.4.3)", b)
+	}
+	return nil
+}
+
+func (d dnsTempError) String() string {
+	if d {
+		return "tempfail"
+	}
+	return "record"
 }
 
 // certPair is one entry of tls_certificates.
@@ -82,37 +150,30 @@ func (c *config) certFiles() []smtpd.CertFiles {
 // loadConfig reads and checks the file at path. Errors name the file,
 // the line where it can, and what to do.
 func loadConfig(path string) (*config, error) {
-	c := &config{
-		Redis:             "redis://127.0.0.1:6379/0",
-		Queue:             "mxq",
-		LogLevel:          "info",
-		DNSTempError:      "record",
-		DNSTimeout:        tomlfile.Duration{Duration: 5 * time.Second},
-		RegistryTTL:       tomlfile.Duration{Duration: 5 * time.Second},
-		HeartbeatInterval: tomlfile.Duration{Duration: time.Second},
-		TLSTicketRotation: tomlfile.Duration{Duration: time.Hour},
-	}
-	if _, err := tomlfile.Decode(path, c, "docs/examples/mxd.toml"); err != nil {
+	c := defaults()
+	if _, err := tomlfile.Decode(path, c.settings(), "docs/examples/mxd.toml"); err != nil {
 		return nil, err
 	}
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	c.Auth.AuthservID = c.SMTP.AuthservID
+	c.SMTP.ProxyFrom = c.proxies()
 	return c, nil
 }
 
 func (c *config) check() error {
 	var problems []string
-	if c.Hostname == "" {
+	if c.SMTP.Hostname == "" {
 		problems = append(problems, `hostname is required: this MX host's name as published in MX records, e.g. hostname = "mx1.example.org"`)
 	}
 	if len(c.Listen) == 0 {
 		problems = append(problems, `listen is required: e.g. listen = ["0.0.0.0:25", "[::]:25"]`)
 	}
-	if len(c.Domains) == 0 {
+	if len(c.SMTP.Domains) == 0 {
 		problems = append(problems, `domains is required: the list domains served, e.g. domains = ["lists.example.org"]`)
 	}
-	if c.AuthservID == "" {
+	if c.SMTP.AuthservID == "" {
 		problems = append(problems, `authserv_id is required: the same value on every MX and in the list software, e.g. authserv_id = "lists.example.org"`)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
@@ -127,14 +188,6 @@ func (c *config) check() error {
 		if _, err := parsePrefix(p); err != nil {
 			problems = append(problems, fmt.Sprintf("proxy_from %q: want an address or CIDR prefix such as \"10.0.0.5\" or \"10.0.0.0/24\"", p))
 		}
-	}
-	if c.DNSTempError != "record" && c.DNSTempError != "tempfail" {
-		problems = append(problems, fmt.Sprintf("dns_temperror %q: want \"record\" (queue with temperror) or \"tempfail\" (451 4.4.3)", c.DNSTempError))
-	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		problems = append(problems, fmt.Sprintf("log_level %q: want debug, info, warn or error", c.LogLevel))
 	}
 	if len(problems) > 0 {
 		return errors.New(strings.Join(problems, "; "))
@@ -163,34 +216,4 @@ func (c *config) proxies() []netip.Prefix {
 		}
 	}
 	return out
-}
-
-// smtpd builds the receiver's configuration.
-func (c *config) smtpd(version string) smtpd.Config {
-	return smtpd.Config{
-		Hostname:            c.Hostname,
-		Domains:             c.Domains,
-		MaxMessageBytes:     c.MaxMessageBytes,
-		MaxRecipients:       c.MaxRecipients,
-		MaxReceived:         c.MaxReceived,
-		MaxHeaderBytes:      c.MaxHeaderBytes,
-		MemoryBudget:        c.MemoryBudget,
-		SpoolWriters:        c.SpoolWriters,
-		MaxConnections:      c.MaxConnections,
-		MaxConnectionsPerIP: c.MaxConnectionsPerIP,
-		IPv6PrefixLen:       c.IPv6PrefixLen,
-		CommandTimeout:      c.CommandTimeout.Duration,
-		WriteTimeout:        c.WriteTimeout.Duration,
-		DataTimeout:         c.DataTimeout.Duration,
-		DataGrace:           c.DataGrace.Duration,
-		MinDataRate:         c.MinDataRate,
-		EnqueueTimeout:      c.EnqueueTimeout.Duration,
-		RideThrough:         c.RideThrough.Duration,
-		ShutdownTimeout:     c.ShutdownTimeout.Duration,
-		ProxyFrom:           c.proxies(),
-		AuthservID:          c.AuthservID,
-		DMARCReject:         c.DMARCReject,
-		TempFailDNS:         c.DNSTempError == "tempfail",
-		Version:             version,
-	}
 }

@@ -3,30 +3,27 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
+
+	"mxq/cmd/internal/tomlfile"
 )
 
-// The annotated example must parse and document every key.
-func TestExampleConfigDocumentsEveryKey(t *testing.T) {
-	path := "../../docs/examples/mxd.toml"
-	if _, err := loadConfig(path); err != nil {
-		t.Fatalf("docs example: %v", err)
+// The annotated example shows every setting, and the defaults it shows
+// are the code's (the rules are tomlfile.CheckExample's). make run's
+// config is a working file: it loads and passes the receiver's checks.
+func TestExampleConfigs(t *testing.T) {
+	for _, p := range tomlfile.CheckExample("../../docs/examples/mxd.toml", func() []tomlfile.Setting { return defaults().settings() }) {
+		t.Error(p)
 	}
-	src, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ty := reflect.TypeFor[config]()
-	for i := 0; i < ty.NumField(); i++ {
-		key := ty.Field(i).Tag.Get("toml")
-		if !strings.Contains(string(src), "\n"+key+" = ") {
-			t.Errorf("docs/examples/mxd.toml does not document %q", key)
+	for _, path := range []string{"../../docs/examples/mxd.toml", "../../docs/examples/mxd-local.toml"} {
+		cfg, err := loadConfig(path)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if _, err := loadConfig("../../docs/examples/mxd-local.toml"); err != nil {
-		t.Errorf("make run's config: %v", err)
+		if _, err := cfg.SMTP.Checked(); err != nil {
+			t.Errorf("%s: %v", path, err)
+		}
 	}
 }
 
@@ -34,10 +31,12 @@ func TestConfigErrors(t *testing.T) {
 	base := "hostname = \"mx1.example.org\"\nlisten = [\"127.0.0.1:2525\"]\ndomains = [\"lists.example.org\"]\nauthserv_id = \"lists.example.org\"\n"
 	tests := []struct{ name, src, want string }{
 		{"unknown key", base + "\nmax_recipient = 5\n", `:6: unknown key "max_recipient"`},
-		{"bad duration", base + "command_timeout = \"soon\"\n", `want a duration`},
+		{"bad duration", base + "command_timeout = \"soon\"\n", `:5: command_timeout: want a duration`},
 		{"syntax", base + "listen = [\n", `mxd.toml:`},
 		{"missing hostname", strings.Replace(base, "hostname", "# hostname", 1), "hostname is required"},
-		{"bad log level", base + "log_level = \"loud\"\n", `log_level "loud"`},
+		{"bad log level", base + "log_level = \"loud\"\n", `:5: log_level: "loud": want debug, info, warn or error`},
+		{"bad dns_temperror", base + "dns_temperror = \"retry\"\n", `:5: dns_temperror: "retry": want "record"`},
+		{"bad proxy_from", base + "proxy_from = [\"10.0.0\"]\n", `proxy_from "10.0.0": want an address or CIDR prefix`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,5 +47,25 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("loadConfig = %v, want an error naming %s and containing %q", err, path, tt.want)
 			}
 		})
+	}
+}
+
+// A key the file leaves out keeps its package's default; one it sets
+// reaches the package's configuration.
+func TestConfigReachesPackages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mxd.toml")
+	os.WriteFile(path, []byte("hostname = \"mx1.example.org\"\nlisten = [\"127.0.0.1:2525\"]\ndomains = [\"lists.example.org\"]\n"+
+		"authserv_id = \"lists.example.org\"\nmax_recipients = 7\ndns_temperror = \"tempfail\"\nqueue = \"q2\"\nauth_timeout = \"3s\"\nproxy_from = [\"10.0.0.5\"]\n"), 0o644)
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := defaults()
+	if cfg.SMTP.MaxRecipients != 7 || !cfg.SMTP.TempFailDNS || cfg.Queue.Name != "q2" || cfg.Auth.Timeout.Seconds() != 3 ||
+		cfg.Auth.AuthservID != "lists.example.org" || len(cfg.SMTP.ProxyFrom) != 1 || cfg.SMTP.ProxyFrom[0].Bits() != 32 {
+		t.Errorf("set keys did not arrive: %+v", cfg)
+	}
+	if cfg.SMTP.MaxReceived != d.SMTP.MaxReceived || cfg.Queue.DedupWindow != d.Queue.DedupWindow || cfg.DNSTimeout != d.DNSTimeout {
+		t.Errorf("keys left out lost their defaults: %+v", cfg)
 	}
 }

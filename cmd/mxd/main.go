@@ -11,16 +11,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
+	"mxq/cmd/internal/daemon"
 	"mxq/queue"
 	"mxq/smtpd"
 	"mxq/smtpd/msgauth"
@@ -58,44 +53,33 @@ Flags:
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("mxd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
-	path := fs.String("config", "/etc/mxq/mxd.toml", "the TOML configuration `file` (see docs/examples/mxd.toml)")
-	check := fs.Bool("check-config", false, "check the configuration and exit")
-	showVersion := fs.Bool("version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *showVersion {
-		fmt.Fprintln(stdout, "mxd", version)
-		return nil
-	}
-	cfg, err := loadConfig(*path)
+	flags, err := daemon.ParseFlags("mxd", usage, args, stderr)
 	if err != nil {
 		return err
 	}
-	if _, err := cfg.smtpd(version).Checked(); err != nil {
-		return fmt.Errorf("%s: %w", *path, err)
-	}
-	if *check {
-		fmt.Fprintf(stdout, "%s: ok\n", *path)
+	if flags.Version {
+		fmt.Fprintln(stdout, "mxd", version)
 		return nil
 	}
-	var level slog.Level
-	level.UnmarshalText([]byte(cfg.LogLevel))
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("host", cfg.Hostname)
+	cfg, err := loadConfig(flags.Config)
+	if err != nil {
+		return err
+	}
+	cfg.SMTP.Version = version
+	if _, err := cfg.SMTP.Checked(); err != nil {
+		return fmt.Errorf("%s: %w", flags.Config, err)
+	}
+	if flags.CheckConfig {
+		fmt.Fprintf(stdout, "%s: ok\n", flags.Config)
+		return nil
+	}
+	logger := daemon.NewLogger(stderr, cfg.LogLevel).With("host", cfg.SMTP.Hostname)
 	queue.LogTo(logger)
 	return serve(ctx, cfg, logger)
 }
 
 func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
-	q, err := queue.Open(cfg.Redis, queue.Options{
-		Name:           cfg.Queue,
-		DedupWindow:    cfg.DedupWindow.Duration,
-		Replicas:       cfg.Replicas,
-		ReplicaTimeout: cfg.ReplicaTimeout.Duration,
-	})
+	q, err := queue.Open(cfg.Redis, cfg.Queue)
 	if err != nil {
 		return err
 	}
@@ -104,16 +88,26 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := smtpd.New(sc, q, smtpd.NewRecipients(q, cfg.RegistryTTL.Duration), logger, smtpd.NewMetrics(reg))
+	reg := daemon.NewRegistry()
+	srv, err := smtpd.New(sc, q, smtpd.NewRecipients(q, cfg.RegistryTTL), logger, smtpd.NewMetrics(reg))
 	if err != nil {
 		return err
 	}
-	hb := &smtpd.Heartbeat{Server: srv, Beater: q, Interval: cfg.HeartbeatInterval.Duration, TTL: 5 * cfg.HeartbeatInterval.Duration}
+	hb := &smtpd.Heartbeat{Server: srv, Beater: q, Interval: cfg.HeartbeatInterval}
 	listeners, err := listen(cfg.Listen)
 	if err != nil {
 		return err
+	}
+	errc := make(chan error, len(listeners)+1)
+	if cfg.MetricsListen != "" {
+		metrics, err := daemon.ListenMetrics(cfg.MetricsListen, reg, func(context.Context) error { return hb.Health() })
+		if err != nil {
+			closeAll(listeners)
+			return err
+		}
+		defer metrics.Close()
+		go metrics.Serve(errc)
+		logger.Info("serving metrics", "addr", metrics.Addr())
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -122,23 +116,12 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	defer stopBeat()
 	go hb.Run(hbCtx)
 	if certs != nil {
-		go certs.RunTicketRotation(hbCtx, cfg.TLSTicketRotation.Duration)
+		go certs.RunTicketRotation(hbCtx, cfg.TLSTicketRotation)
 	}
 
-	errc := make(chan error, len(listeners)+1)
 	for _, l := range listeners {
 		logger.Info("listening", "addr", l.Addr().String(), "version", version)
 		go func() { errc <- srv.Serve(l) }()
-	}
-	var metrics *http.Server
-	if cfg.MetricsListen != "" {
-		metrics = metricsServer(cfg.MetricsListen, reg, hb)
-		defer metrics.Close()
-		go func() {
-			if err := metrics.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
-			}
-		}()
 	}
 
 	for running := true; running; {
@@ -164,7 +147,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 // receiverConfig builds the receiver's configuration: limits, TLS, the
 // authentication checker.
 func receiverConfig(cfg *config) (smtpd.Config, *smtpd.CertStore, error) {
-	sc, err := cfg.smtpd(version).Checked()
+	sc, err := cfg.SMTP.Checked()
 	if err != nil {
 		return sc, nil, err
 	}
@@ -175,16 +158,11 @@ func receiverConfig(cfg *config) (smtpd.Config, *smtpd.CertStore, error) {
 		}
 		sc.TLS = certs.TLSConfig()
 	}
-	resolver, err := msgauth.NewResolver(cfg.DNSResolver, cfg.DNSTimeout.Duration)
-	if err != nil {
+	ac := cfg.Auth
+	if ac.Resolver, err = msgauth.NewResolver(cfg.DNSResolver, cfg.DNSTimeout); err != nil {
 		return sc, nil, fmt.Errorf("dns_resolver: %w", err)
 	}
-	checker, err := msgauth.New(msgauth.Config{
-		AuthservID:        cfg.AuthservID,
-		Resolver:          resolver,
-		MaxDKIMSignatures: cfg.MaxDKIMSignatures,
-		Timeout:           cfg.AuthTimeout.Duration,
-	})
+	checker, err := msgauth.New(ac)
 	if err != nil {
 		return sc, nil, fmt.Errorf("authserv_id: %w", err)
 	}
@@ -198,14 +176,18 @@ func listen(addrs []string) ([]net.Listener, error) {
 	for _, addr := range addrs {
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			for _, l := range ls {
-				l.Close()
-			}
+			closeAll(ls)
 			return nil, err
 		}
 		ls = append(ls, l)
 	}
 	return ls, nil
+}
+
+func closeAll(ls []net.Listener) {
+	for _, l := range ls {
+		l.Close()
+	}
 }
 
 // reload reads the TLS certificates again (SIGHUP): sessions from now on
@@ -219,17 +201,4 @@ func reload(certs *smtpd.CertStore, logger *slog.Logger) {
 		return
 	}
 	logger.Info("reloaded tls certificate")
-}
-
-func metricsServer(addr string, reg *prometheus.Registry, hb *smtpd.Heartbeat) *http.Server {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := hb.Health(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	return &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"mxq/internal/smtptest"
 	"mxq/queue/queuetest"
 )
 
@@ -100,19 +100,17 @@ heartbeat_interval = "100ms"
 		t.Errorf("after SIGHUP: serial %v, want %v", got, serial2)
 	}
 	// The session opened before the reload still works.
-	fmt.Fprintf(old, "MAIL FROM:<a@example.com>\r\nRCPT TO:<~a/b@lists.example.org>\r\nDATA\r\n")
-	br := bufio.NewReader(old)
-	for i := 0; i < 3; i++ {
-		line, _ := br.ReadString('\n')
-		if !strings.HasPrefix(line, "250") && !strings.HasPrefix(line, "354") {
-			t.Fatalf("old session after reload: %q", line)
+	old.Send("MAIL FROM:<a@example.com>\r\nRCPT TO:<~a/b@lists.example.org>\r\nDATA\r\n")
+	for _, want := range []string{"250", "250", "354"} {
+		if got := old.Read(); !strings.HasPrefix(got, want) {
+			t.Fatalf("old session after reload: %q, want %s", got, want)
 		}
 	}
-	fmt.Fprintf(old, "Subject: x\r\n\r\nx\r\n.\r\n")
-	if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "250 2.0.0 queued as") {
-		t.Errorf("old session's message: %q", line)
+	old.Send("Subject: x\r\n\r\nx\r\n.\r\n")
+	if got := old.Read(); !strings.HasPrefix(got, "250 2.0.0 queued as") {
+		t.Errorf("old session's message: %q", got)
 	}
-	old.Close()
+	old.Conn().Close()
 
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -125,47 +123,15 @@ heartbeat_interval = "100ms"
 	}
 }
 
-// tlsSession opens a session, upgrades it, and returns it after EHLO.
-func tlsSession(t *testing.T, addr string) (*tls.Conn, *big.Int) {
+// tlsSession opens a session, upgrades it, says EHLO again, and returns
+// it with the serial of the server's certificate.
+func tlsSession(t *testing.T, addr string) (*smtptest.Client, *big.Int) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	readReply := func() string {
-		var last string
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
-				t.Fatalf("read: %v", err)
-			}
-			last = line
-			if len(line) < 4 || line[3] != '-' {
-				return last
-			}
-		}
-	}
-	readReply()
-	fmt.Fprintf(c, "EHLO client.example.com\r\n")
-	readReply()
-	fmt.Fprintf(c, "STARTTLS\r\n")
-	if r := readReply(); !strings.HasPrefix(r, "220") {
-		t.Fatalf("STARTTLS: %q", r)
-	}
-	tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(tc, "EHLO client.example.com\r\n")
-	tbr := bufio.NewReader(tc)
-	for {
-		line, err := tbr.ReadString('\n')
-		if err != nil || len(line) < 4 || line[3] != '-' {
-			break
-		}
-	}
-	return tc, tc.ConnectionState().PeerCertificates[0].SerialNumber
+	c, _ := smtptest.Dial(t, addr)
+	c.Expect("EHLO client.example.com", "250")
+	st := c.StartTLS(&tls.Config{InsecureSkipVerify: true}, "")
+	c.Expect("EHLO client.example.com", "250")
+	return c, st.PeerCertificates[0].SerialNumber
 }
 
 func writeCert(t *testing.T, dir string) *big.Int {

@@ -79,11 +79,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	defURL := os.Getenv("MXQ_REDIS")
 	if defURL == "" {
-		defURL = "redis://127.0.0.1:6379/0"
+		defURL = queue.DefaultURL
 	}
 	url := fs.String("redis", defURL, "Redis `URL` of the queue, one server or Redis Sentinels: "+
-		"redis://SENTINEL1:26379/0?master_name=mxq&addr=SENTINEL2:26379&addr=SENTINEL3:26379 (default $MXQ_REDIS, then redis://127.0.0.1:6379/0)")
-	name := fs.String("queue", "mxq", "queue `name` (the hash tag of its keys)")
+		"redis://SENTINEL1:26379/0?master_name=mxq&addr=SENTINEL2:26379&addr=SENTINEL3:26379 (default $MXQ_REDIS, then "+queue.DefaultURL+")")
+	name := fs.String("queue", queue.DefaultOptions().Name, "queue `name` (the hash tag of its keys)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		names := make([]string, 0, len(commands))

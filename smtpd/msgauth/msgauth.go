@@ -12,11 +12,11 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 )
 
-// Defaults of Config.
+// Defaults of Config, and of the timeout given to NewResolver.
 const (
 	DefaultMaxDKIMSignatures = 5
 	DefaultTimeout           = 20 * time.Second
-	defaultQueryTimeout      = 5 * time.Second
+	DefaultQueryTimeout      = 5 * time.Second
 )
 
 // The result keywords of RFC 8601 §2.7 used here.
@@ -36,8 +36,8 @@ type Config struct {
 	// same on every MX, and what the list software trusts. It must be a
 	// token (a host name is), since it is also what StripForged removes.
 	AuthservID string
-	// Resolver does every lookup. Nil means the system's resolvers with a
-	// 5 s timeout per query.
+	// Resolver does every lookup. Nil means the system's resolvers with
+	// DefaultQueryTimeout per query.
 	Resolver *Resolver
 	// MaxDKIMSignatures caps the signatures verified per message; further
 	// ones are counted in Result.DKIMSkipped and not looked at. Zero means
@@ -45,6 +45,11 @@ type Config struct {
 	MaxDKIMSignatures int
 	// Timeout bounds a whole Check. Zero means DefaultTimeout.
 	Timeout time.Duration
+}
+
+// Defaults returns the Config a zero field takes its value from.
+func Defaults() Config {
+	return Config{MaxDKIMSignatures: DefaultMaxDKIMSignatures, Timeout: DefaultTimeout}
 }
 
 // Checker runs the checks of one MX. It is safe for concurrent use.
@@ -64,7 +69,7 @@ func New(cfg Config) (*Checker, error) {
 	c := &Checker{id: cfg.AuthservID, resolver: cfg.Resolver,
 		maxSigs: cfg.MaxDKIMSignatures, timeout: cfg.Timeout, verify: dkim.VerifyWithOptions}
 	if c.resolver == nil {
-		r, err := NewResolver("", defaultQueryTimeout)
+		r, err := NewResolver("", DefaultQueryTimeout)
 		if err != nil {
 			return nil, fmt.Errorf("default resolver: %w", err)
 		}

@@ -3,13 +3,14 @@ package network
 import (
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"mxq/internal/postfix"
 )
 
 // StartRedis runs the queue's Redis on h: AOF with fsync always, no
@@ -71,26 +72,16 @@ type Postfix struct {
 	etc  string
 }
 
-const senderMainCf = `compatibility_level = 3.6
-queue_directory = {{dir}}/queue
-data_directory = {{dir}}/data
-meta_directory = /etc/postfix
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = sender.{{zone}}
+// senderMainCf makes the instance (internal/postfix) relay what it is
+// given by MX lookup, from its host's address.
+const senderMainCf = `myhostname = sender.{{zone}}
 mydomain = {{zone}}
 myorigin = $myhostname
-mydestination =
 inet_interfaces = {{ip}}
 inet_protocols = ipv4
 smtp_bind_address = {{ip}}
 mynetworks = {{subnet}}0/24
 smtpd_relay_restrictions = permit_mynetworks, reject
-alias_maps =
-alias_database =
-biff = no
-maillog_file = {{dir}}/maillog
-maillog_file_prefixes = {{dir}}
 smtp_host_lookup = dns
 disable_dns_lookups = no
 smtp_tls_security_level = none
@@ -105,46 +96,15 @@ bounce_queue_lifetime = 1h
 default_destination_concurrency_limit = 10
 `
 
-const senderMasterCf = `{{ip}}:25 inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-`
-
 // StartPostfix starts the sender's Postfix on h.
 func StartPostfix(t testing.TB, h *Host, zone string) *Postfix {
 	t.Helper()
-	pf, err := user.Lookup("postfix")
-	if err != nil {
-		t.Fatal("no postfix user: apt-get install postfix")
-	}
-	uid, _ := strconv.Atoi(pf.Uid)
 	dir := filepath.Join(h.lab.Dir, "postfix")
-	etc := filepath.Join(dir, "etc")
-	for _, d := range []string{etc, filepath.Join(dir, "queue"), filepath.Join(dir, "data")} {
-		os.MkdirAll(d, 0o755)
+	r := strings.NewReplacer("{{zone}}", zone, "{{ip}}", h.IP, "{{subnet}}", h.lab.subnet)
+	etc, err := postfix.Write(dir, h.IP+":25", r.Replace(senderMainCf))
+	if err != nil {
+		t.Fatal(err)
 	}
-	os.Chown(filepath.Join(dir, "data"), uid, -1)
-	r := strings.NewReplacer("{{dir}}", dir, "{{zone}}", zone, "{{ip}}", h.IP, "{{subnet}}", h.lab.subnet)
-	os.WriteFile(filepath.Join(etc, "main.cf"), []byte(r.Replace(senderMainCf)), 0o644)
-	os.WriteFile(filepath.Join(etc, "master.cf"), []byte(r.Replace(senderMasterCf)), 0o644)
 	p := &Postfix{Host: h, Dir: dir, etc: etc}
 	if out, err := h.Run("postfix", "-c", etc, "start"); err != nil {
 		t.Fatalf("postfix start: %v\n%s\n%s", err, out, p.Log())
