@@ -88,11 +88,12 @@ func switchover(ctx context.Context, sentinels []string) (Switch, error) {
 }
 
 // waitCaughtUp waits until every online replica of the primary has its
-// replication offset.
+// replication offset. It asks the replicas themselves: the offsets the
+// primary lists are what the replicas last acknowledged, once a second.
 func waitCaughtUp(ctx context.Context, primary *redis.Client) error {
 	for {
 		info, err := primary.Info(ctx, "replication").Result()
-		if err == nil && caughtUp(info) {
+		if err == nil && caughtUp(ctx, info) {
 			return nil
 		}
 		if err := pollWait(ctx); err != nil {
@@ -101,18 +102,19 @@ func waitCaughtUp(ctx context.Context, primary *redis.Client) error {
 	}
 }
 
-// caughtUp reads INFO replication of a primary: at least one replica
-// online, and every online replica at master_repl_offset.
-func caughtUp(info string) bool {
+// caughtUp reads INFO replication of a primary and reports whether it
+// has a replica online and every online replica says it has processed
+// the primary's master_repl_offset.
+func caughtUp(ctx context.Context, info string) bool {
 	var offset int64 = -1
-	var replicas []map[string]string
+	var replicas []string
 	for _, line := range strings.Split(info, "\n") {
 		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
 		switch {
 		case !ok:
 		case k == "master_repl_offset":
 			offset, _ = strconv.ParseInt(v, 10, 64)
-		case strings.HasPrefix(k, "slave") && strings.Contains(v, "offset="):
+		case strings.HasPrefix(k, "slave") && strings.Contains(v, "state=online"):
 			// slave0:ip=…,port=…,state=online,offset=…,lag=…
 			f := map[string]string{}
 			for _, kv := range strings.Split(v, ",") {
@@ -120,20 +122,19 @@ func caughtUp(info string) bool {
 					f[a] = b
 				}
 			}
-			replicas = append(replicas, f)
+			replicas = append(replicas, net.JoinHostPort(f["ip"], f["port"]))
 		}
 	}
-	online := 0
+	if offset < 0 || len(replicas) == 0 {
+		return false
+	}
 	for _, r := range replicas {
-		if r["state"] != "online" {
-			continue
-		}
-		online++
-		if o, _ := strconv.ParseInt(r["offset"], 10, 64); o < offset {
+		o, err := strconv.ParseInt(replicationInfo(ctx, r)["slave_repl_offset"], 10, 64)
+		if err != nil || o < offset {
 			return false
 		}
 	}
-	return offset >= 0 && online > 0
+	return true
 }
 
 func firstSentinel(ctx context.Context, addrs []string) (*redis.SentinelClient, error) {
