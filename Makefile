@@ -26,7 +26,7 @@ test: deps ## install what is missing, then gofmt check, go vet, go test -race
 	@# Serve, and fails now and then with -race in the unpatched release too.
 	cd third_party/go-smtp && $(GO) vet . && $(GO) test -race -skip '^TestServerAcceptErrorHandling$$' .
 
-test-network: deps ## only the test network: real hosts in network namespaces, rolling maintenance under load (root)
+test-network: deps ## only the test network: real hosts in network namespaces, rolling maintenance and Redis failover under load (root)
 	$(GO) test -count=1 -v -timeout 15m ./test/network/
 
 lint: ## gofmt, go vet, staticcheck
