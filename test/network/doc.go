@@ -57,9 +57,9 @@
 // 1 s until the sentinels take the primary as down, the vote, the
 // promotion seen on the next INFO, and the other replica's resync; 0–1
 // messages were queued and unacknowledged at the kill. mxd retries its
-// enqueue every second at most, listd its reads with a back-off that
-// doubles up to 5 s: (*) in one run of seven the longest delay of the
-// kill phase was 6.3 s, one step of that back-off late.
+// enqueue at least once a second, listd its reads with a back-off that
+// doubles up to 5 s. (*) One run of seven had a longest delay of 6.3 s
+// in the kill phase, not yet explained.
 //
 // The restart of a single Redis without Sentinel is its own scenario
 // (TestRedisRestartRideThrough in package smtpd): here a primary gone
