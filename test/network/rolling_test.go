@@ -35,7 +35,7 @@ type world struct {
 	pf     *Postfix
 
 	redisURL string
-	maildir  string
+	sink     *Sink
 	listdCfg string
 }
 
@@ -77,7 +77,7 @@ func buildWorld(t *testing.T) *world {
 	}
 	t.Cleanup(func() { q.Close() })
 	w.q = q
-	w.maildir = filepath.Join(lab.Dir, "maildir")
+	w.sink = StartSink(t, w.lists)
 	w.startListd()
 	// listd publishes its routes; mxd accepts them.
 	waitUntil(t, 20*time.Second, "listd to publish its routes", func() bool {
@@ -117,8 +117,8 @@ retry_max = "5s"
 
 [[route]]
 match = "~*/*@%s"
-maildir = %q
-`, w.redisURL, w.lists.IP, w.zone.Name, w.maildir)
+smtp = %q
+`, w.redisURL, w.lists.IP, w.zone.Name, w.sink.Addr)
 		if err := os.WriteFile(w.listdCfg, []byte(cfg), 0o644); err != nil {
 			w.t.Fatal(err)
 		}
@@ -339,7 +339,7 @@ func TestRollingMaintenance(t *testing.T) {
 	for {
 		w.pf.Flush()
 		var err error
-		got, err = Delivered(w.maildir)
+		got, err = Delivered(w.sink.Dir)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -51,6 +51,33 @@ func (m *MXD) Start(t testing.TB, bin string) {
 	waitTCP(t, m.Proc, m.Host.IP+":25")
 }
 
+// Sink is where listd delivers in the test network: Postfix's smtp-sink,
+// a real SMTP server that writes every message it is given to a file of
+// its own. A message delivered twice shows as two files, as it would
+// reach a list manager twice. (A Maildir route names a copy after its
+// queue id: a second delivery would replace the first unseen, and the
+// file's time would be the second's.)
+type Sink struct {
+	Addr string // host:port
+	Dir  string // one file per delivery
+}
+
+// StartSink starts smtp-sink on h, port 2525.
+func StartSink(t testing.TB, h *Host) *Sink {
+	t.Helper()
+	s := &Sink{Addr: h.IP + ":2525", Dir: filepath.Join(h.lab.Dir, "delivered")}
+	// smtp-sink writes its files as nobody.
+	if err := os.Mkdir(s.Dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(s.Dir, 0o777) // past the umask
+	// -d: one file per message, named by the template plus a random
+	// suffix; 64: the listen backlog.
+	p := h.Start("smtp-sink", "smtp-sink", "-u", "nobody", "-h", "sink."+h.Name, "-d", s.Dir+"/%H%M%S.", s.Addr, "64")
+	waitTCP(t, p, s.Addr)
+	return s
+}
+
 // Postfix is the sending MTA: a real Postfix in its own config directory,
 // relaying what it is given to the list domain by MX lookup.
 type Postfix struct {
