@@ -28,7 +28,7 @@ test: deps ## install what is missing, then gofmt check, go vet, go test -race, 
 	@# third_party/go-smtp is the release in go.mod plus go-smtp.patch, nothing else.
 	GO=$(GO) third_party/check-patch.sh
 
-test-network: deps ## only the test network: real hosts in network namespaces, rolling maintenance under load (root)
+test-network: deps ## only the test network: real hosts in network namespaces, rolling maintenance and Redis failover under load (root)
 	$(GO) test -count=1 -v -timeout 15m ./test/network/
 
 lint: ## gofmt, go vet, staticcheck

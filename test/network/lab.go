@@ -1,8 +1,3 @@
-// Package network builds a test network of real hosts on one machine:
-// one network namespace per host, joined by veth pairs to a bridge, each
-// with its own address, running real DNS servers, Redis, mxd, listd and a
-// Postfix sending MTA. It needs root (ip netns); everything it creates is
-// removed when the test ends, whether it passed or not.
 package network
 
 import (

@@ -87,16 +87,16 @@ func (l *Load) Count() int {
 	return len(l.sent)
 }
 
-// Delivered reads a Maildir and returns, per Message-ID, the time of
-// each copy delivered (a file's modification time).
-func Delivered(maildir string) (map[string][]time.Time, error) {
+// Delivered reads a directory with one file per delivery (the sink's)
+// and returns, per Message-ID, the time of each copy delivered (a file's
+// modification time).
+func Delivered(dir string) (map[string][]time.Time, error) {
 	out := map[string][]time.Time{}
-	files, err := filepath.Glob(filepath.Join(maildir, "new", "*"))
+	files, err := filepath.Glob(filepath.Join(dir, "*"))
 	if err != nil {
 		return nil, err
 	}
-	cur, _ := filepath.Glob(filepath.Join(maildir, "cur", "*"))
-	for _, f := range append(files, cur...) {
+	for _, f := range files {
 		id, mtime, err := messageID(f)
 		if err != nil {
 			return nil, err

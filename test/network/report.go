@@ -16,17 +16,21 @@ type Outcome struct {
 	MissingIDs, DuplicateIDs []string
 	// Delays per phase ("all" for every message): submission to delivery.
 	Delays map[string][]time.Duration
-	// DupByPhase counts duplicates by the phase of their submission.
-	DupByPhase map[string]int
+	// DupByPhase, LostByPhase and Deferrals count duplicates, messages
+	// never delivered, and the sender's status=deferred log lines, by the
+	// phase of the message's submission.
+	DupByPhase, LostByPhase, Deferrals map[string]int
 }
 
 // Compare matches submissions with deliveries.
 func Compare(sent map[string]Sent, got map[string][]time.Time) Outcome {
-	o := Outcome{Sent: len(sent), Delays: map[string][]time.Duration{}, DupByPhase: map[string]int{}}
+	o := Outcome{Sent: len(sent), Delays: map[string][]time.Duration{},
+		DupByPhase: map[string]int{}, LostByPhase: map[string]int{}, Deferrals: map[string]int{}}
 	for id, s := range sent {
 		copies := got[id]
 		if len(copies) == 0 {
 			o.Missing++
+			o.LostByPhase[s.Phase]++
 			if len(o.MissingIDs) < 10 {
 				o.MissingIDs = append(o.MissingIDs, id)
 			}
@@ -46,6 +50,17 @@ func Compare(sent map[string]Sent, got map[string][]time.Time) Outcome {
 		o.Delays[s.Phase] = append(o.Delays[s.Phase], d)
 	}
 	return o
+}
+
+// CountDeferrals adds the sender's deferrals (by Message-ID, as
+// Postfix.Deferrals counts them) to the phases of their messages.
+func (o *Outcome) CountDeferrals(byID map[string]int, sent map[string]Sent) {
+	for id, n := range byID {
+		o.Deferrals["all"] += n
+		if s, ok := sent[id]; ok {
+			o.Deferrals[s.Phase] += n
+		}
+	}
 }
 
 // percentile returns the p-th percentile (0–100) of ds.
@@ -69,21 +84,55 @@ type DrainTimes struct {
 	OthersTransactionsDuring float64 // transactions the other hosts took during the drain
 }
 
-// Print writes the summary table.
-func (o Outcome) Print(w io.Writer, phases []string, drains []DrainTimes) {
-	fmt.Fprintf(w, "\nmessages sent %d, delivered %d, missing %d, duplicates %d\n\n", o.Sent, o.Delivered, o.Missing, o.Duplicates)
+// ExtraDelay is the longest delay of a phase's messages beyond the
+// run's median: what the phase added to a message's way.
+func (o Outcome) ExtraDelay(phase string) time.Duration {
+	return max(percentile(o.Delays[phase], 100)-percentile(o.Delays["all"], 50), 0)
+}
+
+// RedisTimes are what the phases of the queue's Redis measured.
+type RedisTimes struct {
+	Switch Switch
+	// Killed and NewPrimary are the primary killed with SIGKILL and the
+	// one Sentinel promoted (host:port).
+	Killed, NewPrimary string
+	// Failover is from the kill to a new primary with a replica, that
+	// is until mxd's writes are confirmed again.
+	Failover time.Duration
+	// InFlight is how many messages the queue held unacknowledged at
+	// the kill: those a lost acknowledgement may deliver twice.
+	InFlight int64
+	// Rejoin is from the old primary's start to its replicating from
+	// the new one.
+	Rejoin time.Duration
+}
+
+// Print writes the summary tables.
+func (o Outcome) Print(w io.Writer, phases []string, drains []DrainTimes, rt RedisTimes) {
+	fmt.Fprintf(w, "\nmessages sent %d, delivered %d, missing %d, duplicates %d, deferrals at the sender %d\n\n",
+		o.Sent, o.Delivered, o.Missing, o.Duplicates, o.Deferrals["all"])
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tmessages\tduplicates\tdelay p50\tp99\tmax\t")
+	fmt.Fprintln(tw, "phase\tmessages\tlost\tdeferrals\tduplicates\tdelay p50\tp99\tmax\tmax extra\t")
 	for _, p := range append([]string{"all"}, phases...) {
 		ds := o.Delays[p]
-		dups := o.Duplicates
+		dups, lost := o.Duplicates, o.Missing
 		if p != "all" {
-			dups = o.DupByPhase[p]
+			dups, lost = o.DupByPhase[p], o.LostByPhase[p]
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t\n", p, len(ds), dups,
-			round(percentile(ds, 50)), round(percentile(ds, 99)), round(percentile(ds, 100)))
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", p, len(ds)+lost, lost, o.Deferrals[p], dups,
+			round(percentile(ds, 50)), round(percentile(ds, 99)), round(percentile(ds, 100)), round(o.ExtraDelay(p)))
 	}
 	tw.Flush()
+	if rt.Switch.From != "" {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "queue's Redis\tfrom\tto\ttook\t\t")
+		fmt.Fprintf(tw, "switch-over\t%s\t%s\t%s\twrites paused\t\n", rt.Switch.From, rt.Switch.To, round(rt.Switch.Paused))
+		fmt.Fprintf(tw, "kill -9 of the primary\t%s\t%s\t%s\tto a new primary with a replica; %d messages in flight\t\n",
+			rt.Killed, rt.NewPrimary, round(rt.Failover), rt.InFlight)
+		fmt.Fprintf(tw, "old primary back\t%s\t\t%s\tfrom its start to replicating\t\n", rt.Killed, round(rt.Rejoin))
+		tw.Flush()
+	}
 	if len(drains) == 0 {
 		return
 	}

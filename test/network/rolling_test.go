@@ -29,13 +29,13 @@ type world struct {
 	lists  *Host
 	sender *Host
 	mxd    []*MXD
-	redis  *Proc
+	redis  *RedisSet
 	listd  *Proc
 	q      *queue.Queue
 	pf     *Postfix
 
 	redisURL string
-	maildir  string
+	sink     *Sink
 	listdCfg string
 }
 
@@ -58,6 +58,8 @@ func buildWorld(t *testing.T) *world {
 	// host, where the operator runs dnsctl.
 	w.lists = lab.AddHost("lists", w.dns1.IP)
 	w.sender = lab.AddHost("sender", w.dns1.IP)
+	redis2 := lab.AddHost("redis2", "")
+	redis3 := lab.AddHost("redis3", "")
 	ips := map[string]string{"dns1": w.dns1.IP, "dns2": w.dns2.IP, "lists": w.lists.IP, "sender": w.sender.IP}
 	for i, h := range mxHosts {
 		ips[fmt.Sprintf("mx%d", i+1)] = h.IP
@@ -66,15 +68,16 @@ func buildWorld(t *testing.T) *world {
 	StartBIND(t, w.dns1, w.zone, ips, w.dns2.IP)
 	waitSOA(t, nil, w.dns2.IP+":53", w.zone.Name)
 
-	w.redis = StartRedis(t, w.lists)
-	w.redisURL = "redis://" + w.lists.IP + ":6379/0"
+	// Everything finds the queue's primary through the sentinels.
+	w.redis = StartRedisSet(t, w.lists, redis2, redis3)
+	w.redisURL = w.redis.URL()
 	q, err := queue.Open(w.redisURL, queue.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
 	w.q = q
-	w.maildir = filepath.Join(lab.Dir, "maildir")
+	w.sink = StartSink(t, w.lists)
 	w.startListd()
 	// listd publishes its routes; mxd accepts them.
 	waitUntil(t, 20*time.Second, "listd to publish its routes", func() bool {
@@ -82,7 +85,9 @@ func buildWorld(t *testing.T) *world {
 		return err == nil && len(reg) > 0
 	})
 	for i, h := range mxHosts {
-		m := NewMXD(t, h, fmt.Sprintf("mx%d.%s", i+1, w.zone.Name), w.zone.Name, w.redisURL, w.dns1.IP+":53")
+		// 250 only once a replica has the message too: a failover
+		// loses none.
+		m := NewMXD(t, h, fmt.Sprintf("mx%d.%s", i+1, w.zone.Name), w.zone.Name, w.redisURL, w.dns1.IP+":53", "replicas = 1")
 		m.Start(t, command("mxd"))
 		w.mxd = append(w.mxd, m)
 	}
@@ -112,8 +117,8 @@ retry_max = "5s"
 
 [[route]]
 match = "~*/*@%s"
-maildir = %q
-`, w.redisURL, w.lists.IP, w.zone.Name, w.maildir)
+smtp = %q
+`, w.redisURL, w.lists.IP, w.zone.Name, w.sink.Addr)
 		if err := os.WriteFile(w.listdCfg, []byte(cfg), 0o644); err != nil {
 			w.t.Fatal(err)
 		}
@@ -121,7 +126,7 @@ maildir = %q
 	w.listd = w.lists.Start("listd", command("listd"), "-config", w.listdCfg)
 }
 
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -317,12 +322,8 @@ func TestRollingMaintenance(t *testing.T) {
 	time.Sleep(time.Second)
 	w.startListd()
 
-	phases = append(phases, "redis restart")
-	phase("redis restart")
-	time.Sleep(2 * time.Second)
-	w.redis.Stop(30 * time.Second)
-	time.Sleep(2 * time.Second)
-	w.redis = StartRedis(t, w.lists)
+	phases = append(phases, phaseSwitch, phaseKill, phaseBack)
+	rt := w.redisPhases(phase)
 
 	phases = append(phases, "cool-down")
 	phase("cool-down")
@@ -338,7 +339,7 @@ func TestRollingMaintenance(t *testing.T) {
 	for {
 		w.pf.Flush()
 		var err error
-		got, err = Delivered(w.maildir)
+		got, err = Delivered(w.sink.Dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -353,8 +354,9 @@ func TestRollingMaintenance(t *testing.T) {
 		time.Sleep(2 * time.Second)
 	}
 	o := Compare(sent, got)
+	o.CountDeferrals(w.pf.Deferrals(), sent)
 	var table bytes.Buffer
-	o.Print(&table, phases, drains)
+	o.Print(&table, phases, drains, rt)
 	t.Log("\n" + table.String())
 	os.WriteFile(filepath.Join(os.TempDir(), "mxq-network-summary.txt"), table.Bytes(), 0o644)
 
@@ -364,6 +366,13 @@ func TestRollingMaintenance(t *testing.T) {
 	for p, n := range o.DupByPhase {
 		if n > 0 && !strings.HasPrefix(p, "kill -9") {
 			t.Errorf("%d duplicates in phase %q (only kill -9 may cause them): %v", n, p, o.DuplicateIDs)
+		}
+	}
+	// A sender waits for the reply to DATA while mxd rides through the
+	// switch-over or the failover: it never defers.
+	for _, p := range []string{phaseSwitch, phaseKill} {
+		if n := o.Deferrals[p]; n > 0 {
+			t.Errorf("the sender deferred %d times in phase %q", n, p)
 		}
 	}
 	if w.pf.QueueCount() != 0 {

@@ -13,19 +13,6 @@ import (
 	"mxq/internal/postfix"
 )
 
-// StartRedis runs the queue's Redis on h: AOF with fsync always, no
-// eviction.
-func StartRedis(t testing.TB, h *Host) *Proc {
-	t.Helper()
-	dir := filepath.Join(h.lab.Dir, "redis")
-	os.MkdirAll(dir, 0o755)
-	p := h.Start("redis", "redis-server", "--bind", h.IP, "--port", "6379", "--dir", dir,
-		"--appendonly", "yes", "--appendfsync", "always", "--save", "",
-		"--maxmemory", "512mb", "--maxmemory-policy", "noeviction", "--protected-mode", "no")
-	waitTCP(t, p, h.IP+":6379")
-	return p
-}
-
 // MXD is one mxd on its host.
 type MXD struct {
 	Host    *Host
@@ -35,8 +22,9 @@ type MXD struct {
 	Proc    *Proc
 }
 
-// NewMXD writes the config of an mxd on h.
-func NewMXD(t testing.TB, h *Host, name, listDom, redisURL, resolver string) *MXD {
+// NewMXD writes the config of an mxd on h, with the extra lines at its
+// end.
+func NewMXD(t testing.TB, h *Host, name, listDom, redisURL, resolver string, extra ...string) *MXD {
 	t.Helper()
 	conf := filepath.Join(h.lab.Dir, h.Name+"-mxd.toml")
 	m := &MXD{Host: h, Name: name, Config: conf, Metrics: h.IP + ":9125"}
@@ -50,7 +38,7 @@ heartbeat_interval = "500ms"
 shutdown_timeout = "20s"
 registry_ttl = "2s"
 dns_resolver = %q
-`, name, h.IP, listDom, listDom, redisURL, m.Metrics, resolver)), 0o644)
+%s`, name, h.IP, listDom, listDom, redisURL, m.Metrics, resolver, lines(extra))), 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,6 +50,33 @@ func (m *MXD) Start(t testing.TB, bin string) {
 	t.Helper()
 	m.Proc = m.Host.Start("mxd", bin, "-config", m.Config)
 	waitTCP(t, m.Proc, m.Host.IP+":25")
+}
+
+// Sink is where listd delivers in the test network: Postfix's smtp-sink,
+// a real SMTP server that writes every message it is given to a file of
+// its own. A message delivered twice shows as two files, as it would
+// reach a list manager twice. (A Maildir route names a copy after its
+// queue id: a second delivery would replace the first unseen, and the
+// file's time would be the second's.)
+type Sink struct {
+	Addr string // host:port
+	Dir  string // one file per delivery
+}
+
+// StartSink starts smtp-sink on h, port 2525.
+func StartSink(t testing.TB, h *Host) *Sink {
+	t.Helper()
+	s := &Sink{Addr: h.IP + ":2525", Dir: filepath.Join(h.lab.Dir, "delivered")}
+	// smtp-sink writes its files as nobody.
+	if err := os.Mkdir(s.Dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(s.Dir, 0o777) // past the umask
+	// -d: one file per message, named by the template plus a random
+	// suffix; 64: the listen backlog.
+	p := h.Start("smtp-sink", "smtp-sink", "-u", "nobody", "-h", "sink."+h.Name, "-d", s.Dir+"/%H%M%S.", s.Addr, "64")
+	waitTCP(t, p, s.Addr)
+	return s
 }
 
 // Postfix is the sending MTA: a real Postfix in its own config directory,
@@ -146,8 +161,42 @@ func (p *Postfix) QueueCount() int {
 	return n
 }
 
+// Deferrals counts the maillog's status=deferred lines by the
+// Message-ID of the message each is about (found through the queue id
+// that cleanup logged it with).
+func (p *Postfix) Deferrals() map[string]int {
+	ids := map[string]string{} // queue id → Message-ID
+	out := map[string]int{}
+	for _, line := range strings.Split(p.Log(), "\n") {
+		// "… postfix/smtp[123]: 4dQ9fX2: to=<…>, …, status=deferred (…)"
+		_, rest, ok := strings.Cut(line, "]: ")
+		if !ok {
+			continue
+		}
+		qid, rest, ok := strings.Cut(rest, ": ")
+		if !ok {
+			continue
+		}
+		if v, ok := strings.CutPrefix(rest, "message-id=<"); ok {
+			ids[qid], _, _ = strings.Cut(v, ">")
+		} else if strings.Contains(rest, "status=deferred") {
+			out[ids[qid]]++
+		}
+	}
+	return out
+}
+
 // Flush asks Postfix to retry its deferred mail now.
 func (p *Postfix) Flush() { p.Host.Run("postqueue", "-c", p.etc, "-f") }
+
+// lines joins config lines, each ended by a newline.
+func lines(ls []string) string {
+	var b strings.Builder
+	for _, l := range ls {
+		b.WriteString(l + "\n")
+	}
+	return b.String()
+}
 
 func processAlive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
