@@ -240,3 +240,14 @@ func (l *Lab) dumpLogs() {
 		l.t.Logf("==> %s <==\n%s", filepath.Base(f), bytes.TrimSpace(b))
 	}
 }
+
+func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -126,16 +126,6 @@ smtp = %q
 	w.listd = w.lists.Start("listd", command("listd"), "-config", w.listdCfg)
 }
 
-func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 // dnsctl runs the maintenance command on the lists host, as an operator
 // would, with the defaults that find the servers: the primary from the
