@@ -126,7 +126,6 @@ smtp = %q
 	w.listd = w.lists.Start("listd", command("listd"), "-config", w.listdCfg)
 }
 
-
 // dnsctl runs the maintenance command on the lists host, as an operator
 // would, with the defaults that find the servers: the primary from the
 // SOA's MNAME, every authoritative address from the NS records.
