@@ -35,6 +35,11 @@ type config struct {
 	DeliveryTimeout tomlfile.Duration `toml:"delivery_timeout"`
 	ShutdownTimeout tomlfile.Duration `toml:"shutdown_timeout"`
 
+	// Replicas and ReplicaTimeout are queue.Options's; zero is the
+	// queue's default.
+	Replicas       int               `toml:"replicas"`
+	ReplicaTimeout tomlfile.Duration `toml:"replica_timeout"`
+
 	Routes []route `toml:"route"`
 }
 
@@ -120,6 +125,12 @@ func (c *config) check(src []byte) error {
 	}
 	if c.MaxAttempts < 1 {
 		add("max_attempts %d: want at least 1", c.MaxAttempts)
+	}
+	if c.Replicas < 0 {
+		add("replicas %d: want 0 (no waiting) or more", c.Replicas)
+	}
+	if c.ReplicaTimeout.Duration < 0 {
+		add("replica_timeout: want a positive duration")
 	}
 	for name, d := range map[string]tomlfile.Duration{"lease": c.Lease, "retry_min": c.RetryMin, "retry_max": c.RetryMax,
 		"delivery_timeout": c.DeliveryTimeout, "shutdown_timeout": c.ShutdownTimeout} {
@@ -259,6 +270,11 @@ func (rs *routes) carry(r route, taken []bool) *lists.Limiter {
 		}
 	}
 	return nil
+}
+
+// queueOptions are the queue's settings.
+func (c *config) queueOptions() queue.Options {
+	return queue.Options{Name: c.Queue, Replicas: c.Replicas, ReplicaTimeout: c.ReplicaTimeout.Duration}
 }
 
 // consumerOptions are the queue consumer's settings.

@@ -105,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) error {
-	q, err := queue.Open(cfg.Redis, queue.Options{Name: cfg.Queue})
+	q, err := queue.Open(cfg.Redis, cfg.queueOptions())
 	if err != nil {
 		return err
 	}
@@ -125,6 +125,7 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 	var router atomic.Pointer[lists.Router]
 	router.Store(running.Router)
 	src := q.Consumer(cfg.consumerOptions())
+	m.watch(reg, src)
 	consumer := cfg.consumer(src, &router, logger, m.observe)
 
 	bg, stopBg := context.WithCancel(context.Background())
