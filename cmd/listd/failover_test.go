@@ -276,7 +276,15 @@ func switchover(t *testing.T, set *queuetest.Set) time.Duration {
 		t.Fatal(err)
 	}
 	t0 := time.Now()
-	defer rdb.Do(ctx, "client", "unpause")
+	defer func() {
+		// Sentinel closed the connections of clients when it demoted
+		// the server: unpause on a new one.
+		c := redis.NewClient(&redis.Options{Addr: old.Addr(), MaxRetries: -1})
+		defer c.Close()
+		if err := c.Do(ctx, "client", "unpause").Err(); err != nil {
+			t.Errorf("client unpause on the old primary: %v", err)
+		}
+	}()
 	waitFor(t, "a replica with every write", func() bool {
 		info, err := rdb.Info(ctx, "replication").Result()
 		if err != nil {
