@@ -82,7 +82,7 @@ func (m *Message) Delivered(ctx context.Context, rcpt string) error {
 	if err := m.flush(ctx); err != nil {
 		return err
 	}
-	return m.d.Delivered(ctx, rcpt)
+	return persist(ctx, func(ctx context.Context) error { return m.d.Delivered(ctx, rcpt) })
 }
 
 // flush records the recipient left to the acknowledgement.
@@ -90,7 +90,7 @@ func (m *Message) flush(ctx context.Context) error {
 	if m.unrecorded == "" {
 		return nil
 	}
-	if err := m.d.Delivered(ctx, m.unrecorded); err != nil {
+	if err := persist(ctx, func(ctx context.Context) error { return m.d.Delivered(ctx, m.unrecorded) }); err != nil {
 		return err
 	}
 	m.unrecorded = ""
@@ -100,7 +100,7 @@ func (m *Message) flush(ctx context.Context) error {
 // Reject records that rcpt can never get the message; the message is
 // dead-lettered with reason once no recipient is pending.
 func (m *Message) Reject(ctx context.Context, rcpt string, reason error) error {
-	return m.d.Reject(ctx, rcpt, reason)
+	return persist(ctx, func(ctx context.Context) error { return m.d.Reject(ctx, rcpt, reason) })
 }
 
 // Outcome is how one delivery attempt ended.
@@ -121,9 +121,14 @@ const (
 	// Unsettled: the result could not be written to Redis; the message
 	// comes back when its lease runs out.
 	Unsettled
+	// Redelivered: the message came back after this consumer had
+	// acknowledged it (a failover lost the acknowledgement:
+	// queue.Delivery.AckedBefore). Every recipient had it: it was
+	// acknowledged again, not delivered again.
+	Redelivered
 )
 
-var outcomeNames = [...]string{"delivered", "retried", "dead", "released", "lease lost", "unsettled"}
+var outcomeNames = [...]string{"delivered", "retried", "dead", "released", "lease lost", "unsettled", "redelivered"}
 
 func (o Outcome) String() string { return outcomeNames[o] }
 
@@ -199,7 +204,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	work := make(chan job, n)
 	var wg sync.WaitGroup
 	c.startWorkers(ctx, runCtx, n, work, slots, &wg)
-	wait := time.Duration(0)
+	down := &outage{log: log}
 	for ctx.Err() == nil {
 		select {
 		case slots <- struct{}{}:
@@ -224,21 +229,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 			work <- job{d: d, hctx: hctx, stopHold: stop, fetched: time.Now()}
 		}
 		if err == nil {
-			if wait > 0 {
-				log.Info("queue reachable again")
-			}
-			wait = 0
+			down.ok()
 			continue
 		}
 		if ctx.Err() != nil {
 			break
 		}
-		wait = min(max(2*wait, 100*time.Millisecond), 5*time.Second)
-		log.Warn("fetch from the queue failed; trying again", "err", err, "in", wait)
+		t := time.NewTimer(down.failed(err))
 		select {
 		case <-ctx.Done():
-		case <-time.After(wait):
+		case <-t.C:
 		}
+		t.Stop()
 	}
 	close(work)
 	c.finish(&wg, grace, stopRuns)
@@ -292,7 +294,7 @@ func (c *Consumer) release(runCtx context.Context, j job) {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), 10*time.Second)
 	defer cancel()
 	res := Result{Record: j.d.Record, ID: j.d.ID, Attempt: j.d.Attempt, Outcome: Released}
-	if err := j.d.Release(sctx); err != nil {
+	if err := persist(sctx, j.d.Release); err != nil {
 		res.Outcome, res.Err = Unsettled, err
 	}
 	res.Elapsed = time.Since(j.fetched)
@@ -320,6 +322,8 @@ func (c *Consumer) deliver(runCtx context.Context, j job) {
 	m := &Message{Record: d.Record, Attempt: d.Attempt, d: d}
 	var err error
 	switch {
+	case d.AckedBefore():
+		// Every recipient has it: a failover lost the acknowledgement.
 	case d.Err() != nil:
 		err = Permanent(d.Err())
 	case len(d.Pending()) > 0:
@@ -346,21 +350,26 @@ func (c *Consumer) deliver(runCtx context.Context, j job) {
 	case serr != nil:
 	case lost:
 		res.Outcome = LeaseLost
+	case d.AckedBefore():
+		res.Outcome, serr = Redelivered, persist(sctx, d.Ack)
 	case err != nil && runCtx.Err() != nil:
-		res.Outcome, serr = Released, d.Release(sctx)
+		res.Outcome, serr = Released, persist(sctx, d.Release)
 	case err == nil && len(d.Rejected()) == 0:
-		if serr = d.Ack(sctx); serr != nil {
+		if serr = persist(sctx, d.Ack); serr != nil {
 			m.flush(sctx) // best effort: the error is reported below
 		}
 		res.Outcome = Delivered
 	case err == nil:
 		res.Err = Permanent(rejections(d.Rejected()))
-		res.Outcome, serr = Dead, d.Dead(sctx, res.Err.Error())
+		res.Outcome, serr = Dead, c.dead(sctx, d, res.Err.Error())
 	case IsPermanent(err):
-		res.Outcome, serr = Dead, d.Dead(sctx, err.Error())
+		res.Outcome, serr = Dead, c.dead(sctx, d, err.Error())
 	default:
 		var dead bool
-		dead, serr = d.Retry(sctx, err)
+		serr = persist(sctx, func(ctx context.Context) (err2 error) {
+			dead, err2 = d.Retry(ctx, err)
+			return err2
+		})
 		res.Outcome = Retried
 		if dead {
 			res.Outcome = Dead
@@ -377,6 +386,11 @@ func (c *Consumer) deliver(runCtx context.Context, j job) {
 	if c.Observe != nil {
 		c.Observe(res)
 	}
+}
+
+// dead dead-letters d, riding through a brief outage.
+func (c *Consumer) dead(ctx context.Context, d *queue.Delivery, reason string) error {
+	return persist(ctx, func(ctx context.Context) error { return d.Dead(ctx, reason) })
 }
 
 // call runs the handler, turning a panic into a temporary error.

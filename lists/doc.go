@@ -43,6 +43,17 @@
 // reason and every attempt's error, where `mxq dead` shows it and can put
 // it back.
 //
+// # Through a Redis failover
+//
+// Trouble with Redis never ends Run: fetching is tried again with
+// back-off, logged when it starts, once a minute and when it ends. The
+// writes that end an attempt (marks, Ack, Retry, Dead, Release) are sent
+// again while the failure is one that passes (queue.Transient), for up to
+// 30 seconds; each is safe to send twice. A delivery that
+// queue.Delivery.AckedBefore reports was acknowledged by this consumer
+// before a failover lost the acknowledgement: it is acknowledged again
+// without calling the handler, with the outcome Redelivered.
+//
 // # What it never does
 //
 // It never drops a message silently: a recipient that matches no route is

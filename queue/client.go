@@ -53,9 +53,13 @@ type clientSettings struct {
 func settingsFor(opt Options, read, write, dial time.Duration, protocol, pool int) clientSettings {
 	s := clientSettings{readTimeout: read, writeTimeout: write, dialTimeout: dial, protocol: protocol, poolSize: pool}
 	// The socket deadlines are the outer bound; each command's context
-	// (Timeout, plus its size at MinRate for chunks of a body) is the
-	// tighter one.
+	// (Timeout, plus its size at MinRate for chunks of a body, plus
+	// ReplicaTimeout for a pipeline that ends with WAIT) is the tighter
+	// one.
 	sock := opt.Timeout + time.Duration(float64(maxCommandBytes)/float64(opt.MinRate)*float64(time.Second))
+	if opt.Replicas > 0 {
+		sock += opt.ReplicaTimeout
+	}
 	if s.readTimeout == 0 {
 		s.readTimeout = sock
 	}

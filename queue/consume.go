@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -59,6 +60,11 @@ type ConsumerOptions struct {
 	// must have been silent before it is removed from the group (each
 	// listd start adds a name). Default the longer of 1h and 10×Lease.
 	ForgetIdle time.Duration
+	// RememberAcks is how many of the queue ids it acknowledged last the
+	// consumer remembers, to know a message that a failover brought back
+	// (Delivery.AckedBefore; see recover.go). Default 100,000, about
+	// 10 MiB.
+	RememberAcks int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -68,12 +74,13 @@ type ConsumerOptions struct {
 // about 13 hours: enough for a list server that is down for an afternoon.
 func DefaultConsumerOptions() ConsumerOptions {
 	return ConsumerOptions{
-		Group:       "listd",
-		Lease:       time.Minute,
-		Block:       time.Second,
-		MaxAttempts: 30,
-		RetryMin:    30 * time.Second,
-		RetryMax:    30 * time.Minute,
+		Group:        "listd",
+		Lease:        time.Minute,
+		Block:        time.Second,
+		MaxAttempts:  30,
+		RetryMin:     30 * time.Second,
+		RetryMax:     30 * time.Minute,
+		RememberAcks: 100_000,
 	}
 }
 
@@ -95,6 +102,7 @@ func (o ConsumerOptions) withDefaults() ConsumerOptions {
 	o.RetryMax = max(o.RetryMax, o.RetryMin)
 	orDefault(&o.ReclaimInterval, o.Lease/4)
 	orDefault(&o.ForgetIdle, max(time.Hour, 10*o.Lease))
+	orDefault(&o.RememberAcks, d.RememberAcks)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -112,12 +120,21 @@ type Consumer struct {
 	lastReclaim time.Time
 	cursor      string // XAUTOCLAIM position
 
+	// See recover.go.
+	held             map[string]bool // stream ids handed out and not settled yet
+	settledMeanwhile map[string]bool // non-nil while takeBack reads
+	suspect          bool            // a failure passed: read the own pending entries again
+	backCursor       string          // takeBack's position in them
+	acked            recentIDs       // queue ids acknowledged last
+
 	acks Batcher[*ackReq] // see acks.go
+
+	unconfirmedAcks, unconfirmedMarks, takenBack atomic.Int64
 }
 
 // Consumer returns a consumer of q. It does not contact Redis.
 func (q *Queue) Consumer(opt ConsumerOptions) *Consumer {
-	return &Consumer{q: q, opt: opt.withDefaults(), cursor: "0-0"}
+	return &Consumer{q: q, opt: opt.withDefaults(), cursor: "0-0", backCursor: "0", held: make(map[string]bool)}
 }
 
 // Name is the consumer's name in its group.
@@ -127,22 +144,38 @@ func (c *Consumer) Name() string { return c.opt.Name }
 func (c *Consumer) Options() ConsumerOptions { return c.opt }
 
 // Fetch returns up to n deliveries: due retries are moved back into the
-// stream first, then entries whose lease expired are taken over, then new
+// stream first; after a failure that passed (a failover, a restart), the
+// consumer's own pending entries that none of its deliveries holds are
+// taken back; then entries whose lease expired are taken over; then new
 // entries are read, waiting at most Block for one. It returns no
-// deliveries and no error when there was nothing to do.
+// deliveries and no error when there was nothing to do. After an error,
+// call it again (with a pause): it picks up where Redis left off.
 func (c *Consumer) Fetch(ctx context.Context, n int) ([]*Delivery, error) {
 	if n <= 0 {
 		return nil, nil
 	}
+	ds, err := c.fetch(ctx, n)
+	c.noteErr(err)
+	return ds, err
+}
+
+func (c *Consumer) fetch(ctx context.Context, n int) ([]*Delivery, error) {
 	if err := c.ensureGroup(ctx); err != nil {
 		return nil, err
 	}
 	if _, err := c.promote(ctx, 100); err != nil {
 		return nil, err
 	}
-	ds, err := c.reclaim(ctx, n)
+	ds, err := c.takeBack(ctx, n)
 	if err != nil {
 		return nil, err
+	}
+	if len(ds) < n {
+		more, err := c.reclaim(ctx, n-len(ds))
+		if err != nil {
+			return ds, err
+		}
+		ds = append(ds, more...)
 	}
 	if len(ds) < n {
 		block := c.opt.Block
@@ -301,7 +334,7 @@ func (c *Consumer) reclaim(ctx context.Context, n int) ([]*Delivery, error) {
 			return nil, fmt.Errorf("acknowledge deleted entries %v: %w", ids, classify(err))
 		}
 	}
-	return c.begin(ctx, msgs, true)
+	return c.begin(ctx, msgs, fromReclaim)
 }
 
 // forgetIdleConsumers removes from the group the consumers that hold
@@ -356,16 +389,44 @@ func (c *Consumer) read(ctx context.Context, n int, block time.Duration) ([]*Del
 	for _, s := range res {
 		msgs = append(msgs, s.Messages...)
 	}
-	return c.begin(rctx, msgs, false)
+	return c.begin(rctx, msgs, fromStream)
 }
+
+// Where begin's entries come from.
+type entrySource int
+
+const (
+	fromStream  entrySource = iota // new entries (XREADGROUP >)
+	fromReclaim                    // leases that expired (XAUTOCLAIM)
+	fromOwnList                    // the consumer's own pending entries (takeBack)
+)
 
 // begin loads what a delivery needs: the body, the recipients settled by
 // earlier attempts and the earlier attempts themselves. A reclaimed entry
-// gets an attempt recorded for the consumer that lost it.
-func (c *Consumer) begin(ctx context.Context, msgs []redis.XMessage, reclaimed bool) ([]*Delivery, error) {
+// gets an attempt recorded for the consumer that lost it. Of the
+// consumer's own pending entries, those a delivery of it holds are left
+// out; any other entry is fair game, even one of its own deliveries
+// holds (a lease that expired, a group created again).
+func (c *Consumer) begin(ctx context.Context, msgs []redis.XMessage, from entrySource) ([]*Delivery, error) {
+	reclaimed := from == fromReclaim
+	msgs = c.hold(msgs, from == fromOwnList)
 	if len(msgs) == 0 {
 		return nil, nil
 	}
+	ds, err := c.load(ctx, msgs, reclaimed)
+	if err != nil {
+		ids := make([]string, len(msgs))
+		for i, m := range msgs {
+			ids[i] = m.ID
+		}
+		c.unhold(ids...)
+		return nil, err
+	}
+	return ds, nil
+}
+
+// load makes the deliveries of msgs.
+func (c *Consumer) load(ctx context.Context, msgs []redis.XMessage, reclaimed bool) ([]*Delivery, error) {
 	ds := make([]*Delivery, len(msgs))
 	for i, m := range msgs {
 		d := &Delivery{c: c, StreamID: m.ID, Started: c.opt.Now()}
@@ -385,6 +446,11 @@ func (c *Consumer) begin(ctx context.Context, msgs []redis.XMessage, reclaimed b
 		}
 		ds[i] = d
 	}
+	c.mu.Lock()
+	for _, d := range ds {
+		d.ackedBefore = c.acked.has(d.ID)
+	}
+	c.mu.Unlock()
 	type cmds struct {
 		body  bodyCmds
 		done  *redis.MapStringStringCmd

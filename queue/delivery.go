@@ -40,7 +40,14 @@ type Delivery struct {
 	bodyMissing bool
 	rawHost     string            // the host of a record that could not be decoded
 	settled     map[string]string // recipient → "delivered" | "failed: …"
+	ackedBefore bool
 }
+
+// AckedBefore reports whether this consumer acknowledged the message
+// before (it remembers the last ConsumerOptions.RememberAcks): the entry
+// is back because a failover lost the acknowledgement. Every recipient
+// has the message; acknowledge it again rather than deliver it again.
+func (d *Delivery) AckedBefore() bool { return d.ackedBefore }
 
 // Attempt is one attempt at delivering a message, as kept for the dead
 // letter and for mxq.
@@ -145,11 +152,21 @@ func (d *Delivery) Reject(ctx context.Context, rcpt string, reason error) error 
 	return d.settle(ctx, rcpt, stateFailed+reason.Error())
 }
 
+// settle records rcpt's state. With Options.Replicas it goes with the
+// acknowledgements (acks.go), which wait for the replicas together.
 func (d *Delivery) settle(ctx context.Context, rcpt, state string) error {
-	ctx, cancel := d.c.q.ctx(ctx)
-	defer cancel()
-	if err := d.c.q.rdb.HSet(ctx, d.c.q.key("done", d.ID), rcpt, state).Err(); err != nil {
-		return fmt.Errorf("record %s for %s: %w", strings.TrimSuffix(state, ": "), rcpt, classify(err))
+	var err error
+	if d.c.q.opt.Replicas > 0 {
+		err = d.c.mark(ctx, d, rcpt, state)
+	} else {
+		ctx, cancel := d.c.q.ctx(ctx)
+		err = d.c.q.rdb.HSet(ctx, d.c.q.key("done", d.ID), rcpt, state).Err()
+		cancel()
+	}
+	if err != nil {
+		err = classify(err)
+		d.c.noteErr(err)
+		return fmt.Errorf("record %s for %s: %w", strings.TrimSuffix(state, ": "), rcpt, err)
 	}
 	if d.settled == nil {
 		d.settled = map[string]string{}
@@ -233,8 +250,12 @@ return 1
 
 // Ack acknowledges a delivered message: it leaves the queue for good.
 // The acknowledgements of concurrent deliveries go to Redis together
-// (see acks.go); each returns its own result.
+// (see acks.go); each returns its own result. With Options.Replicas they
+// also wait for the replicas; one they do not confirm in time is still
+// acknowledged, and counted (Consumer.Stats).
 func (d *Delivery) Ack(ctx context.Context) error {
+	d.c.rememberAck(d.ID)
+	defer d.c.unhold(d.StreamID)
 	return d.c.ack(ctx, d)
 }
 
@@ -300,6 +321,7 @@ func (a retryArgs) args() []any {
 // back-off. When this was the last allowed attempt it dead-letters the
 // message instead and reports dead.
 func (d *Delivery) Retry(ctx context.Context, cause error) (dead bool, err error) {
+	defer d.c.unhold(d.StreamID)
 	a := d.attempt(cause)
 	if d.Attempt >= d.c.opt.MaxAttempts {
 		reason := fmt.Sprintf("gave up after %d attempts; last error: %v", d.Attempt, cause)
@@ -360,6 +382,7 @@ type deadArgs struct {
 func (a deadArgs) args() []any { return append(a.owner.args(), a.id, a.reason, a.attempts, a.nowMS) }
 
 func (d *Delivery) dead(ctx context.Context, reason string, last Attempt) error {
+	defer d.c.unhold(d.StreamID)
 	q := d.c.q
 	all, _ := json.Marshal(append(slices.Clone(d.Attempts), last))
 	keys := deadKeys{stream: q.key("stream"), dead: q.key("dead"), inflight: q.key("inflight", d.host()), tries: q.key("tries", d.ID)}
@@ -385,6 +408,7 @@ func (a releaseArgs) args() []any { return append(a.owner.args(), a.idleMS) }
 // that stops: another consumer takes it over without waiting out the
 // lease.
 func (d *Delivery) Release(ctx context.Context) error {
+	defer d.c.unhold(d.StreamID)
 	args := releaseArgs{owner: d.owner(), idleMS: d.c.opt.Lease.Milliseconds() + 1}
 	return runOwned(ctx, d, "release", releaseScript, streamKey{d.c.q.key("stream")}, args)
 }
@@ -401,7 +425,9 @@ func runOwned[K scriptKeys, A scriptArgs](ctx context.Context, d *Delivery, what
 func (d *Delivery) scriptResult(what string, n int, err error) error {
 	if err != nil {
 		d.c.groupLost(err)
-		return fmt.Errorf("%s %s: %w", what, d.ID, classify(err))
+		err = classify(err)
+		d.c.noteErr(err)
+		return fmt.Errorf("%s %s: %w", what, d.ID, err)
 	}
 	if n == 0 {
 		return fmt.Errorf("%s %s: %w", what, d.ID, ErrLeaseLost)

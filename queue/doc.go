@@ -16,7 +16,8 @@
 // after Redis has answered, and with `appendfsync always` Redis answers only
 // after the AOF is fsynced, so a producer that has a nil error from Enqueue
 // may answer 250. With Options.Replicas set, Enqueue also waits (WAIT, on the
-// same connection) until that many replicas have the write.
+// same connection) until that many replicas have the write, and so do a
+// consumer's acknowledgements and per-recipient marks, a batch at a time.
 //
 // Writes are never retried by the client library (go-redis's MaxRetries
 // is off): a write whose reply was lost may or may not have happened.

@@ -24,7 +24,10 @@ type Options struct {
 	// again.
 	DedupWindow time.Duration
 	// Replicas is how many replicas must confirm an enqueue (WAIT) before
-	// it counts as durable. Zero means no WAIT.
+	// it counts as durable. Zero means no WAIT. A consumer's
+	// acknowledgements and per-recipient marks wait for them too, in
+	// batches; one they do not confirm in time still counts, and is
+	// counted (Consumer.Stats).
 	Replicas int
 	// ReplicaTimeout bounds the WAIT.
 	ReplicaTimeout time.Duration

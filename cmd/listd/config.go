@@ -67,6 +67,8 @@ func (c *config) settings() []tomlfile.Setting {
 		{Key: "retry_max", To: &c.Consumer.RetryMax},
 		{Key: "delivery_timeout", To: &c.DeliveryTimeout},
 		{Key: "shutdown_timeout", To: &c.ShutdownTimeout},
+		{Key: "replicas", To: &c.Queue.Replicas},
+		{Key: "replica_timeout", To: &c.Queue.ReplicaTimeout},
 
 		{Key: "route", To: &c.Routes},
 	}
@@ -138,11 +140,15 @@ func (c *config) check(src []byte) error {
 	if c.Consumer.MaxAttempts < 1 {
 		add("max_attempts %d: want at least 1", c.Consumer.MaxAttempts)
 	}
+	if c.Queue.Replicas < 0 {
+		add("replicas %d: want 0 (no waiting) or more", c.Queue.Replicas)
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
 	}{{"lease", c.Consumer.Lease}, {"retry_min", c.Consumer.RetryMin}, {"retry_max", c.Consumer.RetryMax},
-		{"delivery_timeout", c.DeliveryTimeout}, {"shutdown_timeout", c.ShutdownTimeout}} {
+		{"delivery_timeout", c.DeliveryTimeout}, {"shutdown_timeout", c.ShutdownTimeout},
+		{"replica_timeout", c.Queue.ReplicaTimeout}} {
 		if d.v <= 0 {
 			add("%s: want a positive duration", d.name)
 		}

@@ -51,6 +51,8 @@ func TestConfigErrors(t *testing.T) {
 		{"two destinations", "[[route]]\nmatch = \"a@b.example\"\nmaildir = \"/x\"\nlmtp = \"unix:/y\"\n", "line 1: route 1: match \"a@b.example\": want exactly one of lmtp, smtp, exec, maildir (found 2)"},
 		{"no destination", "[[route]]\nmatch = \"a@b.example\"\n", "found 0"},
 		{"no routes", "concurrency = 2\n", "no [[route]]"},
+		{"negative replicas", "replicas = -1\n" + route, "replicas -1: want 0 (no waiting) or more"},
+		{"negative replica_timeout", "replica_timeout = \"-1s\"\n" + route, "replica_timeout: want a positive duration"},
 		{"bad pattern", "[[route]]\nmatch = \"not-an-address\"\nmaildir = \"/x\"\n", "want local@domain"},
 		{"relative exec", "[[route]]\nmatch = \"a@b.example\"\nexec = [\"mlmmj-receive\"]\n", "absolute path"},
 		{"missing exec", "[[route]]\nmatch = \"a@b.example\"\nexec = [\"/nonexistent/prog\"]\n", "no such file"},

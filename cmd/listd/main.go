@@ -119,6 +119,7 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 	var router atomic.Pointer[lists.Router]
 	router.Store(running.Router)
 	src := q.Consumer(cfg.Consumer)
+	m.watch(reg, src)
 	consumer := cfg.consumer(src, &router, logger, m.observe)
 
 	bg, stopBg := context.WithCancel(context.Background())

@@ -12,9 +12,9 @@ import (
 
 // metrics are listd's Prometheus metrics.
 type metrics struct {
-	delivered, retried, dead, released prometheus.Counter
-	latency                            prometheus.Histogram
-	attempt                            prometheus.Histogram
+	delivered, retried, dead, released, redelivered prometheus.Counter
+	latency                                         prometheus.Histogram
+	attempt                                         prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, q *queue.Queue) *metrics {
@@ -27,6 +27,8 @@ func newMetrics(reg prometheus.Registerer, q *queue.Queue) *metrics {
 			Help: "Messages moved to the dead-letter stream."}),
 		released: prometheus.NewCounter(prometheus.CounterOpts{Name: "listd_released_total",
 			Help: "Deliveries interrupted by a stop and handed back to other consumers."}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "listd_redeliveries_total",
+			Help: "Messages that came back after listd had acknowledged them (a failover lost the acknowledgement); acknowledged again, not delivered again."}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "listd_delivery_latency_seconds",
 			Help:    "Time from the MX host's end of data (record.Arrived) to the acknowledgement.",
 			Buckets: prometheus.ExponentialBucketsRange(0.001, 3*3600, 24)}),
@@ -34,8 +36,25 @@ func newMetrics(reg prometheus.Registerer, q *queue.Queue) *metrics {
 			Help:    "Duration of one delivery attempt, whatever its outcome.",
 			Buckets: prometheus.ExponentialBucketsRange(0.0005, 600, 20)}),
 	}
-	reg.MustRegister(m.delivered, m.retried, m.dead, m.released, m.latency, m.attempt, &backlogCollector{q: q})
+	reg.MustRegister(m.delivered, m.retried, m.dead, m.released, m.redelivered, m.latency, m.attempt, &backlogCollector{q: q})
 	return m
+}
+
+// watch registers the consumer's own counters.
+func (m *metrics) watch(reg prometheus.Registerer, c *queue.Consumer) {
+	unconfirmed := func(write string, n func(queue.ConsumerStats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "listd_unconfirmed_total",
+			Help:        "Acknowledgements (write=ack) and recipient marks (write=recipient) that fewer than `replicas` replicas confirmed within replica_timeout; a failover before they reach one brings the message back.",
+			ConstLabels: prometheus.Labels{"write": write}},
+			func() float64 { return float64(n(c.Stats())) })
+	}
+	reg.MustRegister(
+		unconfirmed("ack", func(s queue.ConsumerStats) int64 { return s.UnconfirmedAcks }),
+		unconfirmed("recipient", func(s queue.ConsumerStats) int64 { return s.UnconfirmedMarks }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "listd_taken_back_total",
+			Help: "Entries pending to listd that no delivery held, read again after Redis failed (their acknowledgement, retry or release was lost or failed)."},
+			func() float64 { return float64(c.Stats().TakenBack) }),
+	)
 }
 
 // observe is the Consumer's Observe hook.
@@ -53,6 +72,8 @@ func (m *metrics) observe(r lists.Result) {
 		m.dead.Inc()
 	case lists.Released:
 		m.released.Inc()
+	case lists.Redelivered:
+		m.redelivered.Inc()
 	}
 }
 
