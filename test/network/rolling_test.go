@@ -114,6 +114,8 @@ metrics_listen = "%s:9126"
 lease = "5s"
 retry_min = "500ms"
 retry_max = "5s"
+# Acknowledgements wait for a replica, so a failover loses none.
+replicas = 1
 
 [[route]]
 match = "~*/*@%s"
