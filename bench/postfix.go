@@ -12,10 +12,12 @@ import (
 	"time"
 )
 
-// A target is one server under load.
+// A target is one server under load, and how the load tool talks to it.
 type target struct {
-	name string
-	addr string
+	name   string   // as in -targets
+	server string   // the server's name: targets with the same one share it
+	client []string // the load tool's flags for this target (STARTTLS)
+	addr   string
 	pids []string // for smtpload -pid, the first being the server itself
 	// memPid, when set, is the process whose peak RSS each run reports.
 	memPid int
@@ -87,8 +89,28 @@ maillog_file = {{dir}}/maillog
 maillog_file_prefixes = {{dir}}
 `
 
+// postfixConfig is the throwaway instance's main.cf and master.cf. With
+// cert, smtpd offers STARTTLS with that certificate and key (the files
+// mxd gets too), as an MX does: smtpd_tls_security_level = may. With
+// noPeerLookup, smtpd looks up no name for the client's address: the load
+// comes from many loopback addresses that only the bench's own DNS server
+// knows, which Postfix, using the system resolver, cannot be pointed at.
+// That saves Postfix work that mxd does (its iprev check).
+func postfixConfig(dir, domain, listen string, cert *certFiles, noPeerLookup bool) (mainCf, masterCf string) {
+	r := strings.NewReplacer("{{dir}}", dir, "{{domain}}", domain, "{{listen}}", listen)
+	mainCf = r.Replace(postfixMainCf)
+	if cert != nil {
+		mainCf += fmt.Sprintf("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %s\nsmtpd_tls_key_file = %s\n", cert.cert, cert.key)
+	}
+	if noPeerLookup {
+		mainCf += "smtpd_peername_lookup = no\n"
+	}
+	return mainCf, r.Replace(postfixMasterCf)
+}
+
 // postfixMasterCf runs the daemons unchrooted (no copies of /etc needed)
-// with the stock process limits (100 smtpd).
+// with the stock process limits (100 smtpd). tlsmgr keeps the PRNG seed
+// and the keys of TLS session tickets, as in the stock master.cf.
 const postfixMasterCf = `{{listen}} inet n - n - - smtpd
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
@@ -107,11 +129,13 @@ discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 `
 
 // startPostfix starts a throwaway Postfix with postfix -c DIR start; it is
-// stopped with postfix -c DIR stop.
-func (b *bench) startPostfix(ctx context.Context) (*target, error) {
+// stopped with postfix -c DIR stop. name is the server's name in logs and
+// file names.
+func (b *bench) startPostfix(ctx context.Context, name string, cert *certFiles) (*target, error) {
 	pfUser, err := user.Lookup("postfix")
 	if err != nil {
 		return nil, fmt.Errorf("postfix user: %w (apt-get install postfix)", err)
@@ -119,7 +143,7 @@ func (b *bench) startPostfix(ctx context.Context) (*target, error) {
 	uid, _ := strconv.Atoi(pfUser.Uid)
 	var lastErr error
 	for attempt := range 3 {
-		dir := filepath.Join(b.dir, fmt.Sprintf("postfix%d", attempt))
+		dir := filepath.Join(b.dir, fmt.Sprintf("%s%d", name, attempt))
 		etc := filepath.Join(dir, "etc")
 		for _, d := range []string{etc, filepath.Join(dir, "queue"), filepath.Join(dir, "data")} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
@@ -134,11 +158,11 @@ func (b *bench) startPostfix(ctx context.Context) (*target, error) {
 			return nil, err
 		}
 		addr := loopback(port)
-		r := strings.NewReplacer("{{dir}}", dir, "{{domain}}", b.domain, "{{listen}}", addr)
-		if err := os.WriteFile(filepath.Join(etc, "main.cf"), []byte(r.Replace(postfixMainCf)), 0o644); err != nil {
+		mainCf, masterCf := postfixConfig(dir, b.domain, addr, cert, b.source != "")
+		if err := os.WriteFile(filepath.Join(etc, "main.cf"), []byte(mainCf), 0o644); err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(etc, "master.cf"), []byte(r.Replace(postfixMasterCf)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(etc, "master.cf"), []byte(masterCf), 0o644); err != nil {
 			return nil, err
 		}
 		stop := func() {
@@ -157,7 +181,7 @@ func (b *bench) startPostfix(ctx context.Context) (*target, error) {
 		}
 		pidFile := filepath.Join(dir, "queue", "pid", "master.pid")
 		var pid int
-		err = waitFor(ctx, "postfix", 20*time.Second, nil, func() error {
+		err = waitFor(ctx, name, 20*time.Second, nil, func() error {
 			if pid, err = readPid(pidFile); err != nil {
 				return err
 			}
@@ -170,9 +194,9 @@ func (b *bench) startPostfix(ctx context.Context) (*target, error) {
 		}
 		queue := filepath.Join(dir, "queue")
 		settle := func(ctx context.Context) error {
-			return waitFor(ctx, "postfix queue empty", 2*time.Minute, nil, func() error { return queueEmpty(queue) })
+			return waitFor(ctx, name+" queue empty", 2*time.Minute, nil, func() error { return queueEmpty(queue) })
 		}
-		return &target{name: "postfix", addr: addr, pids: []string{strconv.Itoa(pid)}, stop: stop, settle: settle}, nil
+		return &target{name: name, addr: addr, pids: []string{strconv.Itoa(pid)}, stop: stop, settle: settle}, nil
 	}
 	return nil, lastErr
 }

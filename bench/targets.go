@@ -1,0 +1,81 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// A targetSpec is what a name in -targets asks for: which server, set up
+// how, and how the load tool talks to it.
+//
+//	smtp-sink, postfix, mxd     plaintext, as in the headline
+//	postfix-rsa, mxd-ecdsa, …   STARTTLS required by the client, the server
+//	                            with an RSA 2048 or an ECDSA P-256 certificate
+//	mxd-ecdsa-resume, …         the same server, the client offering the
+//	                            TLS session of an earlier connection
+//	mxd-replicas                mxd whose Redis has -replicas replicas on
+//	                            this machine, and which waits for them
+type targetSpec struct {
+	name     string
+	server   string // smtp-sink, postfix or mxd
+	cert     string // "", "rsa" or "ecdsa"
+	resume   bool
+	replicas bool
+}
+
+// serverKey names the server process(es) a target runs against: targets
+// that differ only in what the client does share one.
+func (s targetSpec) serverKey() string {
+	k := s.server
+	if s.cert != "" {
+		k += "-" + s.cert
+	}
+	if s.replicas {
+		k += "-replicas"
+	}
+	return k
+}
+
+// clientArgs are the load tool's flags for the target's TLS.
+func (s targetSpec) clientArgs() []string {
+	if s.cert == "" {
+		return nil
+	}
+	// The bench's certificate is self-signed.
+	args := []string{"-starttls", "-tls-verify=false"}
+	if s.resume {
+		args = append(args, "-tls-resume")
+	}
+	return args
+}
+
+func parseTarget(name string) (targetSpec, error) {
+	s := targetSpec{name: name}
+	if name == "smtp-sink" {
+		s.server = name
+		return s, nil
+	}
+	parts := strings.Split(name, "-")
+	s.server = parts[0]
+	if s.server != "postfix" && s.server != "mxd" {
+		return s, fmt.Errorf("unknown target %q (smtp-sink, postfix or mxd, optionally -rsa or -ecdsa and then -resume; or mxd-replicas)", name)
+	}
+	rest := parts[1:]
+	if s.server == "mxd" && len(rest) == 1 && rest[0] == "replicas" {
+		s.replicas = true
+		return s, nil
+	}
+	if len(rest) > 0 {
+		if rest[0] != "rsa" && rest[0] != "ecdsa" {
+			return s, fmt.Errorf("target %q: %q is not a certificate kind (rsa or ecdsa)", name, rest[0])
+		}
+		s.cert, rest = rest[0], rest[1:]
+	}
+	if len(rest) > 0 && rest[0] == "resume" {
+		s.resume, rest = true, rest[1:]
+	}
+	if len(rest) > 0 {
+		return s, fmt.Errorf("target %q: unexpected %q", name, strings.Join(rest, "-"))
+	}
+	return s, nil
+}
