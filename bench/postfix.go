@@ -18,7 +18,7 @@ type target struct {
 	server string   // the server's name: targets with the same one share it
 	client []string // the load tool's flags for this target (STARTTLS)
 	addr   string
-	pids []string // for smtpload -pid, the first being the server itself
+	pids   []string // for smtpload -pid, the first being the server itself
 	// memPid, when set, is the process whose peak RSS each run reports.
 	memPid int
 	stop   func()
