@@ -78,7 +78,7 @@ func (r *report) summarize(order []string) {
 		}
 		k := p.String()
 		r.Ratios[k] = num.Rate / den.Rate
-		if den.Latency.P99 > 0 {
+		if den.Latency.P99 > 0 && num.Latency.P99 > 0 {
 			if r.P99Ratios == nil {
 				r.P99Ratios = map[string]float64{}
 			}
