@@ -77,8 +77,10 @@ type bench struct {
 	// source is smtpload's -source: the loopback addresses the load
 	// comes from; "" for 127.0.0.1 alone.
 	source string
-	// replicas is how many replicas the Redis of mxd-replicas has.
-	replicas int
+	// replicas is how many replicas the Redis of mxd-replicas has, and
+	// replicaFsync their appendfsync.
+	replicas     int
+	replicaFsync string
 
 	certs   map[string]certFiles // by kind, made on first use
 	dnsAddr string               // the bench's DNS server, once started
@@ -114,7 +116,8 @@ type options struct {
 	// budget is mxd's memory_budget in bytes; 0 leaves mxd's default.
 	budget int64
 	// replicas is how many replicas the Redis of mxd-replicas has.
-	replicas int
+	replicas     int
+	replicaFsync string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -132,6 +135,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.idle, "idle", 5000, "idle connections to open to mxd for the RSS measurement (0: skip)")
 	only := fs.String("targets", "smtp-sink,postfix,mxd", "comma list of targets to run: smtp-sink, postfix, mxd; postfix-rsa, mxd-ecdsa, ... for STARTTLS with that certificate, mxd-ecdsa-resume, ... with TLS sessions resumed; mxd-replicas (with -replicas)")
 	fs.IntVar(&o.replicas, "replicas", 0, "`N` replicas of Redis on this machine for the target mxd-replicas, which is added to the default targets; mxd is configured with replicas = N")
+	fs.StringVar(&o.replicaFsync, "replica-fsync", "always", "appendfsync of the replicas: always (as the primary) or everysec")
 	fs.DurationVar(&o.mxdWait, "mxd-wait", 0, "if cmd/mxd does not build yet, poll for it this long")
 	fs.StringVar(&o.redisParams, "mxd-redis-params", "", "query `parameters` for mxd's Redis URL, e.g. pool_size=100 (go-redis ParseURL options)")
 	fs.Var(&o.mxdSet, "mxd-set", "extra `line` for mxd's TOML config, e.g. 'max_recipients = 1000' (repeatable)")
@@ -187,6 +191,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.replicas < 0 {
 		return o, fmt.Errorf("-replicas must not be negative")
 	}
+	if o.replicaFsync != "always" && o.replicaFsync != "everysec" {
+		return o, fmt.Errorf("-replica-fsync %q: want always or everysec", o.replicaFsync)
+	}
 	if o.rounds < 1 || o.load.n < 1 || o.load.c < 1 {
 		return o, fmt.Errorf("-rounds, -n and -c must be positive")
 	}
@@ -208,7 +215,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	b := &bench{
 		dir: dir, domain: "lists.example.org", rcpt: "bench@lists.example.org",
 		stderr: stderr, mxdSet: o.mxdConfig(), mxdWait: o.mxdWait, redisParams: o.redisParams,
-		maxmemory: redisMaxmemory(o), source: o.load.source, replicas: o.replicas,
+		maxmemory: redisMaxmemory(o), source: o.load.source,
+		replicas: o.replicas, replicaFsync: o.replicaFsync,
 	}
 	defer func() {
 		for i := len(b.cleanup) - 1; i >= 0; i-- {

@@ -73,6 +73,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"-targets", "mxd-dsa"},
 		{"-targets", "mxd-replicas"}, // without -replicas
 		{"-replicas", "-1"},
+		{"-replicas", "1", "-replica-fsync", "no"},
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("%q: no error, want one", args)

@@ -21,8 +21,9 @@ import (
 // the AOF rewritten only once it has grown by 4 GB (docs/redis.md: with
 // Redis's 64 MB default, big mail makes Redis rewrite its whole data set
 // every few dozen messages). With replicas > 0 it also starts that many
-// replicas of it (replicaof), set up alike, and waits until each is in
-// sync. It returns the primary first.
+// replicas of it (replicaof), set up alike but for their appendfsync
+// (-replica-fsync), and waits until each is in sync. It returns the primary
+// first.
 func (b *bench) startRedis(ctx context.Context, name string, replicas int) ([]*proc, string, error) {
 	primary, addr, err := b.startRedisServer(ctx, name)
 	if err != nil {
@@ -30,7 +31,7 @@ func (b *bench) startRedis(ctx context.Context, name string, replicas int) ([]*p
 	}
 	procs := []*proc{primary}
 	for i := range replicas {
-		p, raddr, err := b.startRedisServer(ctx, fmt.Sprintf("%s-replica%d", name, i+1), "--replicaof", "127.0.0.1", addr.port)
+		p, raddr, err := b.startRedisServer(ctx, fmt.Sprintf("%s-replica%d", name, i+1), "--replicaof", "127.0.0.1", addr.port, "--appendfsync", b.replicaFsync)
 		if err != nil {
 			return nil, "", err
 		}
