@@ -18,7 +18,8 @@
 // sessions of 16 MB at once) and "tls" (STARTTLS, one message per
 // connection, from 200 loopback addresses, with an RSA and an ECDSA
 // certificate, full handshakes and resumed ones). -replicas N adds mxd whose
-// Redis has N replicas on this machine, against mxd without.
+// Redis has N replicas on this machine, against mxd without; -mxd-ref
+// COMMIT adds mxd built from that commit, against mxd from the tree.
 //
 // Everything it starts is stopped when it returns, on SIGINT, SIGTERM and
 // SIGHUP too, and everything it writes is under its temporary directory.
@@ -82,6 +83,7 @@ type bench struct {
 	replicas     int
 	replicaFsync string
 
+	mxdRef  string               // -mxd-ref: the commit mxd-ref is built from
 	certs   map[string]certFiles // by kind, made on first use
 	dnsAddr string               // the bench's DNS server, once started
 }
@@ -118,6 +120,8 @@ type options struct {
 	// replicas is how many replicas the Redis of mxd-replicas has.
 	replicas     int
 	replicaFsync string
+	// mxdRef is the commit the target mxd-ref is built from.
+	mxdRef string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -135,6 +139,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.idle, "idle", 5000, "idle connections to open to mxd for the RSS measurement (0: skip)")
 	only := fs.String("targets", "smtp-sink,postfix,mxd", "comma list of targets to run: smtp-sink, postfix, mxd; postfix-rsa, mxd-ecdsa, ... for STARTTLS with that certificate, mxd-ecdsa-resume, ... with TLS sessions resumed; mxd-replicas (with -replicas)")
 	fs.IntVar(&o.replicas, "replicas", 0, "`N` replicas of Redis on this machine for the target mxd-replicas, which is added to the default targets; mxd is configured with replicas = N")
+	fs.StringVar(&o.mxdRef, "mxd-ref", "", "`commit` to build the target mxd-ref from (git archive), which is added to the default targets: mxd from this tree against that one in the same run")
 	fs.StringVar(&o.replicaFsync, "replica-fsync", "always", "appendfsync of the replicas: always (as the primary) or everysec")
 	fs.DurationVar(&o.mxdWait, "mxd-wait", 0, "if cmd/mxd does not build yet, poll for it this long")
 	fs.StringVar(&o.redisParams, "mxd-redis-params", "", "query `parameters` for mxd's Redis URL, e.g. pool_size=100 (go-redis ParseURL options)")
@@ -163,6 +168,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if !targetsGiven && o.mode == "" && o.replicas > 0 {
 		*only += ",mxd-replicas"
 	}
+	if !targetsGiven && o.mode == "" && o.mxdRef != "" {
+		*only += ",mxd-ref"
+	}
 	if err := applyMode(fs, o.mode); err != nil {
 		return o, err
 	}
@@ -186,6 +194,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		if spec.replicas && o.replicas < 1 {
 			return o, fmt.Errorf("-targets: %s needs -replicas N", t)
+		}
+		if spec.ref && o.mxdRef == "" {
+			return o, fmt.Errorf("-targets: %s needs -mxd-ref COMMIT", t)
 		}
 	}
 	if o.replicas < 0 {
@@ -216,7 +227,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		dir: dir, domain: "lists.example.org", rcpt: "bench@lists.example.org",
 		stderr: stderr, mxdSet: o.mxdConfig(), mxdWait: o.mxdWait, redisParams: o.redisParams,
 		maxmemory: redisMaxmemory(o), source: o.load.source,
-		replicas: o.replicas, replicaFsync: o.replicaFsync,
+		replicas: o.replicas, replicaFsync: o.replicaFsync, mxdRef: o.mxdRef,
 	}
 	defer func() {
 		for i := len(b.cleanup) - 1; i >= 0; i-- {
@@ -326,7 +337,17 @@ func (b *bench) startServer(ctx context.Context, spec targetSpec) (*target, erro
 		if spec.replicas {
 			replicas = b.replicas
 		}
-		return b.startMxd(ctx, spec.serverKey(), cert, replicas)
+		if err := b.buildMxd(ctx); err != nil {
+			return nil, err
+		}
+		bin := b.mxd
+		if spec.ref {
+			var err error
+			if bin, err = b.buildRef(ctx); err != nil {
+				return nil, err
+			}
+		}
+		return b.startMxd(ctx, spec.serverKey(), bin, cert, replicas)
 	}
 }
 
@@ -460,9 +481,43 @@ func (b *bench) checkQueues(started []*target, accepted map[string]int) ([]strin
 
 // goBuild builds pkg (relative to the repository root) into out.
 func goBuild(ctx context.Context, out, pkg string) error {
+	return goBuildIn(ctx, "", out, pkg)
+}
+
+// goBuildIn builds pkg (relative to dir, "" for the current directory)
+// into out.
+func goBuildIn(ctx context.Context, dir, out, pkg string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	cmd.Dir = dir
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return nil
+}
+
+// buildRef builds cmd/mxd as of the commit b.mxdRef, from a copy of that
+// commit's tree (git archive) in the run's directory.
+func (b *bench) buildRef(ctx context.Context) (string, error) {
+	src := filepath.Join(b.dir, "mxd-ref-src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", err
+	}
+	archive := exec.CommandContext(ctx, "git", "archive", "--format=tar", b.mxdRef)
+	extract := exec.CommandContext(ctx, "tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	extract.Stdin = pipe
+	var errs strings.Builder
+	archive.Stderr, extract.Stderr = &errs, &errs
+	if err := extract.Start(); err != nil {
+		return "", err
+	}
+	aerr := archive.Run()
+	if err := extract.Wait(); aerr != nil || err != nil {
+		return "", fmt.Errorf("git archive %s | tar -x: %v %v: %s", b.mxdRef, aerr, err, errs.String())
+	}
+	bin := filepath.Join(b.dir, "mxd-ref")
+	return bin, goBuildIn(ctx, src, bin, "./cmd/mxd")
 }

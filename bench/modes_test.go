@@ -37,6 +37,8 @@ func TestParseFlagsModes(t *testing.T) {
 		// -replicas adds mxd with replicas to the default targets.
 		{args: []string{"-replicas", "1"}, targets: []string{"smtp-sink", "postfix", "mxd", "mxd-replicas"},
 			load: loadArgs{n: 10000, c: 50, size: 10240, duration: 90 * time.Second}, warmup: 500},
+		{args: []string{"-mxd-ref", "HEAD~1"}, targets: []string{"smtp-sink", "postfix", "mxd", "mxd-ref"},
+			load: loadArgs{n: 10000, c: 50, size: 10240, duration: 90 * time.Second}, warmup: 500},
 		{args: []string{"-replicas", "1", "-targets", "mxd,mxd-replicas"}, targets: []string{"mxd", "mxd-replicas"},
 			load: loadArgs{n: 10000, c: 50, size: 10240, duration: 90 * time.Second}, warmup: 500},
 	} {
@@ -74,6 +76,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"-targets", "mxd-replicas"}, // without -replicas
 		{"-replicas", "-1"},
 		{"-replicas", "1", "-replica-fsync", "no"},
+		{"-targets", "mxd-ref"}, // without -mxd-ref
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("%q: no error, want one", args)

@@ -220,13 +220,10 @@ func (b *bench) buildMxd(ctx context.Context) error {
 	return err
 }
 
-// startMxd builds and starts mxd with its own redis-server (and its
-// replicas), and registers the bench recipient with mxq. name is the
-// server's name in logs and file names.
-func (b *bench) startMxd(ctx context.Context, name string, cert *certFiles, replicas int) (*target, error) {
-	if err := b.buildMxd(ctx); err != nil {
-		return nil, err
-	}
+// startMxd starts the mxd binary bin with its own redis-server (and its
+// replicas), and registers the bench recipient with mxq (buildMxd). name
+// is the server's name in logs and file names.
+func (b *bench) startMxd(ctx context.Context, name, bin string, cert *certFiles, replicas int) (*target, error) {
 	dnsAddr, err := b.startDNS()
 	if err != nil {
 		return nil, err
@@ -260,7 +257,7 @@ func (b *bench) startMxd(ctx context.Context, name string, cert *certFiles, repl
 		if err := os.WriteFile(confPath, []byte(mxdConfigFile(s, b.domain, b.mxdSet)), 0o644); err != nil {
 			return nil, err
 		}
-		p, err := startProc(name, filepath.Join(b.dir, fmt.Sprintf("%s%d.log", name, attempt)), b.mxd, "-config", confPath)
+		p, err := startProc(name, filepath.Join(b.dir, fmt.Sprintf("%s%d.log", name, attempt)), bin, "-config", confPath)
 		if err != nil {
 			return nil, err
 		}

@@ -44,6 +44,7 @@ func ratioPairs(size int) []ratioPair {
 		{"mxd", "smtp-sink", ratioTarget("mxd / smtp-sink", size)},
 		{"mxd", "postfix", ratioTarget("mxd / postfix", size)},
 		{"mxd-replicas", "mxd", "≥ 0.75"},
+		{"mxd", "mxd-ref", "≥ 1, no worse"},
 	}
 	for _, c := range []string{"rsa", "ecdsa"} {
 		pairs = append(pairs,

@@ -15,12 +15,14 @@ import (
 //	                            TLS session of an earlier connection
 //	mxd-replicas                mxd whose Redis has -replicas replicas on
 //	                            this machine, and which waits for them
+//	mxd-ref                     mxd built from the commit -mxd-ref names
 type targetSpec struct {
 	name     string
 	server   string // smtp-sink, postfix or mxd
 	cert     string // "", "rsa" or "ecdsa"
 	resume   bool
 	replicas bool
+	ref      bool
 }
 
 // serverKey names the server process(es) a target runs against: targets
@@ -32,6 +34,9 @@ func (s targetSpec) serverKey() string {
 	}
 	if s.replicas {
 		k += "-replicas"
+	}
+	if s.ref {
+		k += "-ref"
 	}
 	return k
 }
@@ -58,11 +63,15 @@ func parseTarget(name string) (targetSpec, error) {
 	parts := strings.Split(name, "-")
 	s.server = parts[0]
 	if s.server != "postfix" && s.server != "mxd" {
-		return s, fmt.Errorf("unknown target %q (smtp-sink, postfix or mxd, optionally -rsa or -ecdsa and then -resume; or mxd-replicas)", name)
+		return s, fmt.Errorf("unknown target %q (smtp-sink, postfix or mxd, optionally -rsa or -ecdsa and then -resume; or mxd-replicas, mxd-ref)", name)
 	}
 	rest := parts[1:]
 	if s.server == "mxd" && len(rest) == 1 && rest[0] == "replicas" {
 		s.replicas = true
+		return s, nil
+	}
+	if s.server == "mxd" && len(rest) == 1 && rest[0] == "ref" {
+		s.ref = true
 		return s, nil
 	}
 	if len(rest) > 0 {

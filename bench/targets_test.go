@@ -27,6 +27,7 @@ func TestParseTarget(t *testing.T) {
 		{"mxd-ecdsa-resume", targetSpec{server: "mxd", cert: "ecdsa", resume: true}, "mxd-ecdsa",
 			[]string{"-starttls", "-tls-verify=false", "-tls-resume"}},
 		{"mxd-replicas", targetSpec{server: "mxd", replicas: true}, "mxd-replicas", nil},
+		{"mxd-ref", targetSpec{server: "mxd", ref: true}, "mxd-ref", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseTarget(tc.name)
