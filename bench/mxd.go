@@ -25,7 +25,12 @@ import (
 // (-replica-fsync), and waits until each is in sync. It returns the primary
 // first.
 func (b *bench) startRedis(ctx context.Context, name string, replicas int) ([]*proc, string, error) {
-	primary, addr, err := b.startRedisServer(ctx, name)
+	var extra []string
+	if replicas > 0 {
+		// Sync a replica at once instead of waiting 5 s for more of them.
+		extra = []string{"--repl-diskless-sync-delay", "0"}
+	}
+	primary, addr, err := b.startRedisServer(ctx, name, extra...)
 	if err != nil {
 		return nil, "", err
 	}
@@ -100,15 +105,23 @@ func redisReady(addr string) func() error {
 }
 
 // redisInSync fails until the replica at addr has its link to the primary
-// up and the initial synchronisation done.
+// up, the initial synchronisation done, and the AOF rewrite that follows
+// it finished, so that the rewrite does not run during a measurement.
 func redisInSync(addr string) func() error {
 	return func() error {
-		info, err := redisInfo(addr, "replication")
+		repl, err := redisInfo(addr, "replication")
 		if err != nil {
 			return err
 		}
-		if !strings.Contains(info, "master_link_status:up") || strings.Contains(info, "master_sync_in_progress:1") {
+		if !strings.Contains(repl, "master_link_status:up") || strings.Contains(repl, "master_sync_in_progress:1") {
 			return fmt.Errorf("replica %s not in sync yet", addr)
+		}
+		pers, err := redisInfo(addr, "persistence")
+		if err != nil {
+			return err
+		}
+		if strings.Contains(pers, "aof_rewrite_in_progress:1") || strings.Contains(pers, "aof_rewrite_scheduled:1") {
+			return fmt.Errorf("replica %s still rewrites its AOF", addr)
 		}
 		return nil
 	}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/tls"
+	"io"
 	"strings"
 	"testing"
 
@@ -181,5 +183,29 @@ func TestWriteCertificate(t *testing.T) {
 	}
 	if _, err := writeCertificate(dir, "dsa", "mx-bench.invalid"); err == nil {
 		t.Error("dsa: no error")
+	}
+}
+
+func TestStartRedisWithReplica(t *testing.T) {
+	b := &bench{dir: t.TempDir(), stderr: io.Discard, maxmemory: 1 << 30, replicaFsync: "everysec"}
+	t.Cleanup(func() {
+		for i := len(b.cleanup) - 1; i >= 0; i-- {
+			b.cleanup[i]()
+		}
+	})
+	procs, url, err := b.startRedis(context.Background(), "redis", 1)
+	if err != nil {
+		t.Fatalf("%v (apt-get install redis-server)", err)
+	}
+	if len(procs) != 2 {
+		t.Fatalf("%d processes, want the primary and one replica", len(procs))
+	}
+	addr := strings.TrimSuffix(strings.TrimPrefix(url, "redis://"), "/0")
+	info, err := redisInfo(addr, "replication")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(info, "role:master") || !strings.Contains(info, "connected_slaves:1") {
+		t.Errorf("primary's INFO replication:\n%s", info)
 	}
 }
