@@ -137,7 +137,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.warmup, "warmup", -1, "messages sent to each target before it is measured (-1: 500, at most 64 MiB of them)")
 	fs.IntVar(&o.rounds, "rounds", 3, "measured rounds per target; the table shows each target's median round")
 	fs.IntVar(&o.idle, "idle", 5000, "idle connections to open to mxd for the RSS measurement (0: skip)")
-	only := fs.String("targets", "smtp-sink,postfix,mxd", "comma list of targets to run: smtp-sink, postfix, mxd; postfix-rsa, mxd-ecdsa, ... for STARTTLS with that certificate, mxd-ecdsa-resume, ... with TLS sessions resumed; mxd-replicas (with -replicas)")
+	only := fs.String("targets", "smtp-sink,postfix,mxd", "comma list of targets to run: smtp-sink, postfix, mxd; postfix-rsa, mxd-ecdsa, ... for STARTTLS with that certificate, mxd-ecdsa-resume, ... with TLS sessions resumed; mxd-replicas (with -replicas); mxd-ref (with -mxd-ref)")
 	fs.IntVar(&o.replicas, "replicas", 0, "`N` replicas of Redis on this machine for the target mxd-replicas, which is added to the default targets; mxd is configured with replicas = N")
 	fs.StringVar(&o.mxdRef, "mxd-ref", "", "`commit` to build the target mxd-ref from (git archive), which is added to the default targets: mxd from this tree against that one in the same run")
 	fs.StringVar(&o.replicaFsync, "replica-fsync", "always", "appendfsync of the replicas: always (as the primary) or everysec")
@@ -186,24 +186,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	o.big.duration = o.load.duration + o.lead
 	o.big.source = o.load.source
-	o.targets = strings.Split(*only, ",")
-	for _, t := range o.targets {
-		spec, err := parseTarget(t)
-		if err != nil {
-			return o, fmt.Errorf("-targets: %w", err)
-		}
-		if spec.replicas && o.replicas < 1 {
-			return o, fmt.Errorf("-targets: %s needs -replicas N", t)
-		}
-		if spec.ref && o.mxdRef == "" {
-			return o, fmt.Errorf("-targets: %s needs -mxd-ref COMMIT", t)
-		}
-	}
-	if o.replicas < 0 {
-		return o, fmt.Errorf("-replicas must not be negative")
-	}
-	if o.replicaFsync != "always" && o.replicaFsync != "everysec" {
-		return o, fmt.Errorf("-replica-fsync %q: want always or everysec", o.replicaFsync)
+	if err := o.setTargets(*only); err != nil {
+		return o, err
 	}
 	if o.rounds < 1 || o.load.n < 1 || o.load.c < 1 {
 		return o, fmt.Errorf("-rounds, -n and -c must be positive")
@@ -212,6 +196,30 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-big-n and -big-c must be positive")
 	}
 	return o, nil
+}
+
+// setTargets checks the -targets list, and what its targets need.
+func (o *options) setTargets(list string) error {
+	o.targets = strings.Split(list, ",")
+	for _, t := range o.targets {
+		spec, err := parseTarget(t)
+		if err != nil {
+			return fmt.Errorf("-targets: %w", err)
+		}
+		if spec.replicas && o.replicas < 1 {
+			return fmt.Errorf("-targets: %s needs -replicas N", t)
+		}
+		if spec.ref && o.mxdRef == "" {
+			return fmt.Errorf("-targets: %s needs -mxd-ref COMMIT", t)
+		}
+	}
+	if o.replicas < 0 {
+		return fmt.Errorf("-replicas must not be negative")
+	}
+	if o.replicaFsync != "always" && o.replicaFsync != "everysec" {
+		return fmt.Errorf("-replica-fsync %q: want always or everysec", o.replicaFsync)
+	}
+	return nil
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -287,68 +295,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return ctx.Err()
-}
-
-// startTargets starts the servers of the named targets, each server once:
-// mxd-ecdsa and mxd-ecdsa-resume are the same mxd, loaded by different
-// clients.
-func (b *bench) startTargets(ctx context.Context, names []string) ([]*target, error) {
-	var started []*target
-	servers := map[string]*target{}
-	for _, name := range names {
-		spec, err := parseTarget(name)
-		if err != nil {
-			return nil, err
-		}
-		key := spec.serverKey()
-		srv, ok := servers[key]
-		if !ok {
-			if srv, err = b.startServer(ctx, spec); err != nil {
-				return nil, fmt.Errorf("start %s: %w", key, err)
-			}
-			srv.server = key
-			servers[key] = srv
-			b.logf("%s listening on %s (pids %s)", key, srv.addr, strings.Join(srv.pids, ","))
-		}
-		t := *srv
-		t.name, t.client = name, spec.clientArgs()
-		started = append(started, &t)
-	}
-	return started, nil
-}
-
-// startServer starts the server a target needs.
-func (b *bench) startServer(ctx context.Context, spec targetSpec) (*target, error) {
-	var cert *certFiles
-	if spec.cert != "" {
-		f, err := b.certificate(spec.cert)
-		if err != nil {
-			return nil, err
-		}
-		cert = &f
-	}
-	switch spec.server {
-	case "smtp-sink":
-		return b.startSink(ctx)
-	case "postfix":
-		return b.startPostfix(ctx, spec.serverKey(), cert)
-	default:
-		replicas := 0
-		if spec.replicas {
-			replicas = b.replicas
-		}
-		if err := b.buildMxd(ctx); err != nil {
-			return nil, err
-		}
-		bin := b.mxd
-		if spec.ref {
-			var err error
-			if bin, err = b.buildRef(ctx); err != nil {
-				return nil, err
-			}
-		}
-		return b.startMxd(ctx, spec.serverKey(), bin, cert, replicas)
-	}
 }
 
 // measureIdle opens n idle connections to mxd, if it is a target.
@@ -493,31 +439,4 @@ func goBuildIn(ctx context.Context, dir, out, pkg string) error {
 		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return nil
-}
-
-// buildRef builds cmd/mxd as of the commit b.mxdRef, from a copy of that
-// commit's tree (git archive) in the run's directory.
-func (b *bench) buildRef(ctx context.Context) (string, error) {
-	src := filepath.Join(b.dir, "mxd-ref-src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		return "", err
-	}
-	archive := exec.CommandContext(ctx, "git", "archive", "--format=tar", b.mxdRef)
-	extract := exec.CommandContext(ctx, "tar", "-x", "-C", src)
-	pipe, err := archive.StdoutPipe()
-	if err != nil {
-		return "", err
-	}
-	extract.Stdin = pipe
-	var errs strings.Builder
-	archive.Stderr, extract.Stderr = &errs, &errs
-	if err := extract.Start(); err != nil {
-		return "", err
-	}
-	aerr := archive.Run()
-	if err := extract.Wait(); aerr != nil || err != nil {
-		return "", fmt.Errorf("git archive %s | tar -x: %v %v: %s", b.mxdRef, aerr, err, errs.String())
-	}
-	bin := filepath.Join(b.dir, "mxd-ref")
-	return bin, goBuildIn(ctx, src, bin, "./cmd/mxd")
 }

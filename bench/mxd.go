@@ -320,3 +320,30 @@ func (b *bench) queueDepth(ctx context.Context, redisURL string) (int, error) {
 	}
 	return s.Depth, nil
 }
+
+// buildRef builds cmd/mxd as of the commit b.mxdRef, from a copy of that
+// commit's tree (git archive) in the run's directory.
+func (b *bench) buildRef(ctx context.Context) (string, error) {
+	src := filepath.Join(b.dir, "mxd-ref-src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", err
+	}
+	archive := exec.CommandContext(ctx, "git", "archive", "--format=tar", b.mxdRef)
+	extract := exec.CommandContext(ctx, "tar", "-x", "-C", src)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	extract.Stdin = pipe
+	var errs strings.Builder
+	archive.Stderr, extract.Stderr = &errs, &errs
+	if err := extract.Start(); err != nil {
+		return "", err
+	}
+	aerr := archive.Run()
+	if err := extract.Wait(); aerr != nil || err != nil {
+		return "", fmt.Errorf("git archive %s | tar -x: %v %v: %s", b.mxdRef, aerr, err, errs.String())
+	}
+	bin := filepath.Join(b.dir, "mxd-ref")
+	return bin, goBuildIn(ctx, src, bin, "./cmd/mxd")
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 )
@@ -87,4 +88,66 @@ func parseTarget(name string) (targetSpec, error) {
 		return s, fmt.Errorf("target %q: unexpected %q", name, strings.Join(rest, "-"))
 	}
 	return s, nil
+}
+
+// startTargets starts the servers of the named targets, each server once:
+// mxd-ecdsa and mxd-ecdsa-resume are the same mxd, loaded by different
+// clients.
+func (b *bench) startTargets(ctx context.Context, names []string) ([]*target, error) {
+	var started []*target
+	servers := map[string]*target{}
+	for _, name := range names {
+		spec, err := parseTarget(name)
+		if err != nil {
+			return nil, err
+		}
+		key := spec.serverKey()
+		srv, ok := servers[key]
+		if !ok {
+			if srv, err = b.startServer(ctx, spec); err != nil {
+				return nil, fmt.Errorf("start %s: %w", key, err)
+			}
+			srv.server = key
+			servers[key] = srv
+			b.logf("%s listening on %s (pids %s)", key, srv.addr, strings.Join(srv.pids, ","))
+		}
+		t := *srv
+		t.name, t.client = name, spec.clientArgs()
+		started = append(started, &t)
+	}
+	return started, nil
+}
+
+// startServer starts the server a target needs.
+func (b *bench) startServer(ctx context.Context, spec targetSpec) (*target, error) {
+	var cert *certFiles
+	if spec.cert != "" {
+		f, err := b.certificate(spec.cert)
+		if err != nil {
+			return nil, err
+		}
+		cert = &f
+	}
+	switch spec.server {
+	case "smtp-sink":
+		return b.startSink(ctx)
+	case "postfix":
+		return b.startPostfix(ctx, spec.serverKey(), cert)
+	default:
+		replicas := 0
+		if spec.replicas {
+			replicas = b.replicas
+		}
+		if err := b.buildMxd(ctx); err != nil {
+			return nil, err
+		}
+		bin := b.mxd
+		if spec.ref {
+			var err error
+			if bin, err = b.buildRef(ctx); err != nil {
+				return nil, err
+			}
+		}
+		return b.startMxd(ctx, spec.serverKey(), bin, cert, replicas)
+	}
 }
