@@ -10,8 +10,9 @@ import (
 
 // The bench's sender. Its domain publishes SPF and DMARC, and 127.0.0.1 has
 // a PTR with a matching A record, so mxd's SPF, DMARC and iprev checks pass
-// the way they would for a well-configured sender. The messages are not
-// DKIM-signed.
+// the way they would for a well-configured sender; so do the other loopback
+// addresses a load may come from (-source), each with a name of its own.
+// The messages are not DKIM-signed.
 const (
 	senderDomain = "sender.example"
 	senderHost   = "mx-client.sender.example"
@@ -20,20 +21,33 @@ const (
 
 // dnsZone is what the bench's DNS server answers; any other name is
 // NXDOMAIN, at once.
-var dnsZone = map[string][]string{
-	senderDomain + ".":             {senderDomain + ". 300 IN TXT \"v=spf1 ip4:127.0.0.0/8 -all\""},
-	"_dmarc." + senderDomain + ".": {"_dmarc." + senderDomain + ". 300 IN TXT \"v=DMARC1; p=none\""},
-	senderHost + ".":               {senderHost + ". 300 IN A 127.0.0.1"},
-	"1.0.0.127.in-addr.arpa.":      {"1.0.0.127.in-addr.arpa. 300 IN PTR " + senderHost + "."},
+func dnsZone() map[string][]string {
+	z := map[string][]string{
+		senderDomain + ".":             {senderDomain + ". 300 IN TXT \"v=spf1 ip4:127.0.0.0/8 -all\""},
+		"_dmarc." + senderDomain + ".": {"_dmarc." + senderDomain + ". 300 IN TXT \"v=DMARC1; p=none\""},
+		senderHost + ".":               {senderHost + ". 300 IN A 127.0.0.1"},
+		"1.0.0.127.in-addr.arpa.":      {"1.0.0.127.in-addr.arpa. 300 IN PTR " + senderHost + "."},
+	}
+	for i := 2; i <= 254; i++ {
+		host := fmt.Sprintf("mx-client%d.%s.", i, senderDomain)
+		ptr := fmt.Sprintf("%d.0.0.127.in-addr.arpa.", i)
+		z[host] = []string{fmt.Sprintf("%s 300 IN A 127.0.0.%d", host, i)}
+		z[ptr] = []string{fmt.Sprintf("%s 300 IN PTR %s", ptr, host)}
+	}
+	return z
 }
 
 // startDNS serves dnsZone over UDP and TCP on one loopback port. It stands
 // in for the validating resolver next to a production MX, answering from its
 // cache: the bench machine has no other DNS, and a check that waits for a
-// query timeout would measure the timeout, not mxd.
+// query timeout would measure the timeout, not mxd. Every mxd of a run
+// shares the one server.
 func (b *bench) startDNS() (string, error) {
+	if b.dnsAddr != "" {
+		return b.dnsAddr, nil
+	}
 	zone := map[string][]dns.RR{}
-	for name, rrs := range dnsZone {
+	for name, rrs := range dnsZone() {
 		for _, s := range rrs {
 			rr, err := dns.NewRR(s)
 			if err != nil {
@@ -83,6 +97,7 @@ func (b *bench) startDNS() (string, error) {
 		go udp.ActivateAndServe()
 		go tcp.ActivateAndServe()
 		b.onExit(func() { udp.Shutdown(); tcp.Shutdown() })
+		b.dnsAddr = addr
 		return addr, nil
 	}
 	return "", fmt.Errorf("no free loopback port for both UDP and TCP")

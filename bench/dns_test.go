@@ -29,6 +29,9 @@ func TestDNS(t *testing.T) {
 		{"_dmarc.sender.example.", dns.TypeTXT, "tcp", dns.RcodeSuccess, "\"v=DMARC1; p=none\""},
 		{"1.0.0.127.in-addr.arpa.", dns.TypePTR, "udp", dns.RcodeSuccess, "mx-client.sender.example."},
 		{"MX-Client.Sender.Example.", dns.TypeA, "udp", dns.RcodeSuccess, "127.0.0.1"},
+		// The other loopback addresses a load comes from with -source.
+		{"201.0.0.127.in-addr.arpa.", dns.TypePTR, "udp", dns.RcodeSuccess, "mx-client201.sender.example."},
+		{"mx-client201.sender.example.", dns.TypeA, "udp", dns.RcodeSuccess, "127.0.0.201"},
 		{"sender.example.", dns.TypeMX, "udp", dns.RcodeSuccess, ""},
 		{"unknown.example.", dns.TypeTXT, "udp", dns.RcodeNameError, ""},
 	}

@@ -15,12 +15,16 @@ import (
 type loadArgs struct {
 	n, c, size, perConn int
 	duration            time.Duration
+	source              string // smtpload -source; "" for 127.0.0.1
 }
 
 func (l loadArgs) String() string {
 	s := fmt.Sprintf("%d messages of %d bytes over %d sessions with PIPELINING", l.n, l.size, l.c)
 	if l.perConn > 0 {
 		s += fmt.Sprintf(", %d per connection", l.perConn)
+	}
+	if l.source != "" {
+		s += ", from " + l.source
 	}
 	return s
 }
@@ -37,6 +41,10 @@ type loadResult struct {
 	SelfCPU   float64        `json:"self_cpu_seconds"`
 	TimedOut  bool           `json:"stopped_by_duration"`
 	Pipelined bool           `json:"pipelined"`
+	// Connection is the latency of whole connections, connect to 221,
+	// with -per-conn.
+	Connection *latency   `json:"connection_latency,omitempty"`
+	TLS        *tlsCounts `json:"tls,omitempty"`
 
 	// Set by the bench: the peak RSS (VmHWM) of the target's server during
 	// the run, and the bytes the sessions held in flight (sessions ×
@@ -50,6 +58,14 @@ type latency struct {
 	P90 int64 `json:"p90_ns"`
 	P99 int64 `json:"p99_ns"`
 	Max int64 `json:"max_ns"`
+}
+
+// tlsCounts are the handshakes of a run with -starttls.
+type tlsCounts struct {
+	Handshakes int            `json:"handshakes"`
+	Full       int            `json:"full"`
+	Resumed    int            `json:"resumed"`
+	Versions   map[string]int `json:"versions"`
 }
 
 type cpuUse struct {
@@ -139,6 +155,10 @@ func (b *bench) send(ctx context.Context, t *target, l loadArgs, measure bool, s
 		"-n", strconv.Itoa(l.n), "-c", strconv.Itoa(l.c), "-size", strconv.Itoa(l.size),
 		"-per-conn", strconv.Itoa(l.perConn), "-duration", l.duration.String(), "-progress", "5s",
 	}
+	if l.source != "" {
+		args = append(args, "-source", l.source)
+	}
+	args = append(args, t.client...)
 	if measure {
 		for _, p := range t.pids {
 			args = append(args, "-pid", p)

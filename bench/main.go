@@ -12,10 +12,14 @@
 // mxd / postfix, with mxd's peak RSS (VmHWM) in each round next to the bytes
 // its sessions had in flight.
 //
-// -mode presets the loads of big messages: "big" (8 MB messages over 100
-// sessions, mxd against Postfix), "mixed" (10 KiB messages alone, then while
-// 8 MB messages flow to the same server, with the ratios of the two) and
-// "burst" (200 sessions of 16 MB at once).
+// -mode presets other loads: "big" (8 MB messages over 100 sessions, mxd
+// against Postfix), "mixed" (10 KiB messages alone, then while 8 MB messages
+// flow to the same server, with the ratios of the two), "burst" (200
+// sessions of 16 MB at once) and "tls" (STARTTLS, one message per
+// connection, from 200 loopback addresses, with an RSA and an ECDSA
+// certificate, full handshakes and resumed ones). -replicas N adds mxd whose
+// Redis has N replicas on this machine, against mxd without; -mxd-ref
+// COMMIT adds mxd built from that commit, against mxd from the tree.
 //
 // Everything it starts is stopped when it returns, on SIGINT, SIGTERM and
 // SIGHUP too, and everything it writes is under its temporary directory.
@@ -71,6 +75,17 @@ type bench struct {
 	mxdWait   time.Duration
 	// redisParams is appended to mxd's Redis URL as its query.
 	redisParams string
+	// source is smtpload's -source: the loopback addresses the load
+	// comes from; "" for 127.0.0.1 alone.
+	source string
+	// replicas is how many replicas the Redis of mxd-replicas has, and
+	// replicaFsync their appendfsync.
+	replicas     int
+	replicaFsync string
+
+	mxdRef  string               // -mxd-ref: the commit mxd-ref is built from
+	certs   map[string]certFiles // by kind, made on first use
+	dnsAddr string               // the bench's DNS server, once started
 }
 
 // onExit registers f to run when the bench ends, last registered first.
@@ -102,6 +117,11 @@ type options struct {
 	lead  time.Duration // how long the big load runs before the measured one starts
 	// budget is mxd's memory_budget in bytes; 0 leaves mxd's default.
 	budget int64
+	// replicas is how many replicas the Redis of mxd-replicas has.
+	replicas     int
+	replicaFsync string
+	// mxdRef is the commit the target mxd-ref is built from.
+	mxdRef string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -112,17 +132,21 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.load.c, "c", 50, "concurrent SMTP sessions")
 	fs.IntVar(&o.load.size, "size", 10240, "message size in bytes")
 	fs.IntVar(&o.load.perConn, "per-conn", 0, "messages per connection before reconnecting (0: no limit)")
+	fs.StringVar(&o.load.source, "source", "", "loopback `addresses` the load comes from (smtpload -source), e.g. 127.0.0.2-127.0.0.201; with it mxd keeps its default per-address connection cap")
 	fs.DurationVar(&o.load.duration, "duration", 90*time.Second, "time bound of one measured load run")
 	fs.IntVar(&o.warmup, "warmup", -1, "messages sent to each target before it is measured (-1: 500, at most 64 MiB of them)")
 	fs.IntVar(&o.rounds, "rounds", 3, "measured rounds per target; the table shows each target's median round")
 	fs.IntVar(&o.idle, "idle", 5000, "idle connections to open to mxd for the RSS measurement (0: skip)")
-	only := fs.String("targets", "smtp-sink,postfix,mxd", "comma list of targets to run")
+	only := fs.String("targets", "smtp-sink,postfix,mxd", "comma list of targets to run: smtp-sink, postfix, mxd; postfix-rsa, mxd-ecdsa, ... for STARTTLS with that certificate, mxd-ecdsa-resume, ... with TLS sessions resumed; mxd-replicas (with -replicas); mxd-ref (with -mxd-ref)")
+	fs.IntVar(&o.replicas, "replicas", 0, "`N` replicas of Redis on this machine for the target mxd-replicas, which is added to the default targets; mxd is configured with replicas = N")
+	fs.StringVar(&o.mxdRef, "mxd-ref", "", "`commit` to build the target mxd-ref from (git archive), which is added to the default targets: mxd from this tree against that one in the same run")
+	fs.StringVar(&o.replicaFsync, "replica-fsync", "always", "appendfsync of the replicas: always (as the primary) or everysec")
 	fs.DurationVar(&o.mxdWait, "mxd-wait", 0, "if cmd/mxd does not build yet, poll for it this long")
 	fs.StringVar(&o.redisParams, "mxd-redis-params", "", "query `parameters` for mxd's Redis URL, e.g. pool_size=100 (go-redis ParseURL options)")
 	fs.Var(&o.mxdSet, "mxd-set", "extra `line` for mxd's TOML config, e.g. 'max_recipients = 1000' (repeatable)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, queues, configs)")
 	fs.StringVar(&o.out, "json", "", "also write all results as JSON to this `file`")
-	fs.StringVar(&o.mode, "mode", "", "preset for big messages: big, mixed or burst (docs/benchmarks.md); other flags override it")
+	fs.StringVar(&o.mode, "mode", "", "preset: big, mixed or burst for big messages, tls for STARTTLS one message per connection (docs/benchmarks.md); other flags override it")
 	fs.BoolVar(&o.mixed, "mixed", false, "measure the -n/-c/-size load alone and while the -big-* load runs against the same target, instead of the rounds")
 	fs.IntVar(&o.big.n, "big-n", 2000, "-mixed: messages of the big load, at most (it is stopped when the measured load ends)")
 	fs.IntVar(&o.big.c, "big-c", 30, "-mixed: sessions of the big load")
@@ -139,6 +163,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	targetsGiven := false
+	fs.Visit(func(f *flag.Flag) { targetsGiven = targetsGiven || f.Name == "targets" })
+	if !targetsGiven && o.mode == "" && o.replicas > 0 {
+		*only += ",mxd-replicas"
+	}
+	if !targetsGiven && o.mode == "" && o.mxdRef != "" {
+		*only += ",mxd-ref"
+	}
 	if err := applyMode(fs, o.mode); err != nil {
 		return o, err
 	}
@@ -153,11 +185,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		o.warmup = autoWarmup(o.load.size)
 	}
 	o.big.duration = o.load.duration + o.lead
-	o.targets = strings.Split(*only, ",")
-	for _, t := range o.targets {
-		if !slices.Contains([]string{"smtp-sink", "postfix", "mxd"}, t) {
-			return o, fmt.Errorf("-targets: unknown target %q", t)
-		}
+	o.big.source = o.load.source
+	if err := o.setTargets(*only); err != nil {
+		return o, err
 	}
 	if o.rounds < 1 || o.load.n < 1 || o.load.c < 1 {
 		return o, fmt.Errorf("-rounds, -n and -c must be positive")
@@ -166,6 +196,30 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-big-n and -big-c must be positive")
 	}
 	return o, nil
+}
+
+// setTargets checks the -targets list, and what its targets need.
+func (o *options) setTargets(list string) error {
+	o.targets = strings.Split(list, ",")
+	for _, t := range o.targets {
+		spec, err := parseTarget(t)
+		if err != nil {
+			return fmt.Errorf("-targets: %w", err)
+		}
+		if spec.replicas && o.replicas < 1 {
+			return fmt.Errorf("-targets: %s needs -replicas N", t)
+		}
+		if spec.ref && o.mxdRef == "" {
+			return fmt.Errorf("-targets: %s needs -mxd-ref COMMIT", t)
+		}
+	}
+	if o.replicas < 0 {
+		return fmt.Errorf("-replicas must not be negative")
+	}
+	if o.replicaFsync != "always" && o.replicaFsync != "everysec" {
+		return fmt.Errorf("-replica-fsync %q: want always or everysec", o.replicaFsync)
+	}
+	return nil
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -180,7 +234,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	b := &bench{
 		dir: dir, domain: "lists.example.org", rcpt: "bench@lists.example.org",
 		stderr: stderr, mxdSet: o.mxdConfig(), mxdWait: o.mxdWait, redisParams: o.redisParams,
-		maxmemory: redisMaxmemory(o),
+		maxmemory: redisMaxmemory(o), source: o.load.source,
+		replicas: o.replicas, replicaFsync: o.replicaFsync, mxdRef: o.mxdRef,
 	}
 	defer func() {
 		for i := len(b.cleanup) - 1; i >= 0; i-- {
@@ -242,33 +297,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return ctx.Err()
 }
 
-// startTargets starts the named servers.
-func (b *bench) startTargets(ctx context.Context, names []string) ([]*target, error) {
-	var started []*target
-	for _, name := range names {
-		var t *target
-		var err error
-		switch name {
-		case "smtp-sink":
-			t, err = b.startSink(ctx)
-		case "postfix":
-			t, err = b.startPostfix(ctx)
-		case "mxd":
-			t, err = b.startMxd(ctx)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("start %s: %w", name, err)
-		}
-		b.logf("%s listening on %s (pids %s)", t.name, t.addr, strings.Join(t.pids, ","))
-		started = append(started, t)
-	}
-	return started, nil
-}
-
 // measureIdle opens n idle connections to mxd, if it is a target.
 func (b *bench) measureIdle(ctx context.Context, started []*target, n int) (*idleResult, error) {
 	for _, t := range started {
-		if t.name == "mxd" && n > 0 {
+		if t.server == "mxd" && n > 0 {
 			b.logf("idle: %d connections to mxd", n)
 			r, err := b.idle(ctx, t, n)
 			if err != nil {
@@ -281,7 +313,7 @@ func (b *bench) measureIdle(ctx context.Context, started []*target, n int) (*idl
 }
 
 // warmup sends o.warmup messages of the measured load to every target and
-// returns how many each accepted.
+// returns how many each server accepted.
 func (b *bench) warmup(ctx context.Context, started []*target, o options) (map[string]int, error) {
 	accepted := map[string]int{}
 	for _, t := range started {
@@ -293,14 +325,14 @@ func (b *bench) warmup(ctx context.Context, started []*target, o options) (map[s
 			if err != nil {
 				return nil, fmt.Errorf("%s warm-up: %w", t.name, err)
 			}
-			accepted[t.name] += r.Accepted
+			accepted[t.server] += r.Accepted
 		}
 	}
 	return accepted, nil
 }
 
 // measureLoad warms every target up, then runs the rounds, alternating
-// between targets. It returns how many messages each target accepted,
+// between targets. It returns how many messages each server accepted,
 // warm-up included.
 func (b *bench) measureLoad(ctx context.Context, started []*target, o options, rep *report) (map[string]int, error) {
 	rep.Results = map[string][]loadResult{}
@@ -324,7 +356,7 @@ func (b *bench) measureLoad(ctx context.Context, started []*target, o options, r
 				b.logf("%s: peak RSS (VmHWM) %s for %s in flight", t.name, mb(peak*1024), mb(r.InFlight))
 			}
 			rep.Results[t.name] = append(rep.Results[t.name], r)
-			accepted[t.name] += r.Accepted
+			accepted[t.server] += r.Accepted
 		}
 	}
 	return accepted, nil
@@ -369,20 +401,22 @@ func (b *bench) peak(t *target, f func() error) (int64, error) {
 	return peakRSS(t.memPid)
 }
 
-// checkQueues compares, for targets that can tell, the messages answered
+// checkQueues compares, for servers that can tell, the messages answered
 // 250 with the messages in the queue.
 func (b *bench) checkQueues(started []*target, accepted map[string]int) ([]string, error) {
 	var checks []string
+	seen := map[string]bool{}
 	for _, t := range started {
-		if t.depth == nil {
+		if t.depth == nil || seen[t.server] {
 			continue
 		}
+		seen[t.server] = true
 		d, err := t.depth()
 		if err != nil {
-			return nil, fmt.Errorf("%s queue depth: %w", t.name, err)
+			return nil, fmt.Errorf("%s queue depth: %w", t.server, err)
 		}
-		check := fmt.Sprintf("%s: %d messages answered 250, %d queued (consumed by the bench or still in the queue)", t.name, accepted[t.name], d)
-		if d != accepted[t.name] {
+		check := fmt.Sprintf("%s: %d messages answered 250, %d queued (consumed by the bench or still in the queue)", t.server, accepted[t.server], d)
+		if d != accepted[t.server] {
 			check += " (MISMATCH)"
 		}
 		b.logf("%s", check)
@@ -393,7 +427,14 @@ func (b *bench) checkQueues(started []*target, accepted map[string]int) ([]strin
 
 // goBuild builds pkg (relative to the repository root) into out.
 func goBuild(ctx context.Context, out, pkg string) error {
+	return goBuildIn(ctx, "", out, pkg)
+}
+
+// goBuildIn builds pkg (relative to dir, "" for the current directory)
+// into out.
+func goBuildIn(ctx context.Context, dir, out, pkg string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	cmd.Dir = dir
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}

@@ -43,7 +43,7 @@ type mixedSummary struct {
 }
 
 // measureMixed warms every target up, then runs the mixed rounds,
-// alternating between targets. It returns how many messages each target
+// alternating between targets. It returns how many messages each server
 // accepted.
 func (b *bench) measureMixed(ctx context.Context, started []*target, o options, rep *mixedReport) (map[string]int, error) {
 	rep.Results = map[string][]mixedRound{}
@@ -59,7 +59,7 @@ func (b *bench) measureMixed(ctx context.Context, started []*target, o options, 
 				return nil, fmt.Errorf("%s: %w", t.name, err)
 			}
 			rep.Results[t.name] = append(rep.Results[t.name], m)
-			accepted[t.name] += m.Alone.Accepted + m.During.Accepted + m.Big.Accepted
+			accepted[t.server] += m.Alone.Accepted + m.During.Accepted + m.Big.Accepted
 		}
 	}
 	return accepted, nil

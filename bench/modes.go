@@ -8,9 +8,8 @@ import (
 	"strings"
 )
 
-// modes are presets of flags for the loads of big messages; flags given on
-// the command line win over them. The default run (no -mode) is the 10 KiB
-// headline.
+// modes are presets of flags; flags given on the command line win over
+// them. The default run (no -mode) is the 10 KiB headline.
 var modes = map[string][][2]string{
 	// 8 MB messages over 100 sessions, mxd against Postfix.
 	"big": {{"targets", "postfix,mxd"}, {"size", "8000000"}, {"n", "300"}, {"c", "100"},
@@ -22,6 +21,14 @@ var modes = map[string][][2]string{
 	// 200 sessions of 16 MB messages at once: the memory they take.
 	"burst": {{"targets", "mxd"}, {"size", "16000000"}, {"n", "200"}, {"c", "200"}, {"rounds", "1"},
 		{"warmup", "0"}, {"idle", "0"}, {"duration", "5m"}},
+	// Mail as the internet sends it: STARTTLS, one 10 KiB message per
+	// connection, from 200 loopback addresses (so mxd keeps its default
+	// per-address cap), Postfix and mxd with the same RSA 2048 and ECDSA
+	// P-256 certificates, full handshakes and resumed ones; smtp-sink in
+	// plaintext as the reference.
+	"tls": {{"targets", "smtp-sink,postfix-rsa,postfix-ecdsa,mxd-rsa,mxd-ecdsa,mxd-rsa-resume,mxd-ecdsa-resume"},
+		{"size", "10240"}, {"n", "3000"}, {"c", "50"}, {"per-conn", "1"}, {"source", "127.0.0.2-127.0.0.201"},
+		{"warmup", "200"}, {"idle", "0"}, {"duration", "60s"}},
 }
 
 // applyMode sets the flags of mode that the command line did not set.

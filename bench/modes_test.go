@@ -31,6 +31,16 @@ func TestParseFlagsModes(t *testing.T) {
 			big: loadArgs{n: 2000, c: 30, size: 8000000, duration: 2*time.Minute + 5*time.Second}},
 		{args: []string{"-mode", "burst"}, targets: []string{"mxd"},
 			load: loadArgs{n: 200, c: 200, size: 16000000, duration: 5 * time.Minute}, warmup: 0},
+		{args: []string{"-mode", "tls"},
+			targets: []string{"smtp-sink", "postfix-rsa", "postfix-ecdsa", "mxd-rsa", "mxd-ecdsa", "mxd-rsa-resume", "mxd-ecdsa-resume"},
+			load:    loadArgs{n: 3000, c: 50, size: 10240, perConn: 1, duration: time.Minute, source: "127.0.0.2-127.0.0.201"}, warmup: 200},
+		// -replicas adds mxd with replicas to the default targets.
+		{args: []string{"-replicas", "1"}, targets: []string{"smtp-sink", "postfix", "mxd", "mxd-replicas"},
+			load: loadArgs{n: 10000, c: 50, size: 10240, duration: 90 * time.Second}, warmup: 500},
+		{args: []string{"-mxd-ref", "HEAD~1"}, targets: []string{"smtp-sink", "postfix", "mxd", "mxd-ref"},
+			load: loadArgs{n: 10000, c: 50, size: 10240, duration: 90 * time.Second}, warmup: 500},
+		{args: []string{"-replicas", "1", "-targets", "mxd,mxd-replicas"}, targets: []string{"mxd", "mxd-replicas"},
+			load: loadArgs{n: 10000, c: 50, size: 10240, duration: 90 * time.Second}, warmup: 500},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			o, err := parseFlags(tc.args, io.Discard)
@@ -61,6 +71,12 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"-mxd-budget", "lots"},
 		{"-mxd-budget", "-5MiB"},
 		{"-mixed", "-big-c", "0"},
+		{"-targets", "mxd,exim"},
+		{"-targets", "mxd-dsa"},
+		{"-targets", "mxd-replicas"}, // without -replicas
+		{"-replicas", "-1"},
+		{"-replicas", "1", "-replica-fsync", "no"},
+		{"-targets", "mxd-ref"}, // without -mxd-ref
 	} {
 		if _, err := parseFlags(args, io.Discard); err == nil {
 			t.Errorf("%q: no error, want one", args)

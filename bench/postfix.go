@@ -13,11 +13,13 @@ import (
 	"mxq/internal/postfix"
 )
 
-// A target is one server under load.
+// A target is one server under load, and how the load tool talks to it.
 type target struct {
-	name string
-	addr string
-	pids []string // for smtpload -pid, the first being the server itself
+	name   string   // as in -targets
+	server string   // the server's name: targets with the same one share it
+	client []string // the load tool's flags for this target (STARTTLS)
+	addr   string
+	pids   []string // for smtpload -pid, the first being the server itself
 	// memPid, when set, is the process whose peak RSS each run reports.
 	memPid int
 	stop   func()
@@ -76,18 +78,38 @@ message_size_limit = 67108864
 mailbox_size_limit = 0
 `
 
+// postfixConfig is the main.cf lines of the bench's instance, after the
+// ones internal/postfix places it in its directory with. With cert, smtpd
+// offers STARTTLS with that certificate and key (the files mxd gets too),
+// as an MX does: smtpd_tls_security_level = may. With noPeerLookup, smtpd
+// looks up no name for the client's address: the load comes from many
+// loopback addresses that only the bench's own DNS server knows, which
+// Postfix, using the system resolver, cannot be pointed at. That saves
+// Postfix work that mxd does (its iprev check).
+func postfixConfig(domain string, cert *certFiles, noPeerLookup bool) string {
+	mainCf := strings.ReplaceAll(postfixMainCf, "{{domain}}", domain)
+	if cert != nil {
+		mainCf += fmt.Sprintf("smtpd_tls_security_level = may\nsmtpd_tls_cert_file = %s\nsmtpd_tls_key_file = %s\n", cert.cert, cert.key)
+	}
+	if noPeerLookup {
+		mainCf += "smtpd_peername_lookup = no\n"
+	}
+	return mainCf
+}
+
 // startPostfix starts a throwaway Postfix with postfix -c DIR start; it is
-// stopped with postfix -c DIR stop.
-func (b *bench) startPostfix(ctx context.Context) (*target, error) {
+// stopped with postfix -c DIR stop. name is the server's name in logs and
+// file names.
+func (b *bench) startPostfix(ctx context.Context, name string, cert *certFiles) (*target, error) {
 	var lastErr error
 	for attempt := range 3 {
-		dir := filepath.Join(b.dir, fmt.Sprintf("postfix%d", attempt))
+		dir := filepath.Join(b.dir, fmt.Sprintf("%s%d", name, attempt))
 		port, err := freePort()
 		if err != nil {
 			return nil, err
 		}
 		addr := loopback(port)
-		etc, err := postfix.Write(dir, addr, strings.ReplaceAll(postfixMainCf, "{{domain}}", b.domain))
+		etc, err := postfix.Write(dir, addr, postfixConfig(b.domain, cert, b.source != ""))
 		if err != nil {
 			return nil, err
 		}
@@ -107,7 +129,7 @@ func (b *bench) startPostfix(ctx context.Context) (*target, error) {
 		}
 		pidFile := filepath.Join(dir, "queue", "pid", "master.pid")
 		var pid int
-		err = waitFor(ctx, "postfix", 20*time.Second, nil, func() error {
+		err = waitFor(ctx, name, 20*time.Second, nil, func() error {
 			if pid, err = readPid(pidFile); err != nil {
 				return err
 			}
@@ -120,9 +142,9 @@ func (b *bench) startPostfix(ctx context.Context) (*target, error) {
 		}
 		queue := filepath.Join(dir, "queue")
 		settle := func(ctx context.Context) error {
-			return waitFor(ctx, "postfix queue empty", 2*time.Minute, nil, func() error { return queueEmpty(queue) })
+			return waitFor(ctx, name+" queue empty", 2*time.Minute, nil, func() error { return queueEmpty(queue) })
 		}
-		return &target{name: "postfix", addr: addr, pids: []string{strconv.Itoa(pid)}, stop: stop, settle: settle}, nil
+		return &target{name: name, addr: addr, pids: []string{strconv.Itoa(pid)}, stop: stop, settle: settle}, nil
 	}
 	return nil, lastErr
 }

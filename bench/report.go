@@ -19,8 +19,9 @@ type report struct {
 	Rounds      int                     `json:"rounds"`
 	Results     map[string][]loadResult `json:"results"`      // every round
 	Median      map[string]loadResult   `json:"median"`       // the round with the median rate
-	Ratios      map[string]float64      `json:"ratios"`       // of the median rates
-	RoundRatios map[string][]float64    `json:"round_ratios"` // mxd's rate over the other's, round by round
+	Ratios      map[string]float64      `json:"ratios"`       // of the median rates: "mxd / postfix", ratioPairs
+	RoundRatios map[string][]float64    `json:"round_ratios"` // the same, round by round
+	P99Ratios   map[string]float64      `json:"p99_ratios"`   // the median rounds' p99 (end of data to reply)
 	Idle        *idleResult             `json:"idle_mxd,omitempty"`
 	Checks      []string                `json:"checks,omitempty"`
 	Budget      int64                   `json:"mxd_memory_budget,omitempty"` // -mxd-budget, bytes
@@ -29,6 +30,35 @@ type report struct {
 }
 
 func numCPU() int { return runtime.NumCPU() }
+
+// A ratioPair is a figure of the report: num's msgs/s over den's.
+type ratioPair struct{ num, den, target string }
+
+func (p ratioPair) String() string { return p.num + " / " + p.den }
+
+// ratioPairs are the ratios the report gives, for the targets that ran:
+// mxd against the references, and the TLS and replica variants against
+// each other.
+func ratioPairs(size int) []ratioPair {
+	pairs := []ratioPair{
+		{"mxd", "smtp-sink", ratioTarget("mxd / smtp-sink", size)},
+		{"mxd", "postfix", ratioTarget("mxd / postfix", size)},
+		{"mxd-replicas", "mxd", "≥ 0.75"},
+		{"mxd", "mxd-ref", "≥ 1, no worse"},
+	}
+	for _, c := range []string{"rsa", "ecdsa"} {
+		pairs = append(pairs,
+			ratioPair{"mxd-" + c, "postfix-" + c, "≥ 3"},
+			ratioPair{"mxd-" + c, "smtp-sink", "none"})
+	}
+	pairs = append(pairs, ratioPair{"mxd-ecdsa", "mxd-rsa", "≥ 1.5"})
+	for _, c := range []string{"rsa", "ecdsa"} {
+		pairs = append(pairs,
+			ratioPair{"mxd-" + c + "-resume", "mxd-" + c, "≥ 1.5"},
+			ratioPair{"postfix-" + c + "-resume", "postfix-" + c, "none"})
+	}
+	return pairs
+}
 
 // summarize picks each target's median round and computes the ratios.
 func (r *report) summarize(order []string) {
@@ -41,18 +71,26 @@ func (r *report) summarize(order []string) {
 	if r.Mixed != nil {
 		r.Mixed.summarize()
 	}
-	mxd, ok := r.Median["mxd"]
-	if !ok {
-		return
-	}
-	r.RoundRatios = map[string][]float64{}
-	for _, other := range []string{"smtp-sink", "postfix"} {
-		if o, ok := r.Median[other]; ok && o.Rate > 0 {
-			r.Ratios["mxd / "+other] = mxd.Rate / o.Rate
-			for i, m := range r.Results["mxd"] {
-				if others := r.Results[other]; i < len(others) && others[i].Rate > 0 {
-					r.RoundRatios["mxd / "+other] = append(r.RoundRatios["mxd / "+other], m.Rate/others[i].Rate)
+	for _, p := range ratioPairs(r.Size) {
+		num, ok1 := r.Median[p.num]
+		den, ok2 := r.Median[p.den]
+		if !ok1 || !ok2 || den.Rate <= 0 {
+			continue
+		}
+		k := p.String()
+		r.Ratios[k] = num.Rate / den.Rate
+		if den.Latency.P99 > 0 && num.Latency.P99 > 0 {
+			if r.P99Ratios == nil {
+				r.P99Ratios = map[string]float64{}
+			}
+			r.P99Ratios[k] = float64(num.Latency.P99) / float64(den.Latency.P99)
+		}
+		for i, m := range r.Results[p.num] {
+			if others := r.Results[p.den]; i < len(others) && others[i].Rate > 0 {
+				if r.RoundRatios == nil {
+					r.RoundRatios = map[string][]float64{}
 				}
+				r.RoundRatios[k] = append(r.RoundRatios[k], m.Rate/others[i].Rate)
 			}
 		}
 	}
@@ -90,7 +128,16 @@ func (r *report) print(w io.Writer) {
 // the ratios.
 func (r *report) printRounds(w io.Writer) {
 	fmt.Fprintf(w, "load: %s; median of %d round(s)\n\n", r.Load, r.Rounds)
-	fmt.Fprintf(w, "%-10s %9s %9s %9s %9s %11s %12s %5s %5s  %s\n", "target", "msgs/s", "p50 ms", "p99 ms", "max ms", "CPU s/10k", "client s/10k", "4xx", "5xx", "replies")
+	width, conns := 10, false
+	for _, name := range r.order {
+		width = max(width, len(name))
+		conns = conns || r.Median[name].Connection != nil
+	}
+	connHead := ""
+	if conns {
+		connHead = fmt.Sprintf(" %9s %9s", "conn p50", "conn p99")
+	}
+	fmt.Fprintf(w, "%-*s %9s %9s %9s %9s%s %11s %12s %5s %5s  %s\n", width, "target", "msgs/s", "p50 ms", "p99 ms", "max ms", connHead, "CPU s/10k", "client s/10k", "4xx", "5xx", "replies")
 	for _, name := range r.order {
 		m, ok := r.Median[name]
 		if !ok {
@@ -100,12 +147,21 @@ func (r *report) printRounds(w io.Writer) {
 		if m.Accepted > 0 {
 			client = m.SelfCPU * 10000 / float64(m.Accepted)
 		}
-		temp, perm, _ := outcomes(m.Codes)
-		fmt.Fprintf(w, "%-10s %9.0f %9.2f %9.2f %9.2f %11s %12.2f %5d %5d  %s\n", name, m.Rate,
-			ms(m.Latency.P50), ms(m.Latency.P99), ms(m.Latency.Max), cpuText(m.CPU), client, temp, perm, codesText(m.Codes))
-		if m.TimedOut {
-			fmt.Fprintf(w, "%-10s (stopped by -duration: %d of the messages sent)\n", "", m.Attempted)
+		connCols := ""
+		if c := m.Connection; c != nil {
+			connCols = fmt.Sprintf(" %9.2f %9.2f", ms(c.P50), ms(c.P99))
+		} else if conns {
+			connCols = fmt.Sprintf(" %9s %9s", "-", "-")
 		}
+		temp, perm, _ := outcomes(m.Codes)
+		fmt.Fprintf(w, "%-*s %9.0f %9.2f %9.2f %9.2f%s %11s %12.2f %5d %5d  %s\n", width, name, m.Rate,
+			ms(m.Latency.P50), ms(m.Latency.P99), ms(m.Latency.Max), connCols, cpuText(m.CPU), client, temp, perm, codesText(m.Codes))
+		if m.TimedOut {
+			fmt.Fprintf(w, "%-*s (stopped by -duration: %d of the messages sent)\n", width, "", m.Attempted)
+		}
+	}
+	if conns {
+		fmt.Fprintln(w, "(conn: the whole connection, from the connect to the 221 reply to QUIT, ms)")
 	}
 	for _, name := range r.order {
 		m := r.Median[name]
@@ -116,25 +172,47 @@ func (r *report) printRounds(w io.Writer) {
 		}
 	}
 	for _, name := range r.order {
+		if t := r.Median[name].TLS; t != nil {
+			fmt.Fprintf(w, "%s TLS handshakes: %d, %d full, %d resumed (%s)\n", name, t.Handshakes, t.Full, t.Resumed, codesText(t.Versions))
+		}
+	}
+	for _, name := range r.order {
 		if line := peakText(name, r.Median[name], r.Results[name]); line != "" {
 			fmt.Fprintln(w, line)
 		}
 	}
-	if len(r.Ratios) > 0 {
-		fmt.Fprintln(w)
-		for _, k := range []string{"mxd / smtp-sink", "mxd / postfix"} {
-			if v, ok := r.Ratios[k]; ok {
-				fmt.Fprintf(w, "%-16s %6.2f  (msgs/s, median rounds; target %s)", k, v, ratioTarget(k, r.Size))
-				if rs := r.RoundRatios[k]; len(rs) > 1 {
-					var parts []string
-					for _, x := range rs {
-						parts = append(parts, fmt.Sprintf("%.2f", x))
-					}
-					fmt.Fprintf(w, "  round by round: %s", strings.Join(parts, " "))
-				}
-				fmt.Fprintln(w)
-			}
+	r.printRatios(w)
+}
+
+// printRatios prints the ratios of the median rounds' rates, with the
+// rounds' own and the ratio of the p99s.
+func (r *report) printRatios(w io.Writer) {
+	if len(r.Ratios) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	width := 16
+	for k := range r.Ratios {
+		width = max(width, len(k))
+	}
+	for _, p := range ratioPairs(r.Size) {
+		k := p.String()
+		v, ok := r.Ratios[k]
+		if !ok {
+			continue
 		}
+		fmt.Fprintf(w, "%-*s %6.2f  (msgs/s, median rounds; target %s)", width, k, v, p.target)
+		if rs := r.RoundRatios[k]; len(rs) > 1 {
+			var parts []string
+			for _, x := range rs {
+				parts = append(parts, fmt.Sprintf("%.2f", x))
+			}
+			fmt.Fprintf(w, "  round by round: %s", strings.Join(parts, " "))
+		}
+		if v, ok := r.P99Ratios[k]; ok {
+			fmt.Fprintf(w, "; p99 %.2f", v)
+		}
+		fmt.Fprintln(w)
 	}
 }
 

@@ -96,3 +96,43 @@ func printed(r *report) string {
 	r.print(&b)
 	return b.String()
 }
+
+func TestReportTLS(t *testing.T) {
+	conn := func(p50, p99 int64) *latency { return &latency{P50: p50 * 1e6, P99: p99 * 1e6} }
+	r := report{Size: 10240, Load: "3000 messages of 10240 bytes over 50 sessions with PIPELINING, 1 per connection", Rounds: 1,
+		Results: map[string][]loadResult{
+			"smtp-sink":        {{Rate: 2600, Connection: conn(16, 38)}},
+			"postfix-rsa":      {{Rate: 200, Latency: latency{P99: 25e6}, Connection: conn(220, 350)}},
+			"mxd-rsa":          {{Rate: 700, Latency: latency{P99: 50e6}, Connection: conn(130, 230)}},
+			"mxd-ecdsa":        {{Rate: 1050, Connection: conn(80, 170)}},
+			"mxd-ecdsa-resume": {{Rate: 1100, Connection: conn(70, 160), TLS: &tlsCounts{Handshakes: 3000, Full: 2, Resumed: 2998, Versions: map[string]int{"TLS 1.3": 3000}}}},
+		}}
+	r.summarize([]string{"smtp-sink", "postfix-rsa", "mxd-rsa", "mxd-ecdsa", "mxd-ecdsa-resume"})
+	want := map[string]float64{
+		"mxd-rsa / postfix-rsa": 3.5, "mxd-rsa / smtp-sink": 700.0 / 2600, "mxd-ecdsa / smtp-sink": 1050.0 / 2600,
+		"mxd-ecdsa / mxd-rsa": 1.5, "mxd-ecdsa-resume / mxd-ecdsa": 1100.0 / 1050,
+	}
+	if diff := cmp.Diff(want, r.Ratios); diff != "" {
+		t.Errorf("ratios (-want +got):\n%s", diff)
+	}
+	if got := r.P99Ratios["mxd-rsa / postfix-rsa"]; got != 2 {
+		t.Errorf("p99 ratio %v, want 2", got)
+	}
+	reportHas(t, printed(&r),
+		"conn p50  conn p99",
+		"mxd-ecdsa-resume      1100",
+		"    70.00    160.00",
+		"mxd-ecdsa-resume TLS handshakes: 3000, 2 full, 2998 resumed (TLS 1.3: 3000)",
+		"mxd-rsa / postfix-rsa          3.50  (msgs/s, median rounds; target ≥ 3); p99 2.00",
+		"mxd-ecdsa / mxd-rsa            1.50  (msgs/s, median rounds; target ≥ 1.5)",
+	)
+}
+
+func TestReportReplicas(t *testing.T) {
+	r := report{Size: 10240, Rounds: 2, Results: map[string][]loadResult{
+		"mxd":          {{Rate: 4000, Latency: latency{P99: 20e6}}, {Rate: 5000, Latency: latency{P99: 10e6}}},
+		"mxd-replicas": {{Rate: 3000, Latency: latency{P99: 30e6}}, {Rate: 3500, Latency: latency{P99: 25e6}}},
+	}}
+	r.summarize([]string{"mxd", "mxd-replicas"})
+	reportHas(t, printed(&r), "mxd-replicas / mxd   0.70  (msgs/s, median rounds; target ≥ 0.75)  round by round: 0.75 0.70; p99 2.50")
+}
