@@ -254,25 +254,44 @@ func (q *Queue) commit(ctx context.Context, keys enqueueKeys, args enqueueArgs, 
 	if q.opt.Replicas == 0 {
 		return q.runEnqueue(ctx, q.rdb, keys, args)
 	}
-	// WAIT counts the writes of its own connection: run both on one. A
+	// WAIT counts the writes of its own connection: run both on one, in
+	// one write, so that a message costs one round trip, not two. Redis
+	// runs them in order: the WAIT covers the script's writes. A
 	// duplicate writes too (see enqueueScript), so its WAIT covers the
 	// original.
 	conn := q.rdb.Conn()
 	defer conn.Close()
-	res, err := q.runEnqueue(ctx, conn, keys, args)
+	var script *redis.Cmd
+	var wait *redis.Cmd
+	send := func() {
+		conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+			script = enqueueScript.evalSha(ctx, p, keys, args)
+			wait = p.Do(ctx, "WAIT", q.opt.Replicas, q.opt.ReplicaTimeout.Milliseconds())
+			return nil
+		})
+	}
+	send()
+	if redis.HasErrorPrefix(script.Err(), "NOSCRIPT") {
+		// A new primary after a failover lacks the script (SCRIPT LOAD
+		// is not replicated); a pipeline cannot fall back to EVAL.
+		if err := enqueueScript.load(ctx, conn).Err(); err != nil {
+			return Result{}, classify(err)
+		}
+		send()
+	}
+	res, err := enqueueResult(script)
 	if err != nil {
 		return Result{}, err
 	}
-	if err := q.wait(ctx, conn); err != nil {
+	if err := q.waited(wait); err != nil {
 		return Result{}, err
 	}
 	return res, nil
 }
 
-// wait is WAIT for Options.Replicas on c, the connection that made the
-// writes to be confirmed.
-func (q *Queue) wait(ctx context.Context, c *redis.Conn) error {
-	n, err := c.Wait(ctx, q.opt.Replicas, q.opt.ReplicaTimeout).Result()
+// waited checks the reply of WAIT for Options.Replicas.
+func (q *Queue) waited(w *redis.Cmd) error {
+	n, err := w.Int64()
 	if err != nil {
 		return fmt.Errorf("wait for replicas: %w", classify(err))
 	}
@@ -307,7 +326,12 @@ func bytesOf(chunks [][]byte) int {
 }
 
 func (q *Queue) runEnqueue(ctx context.Context, c redis.Scripter, keys enqueueKeys, args enqueueArgs) (Result, error) {
-	v, err := enqueueScript.run(ctx, c, keys, args).Slice()
+	return enqueueResult(enqueueScript.run(ctx, c, keys, args))
+}
+
+// enqueueResult reads the reply of enqueueScript.
+func enqueueResult(cmd *redis.Cmd) (Result, error) {
+	v, err := cmd.Slice()
 	if redis.HasErrorPrefix(err, "SPOOLLOST") {
 		return Result{}, &Error{Kind: Unavailable, Err: fmt.Errorf("%w: %v", ErrSpoolLost, err)}
 	}
