@@ -60,6 +60,9 @@ type ConsumerOptions struct {
 	// must have been silent before it is removed from the group (each
 	// listd start adds a name). Default the longer of 1h and 10×Lease.
 	ForgetIdle time.Duration
+	// Program is the program and its version, announced with the record
+	// formats the consumer reads (see announce.go).
+	Program string
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -112,7 +115,8 @@ type Consumer struct {
 	mu          sync.Mutex
 	group       bool // the group is known to exist
 	lastReclaim time.Time
-	cursor      string // XAUTOCLAIM position
+	cursor      string    // XAUTOCLAIM position
+	announced   time.Time // the last announcement
 
 	acks Batcher[*ackReq] // see acks.go
 }
@@ -139,6 +143,7 @@ func (c *Consumer) Fetch(ctx context.Context, n int) ([]*Delivery, error) {
 	if err := c.ensureGroup(ctx); err != nil {
 		return nil, err
 	}
+	c.announce(ctx)
 	if _, err := c.promote(ctx, 100); err != nil {
 		return nil, err
 	}
@@ -291,6 +296,7 @@ func (c *Consumer) reclaim(ctx context.Context, n int) ([]*Delivery, error) {
 	c.mu.Unlock()
 	if next == "0-0" {
 		c.forgetIdleConsumers(ctx)
+		c.forgetLeft(ctx)
 	}
 	if len(deleted) > 0 {
 		// Pending entries whose stream data is gone (deleted by hand:
@@ -314,11 +320,15 @@ func (c *Consumer) forgetIdleConsumers(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	members := map[string]bool{}
 	for _, x := range cs {
+		members[x.Name] = true
 		if x.Name != c.opt.Name && x.Pending == 0 && x.Idle > c.opt.ForgetIdle {
 			forgetScript.run(ctx, c.q.rdb, streamKey{c.q.key("stream")}, forgetArgs{group: c.opt.Group, consumer: x.Name})
+			delete(members, x.Name)
 		}
 	}
+	c.forgetAnnouncements(ctx, members)
 }
 
 // forgetScript deletes a consumer only if it holds nothing at that moment:
@@ -391,6 +401,7 @@ func (c *Consumer) begin(ctx context.Context, msgs []redis.XMessage, reclaimed b
 		body  bodyCmds
 		done  *redis.MapStringStringCmd
 		tries *redis.MapStringStringCmd
+		left  *redis.IntCmd // reclaimed: the entry was left, not lost
 	}
 	cs := make([]cmds, len(msgs))
 	_, err := c.q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -399,6 +410,9 @@ func (c *Consumer) begin(ctx context.Context, msgs []redis.XMessage, reclaimed b
 				cs[i].body = c.q.queueBodyFetch(ctx, p, d.ID, d.version)
 			}
 			cs[i].done, cs[i].tries = p.HGetAll(ctx, c.q.key("done", d.ID)), p.HGetAll(ctx, c.q.key("tries", d.ID))
+			if reclaimed && !d.TooNew() {
+				cs[i].left = p.HDel(ctx, c.q.key("left"), d.StreamID)
+			}
 		}
 		return nil
 	})
@@ -412,7 +426,7 @@ func (c *Consumer) begin(ctx context.Context, msgs []redis.XMessage, reclaimed b
 		}
 		d.settled = cs[i].done.Val()
 		d.Attempts = decodeAttempts(cs[i].tries.Val())
-		if reclaimed {
+		if reclaimed && !d.TooNew() && cs[i].left.Val() == 0 {
 			a := Attempt{N: len(d.Attempts) + 1, End: d.Started,
 				Error: "no result: the consumer's lease expired (it crashed, hung or lost Redis)"}
 			if err := c.q.rdb.HSet(ctx, c.q.key("tries", d.ID), a.N, a.encode()).Err(); err != nil {

@@ -92,6 +92,12 @@ func dedupHash(from string, rcpts []string, bodySum []byte) string {
 // back through another MX host while its first copy is on no replica).
 //
 // RENAME keeps the spool's expiry, hence the PERSIST.
+//
+// Format 1 (ARGV[2]), written while a consumer that reads no other is
+// live, stores the body as one string: the script joins the header, the
+// spooled chunks and the rest, a few chunks per LRANGE, and deletes the
+// spool. That copies the message once inside Redis, which format 2
+// never does.
 var enqueueScript = newScript[enqueueKeys, enqueueArgs](`#!lua
 local id = redis.call('GET', KEYS[4])
 if id then
@@ -100,10 +106,21 @@ if id then
   if ttl > 0 then redis.call('PEXPIRE', KEYS[4], ttl) end
   return {0, id}
 end
-if ARGV[7] == '1' then
-  if redis.call('EXISTS', KEYS[2]) == 0 then
-    return redis.error_reply('SPOOLLOST spooled body of ' .. ARGV[1] .. ' is gone before the commit')
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
+  return redis.error_reply('SPOOLLOST spooled body of ' .. ARGV[1] .. ' is gone before the commit')
+end
+if ARGV[2] == '1' then
+  local parts = {ARGV[6]}
+  if ARGV[7] == '1' then
+    local n = redis.call('LLEN', KEYS[2])
+    for i = 0, n - 1, 16 do
+      for _, c in ipairs(redis.call('LRANGE', KEYS[2], i, i + 15)) do parts[#parts + 1] = c end
+    end
+    redis.call('DEL', KEYS[2])
   end
+  for i = 8, #ARGV do parts[#parts + 1] = ARGV[i] end
+  redis.call('SET', KEYS[3], table.concat(parts))
+elseif ARGV[7] == '1' then
   redis.call('RENAME', KEYS[2], KEYS[3])
   redis.call('PERSIST', KEYS[3])
   redis.call('LPUSH', KEYS[3], ARGV[6])
@@ -127,6 +144,7 @@ func (k enqueueKeys) keys() []string {
 
 type enqueueArgs struct {
 	id      string
+	version int // the record format
 	rec     []byte
 	dedupMS int64
 	host    string
@@ -141,7 +159,7 @@ func (a enqueueArgs) args() []any {
 		spooled = "1"
 	}
 	out := make([]any, 0, 7+len(a.tail))
-	out = append(out, a.id, FormatVersion, a.rec, a.dedupMS, a.host, a.header, spooled)
+	out = append(out, a.id, a.version, a.rec, a.dedupMS, a.host, a.header, spooled)
 	for _, c := range a.tail {
 		out = append(out, c)
 	}
@@ -229,11 +247,14 @@ func (q *Queue) commitMessage(ctx context.Context, m *Message, sp *Spool, tail [
 		inflight: q.key("inflight", r.Host),
 		hosts:    q.key("hosts"),
 	}
-	args := enqueueArgs{id: r.ID, rec: rec, dedupMS: q.opt.DedupWindow.Milliseconds(),
+	args := enqueueArgs{id: r.ID, version: q.WriteFormat(), rec: rec, dedupMS: q.opt.DedupWindow.Milliseconds(),
 		host: r.Host, header: m.Header, spooled: spooled, tail: tail}
 	res, err := q.commit(ctx, keys, args, len(m.Header)+bytesOf(tail))
 	if err != nil {
 		return Result{}, err
+	}
+	if res.ID == r.ID {
+		q.formats.written[args.version].Add(1)
 	}
 	// The id found under the dedup key is this message's own when an
 	// earlier call committed it and its reply was lost.
