@@ -41,7 +41,7 @@ func (o FormatOptions) withDefaults() FormatOptions {
 }
 
 // FormatChooser decides which record format its Queue's Enqueue writes:
-// the newest that every live consumer reads (see chooseFormat), capped by
+// the newest that every live consumer reads (see ChooseFormat), capped by
 // the pin of mxq format. It caches the decision, so that no enqueue asks
 // Redis, and refreshes it every Interval.
 //
@@ -122,7 +122,7 @@ func (f *FormatChooser) Refresh(ctx context.Context) (FormatChoice, error) {
 	if since := now.Sub(f.connsSeen); !seen && since < f.opt.ReaderIdle {
 		readers = append(readers, Reader{Reads: legacyReads, Live: true, Idle: since, Connections: f.conns})
 	}
-	v, why := chooseFormat(readers, pin)
+	v, why := ChooseFormat(readers, pin)
 	c := FormatChoice{Version: v, Pin: pin, Why: why, Readers: readers}
 	if old := f.q.formats.write.Swap(int32(v)); int(old) != v {
 		f.opt.Logger.Info("record format written changed", "format", v, "was", old, "why", why)

@@ -264,11 +264,11 @@ func noSuchKey(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "no such key")
 }
 
-// chooseFormat picks the record format to write: the newest one, not
+// ChooseFormat picks the record format to write: the newest one, not
 // newer than pin (0: no pin), that every live reader reads. With no live
 // reader it is the oldest, which any consumer that comes back reads.
 // why says what decided.
-func chooseFormat(readers []Reader, pin int) (v int, why string) {
+func ChooseFormat(readers []Reader, pin int) (v int, why string) {
 	top := FormatVersion
 	if pin > 0 {
 		top = max(min(top, pin), OldestFormat)
@@ -302,4 +302,54 @@ func chooseFormat(readers []Reader, pin int) (v int, why string) {
 		}
 	}
 	return OldestFormat, fmt.Sprintf("no format every live consumer reads (%s cannot read %d): the oldest", strings.Join(prev, ", "), OldestFormat)
+}
+
+// QueuedFormats counts the messages queued, in the stream or waiting for
+// a retry, by record format. It reads every entry, a thousand per
+// command: for an operator during an upgrade, not for a hot path.
+func (q *Queue) QueuedFormats(ctx context.Context) (map[int]int64, error) {
+	out := map[int]int64{}
+	start := "-"
+	for {
+		cctx, cancel := q.ctx(ctx)
+		ms, err := q.rdb.XRangeN(cctx, q.key("stream"), start, "+", 1000).Result()
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("read the stream: %w", classify(err))
+		}
+		for _, m := range ms {
+			out[entryVersion(m.Values)]++
+		}
+		if len(ms) < 1000 {
+			break
+		}
+		start = "(" + ms[len(ms)-1].ID
+	}
+	cctx, cancel := q.ctx(ctx)
+	ids, err := q.rdb.ZRange(cctx, q.key("retry"), 0, -1).Result()
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("read the retry set: %w", classify(err))
+	}
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), 1000)]
+		ids = ids[len(batch):]
+		vs := make([]*redis.StringCmd, len(batch))
+		cctx, cancel := q.ctx(ctx)
+		_, err := q.rdb.Pipelined(cctx, func(p redis.Pipeliner) error {
+			for i, id := range batch {
+				vs[i] = p.HGet(cctx, q.key("wait", id), "v")
+			}
+			return nil
+		})
+		cancel()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, fmt.Errorf("read the retries: %w", classify(err))
+		}
+		for _, v := range vs {
+			n, _ := strconv.Atoi(v.Val())
+			out[n]++
+		}
+	}
+	return out, nil
 }

@@ -42,7 +42,7 @@ func main() {
 	}
 }
 
-const usage = `Usage: listd -config FILE [-check-config]
+const usage = `Usage: listd -config FILE [-check-config] | -version
 
 listd takes messages off the queue that the MX hosts (mxd) fill and hands
 each recipient to the destination of the first [[route]] it matches: an LMTP
@@ -52,6 +52,11 @@ once: a temporary failure (4xx, exit 75, timeout) is retried with back-off, a
 permanent one (5xx, other exit codes, no route) goes to the dead-letter
 stream, where "mxq dead" shows it and can retry it. Recipients already
 delivered are never delivered again by a retry.
+
+listd announces in Redis the record formats it reads, and the MX hosts write
+only those; an entry in a newer format (an MX host upgraded while an older
+listd started) is left in the queue for a listd that reads it, never
+dead-lettered. -version prints the formats.
 
 On start and on SIGHUP, listd publishes its route patterns to the recipient
 registry, so that every MX accepts mail for them at RCPT.
@@ -70,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	path := fs.String("config", "/etc/mxq/listd.toml", "the TOML configuration `file` (see docs/examples/listd.toml)")
 	check := fs.Bool("check-config", false, "check the configuration and exit")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	showVersion := fs.Bool("version", false, "print the version and the record formats listd reads, and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -80,6 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *showVersion {
 		fmt.Fprintln(stdout, "listd", version)
+		fmt.Fprintf(stdout, "record formats: reads %s; writes none (a newer format is left for a listd that reads it)\n", queue.FormatList(queue.Formats()))
 		return nil
 	}
 	cfg, err := loadConfig(*path)
@@ -124,7 +130,9 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 	running := cfg.routes(nil)
 	var router atomic.Pointer[lists.Router]
 	router.Store(running.Router)
-	src := q.Consumer(cfg.consumerOptions())
+	copt := cfg.consumerOptions()
+	copt.Program = "listd " + version
+	src := q.Consumer(copt)
 	consumer := cfg.consumer(src, &router, logger, m.observe)
 
 	bg, stopBg := context.WithCancel(context.Background())
@@ -161,6 +169,13 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 		case <-ctx.Done():
 			logger.Info("stopping: finishing deliveries in flight", "grace", cfg.ShutdownTimeout.Duration)
 			<-runDone
+			// Leave the group now, rather than be counted as a live
+			// reader until it notices.
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := src.Stop(sctx); err != nil {
+				logger.Warn("leave the consumer group", "err", err)
+			}
+			cancel()
 			logger.Info("stopped")
 			return nil
 		case err := <-errc:

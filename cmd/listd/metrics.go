@@ -13,6 +13,7 @@ import (
 // metrics are listd's Prometheus metrics.
 type metrics struct {
 	delivered, retried, dead, released prometheus.Counter
+	left                               prometheus.Counter
 	latency                            prometheus.Histogram
 	attempt                            prometheus.Histogram
 }
@@ -27,6 +28,8 @@ func newMetrics(reg prometheus.Registerer, q *queue.Queue) *metrics {
 			Help: "Messages moved to the dead-letter stream."}),
 		released: prometheus.NewCounter(prometheus.CounterOpts{Name: "listd_released_total",
 			Help: "Deliveries interrupted by a stop and handed back to other consumers."}),
+		left: prometheus.NewCounter(prometheus.CounterOpts{Name: "listd_left_total",
+			Help: "Entries handed back untouched because their record format is newer than this listd reads; a listd that reads it takes them over."}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "listd_delivery_latency_seconds",
 			Help:    "Time from the MX host's end of data (record.Arrived) to the acknowledgement.",
 			Buckets: prometheus.ExponentialBucketsRange(0.001, 3*3600, 24)}),
@@ -34,7 +37,7 @@ func newMetrics(reg prometheus.Registerer, q *queue.Queue) *metrics {
 			Help:    "Duration of one delivery attempt, whatever its outcome.",
 			Buckets: prometheus.ExponentialBucketsRange(0.0005, 600, 20)}),
 	}
-	reg.MustRegister(m.delivered, m.retried, m.dead, m.released, m.latency, m.attempt, &backlogCollector{q: q})
+	reg.MustRegister(m.delivered, m.retried, m.dead, m.released, m.left, m.latency, m.attempt, &backlogCollector{q: q})
 	return m
 }
 
@@ -53,6 +56,8 @@ func (m *metrics) observe(r lists.Result) {
 		m.dead.Inc()
 	case lists.Released:
 		m.released.Inc()
+	case lists.Left:
+		m.left.Inc()
 	}
 }
 

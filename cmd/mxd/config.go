@@ -56,6 +56,7 @@ type config struct {
 
 	RegistryTTL       tomlfile.Duration `toml:"registry_ttl"`
 	HeartbeatInterval tomlfile.Duration `toml:"heartbeat_interval"`
+	ReaderIdle        tomlfile.Duration `toml:"reader_idle"`
 	DedupWindow       tomlfile.Duration `toml:"dedup_window"`
 	Replicas          int               `toml:"replicas"`
 	ReplicaTimeout    tomlfile.Duration `toml:"replica_timeout"`

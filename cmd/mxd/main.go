@@ -40,7 +40,7 @@ func main() {
 	}
 }
 
-const usage = `Usage: mxd -config FILE [-check-config]
+const usage = `Usage: mxd -config FILE [-check-config] | -version
 
 mxd receives mail for mailing lists on an MX host. It keeps no spool: each
 message is checked (recipient at RCPT, line endings, size, loops), stamped
@@ -48,6 +48,10 @@ with a Received header, and put into the shared Redis queue; the client gets
 "250 2.0.0 queued as ID" only after Redis has it durably. Any queue trouble
 is answered 4xx, so senders retry. Run the same config on every MX host,
 changing only hostname.
+
+Each message is written in the newest record format that every live
+consumer (listd) reads, so that mxd and listd may be upgraded in either
+order; -version prints the formats, "mxq format" shows the choice.
 
 Signals: SIGTERM or SIGINT stops accepting, lets transactions in flight finish
 (shutdown_timeout), and exits. SIGHUP reloads the TLS certificate and key:
@@ -63,12 +67,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
 	path := fs.String("config", "/etc/mxq/mxd.toml", "the TOML configuration `file` (see docs/examples/mxd.toml)")
 	check := fs.Bool("check-config", false, "check the configuration and exit")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	showVersion := fs.Bool("version", false, "print the version and the record formats mxd reads and writes, and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "mxd", version)
+		printVersion(stdout)
 		return nil
 	}
 	cfg, err := loadConfig(*path)
@@ -105,7 +109,14 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), formatCollector{q})
+	// The record format is chosen before the first message, and again
+	// with every heartbeat; until a choice is made (Redis unreachable),
+	// mxd writes the oldest format, which every consumer reads.
+	formats := q.FormatChooser(queue.FormatOptions{Interval: cfg.HeartbeatInterval.Duration, ReaderIdle: cfg.ReaderIdle.Duration, Logger: logger})
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	formats.Refresh(fctx)
+	cancel()
 	srv, err := smtpd.New(sc, q, smtpd.NewRecipients(q, cfg.RegistryTTL.Duration), logger, smtpd.NewMetrics(reg))
 	if err != nil {
 		return err
@@ -121,6 +132,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	hbCtx, stopBeat := context.WithCancel(context.Background())
 	defer stopBeat()
 	go hb.Run(hbCtx)
+	go formats.Run(hbCtx)
 	if certs != nil {
 		go certs.RunTicketRotation(hbCtx, cfg.TLSTicketRotation.Duration)
 	}

@@ -17,6 +17,9 @@ import (
 	"mxq/queue"
 )
 
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
 // command is one subcommand of mxq.
 type command struct {
 	usage string // "ARGS: what it does"
@@ -28,7 +31,12 @@ var commands = map[string]command{
 	"lists add": {"ADDRESS|PATTERN...: accept mail for these list addresses on every MX", listsAdd},
 	"lists rm":  {"ADDRESS|PATTERN...: stop accepting mail for these (static entries only)", listsRm},
 	"lists ls":  {"[-json]: show the recipient registry and where each entry comes from", listsLs},
-	"stats":     {"[-json]: queue depth, dead letters, and every MX host's state", stats},
+	"stats":     {"[-json]: queue depth, dead letters, every MX host's and consumer's state, version and record formats, entries left for a newer consumer", stats},
+
+	// Record formats and upgrades: format.go.
+	"format":       {"[-json] [-reader-idle D]: which record format each MX host writes and each consumer reads, the pin, and the queued messages by format", format},
+	"format pin":   {"N: MX hosts write no record format newer than N (an older one still, while a live consumer needs it); before starting a consumer that reads no newer one", formatPin},
+	"format unpin": {": MX hosts write the newest record format that every live consumer reads again", formatUnpin},
 
 	// The consumer side: peek.go, dead.go.
 	"peek":       {"[-n N] [-json] | -body ID: the oldest queued messages and those waiting for a retry; -body writes one message as stored to stdout", peek},
@@ -38,10 +46,14 @@ var commands = map[string]command{
 	"dead purge": {"ID...|--all [-json]: delete dead letters and their bodies for good", deadPurge},
 }
 
-const usage = `Usage: mxq [-redis URL] [-queue NAME] COMMAND [ARGS]
+const usage = `Usage: mxq [-redis URL] [-queue NAME] COMMAND [ARGS] | mxq -version
 
 mxq shows and edits the queue that every MX host (mxd) writes into and the
 consumers (listd) read from.
+
+MX hosts write the newest record format that every live consumer reads, so
+that mxd and listd can be upgraded one host at a time in either order; see
+"mxq format" and docs/redis.md ("Format versions and upgrades").
 
 Patterns in the recipient registry use * for any run of characters other
 than '/' and '@', so "~*/*@lists.example.org" accepts every list of every
@@ -79,6 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	url := fs.String("redis", defURL, "Redis `URL` of the queue (default $MXQ_REDIS, then redis://127.0.0.1:6379/0)")
 	name := fs.String("queue", "mxq", "queue `name` (the hash tag of its keys)")
+	showVersion := fs.Bool("version", false, "print the version and the record formats mxq reads, and exit")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		names := make([]string, 0, len(commands))
@@ -88,7 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		slices.Sort(names)
 		for _, n := range names {
 			a, d, _ := strings.Cut(commands[n].usage, ": ")
-			fmt.Fprintf(stderr, "  mxq %s %s\n      %s\n", n, a, d)
+			fmt.Fprintf(stderr, "  %s\n      %s\n", strings.TrimSpace("mxq "+n+" "+a), d)
 		}
 		fmt.Fprintln(stderr, "\nFlags:")
 		fs.PrintDefaults()
@@ -96,16 +109,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "mxq", version)
+		fmt.Fprintf(stdout, "record formats: reads %s; writes none (mxq dead retry queues a record again in its own format)\n", queue.FormatList(queue.Formats()))
+		return nil
+	}
 	rest := fs.Args()
 	if len(rest) == 0 {
 		fs.Usage()
 		return usageError{"no command given"}
 	}
-	cmd, ok := commands[rest[0]]
-	n := 1
-	if !ok && len(rest) > 1 {
+	// A sub-subcommand ("format pin") wins over its command ("format").
+	var cmd command
+	ok, n := false, 0
+	if len(rest) > 1 {
 		cmd, ok = commands[rest[0]+" "+rest[1]]
 		n = 2
+	}
+	if !ok {
+		cmd, ok = commands[rest[0]]
+		n = 1
 	}
 	if !ok {
 		fs.Usage()
