@@ -94,10 +94,9 @@ func dedupHash(from string, rcpts []string, bodySum []byte) string {
 // RENAME keeps the spool's expiry, hence the PERSIST.
 //
 // Format 1 (ARGV[2]), written while a consumer that reads no other is
-// live, stores the body as one string: the script joins the header, the
-// spooled chunks and the rest, a few chunks per LRANGE, and deletes the
-// spool. That copies the message once inside Redis, which format 2
-// never does.
+// live, stores the body as one string. A spooled one was joined into the
+// spool key beforehand (see joinSpool) and is only renamed; any other
+// comes whole, header and data, in ARGV[6].
 var enqueueScript = newScript[enqueueKeys, enqueueArgs](`#!lua
 local id = redis.call('GET', KEYS[4])
 if id then
@@ -109,17 +108,11 @@ end
 if ARGV[7] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
   return redis.error_reply('SPOOLLOST spooled body of ' .. ARGV[1] .. ' is gone before the commit')
 end
-if ARGV[2] == '1' then
-  local parts = {ARGV[6]}
-  if ARGV[7] == '1' then
-    local n = redis.call('LLEN', KEYS[2])
-    for i = 0, n - 1, 16 do
-      for _, c in ipairs(redis.call('LRANGE', KEYS[2], i, i + 15)) do parts[#parts + 1] = c end
-    end
-    redis.call('DEL', KEYS[2])
-  end
-  for i = 8, #ARGV do parts[#parts + 1] = ARGV[i] end
-  redis.call('SET', KEYS[3], table.concat(parts))
+if ARGV[2] == '1' and ARGV[7] == '1' then
+  redis.call('RENAME', KEYS[2], KEYS[3])
+  redis.call('PERSIST', KEYS[3])
+elseif ARGV[2] == '1' then
+  redis.call('SET', KEYS[3], ARGV[6])
 elseif ARGV[7] == '1' then
   redis.call('RENAME', KEYS[2], KEYS[3])
   redis.call('PERSIST', KEYS[3])
@@ -249,7 +242,15 @@ func (q *Queue) commitMessage(ctx context.Context, m *Message, sp *Spool, tail [
 	}
 	args := enqueueArgs{id: r.ID, version: q.WriteFormat(), rec: rec, dedupMS: q.opt.DedupWindow.Milliseconds(),
 		host: r.Host, header: m.Header, spooled: spooled, tail: tail}
-	res, err := q.commit(ctx, keys, args, len(m.Header)+bytesOf(tail))
+	if spooled && sp.joined {
+		args.version = 1 // a call again after the join: keep its format
+	}
+	if args.version == 1 {
+		if args, err = q.format1(ctx, sp, args); err != nil {
+			return Result{}, err
+		}
+	}
+	res, err := q.commit(ctx, keys, args, len(args.header)+bytesOf(args.tail))
 	if err != nil {
 		return Result{}, err
 	}

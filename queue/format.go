@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +55,9 @@ const clientName = "mxq"
 type formatState struct {
 	write   atomic.Int32 // 0: FormatVersion, until a FormatChooser decides
 	written [FormatVersion + 1]atomic.Int64
+	// joins are the format 1 bodies being joined in memory (format1.go).
+	joinOnce sync.Once
+	joins    chan struct{}
 }
 
 // WriteFormat is the record format Enqueue writes now: FormatVersion

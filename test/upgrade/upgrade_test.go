@@ -35,14 +35,16 @@ const (
 //
 //   - the MX hosts first, against a baseline listd: one new mxd beside an
 //     old one, then both; they write format 1;
-//   - a new listd: both switch to format 2, after the baseline listd has
-//     been gone for reader_idle;
+//   - a new listd beside the baseline one: still format 1; the baseline
+//     listd stopped: both switch to format 2, once it has been gone for
+//     reader_idle;
 //   - the roll-back: each mxd back to the baseline, then the listd (once no
 //     format 2 entry is queued);
 //   - the rolling upgrade as documented: all old, new listd, each mxd in
 //     turn, all new;
 //   - a baseline listd started under new MX hosts, after mxq format pin 1
-//     (and unpinned while it runs), then a new listd again.
+//     (and unpinned while it runs), a new listd beside it, then the
+//     baseline listd stopped.
 //
 // Each phase must show: every message answered 250 delivered exactly once
 // (by Message-ID, in the Maildir both listds deliver to), no dead letter,
@@ -100,8 +102,8 @@ func TestRollingUpgrade(t *testing.T) {
 		rl.rollMx("mx2", "current")
 		rl.checkFormatCommand()
 	})
-	rl.phase("new listd under new mxd", map[string]int{"mx1": 2, "mx2": 2}, func() {
-		rl.startListd("current")
+	rl.phase("both listd versions, new mxd", map[string]int{"mx1": 1, "mx2": 1}, func() { rl.startListd("current") })
+	rl.phase("old listd stopped (all new)", map[string]int{"mx1": 2, "mx2": 2}, func() {
 		rl.stopListd("baseline")
 		rl.waitWrites(map[string]int{"mx1": 2, "mx2": 2})
 	})
@@ -134,8 +136,8 @@ func TestRollingUpgrade(t *testing.T) {
 		c.mxq(t, "format", "unpin")
 		rl.watch.setPinned(false)
 	})
-	rl.phase("new listd again", map[string]int{"mx1": 2, "mx2": 2}, func() {
-		rl.startListd("current")
+	rl.phase("new listd beside the old one", map[string]int{"mx1": 1, "mx2": 1}, func() { rl.startListd("current") })
+	rl.phase("old listd stopped again (all new)", map[string]int{"mx1": 2, "mx2": 2}, func() {
 		rl.stopListd("baseline")
 		rl.waitWrites(map[string]int{"mx1": 2, "mx2": 2})
 	})
@@ -157,6 +159,7 @@ type roll struct {
 
 	mx      map[string]*proc // host → its running mxd
 	listds  []*proc          // running, oldest first
+	every   []*proc          // every listd started
 	name    string           // the phase
 	phaseAt time.Time
 	checked int // SMTP errors reported by earlier phases
@@ -254,6 +257,16 @@ func (rl *roll) checkDelivered(rep *phaseReport) {
 	if st.Dead != 0 || len(st.Left) != 0 {
 		t.Errorf("%s: %d dead letters, %d entries left", rl.name, st.Dead, len(st.Left))
 	}
+	// A baseline listd fails its whole fetch on a format 2 body (GET of
+	// a list) and leaves what it read pending until another consumer
+	// takes it over; any other listd trouble is a failure too.
+	for _, p := range rl.every {
+		for _, bad := range []string{"fetch from the queue failed", "outcome=dead", "outcome=unsettled", "outcome=left", "level=ERROR"} {
+			if n := strings.Count(p.log.String(), bad); n > 0 {
+				t.Errorf("%s: %s logged %q %d times", rl.name, p.name, bad, n)
+			}
+		}
+	}
 	_, errs := rl.load.snapshot()
 	for _, e := range errs[rl.checked:] {
 		t.Errorf("SMTP: %s", e)
@@ -317,7 +330,9 @@ func (rl *roll) startListd(version string) {
 	if version == "baseline" {
 		rl.watch.setOldLive(true)
 	}
-	rl.listds = append(rl.listds, rl.c.startListd(rl.t, version))
+	p := rl.c.startListd(rl.t, version)
+	rl.listds = append(rl.listds, p)
+	rl.every = append(rl.every, p)
 }
 
 // stopListd stops the running listd of version.
