@@ -56,6 +56,7 @@ func TestRollingUpgrade(t *testing.T) {
 	root := repoRoot(t)
 	commit := baselineCommit(t)
 	bins := map[string]binaries{}
+	built := time.Now()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -72,6 +73,7 @@ func TestRollingUpgrade(t *testing.T) {
 		return
 	}
 	bins["current"] = cur
+	t.Logf("built in %v", time.Since(built).Round(100*time.Millisecond))
 
 	r := queuetest.StartRedis(t)
 	q, err := queue.Open(r.URL(), queue.Options{})
@@ -446,6 +448,9 @@ func (rl *roll) report() {
 		fmt.Fprintf(&b, "%-42s %6d %6d %5d %9d %9d %9d %7s  %s\n", r.name, r.sent, r.once, r.dups, r.viaBaseline,
 			r.written[1], r.written[2], r.duration.Round(100*time.Millisecond), strings.Join(r.switches, "; "))
 	}
-	fmt.Fprintf(&b, "%d messages; new f1/f2: records the current mxds wrote in format 1/2 during each phase's steady %v", total, steady)
+	fmt.Fprintf(&b, "%d messages; via base: accepted by a baseline mxd (format 1); new f1/f2: records the current mxds wrote in format 1/2 during each phase's steady %v\n", total, steady)
+	for _, p := range rl.every {
+		fmt.Fprintf(&b, "%s delivered %d\n", p.name, strings.Count(p.log.String(), "outcome=delivered"))
+	}
 	rl.t.Logf("rolling upgrade, reader_idle %v, lease %v:\n%s", readerIdle, lease, b.String())
 }
