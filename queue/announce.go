@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"time"
 )
 
@@ -35,35 +34,6 @@ func (c *Consumer) announce(ctx context.Context) {
 	c.announced = now
 	c.mu.Unlock()
 }
-
-// Stop is for a consumer that has stopped fetching and settled what it
-// held: it leaves its group when it holds nothing, and its announcement
-// goes with it. A consumer that still holds entries (released to other
-// consumers but not yet taken over) stays, announced, until another
-// consumer forgets it.
-func (c *Consumer) Stop(ctx context.Context) error {
-	ctx, cancel := c.q.ctx(ctx)
-	defer cancel()
-	keys := stopKeys{stream: c.q.key("stream"), consumers: c.q.key("consumers", c.opt.Group)}
-	err := stopScript.run(ctx, c.q.rdb, keys, forgetArgs{group: c.opt.Group, consumer: c.opt.Name}).Err()
-	if err != nil {
-		return fmt.Errorf("stop consumer %s: %w", c.opt.Name, classify(err))
-	}
-	return nil
-}
-
-// stopScript is forgetScript for a consumer itself, which also deletes
-// its announcement.
-var stopScript = newScript[stopKeys, forgetArgs](`
-if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
-redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HDEL', KEYS[2], ARGV[2])
-return 1
-`)
-
-type stopKeys struct{ stream, consumers string }
-
-func (k stopKeys) keys() []string { return []string{k.stream, k.consumers} }
 
 // forgetAnnouncements removes the announcements of consumers that are
 // not in the group and have not announced for ForgetIdle.

@@ -47,7 +47,7 @@ func (o FormatOptions) withDefaults() FormatOptions {
 //
 // What is guaranteed: Enqueue writes a format only if, at the last
 // refresh (at most Interval before), every consumer seen live read it,
-// or no consumer was live and it is the oldest. A consumer counts as live
+// or, with none live, the consumers seen last did. A consumer counts as live
 // until it has been unseen for ReaderIdle, so the format goes up only
 // ReaderIdle after the last consumer that needed the older one stopped.
 // A consumer that starts is seen at the next refresh. Records written

@@ -70,7 +70,8 @@ func fetchOne(t *testing.T, c *queue.Consumer) *queue.Delivery {
 }
 
 // keys returns the keys of the queue that hold a message or its state:
-// not hosts, the streams, or dedup keys (those expire on their own).
+// not hosts, the streams, dedup keys (those expire on their own) or the
+// consumers' announcements.
 func (e *consumeEnv) keys(t *testing.T) []string {
 	t.Helper()
 	ks, err := e.rdb.Keys(context.Background(), "{mxq}:*").Result()
@@ -79,7 +80,8 @@ func (e *consumeEnv) keys(t *testing.T) []string {
 	}
 	var out []string
 	for _, k := range ks {
-		if k != "{mxq}:hosts" && k != "{mxq}:stream" && k != "{mxq}:dead" && !strings.HasPrefix(k, "{mxq}:dedup:") {
+		if k != "{mxq}:hosts" && k != "{mxq}:stream" && k != "{mxq}:dead" && !strings.HasPrefix(k, "{mxq}:dedup:") &&
+			!strings.HasPrefix(k, "{mxq}:consumers:") {
 			out = append(out, k)
 		}
 	}

@@ -270,23 +270,34 @@ func noSuchKey(err error) bool {
 
 // ChooseFormat picks the record format to write: the newest one, not
 // newer than pin (0: no pin), that every live reader reads. With no live
-// reader it is the oldest, which any consumer that comes back reads.
-// why says what decided.
+// reader it writes for the readers seen last, the likeliest to come
+// back (a consumer restarting, the lists host rebooting); with no reader
+// ever seen, the newest. why says what decided.
 func ChooseFormat(readers []Reader, pin int) (v int, why string) {
 	top := FormatVersion
 	if pin > 0 {
 		top = max(min(top, pin), OldestFormat)
 	}
-	var live []Reader
+	var live, last []Reader
 	for _, r := range readers {
-		if r.Live {
+		switch {
+		case r.Live:
 			live = append(live, r)
+		case len(last) == 0 || r.Idle < last[0].Idle:
+			last = []Reader{r}
+		case r.Idle == last[0].Idle:
+			last = append(last, r)
 		}
 	}
+	prefix := ""
 	if len(live) == 0 {
-		return OldestFormat, "no live consumer: the oldest format, which any consumer that comes back reads"
+		if len(last) == 0 {
+			return top, "no consumer seen yet: the newest format"
+		}
+		live = last
+		prefix = fmt.Sprintf("no live consumer; as for the one seen last, %v ago: ", last[0].Idle.Round(time.Second))
 	}
-	var prev []string // the live readers that lack v+1
+	var prev []string // the readers that lack v+1
 	for v := top; v >= OldestFormat; v-- {
 		var lacking []string
 		for _, r := range live {
@@ -298,14 +309,14 @@ func ChooseFormat(readers []Reader, pin int) (v int, why string) {
 		case len(lacking) > 0:
 			prev = lacking
 		case v < top:
-			return v, fmt.Sprintf("%s cannot read %d", strings.Join(prev, ", "), v+1)
+			return v, prefix + fmt.Sprintf("%s cannot read %d", strings.Join(prev, ", "), v+1)
 		case v < FormatVersion:
-			return v, fmt.Sprintf("pinned at %d (mxq format pin)", pin)
+			return v, prefix + fmt.Sprintf("pinned at %d (mxq format pin)", pin)
 		default:
-			return v, "every live consumer reads it"
+			return v, prefix + "every live consumer reads it"
 		}
 	}
-	return OldestFormat, fmt.Sprintf("no format every live consumer reads (%s cannot read %d): the oldest", strings.Join(prev, ", "), OldestFormat)
+	return OldestFormat, prefix + fmt.Sprintf("no format every live consumer reads (%s cannot read %d): the oldest", strings.Join(prev, ", "), OldestFormat)
 }
 
 // QueuedFormats counts the messages queued, in the stream or waiting for

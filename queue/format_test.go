@@ -14,10 +14,12 @@ import (
 func TestChooseFormat(t *testing.T) {
 	newLive := queue.Reader{Group: "listd", Name: "new", Announced: true, Reads: []int{1, 2}, Live: true}
 	newGone := newLive
-	newGone.Live = false
+	newGone.Live, newGone.Idle = false, 5*time.Minute
 	oldLive := queue.Reader{Group: "listd", Name: "old", Reads: []int{1}, Live: true}
 	oldGone := oldLive
-	oldGone.Live = false
+	oldGone.Live, oldGone.Idle = false, 10*time.Minute
+	oldLast := oldGone
+	oldLast.Idle = 2 * time.Minute
 	conns := queue.Reader{Reads: []int{1}, Live: true, Connections: 2}
 	future := queue.Reader{Group: "listd", Name: "future", Announced: true, Reads: []int{3}, Live: true}
 	tests := []struct {
@@ -27,8 +29,10 @@ func TestChooseFormat(t *testing.T) {
 		want    int
 		why     string
 	}{
-		{"no consumer", nil, 0, 1, "no live consumer"},
-		{"only gone consumers", []queue.Reader{newGone, oldGone}, 0, 1, "no live consumer"},
+		{"no consumer", nil, 0, 2, "no consumer seen yet"},
+		{"no consumer, pinned", nil, 1, 1, "no consumer seen yet"},
+		{"gone consumers, the new one last", []queue.Reader{newGone, oldGone}, 0, 2, "no live consumer; as for the one seen last, 5m0s ago: every live consumer reads it"},
+		{"gone consumers, the old one last", []queue.Reader{newGone, oldLast}, 0, 1, "no live consumer; as for the one seen last, 2m0s ago: listd/old cannot read 2"},
 		{"new consumer", []queue.Reader{newLive}, 0, 2, "every live consumer reads it"},
 		{"new and old consumer", []queue.Reader{newLive, oldLive}, 0, 1, "listd/old cannot read 2"},
 		{"old consumer gone", []queue.Reader{newLive, oldGone}, 0, 2, "every live consumer reads it"},
@@ -121,13 +125,19 @@ func TestFormatFollowsReaders(t *testing.T) {
 	if got := e.q.WriteFormat(); got != queue.OldestFormat {
 		t.Fatalf("before its first refresh a chooser writes %d, want the oldest", got)
 	}
-	waitFormat(t, f, 1) // no consumer yet
+	waitFormat(t, f, 2) // no consumer yet: nobody to disappoint
 
 	c := e.q.Consumer(queue.ConsumerOptions{Name: "new", Block: 10 * time.Millisecond, Program: "listd test"})
 	keepFetching(t, c)
-	choice, _ := waitFormat(t, f, 2)
-	if len(choice.Readers) != 1 || choice.Readers[0].Program != "listd test" || !choice.Readers[0].Announced {
-		t.Errorf("readers %+v, want the announced consumer", choice.Readers)
+	var choice queue.FormatChoice
+	for deadline := time.Now().Add(10 * time.Second); len(choice.Readers) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the new consumer is not seen within 10s")
+		}
+		choice, _ = waitFormat(t, f, 2)
+	}
+	if len(choice.Readers) != 1 || choice.Readers[0].Program != "listd test" || !choice.Readers[0].Announced || !choice.Readers[0].Live {
+		t.Errorf("readers %+v, want the announced consumer, live", choice.Readers)
 	}
 
 	old := startOldConsumer(t, e, "old")
@@ -226,34 +236,5 @@ func TestEnqueueFormat1(t *testing.T) {
 	}
 	if got := readAll(t, d.Body()); got != want {
 		t.Errorf("body read back: %d bytes, want %d", len(got), len(want))
-	}
-}
-
-// A consumer that stops leaves its group and takes its announcement
-// along, unless it still holds entries.
-func TestConsumerStop(t *testing.T) {
-	e := newConsumeEnv(t)
-	ctx := context.Background()
-	c := e.q.Consumer(queue.ConsumerOptions{Name: "a", Block: 10 * time.Millisecond})
-	e.put(t, "mx1", "a@lists.example.org")
-	d := fetchOne(t, c)
-	if err := c.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n := e.rdb.HLen(ctx, "{mxq}:consumers:listd").Val(); n != 1 {
-		t.Errorf("a consumer holding an entry dropped its announcement")
-	}
-	if err := d.Ack(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	rs, err := e.q.Readers(ctx, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rs) != 0 {
-		t.Errorf("readers after Stop: %+v", rs)
 	}
 }

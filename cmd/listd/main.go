@@ -169,13 +169,6 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 		case <-ctx.Done():
 			logger.Info("stopping: finishing deliveries in flight", "grace", cfg.ShutdownTimeout.Duration)
 			<-runDone
-			// Leave the group now, rather than be counted as a live
-			// reader until it notices.
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := src.Stop(sctx); err != nil {
-				logger.Warn("leave the consumer group", "err", err)
-			}
-			cancel()
 			logger.Info("stopped")
 			return nil
 		case err := <-errc:
