@@ -126,9 +126,13 @@ const (
 	// queue.Delivery.AckedBefore). Every recipient had it: it was
 	// acknowledged again, not delivered again.
 	Redelivered
+	// Left: the entry's record format is newer than this consumer reads;
+	// it was handed back, neither acknowledged nor dead-lettered, for a
+	// consumer that reads it.
+	Left
 )
 
-var outcomeNames = [...]string{"delivered", "retried", "dead", "released", "lease lost", "unsettled", "redelivered"}
+var outcomeNames = [...]string{"delivered", "retried", "dead", "released", "lease lost", "unsettled", "redelivered", "left"}
 
 func (o Outcome) String() string { return outcomeNames[o] }
 
@@ -311,8 +315,31 @@ func (c *Consumer) logger() *slog.Logger {
 	return slog.Default()
 }
 
+// leave hands back an entry whose record format is newer than this
+// consumer reads: readers never throw away what is too new.
+func (c *Consumer) leave(runCtx context.Context, j job) {
+	j.stopHold()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), 10*time.Second)
+	defer cancel()
+	res := Result{ID: j.d.ID, Attempt: j.d.Attempt, Outcome: Left, Err: j.d.Err()}
+	if err := j.d.Leave(sctx); errors.Is(err, queue.ErrLeaseLost) {
+		res.Outcome = LeaseLost
+	} else if err != nil {
+		res.Outcome, res.Err = Unsettled, errors.Join(res.Err, err)
+	}
+	res.Elapsed = time.Since(j.fetched)
+	c.log(res, j.d)
+	if c.Observe != nil {
+		c.Observe(res)
+	}
+}
+
 // deliver runs one attempt and settles it.
 func (c *Consumer) deliver(runCtx context.Context, j job) {
+	if j.d.TooNew() {
+		c.leave(runCtx, j)
+		return
+	}
 	d, hctx, start := j.d, j.hctx, time.Now()
 	timeout := c.Timeout
 	if timeout <= 0 {
@@ -424,6 +451,9 @@ func (c *Consumer) log(r Result, d *queue.Delivery) {
 	attrs := []any{"queue_id", r.ID, "attempt", r.Attempt, "outcome", r.Outcome.String(), "elapsed", r.Elapsed.Round(time.Millisecond)}
 	if d.Record != nil {
 		attrs = append(attrs, "from", d.Record.From, "rcpts", len(d.Record.Rcpts), "host", d.Record.Host)
+	}
+	if r.Outcome == Left {
+		attrs = append(attrs, "format", d.Format())
 	}
 	level := slog.LevelInfo
 	if r.Err != nil {

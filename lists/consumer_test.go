@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"mxq/lists"
 	"mxq/queue"
 )
@@ -173,5 +175,70 @@ func TestLastRecipientRecordedOnRetry(t *testing.T) {
 	waitFor(t, "the retry to acknowledge", e.drained(t))
 	if n := calls.Load(); n != 1 {
 		t.Errorf("handler called %d times, want 1: the retry found nothing pending", n)
+	}
+}
+
+// An entry in a record format newer than the consumer reads is left in
+// the queue, not dead-lettered, and the handler never sees it; the
+// messages around it are delivered.
+func TestTooNewIsLeft(t *testing.T) {
+	e := newEnv(t)
+	rdb := redis.NewClient(&redis.Options{Addr: e.r.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	before := e.put(t, "a@example.com", "l@lists.example.org")
+	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: "{mxq}:stream",
+		Values: []any{"v", "3", "id", "future", "rec", `{"id":"future","host":"mx9"}`}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	after := e.put(t, "a@example.com", "l@lists.example.org")
+	var mu sync.Mutex
+	handled := map[string]bool{}
+	var outcomes []lists.Result
+	opt := fastRetries
+	opt.ReclaimInterval = 50 * time.Millisecond
+	c := &lists.Consumer{Source: e.q.Consumer(opt), Concurrency: 2, Logger: testLogger(t),
+		Handler: lists.HandlerFunc(func(ctx context.Context, m *lists.Message) error {
+			mu.Lock()
+			handled[m.Record.ID] = true
+			mu.Unlock()
+			return nil
+		}),
+		Observe: func(r lists.Result) {
+			mu.Lock()
+			outcomes = append(outcomes, r)
+			mu.Unlock()
+		}}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { c.Run(rctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "the other messages delivered and the new one left twice", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		left := 0
+		for _, r := range outcomes {
+			if r.Outcome == lists.Left && r.ID == "future" {
+				left++
+			}
+		}
+		return handled[before] && handled[after] && left >= 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range outcomes {
+		if r.Outcome == lists.Dead || r.Outcome == lists.Unsettled || r.ID == "future" && r.Outcome != lists.Left {
+			t.Errorf("outcome %v for %s (%v)", r.Outcome, r.ID, r.Err)
+		}
+	}
+	if handled["future"] {
+		t.Error("the handler got the entry in a newer format")
+	}
+	st, err := e.q.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Dead != 0 || len(st.Left) != 1 || st.Left[0].ID != "future" {
+		t.Errorf("stats: dead %d, left %+v", st.Dead, st.Left)
 	}
 }

@@ -54,6 +54,11 @@
 // before a failover lost the acknowledgement: it is acknowledged again
 // without calling the handler, with the outcome Redelivered.
 //
+// An entry whose record format is newer than this code reads is left,
+// not dead-lettered (Outcome Left): it goes back to the queue at once,
+// without an attempt counted, for a consumer that reads it to take over;
+// its summary line says so at level warn, and `mxq stats` lists it.
+//
 // # What it never does
 //
 // It never drops a message silently: a recipient that matches no route is

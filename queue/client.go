@@ -109,6 +109,7 @@ func newClient(rawURL string, opt Options) (*redis.Client, *Sentinels, error) {
 		// Without this, context deadlines do not bound socket reads.
 		ro.ContextTimeoutEnabled = true
 		ro.DisableIdentity = true
+		ro.ClientName = connName(ro.ClientName)
 		ro.ReadTimeout, ro.WriteTimeout, ro.DialTimeout = s.readTimeout, s.writeTimeout, s.dialTimeout
 		ro.Protocol, ro.PoolSize = s.protocol, s.poolSize
 		return redis.NewClient(ro), nil, nil
@@ -127,6 +128,7 @@ func newClient(rawURL string, opt Options) (*redis.Client, *Sentinels, error) {
 	fo.MaxRetries = -1
 	fo.ContextTimeoutEnabled = true
 	fo.DisableIdentity = true
+	fo.ClientName = connName(fo.ClientName)
 	fo.ReadTimeout, fo.WriteTimeout, fo.DialTimeout = s.readTimeout, s.writeTimeout, s.dialTimeout
 	fo.Protocol, fo.PoolSize = s.protocol, s.poolSize
 	sen := &Sentinels{Master: fo.MasterName, Addrs: fo.SentinelAddrs,
@@ -135,4 +137,15 @@ func newClient(rawURL string, opt Options) (*redis.Client, *Sentinels, error) {
 			DialTimeout: s.dialTimeout, ReadTimeout: s.readTimeout, WriteTimeout: s.writeTimeout,
 			ContextTimeoutEnabled: true, DisableIdentity: true, Protocol: 2, PoolSize: 2}}
 	return redis.NewFailoverClient(fo), sen, nil
+}
+
+// connName is the name of every connection (CLIENT SETNAME): clientName,
+// followed by the client_name of the URL when it has one. Readers counts
+// a connection without it that reads the stream as a consumer that
+// announces nothing.
+func connName(fromURL string) string {
+	if fromURL == "" {
+		return clientName
+	}
+	return clientName + ":" + fromURL
 }

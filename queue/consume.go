@@ -65,6 +65,9 @@ type ConsumerOptions struct {
 	// (Delivery.AckedBefore; see recover.go). Default 100,000, about
 	// 10 MiB.
 	RememberAcks int
+	// Program is the program and its version, announced with the record
+	// formats the consumer reads (see announce.go).
+	Program string
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -118,7 +121,8 @@ type Consumer struct {
 	mu          sync.Mutex
 	group       bool // the group is known to exist
 	lastReclaim time.Time
-	cursor      string // XAUTOCLAIM position
+	cursor      string    // XAUTOCLAIM position
+	announced   time.Time // the last announcement
 
 	// See recover.go.
 	held             map[string]bool // stream ids handed out and not settled yet
@@ -163,6 +167,7 @@ func (c *Consumer) fetch(ctx context.Context, n int) ([]*Delivery, error) {
 	if err := c.ensureGroup(ctx); err != nil {
 		return nil, err
 	}
+	c.announce(ctx)
 	if _, err := c.promote(ctx, 100); err != nil {
 		return nil, err
 	}
@@ -322,6 +327,7 @@ func (c *Consumer) reclaim(ctx context.Context, n int) ([]*Delivery, error) {
 	c.mu.Unlock()
 	if next == "0-0" {
 		c.forgetIdleConsumers(ctx)
+		c.forgetLeft(ctx)
 	}
 	if len(deleted) > 0 {
 		// Pending entries whose stream data is gone (deleted by hand:
@@ -345,11 +351,15 @@ func (c *Consumer) forgetIdleConsumers(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	members := map[string]bool{}
 	for _, x := range cs {
+		members[x.Name] = true
 		if x.Name != c.opt.Name && x.Pending == 0 && x.Idle > c.opt.ForgetIdle {
 			forgetScript.run(ctx, c.q.rdb, streamKey{c.q.key("stream")}, forgetArgs{group: c.opt.Group, consumer: x.Name})
+			delete(members, x.Name)
 		}
 	}
+	c.forgetAnnouncements(ctx, members)
 }
 
 // forgetScript deletes a consumer only if it holds nothing at that moment:
@@ -455,6 +465,7 @@ func (c *Consumer) load(ctx context.Context, msgs []redis.XMessage, reclaimed bo
 		body  bodyCmds
 		done  *redis.MapStringStringCmd
 		tries *redis.MapStringStringCmd
+		left  *redis.IntCmd // reclaimed: the entry was left, not lost
 	}
 	cs := make([]cmds, len(msgs))
 	_, err := c.q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -463,6 +474,9 @@ func (c *Consumer) load(ctx context.Context, msgs []redis.XMessage, reclaimed bo
 				cs[i].body = c.q.queueBodyFetch(ctx, p, d.ID, d.version)
 			}
 			cs[i].done, cs[i].tries = p.HGetAll(ctx, c.q.key("done", d.ID)), p.HGetAll(ctx, c.q.key("tries", d.ID))
+			if reclaimed && !d.TooNew() {
+				cs[i].left = p.HDel(ctx, c.q.key("left"), d.StreamID)
+			}
 		}
 		return nil
 	})
@@ -476,7 +490,7 @@ func (c *Consumer) load(ctx context.Context, msgs []redis.XMessage, reclaimed bo
 		}
 		d.settled = cs[i].done.Val()
 		d.Attempts = decodeAttempts(cs[i].tries.Val())
-		if reclaimed {
+		if reclaimed && !d.TooNew() && cs[i].left.Val() == 0 {
 			a := Attempt{N: len(d.Attempts) + 1, End: d.Started,
 				Error: "no result: the consumer's lease expired (it crashed, hung or lost Redis)"}
 			if err := c.q.rdb.HSet(ctx, c.q.key("tries", d.ID), a.N, a.encode()).Err(); err != nil {

@@ -70,7 +70,8 @@ func fetchOne(t *testing.T, c *queue.Consumer) *queue.Delivery {
 }
 
 // keys returns the keys of the queue that hold a message or its state:
-// not hosts, the streams, or dedup keys (those expire on their own).
+// not hosts, the streams, dedup keys (those expire on their own) or the
+// consumers' announcements.
 func (e *consumeEnv) keys(t *testing.T) []string {
 	t.Helper()
 	ks, err := e.rdb.Keys(context.Background(), "{mxq}:*").Result()
@@ -79,7 +80,8 @@ func (e *consumeEnv) keys(t *testing.T) []string {
 	}
 	var out []string
 	for _, k := range ks {
-		if k != "{mxq}:hosts" && k != "{mxq}:stream" && k != "{mxq}:dead" && !strings.HasPrefix(k, "{mxq}:dedup:") {
+		if k != "{mxq}:hosts" && k != "{mxq}:stream" && k != "{mxq}:dead" && !strings.HasPrefix(k, "{mxq}:dedup:") &&
+			!strings.HasPrefix(k, "{mxq}:consumers:") {
 			out = append(out, k)
 		}
 	}
@@ -328,10 +330,11 @@ func TestReclaimCleansDeletedEntries(t *testing.T) {
 }
 
 func TestRecordFormat(t *testing.T) {
-	// queue.FormatVersion is 1 and there is no earlier format: nothing was
-	// ever written with version 0. This test pins what a reader of
-	// version 1 must accept (fields added later within the version are
-	// ignored) and that an unknown version is not guessed at.
+	// Nothing was ever written with version 0. This test pins what a
+	// reader of version 1 must accept (fields added later within the
+	// version are ignored), that an unknown old version is not guessed
+	// at, and that a newer one is recognised as such (TooNew: it is left,
+	// see TestLeaveTooNew).
 	e := newConsumeEnv(t)
 	ctx := context.Background()
 	c := e.q.Consumer(queue.ConsumerOptions{Block: 10 * time.Millisecond})
@@ -345,8 +348,9 @@ func TestRecordFormat(t *testing.T) {
 		}
 	}
 	add("1", "v1", `{"id":"v1","host":"mx1","from":"a@example.com","rcpts":[{"addr":"l@lists.example.org"}],"arrived":"2026-11-25T10:00:00Z","size":20,"added_later":{"x":1}}`)
+	add("0", "v0", `{"id":"v0","host":"mx9"}`)
 	add("99", "v99", `{"id":"v99","host":"mx9"}`)
-	if err := e.rdb.SAdd(ctx, "{mxq}:inflight:mx9", "v99").Err(); err != nil {
+	if err := e.rdb.SAdd(ctx, "{mxq}:inflight:mx9", "v0").Err(); err != nil {
 		t.Fatal(err)
 	}
 	d := fetchOne(t, c)
@@ -357,18 +361,22 @@ func TestRecordFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	d = fetchOne(t, c)
-	if d.Err() == nil || d.ID != "v99" {
-		t.Fatalf("version 99 record: %+v, want an error", d)
+	if d.Err() == nil || d.TooNew() || d.ID != "v0" {
+		t.Fatalf("version 0 record: %+v, want an error", d)
 	}
 	if err := d.Dead(ctx, d.Err().Error()); err != nil {
 		t.Fatal(err)
 	}
-	dl, err := e.q.DeadLetter(ctx, "v99")
+	dl, err := e.q.DeadLetter(ctx, "v0")
 	if err != nil || dl.RecordError == "" {
-		t.Errorf("dead letter of v99 = %+v, %v", dl, err)
+		t.Errorf("dead letter of v0 = %+v, %v", dl, err)
 	}
 	if n, _ := e.q.Inflight(ctx, "mx9"); n != 0 {
-		t.Errorf("mx9 still counts the dead-lettered v99")
+		t.Errorf("mx9 still counts the dead-lettered v0")
+	}
+	d = fetchOne(t, c)
+	if d.Err() == nil || !d.TooNew() || d.ID != "v99" {
+		t.Fatalf("version 99 record: %+v, want it too new", d)
 	}
 }
 

@@ -95,7 +95,7 @@ func (d *Delivery) Body() io.Reader {
 
 // Err reports why the entry cannot be delivered at all (its record is in
 // a format this reader does not know, or its body is missing); such a
-// delivery should be dead-lettered.
+// delivery should be dead-lettered, unless it is TooNew: then it is left.
 func (d *Delivery) Err() error {
 	if d.decodeErr != nil {
 		return fmt.Errorf("stream entry %s: %w", d.StreamID, d.decodeErr)

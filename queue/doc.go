@@ -67,8 +67,19 @@
 //
 // The stream entry carries the format version in field "v" and the record
 // (everything but the body) as JSON in field "rec". Readers accept the
-// current version and the previous one; fields added within a version are
-// optional for readers. Version 2 stores the body as a list (the MX
-// host's header, then chunks of the client's data); version 1 stored one
-// string. Consumers must be upgraded before producers.
+// formats from OldestFormat to FormatVersion; fields added within a
+// version are optional for readers. Version 2 stores the body as a list
+// (the MX host's header, then chunks of the client's data); version 1
+// stored one string.
+//
+// Writers follow readers: every consumer announces the formats it reads
+// (before its first read, then every second while it fetches), and a
+// producer with a FormatChooser writes the newest format that every live
+// consumer reads, refreshed every few seconds and cached in between; a
+// consumer that announces nothing (an earlier release) reads format 1
+// only. An entry in a format newer than a consumer reads is left for
+// another consumer (Delivery.TooNew, Delivery.Leave), never dead-lettered.
+// FormatChooser says what is guaranteed while consumers come and go; the
+// "Format versions and upgrades" section of docs/redis.md is the
+// operator's side, CHANGELOG.md the history of the layout.
 package queue

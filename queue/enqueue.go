@@ -92,6 +92,11 @@ func dedupHash(from string, rcpts []string, bodySum []byte) string {
 // back through another MX host while its first copy is on no replica).
 //
 // RENAME keeps the spool's expiry, hence the PERSIST.
+//
+// Format 1 (ARGV[2]), written while a consumer that reads no other is
+// live, stores the body as one string. A spooled one was joined into the
+// spool key beforehand (see joinSpool) and is only renamed; any other
+// comes whole, header and data, in ARGV[6].
 var enqueueScript = newScript[enqueueKeys, enqueueArgs](`#!lua
 local id = redis.call('GET', KEYS[4])
 if id then
@@ -100,10 +105,15 @@ if id then
   if ttl > 0 then redis.call('PEXPIRE', KEYS[4], ttl) end
   return {0, id}
 end
-if ARGV[7] == '1' then
-  if redis.call('EXISTS', KEYS[2]) == 0 then
-    return redis.error_reply('SPOOLLOST spooled body of ' .. ARGV[1] .. ' is gone before the commit')
-  end
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
+  return redis.error_reply('SPOOLLOST spooled body of ' .. ARGV[1] .. ' is gone before the commit')
+end
+if ARGV[2] == '1' and ARGV[7] == '1' then
+  redis.call('RENAME', KEYS[2], KEYS[3])
+  redis.call('PERSIST', KEYS[3])
+elseif ARGV[2] == '1' then
+  redis.call('SET', KEYS[3], ARGV[6])
+elseif ARGV[7] == '1' then
   redis.call('RENAME', KEYS[2], KEYS[3])
   redis.call('PERSIST', KEYS[3])
   redis.call('LPUSH', KEYS[3], ARGV[6])
@@ -127,6 +137,7 @@ func (k enqueueKeys) keys() []string {
 
 type enqueueArgs struct {
 	id      string
+	version int // the record format
 	rec     []byte
 	dedupMS int64
 	host    string
@@ -141,7 +152,7 @@ func (a enqueueArgs) args() []any {
 		spooled = "1"
 	}
 	out := make([]any, 0, 7+len(a.tail))
-	out = append(out, a.id, FormatVersion, a.rec, a.dedupMS, a.host, a.header, spooled)
+	out = append(out, a.id, a.version, a.rec, a.dedupMS, a.host, a.header, spooled)
 	for _, c := range a.tail {
 		out = append(out, c)
 	}
@@ -229,11 +240,22 @@ func (q *Queue) commitMessage(ctx context.Context, m *Message, sp *Spool, tail [
 		inflight: q.key("inflight", r.Host),
 		hosts:    q.key("hosts"),
 	}
-	args := enqueueArgs{id: r.ID, rec: rec, dedupMS: q.opt.DedupWindow.Milliseconds(),
+	args := enqueueArgs{id: r.ID, version: q.WriteFormat(), rec: rec, dedupMS: q.opt.DedupWindow.Milliseconds(),
 		host: r.Host, header: m.Header, spooled: spooled, tail: tail}
-	res, err := q.commit(ctx, keys, args, len(m.Header)+bytesOf(tail))
+	if spooled && sp.joined {
+		args.version = 1 // a call again after the join: keep its format
+	}
+	if args.version == 1 {
+		if args, err = q.format1(ctx, sp, args); err != nil {
+			return Result{}, err
+		}
+	}
+	res, err := q.commit(ctx, keys, args, len(args.header)+bytesOf(args.tail))
 	if err != nil {
 		return Result{}, err
+	}
+	if res.ID == r.ID {
+		q.formats.written[args.version].Add(1)
 	}
 	// The id found under the dedup key is this message's own when an
 	// earlier call committed it and its reply was lost.

@@ -19,6 +19,11 @@ type Heartbeat struct {
 	Version     string    `json:"version"`
 	LastEnqueue time.Time `json:"last_enqueue,omitzero"`
 	Seen        time.Time `json:"seen"`
+	// Reads are the record formats the host's code reads, and Writes the
+	// one it writes now; Beat fills both in. A release from before
+	// announcements has neither, and writes format 1.
+	Reads  []int `json:"reads,omitempty"`
+	Writes int   `json:"writes,omitempty"`
 }
 
 // Beat writes hb with an expiry of ttl, so that a host that stops beating
@@ -28,6 +33,7 @@ func (q *Queue) Beat(ctx context.Context, hb Heartbeat, ttl time.Duration) (drai
 	if hb.Seen.IsZero() {
 		hb.Seen = time.Now()
 	}
+	hb.Reads, hb.Writes = Formats(), q.WriteFormat()
 	b, err := json.Marshal(hb)
 	if err != nil {
 		return false, err
@@ -107,6 +113,11 @@ type HostStatus struct {
 	DrainFlag bool `json:"drain_flag"`
 	// Inflight is how many of its messages are not yet acknowledged.
 	Inflight int64 `json:"inflight"`
+	// Reads and Writes are the record formats the host reads and writes
+	// now, as its heartbeat says; none for a release from before
+	// announcements (which writes format 1).
+	Reads  []int `json:"reads,omitempty"`
+	Writes int   `json:"writes,omitempty"`
 }
 
 // Hosts returns every MX host known to the queue, sorted by name.
@@ -143,6 +154,7 @@ func (q *Queue) Hosts(ctx context.Context) ([]HostStatus, error) {
 			}
 			hs.Alive, hs.Sessions, hs.Draining, hs.Version = true, hb.Sessions, hb.Draining, hb.Version
 			hs.LastSeen, hs.LastEnqueue = hb.Seen, hb.LastEnqueue
+			hs.Reads, hs.Writes = hb.Reads, hb.Writes
 		}
 		out[i] = hs
 	}
@@ -164,6 +176,12 @@ type Stats struct {
 	Hosts  map[string]HostStatus `json:"hosts"`
 	// Redis is the primary, its replicas and the sentinels' view.
 	Redis *Replication `json:"redis"`
+	// Consumers are the consumers of every group, as producers see them,
+	// live meaning seen within DefaultReaderIdle.
+	Consumers []Reader `json:"consumers"`
+	// Left are the entries that a consumer left because their record
+	// format is newer than it reads, waiting for one that reads it.
+	Left []LeftEntry `json:"left,omitempty"`
 }
 
 // Stats returns depth, dead letters, every host's status, and the state
@@ -204,6 +222,12 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 	}
 	if n, err := q.pending(ctx); err == nil {
 		st.Pending = n
+	}
+	if st.Consumers, err = q.Readers(ctx, DefaultReaderIdle); err != nil {
+		return Stats{}, err
+	}
+	if st.Left, err = q.LeftEntries(ctx); err != nil {
+		return Stats{}, err
 	}
 	return st, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
 
 	"mxq/queue"
 )
@@ -101,7 +102,7 @@ func (s *keySeen) scan(t *testing.T, step string) {
 
 // TestKeyLayout runs the whole life of the queue (enqueue, spool, consume,
 // retry, dead letter, mxq dead retry, registry, heartbeats, drain flags,
-// maintenance) and compares every key it finds after each step with the
+// record formats, maintenance) and compares every key it finds after each step with the
 // table in docs/redis.md: names and types.
 func TestKeyLayout(t *testing.T) {
 	e := newConsumeEnv(t)
@@ -174,6 +175,14 @@ func TestKeyLayout(t *testing.T) {
 	_, err = e.q.Beat(ctx, queue.Heartbeat{Host: "mx1"}, time.Minute)
 	step("heartbeat", err)
 	step("drain", e.q.SetDraining(ctx, "mx1", true))
+
+	// Record formats: the pin of mxq format, and an entry in a format too
+	// new for this consumer, left for another. (Consumers announce what
+	// they read with every Fetch above.)
+	step("mxq format pin", e.q.SetFormatPin(ctx, 1))
+	err = e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: "{mxq}:stream", Values: []any{"v", "3", "id", "future", "rec", "{}"}}).Err()
+	step("a newer format queued", err)
+	step("left for a newer consumer", fetchOne(t, c).Leave(ctx))
 
 	// dnsctl's maintenance.
 	step("maintenance lease", e.q.AcquireLease(ctx, "dnsctl-1", time.Minute))

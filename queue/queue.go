@@ -79,6 +79,7 @@ type Queue struct {
 	opt       Options
 	tag       string     // "{name}"
 	sentinels *Sentinels // nil for a single server
+	formats   formatState
 }
 
 // Open connects to the Redis at url and returns the queue named opt.Name.

@@ -7,9 +7,14 @@ import (
 	"time"
 )
 
-// FormatVersion is the version of the record format this code writes.
-// Readers accept FormatVersion and FormatVersion-1.
-const FormatVersion = 2
+// FormatVersion is the newest record format this code reads and writes,
+// OldestFormat the oldest. Which one a producer writes is chosen by the
+// consumers it sees (see FormatChooser and the "Format versions and
+// upgrades" section of docs/redis.md).
+const (
+	FormatVersion = 2
+	OldestFormat  = 1
+)
 
 // Record is everything known about a queued message except its body. The
 // queue owns this format because producers and consumers share it.
@@ -92,8 +97,11 @@ func decodeRecord(values map[string]any) (*Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("record without format version (v=%q)", v)
 	}
-	if ver != FormatVersion && ver != FormatVersion-1 {
-		return nil, fmt.Errorf("record format version %d not understood (this reader knows %d and %d)", ver, FormatVersion-1, FormatVersion)
+	if ver > FormatVersion {
+		return nil, fmt.Errorf("record format version %d is newer than this reader's (%s): left for a consumer that reads it", ver, FormatList(Formats()))
+	}
+	if ver < OldestFormat {
+		return nil, fmt.Errorf("record format version %d not understood (this reader knows %s)", ver, FormatList(Formats()))
 	}
 	raw, _ := values["rec"].(string)
 	var r Record

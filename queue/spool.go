@@ -34,6 +34,7 @@ type Spool struct {
 	sum    hash.Hash
 	failed error // a lost spool: unusable after it
 	resume int   // pieces of a failed Append's chunks already stored
+	joined bool  // holds the whole format 1 body, one string (joinSpool)
 }
 
 // NewSpool starts the spooled body of queue id. ttl is how long the

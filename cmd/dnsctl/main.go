@@ -37,6 +37,7 @@ Usage:
   dnsctl drain   [flags] HOST
   dnsctl restore [flags] HOST
   dnsctl maintain [flags] [-no-restore-on-failure] HOST -- COMMAND [ARGS...]
+  dnsctl -version
 
   status    the MX RRset on every authoritative server, each MX host's
             heartbeat and unconsumed mail, queue depth, maintenance state
@@ -49,6 +50,7 @@ Usage:
             220; put the original records back exactly; verify everywhere
   maintain  drain, run COMMAND, restore (also when COMMAND fails, unless
             -no-restore-on-failure)
+  -version  the version, and the record formats it reads (none)
 
 HOST is the MX exchange name, the hostname its mxd reports. Killed at any
 phase, drain and restore continue from the persisted phase when run again;
@@ -87,6 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	noRestore := fs.Bool("no-restore-on-failure", false, "maintain: leave HOST drained when COMMAND fails")
 	if len(args) > 0 && (args[0] == "-version" || args[0] == "version") {
 		fmt.Fprintln(stdout, "dnsctl", version)
+		fmt.Fprintln(stdout, "record formats: none (dnsctl reads heartbeats, drain flags and per-host counts, no queued record)")
 		return exitOK
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" || args[0] == "help" {

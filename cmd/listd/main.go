@@ -37,7 +37,7 @@ func main() {
 	}
 }
 
-const usage = `Usage: listd -config FILE [-check-config]
+const usage = `Usage: listd -config FILE [-check-config] | -version
 
 listd takes messages off the queue that the MX hosts (mxd) fill and hands
 each recipient to the destination of the first [[route]] it matches: an LMTP
@@ -47,6 +47,11 @@ once: a temporary failure (4xx, exit 75, timeout) is retried with back-off, a
 permanent one (5xx, other exit codes, no route) goes to the dead-letter
 stream, where "mxq dead" shows it and can retry it. Recipients already
 delivered are never delivered again by a retry.
+
+listd announces in Redis the record formats it reads, and the MX hosts write
+only those; an entry in a newer format (an MX host upgraded while an older
+listd started) is left in the queue for a listd that reads it, never
+dead-lettered. -version prints the formats.
 
 On start and on SIGHUP, listd publishes its route patterns to the recipient
 registry, so that every MX accepts mail for them at RCPT.
@@ -66,6 +71,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if flags.Version {
 		fmt.Fprintln(stdout, "listd", version)
+		fmt.Fprintf(stdout, "record formats: reads %s; writes none (a newer format is left for a listd that reads it)\n", queue.FormatList(queue.Formats()))
 		return nil
 	}
 	cfg, err := loadConfig(flags.Config)
@@ -118,7 +124,9 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 	running := cfg.routes(nil)
 	var router atomic.Pointer[lists.Router]
 	router.Store(running.Router)
-	src := q.Consumer(cfg.Consumer)
+	copt := cfg.Consumer
+	copt.Program = "listd " + version
+	src := q.Consumer(copt)
 	m.watch(reg, src)
 	consumer := cfg.consumer(src, &router, logger, m.observe)
 

@@ -12,9 +12,9 @@ import (
 
 // metrics are listd's Prometheus metrics.
 type metrics struct {
-	delivered, retried, dead, released, redelivered prometheus.Counter
-	latency                                         prometheus.Histogram
-	attempt                                         prometheus.Histogram
+	delivered, retried, dead, released, redelivered, left prometheus.Counter
+	latency                                               prometheus.Histogram
+	attempt                                               prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, q *queue.Queue) *metrics {
@@ -29,6 +29,8 @@ func newMetrics(reg prometheus.Registerer, q *queue.Queue) *metrics {
 			Help: "Deliveries interrupted by a stop and handed back to other consumers."}),
 		redelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "listd_redeliveries_total",
 			Help: "Messages that came back after listd had acknowledged them (a failover lost the acknowledgement); acknowledged again, not delivered again."}),
+		left: prometheus.NewCounter(prometheus.CounterOpts{Name: "listd_left_total",
+			Help: "Entries handed back untouched because their record format is newer than this listd reads; a listd that reads it takes them over."}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "listd_delivery_latency_seconds",
 			Help:    "Time from the MX host's end of data (record.Arrived) to the acknowledgement.",
 			Buckets: prometheus.ExponentialBucketsRange(0.001, 3*3600, 24)}),
@@ -36,7 +38,7 @@ func newMetrics(reg prometheus.Registerer, q *queue.Queue) *metrics {
 			Help:    "Duration of one delivery attempt, whatever its outcome.",
 			Buckets: prometheus.ExponentialBucketsRange(0.0005, 600, 20)}),
 	}
-	reg.MustRegister(m.delivered, m.retried, m.dead, m.released, m.redelivered, m.latency, m.attempt, &backlogCollector{q: q})
+	reg.MustRegister(m.delivered, m.retried, m.dead, m.released, m.redelivered, m.left, m.latency, m.attempt, &backlogCollector{q: q})
 	return m
 }
 
@@ -74,6 +76,8 @@ func (m *metrics) observe(r lists.Result) {
 		m.released.Inc()
 	case lists.Redelivered:
 		m.redelivered.Inc()
+	case lists.Left:
+		m.left.Inc()
 	}
 }
 

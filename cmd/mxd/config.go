@@ -32,6 +32,7 @@ type config struct {
 
 	RegistryTTL       time.Duration
 	HeartbeatInterval time.Duration
+	ReaderIdle        time.Duration
 
 	TLSCert           string
 	TLSKey            string
@@ -50,6 +51,7 @@ func defaults() *config {
 		DNSTimeout:        msgauth.DefaultQueryTimeout,
 		RegistryTTL:       smtpd.DefaultRegistryTTL,
 		HeartbeatInterval: smtpd.DefaultHeartbeatInterval,
+		ReaderIdle:        queue.DefaultReaderIdle,
 		TLSTicketRotation: smtpd.DefaultTicketRotation,
 	}
 }
@@ -93,6 +95,7 @@ func (c *config) settings() []tomlfile.Setting {
 
 		{Key: "registry_ttl", To: &c.RegistryTTL},
 		{Key: "heartbeat_interval", To: &c.HeartbeatInterval},
+		{Key: "reader_idle", To: &c.ReaderIdle},
 		{Key: "dedup_window", To: &c.Queue.DedupWindow},
 		{Key: "replicas", To: &c.Queue.Replicas},
 		{Key: "replica_timeout", To: &c.Queue.ReplicaTimeout},

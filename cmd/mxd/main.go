@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"mxq/cmd/internal/daemon"
 	"mxq/queue"
@@ -35,7 +36,7 @@ func main() {
 	}
 }
 
-const usage = `Usage: mxd -config FILE [-check-config]
+const usage = `Usage: mxd -config FILE [-check-config] | -version
 
 mxd receives mail for mailing lists on an MX host. It keeps no spool: each
 message is checked (recipient at RCPT, line endings, size, loops), stamped
@@ -43,6 +44,14 @@ with a Received header, and put into the shared Redis queue; the client gets
 "250 2.0.0 queued as ID" only after Redis has it durably. Any queue trouble
 is answered 4xx, so senders retry. Run the same config on every MX host,
 changing only hostname.
+
+Each message is written in the newest record format that every live
+consumer (listd) reads, so that mxd and listd may be upgraded in either
+order; -version prints the formats, "mxq format" shows the choice.
+
+Each message is written in the newest record format that every live
+consumer (listd) reads, so that mxd and listd may be upgraded in either
+order; -version prints the formats, "mxq format" shows the choice.
 
 Signals: SIGTERM or SIGINT stops accepting, lets transactions in flight finish
 (shutdown_timeout), and exits. SIGHUP reloads the TLS certificate and key:
@@ -58,7 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if flags.Version {
-		fmt.Fprintln(stdout, "mxd", version)
+		printVersion(stdout)
 		return nil
 	}
 	cfg, err := loadConfig(flags.Config)
@@ -89,6 +98,14 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 		return err
 	}
 	reg := daemon.NewRegistry()
+	reg.MustRegister(formatCollector{q})
+	// The record format is chosen before the first message, and again
+	// with every heartbeat; until a choice is made (Redis unreachable),
+	// mxd writes the oldest format, which every consumer reads.
+	formats := q.FormatChooser(queue.FormatOptions{Interval: cfg.HeartbeatInterval, ReaderIdle: cfg.ReaderIdle, Logger: logger})
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	formats.Refresh(fctx)
+	cancel()
 	srv, err := smtpd.New(sc, q, smtpd.NewRecipients(q, cfg.RegistryTTL), logger, smtpd.NewMetrics(reg))
 	if err != nil {
 		return err
@@ -115,6 +132,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	hbCtx, stopBeat := context.WithCancel(context.Background())
 	defer stopBeat()
 	go hb.Run(hbCtx)
+	go formats.Run(hbCtx)
 	if certs != nil {
 		go certs.RunTicketRotation(hbCtx, cfg.TLSTicketRotation)
 	}

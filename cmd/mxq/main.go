@@ -17,6 +17,9 @@ import (
 	"mxq/queue"
 )
 
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
 // command is one subcommand of mxq. Its result goes to stdout; a
 // command that takes a while reports its progress on stderr.
 type command struct {
@@ -31,6 +34,11 @@ var commands = map[string]command{
 	"lists ls":  {"[-json]: show the recipient registry and where each entry comes from", listsLs},
 	"stats":     {"[-json]: queue depth, dead letters, every MX host's state, and the Redis primary with its replicas and sentinels", stats},
 
+	// Record formats and upgrades: format.go.
+	"format":       {"[-json] [-reader-idle D]: which record format each MX host writes and each consumer reads, the pin, and the queued messages by format", format},
+	"format pin":   {"N: MX hosts write no record format newer than N (an older one still, while a live consumer needs it); before starting a consumer that reads no newer one", formatPin},
+	"format unpin": {": MX hosts write the newest record format that every live consumer reads again", formatUnpin},
+
 	// The consumer side: peek.go, dead.go.
 	"peek":       {"[-n N] [-json] | -body ID: the oldest queued messages and those waiting for a retry; -body writes one message as stored to stdout", peek},
 	"dead ls":    {"[-json]: the dead letters, messages the consumers gave up on", deadLs},
@@ -42,10 +50,14 @@ var commands = map[string]command{
 	"redis switchover": {"[-pause D] [-json]: move the primary to a replica without losing or refusing a write (Sentinel URL only); says how long writes waited", redisSwitchover},
 }
 
-const usage = `Usage: mxq [-redis URL] [-queue NAME] COMMAND [ARGS]
+const usage = `Usage: mxq [-redis URL] [-queue NAME] COMMAND [ARGS] | mxq -version
 
 mxq shows and edits the queue that every MX host (mxd) writes into and the
 consumers (listd) read from.
+
+MX hosts write the newest record format that every live consumer reads, so
+that mxd and listd can be upgraded one host at a time in either order; see
+"mxq format" and docs/redis.md ("Format versions and upgrades").
 
 Patterns in the recipient registry use * for any run of characters other
 than '/' and '@', so "~*/*@lists.example.org" accepts every list of every
@@ -84,6 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	url := fs.String("redis", defURL, "Redis `URL` of the queue, one server or Redis Sentinels: "+
 		"redis://SENTINEL1:26379/0?master_name=mxq&addr=SENTINEL2:26379&addr=SENTINEL3:26379 (default $MXQ_REDIS, then "+queue.DefaultURL+")")
 	name := fs.String("queue", queue.DefaultOptions().Name, "queue `name` (the hash tag of its keys)")
+	showVersion := fs.Bool("version", false, "print the version and the record formats mxq reads, and exit")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, usage)
 		names := make([]string, 0, len(commands))
@@ -93,7 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		slices.Sort(names)
 		for _, n := range names {
 			a, d, _ := strings.Cut(commands[n].usage, ": ")
-			fmt.Fprintf(stderr, "  mxq %s %s\n      %s\n", n, a, d)
+			fmt.Fprintf(stderr, "  %s\n      %s\n", strings.TrimSpace("mxq "+n+" "+a), d)
 		}
 		fmt.Fprintln(stderr, "\nFlags:")
 		fs.PrintDefaults()
@@ -101,16 +114,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "mxq", version)
+		fmt.Fprintf(stdout, "record formats: reads %s; writes none (mxq dead retry queues a record again in its own format)\n", queue.FormatList(queue.Formats()))
+		return nil
+	}
 	rest := fs.Args()
 	if len(rest) == 0 {
 		fs.Usage()
 		return usageError{"no command given"}
 	}
-	cmd, ok := commands[rest[0]]
-	n := 1
-	if !ok && len(rest) > 1 {
+	// A sub-subcommand ("format pin") wins over its command ("format").
+	var cmd command
+	ok, n := false, 0
+	if len(rest) > 1 {
 		cmd, ok = commands[rest[0]+" "+rest[1]]
 		n = 2
+	}
+	if !ok {
+		cmd, ok = commands[rest[0]]
+		n = 1
 	}
 	if !ok {
 		fs.Usage()

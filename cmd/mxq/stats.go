@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -25,6 +26,9 @@ func stats(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writ
 		return writeJSON(stdout, st)
 	}
 	fmt.Fprintf(stdout, "depth %d (pending at a consumer %d, waiting for a retry %d), dead letters %d", st.Depth, st.Pending, st.Retrying, st.Dead)
+	if len(st.Left) > 0 {
+		fmt.Fprintf(stdout, ", left in a format too new for its consumer %d", len(st.Left))
+	}
 	if !st.Oldest.IsZero() {
 		fmt.Fprintf(stdout, ", oldest %s ago", time.Since(st.Oldest).Round(time.Second))
 	}
@@ -35,7 +39,7 @@ func stats(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writ
 	}
 	slices.Sort(names)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tSTATE\tSESSIONS\tINFLIGHT\tLAST SEEN\tVERSION")
+	fmt.Fprintln(tw, "HOST\tSTATE\tSESSIONS\tINFLIGHT\tLAST SEEN\tVERSION\tREADS\tWRITES")
 	for _, n := range names {
 		h := st.Hosts[n]
 		state, seen := "up", "-"
@@ -50,10 +54,31 @@ func stats(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writ
 		if !h.LastSeen.IsZero() {
 			seen = time.Since(h.LastSeen).Round(time.Second).String() + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", n, state, h.Sessions, h.Inflight, seen, h.Version)
+		reads, writes := "-", "-"
+		if len(h.Reads) > 0 {
+			reads, writes = queue.FormatList(h.Reads), strconv.Itoa(h.Writes)
+		} else if h.Alive {
+			writes = "?"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", n, state, h.Sessions, h.Inflight, seen, orDash(h.Version), reads, writes)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	fmt.Fprintln(stdout)
+	if err := consumerFormats(stdout, st.Consumers); err != nil {
+		return err
+	}
+	if len(st.Left) > 0 {
+		fmt.Fprintf(stdout, "\n%d entries left for a consumer that reads their format:\n", len(st.Left))
+		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tFORMAT\tLEFT BY\tAGO")
+		for _, e := range st.Left {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", e.ID, e.Format, e.Consumer, time.Since(e.At).Round(time.Second))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	if st.Redis != nil {
 		return writeReplication(stdout, st.Redis)
