@@ -150,17 +150,17 @@ func deadShow(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.W
 	return nil
 }
 
-func deadRetry(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writer) error {
-	return deadEach(ctx, q, "dead retry", args, stdout, q.RetryDead, "put back into the queue")
+func deadRetry(ctx context.Context, q *queue.Queue, args []string, stdout, stderr io.Writer) error {
+	return deadEach(ctx, q, "dead retry", args, stdout, stderr, q.RetryDead, "put back into the queue")
 }
 
-func deadPurge(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writer) error {
-	return deadEach(ctx, q, "dead purge", args, stdout, q.PurgeDead, "deleted for good")
+func deadPurge(ctx context.Context, q *queue.Queue, args []string, stdout, stderr io.Writer) error {
+	return deadEach(ctx, q, "dead purge", args, stdout, stderr, q.PurgeDead, "deleted for good")
 }
 
 // deadEach applies do to the dead letter named in args, or to all with
-// --all.
-func deadEach(ctx context.Context, q *queue.Queue, name string, args []string, stdout io.Writer,
+// --all, showing its progress on a terminal (not with -json).
+func deadEach(ctx context.Context, q *queue.Queue, name string, args []string, stdout, stderr io.Writer,
 	do func(context.Context, string) error, done string) error {
 	a, err := parseArgs(name, args, "all")
 	if err != nil {
@@ -183,13 +183,16 @@ func deadEach(ctx context.Context, q *queue.Queue, name string, args []string, s
 	}
 	var failed []error
 	okIDs := []string{}
-	for _, id := range ids {
+	prog := newProgress(stderr, name, len(ids), a.json)
+	for i, id := range ids {
 		if err := do(ctx, id); err != nil {
 			failed = append(failed, err)
-			continue
+		} else {
+			okIDs = append(okIDs, id)
 		}
-		okIDs = append(okIDs, id)
+		prog.step(i+1, len(failed))
 	}
+	prog.end()
 	if a.json {
 		if err := writeJSON(stdout, map[string][]string{"ids": okIDs}); err != nil {
 			return err
