@@ -94,7 +94,7 @@ var (
 	deadDesc = prometheus.NewDesc("listd_queue_dead",
 		"Messages in the dead-letter stream.", nil, nil)
 	oldestDesc = prometheus.NewDesc("listd_queue_oldest_age_seconds",
-		"Age of the oldest message not yet consumed; 0 when there is none.", nil, nil)
+		"Age of the message at the head of the stream (the one consumers reach first); 0 when the stream is empty.", nil, nil)
 	upDesc = prometheus.NewDesc("listd_queue_up",
 		"1 when the queue answered this scrape.", nil, nil)
 )
@@ -108,19 +108,22 @@ func (b *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
 func (b *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	bl, err := b.q.Backlog(ctx)
+	// Health, not Backlog: its commands cost the same at any depth, so
+	// a scrape never holds Redis (Backlog reads every host's in-flight
+	// set whole to find the oldest message: seconds at a million).
+	h, err := b.q.Health(ctx)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0)
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 1)
-	ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(bl.Depth()))
-	ch <- prometheus.MustNewConstMetric(scheduledDesc, prometheus.GaugeValue, float64(bl.Scheduled))
-	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(bl.Pending))
-	ch <- prometheus.MustNewConstMetric(deadDesc, prometheus.GaugeValue, float64(bl.Dead))
+	ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(h.Depth))
+	ch <- prometheus.MustNewConstMetric(scheduledDesc, prometheus.GaugeValue, float64(h.Retrying))
+	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(h.Pending))
+	ch <- prometheus.MustNewConstMetric(deadDesc, prometheus.GaugeValue, float64(h.Dead))
 	age := 0.0
-	if !bl.Oldest.IsZero() {
-		age = max(time.Since(bl.Oldest).Seconds(), 0)
+	if !h.Head.IsZero() {
+		age = max(time.Since(h.Head).Seconds(), 0)
 	}
 	ch <- prometheus.MustNewConstMetric(oldestDesc, prometheus.GaugeValue, age)
 }
