@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"mxq/queue"
+	"mxq/queue/queuetest"
 )
 
 // lockedBuffer is a stderr that a test reads while mxq writes to it.
@@ -165,5 +166,37 @@ func TestExporter(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no mxq_redis_primary with role master in %v", m)
+	}
+}
+
+// With Redis down a scrape still answers, quickly, with mxq_queue_up 0
+// and no stale numbers, and /healthz says the queue is unavailable; once
+// Redis is back the next scrape has the state again.
+func TestExporterRedisDown(t *testing.T) {
+	r := queuetest.StartRedis(t)
+	base := startExporter(t, r.URL())
+	health := strings.TrimSuffix(base, "/metrics") + "/healthz"
+	if m := scrape(t, base); m["mxq_queue_up"] != 1 {
+		t.Fatalf("mxq_queue_up = %v with Redis up, want 1", m["mxq_queue_up"])
+	}
+	r.Stop()
+	m := scrape(t, base)
+	if up, ok := m["mxq_queue_up"]; !ok || up != 0 {
+		t.Errorf("mxq_queue_up = %v (present %v) with Redis down, want 0", up, ok)
+	}
+	if _, ok := m["mxq_queue_depth"]; ok {
+		t.Error("mxq_queue_depth reported with Redis down")
+	}
+	resp, err := http.Get(health)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/healthz with Redis down: %s, want 503", resp.Status)
+	}
+	r.Restart()
+	if m := scrape(t, base); m["mxq_queue_up"] != 1 {
+		t.Errorf("mxq_queue_up = %v after Redis came back, want 1", m["mxq_queue_up"])
 	}
 }
