@@ -105,11 +105,7 @@ func (c *Consumer) ackAll(reqs []*ackReq) {
 	if len(again) > 0 && ackScript.load(ctx, conn).Err() == nil {
 		send(again)
 	}
-	confirmed := replicas == 0
-	if !confirmed {
-		n, err := wait.Int64()
-		confirmed = err == nil && n >= int64(replicas)
-	}
+	confirmed := replicas == 0 || c.q.waited(wait) == nil
 	for i, r := range reqs {
 		if r.rcpt != "" {
 			r.err = cmds[i].Err()

@@ -83,26 +83,21 @@ func (s *Server) waitToRetry(ctx context.Context, start time.Time, attempt int) 
 	if time.Since(start)+d > s.cfg.RideThrough {
 		return false
 	}
-	if s.closing.Load() && !s.beforeShutdownDeadline(d) {
-		return false
-	}
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	case <-s.done:
-		// Shutting down: go on only while the deadline allows.
-		if !s.beforeShutdownDeadline(d) {
-			return false
-		}
+	done := s.done // closed by a shutdown, already or while waiting
+	for {
 		select {
 		case <-t.C:
 			return true
 		case <-ctx.Done():
 			return false
+		case <-done:
+			// Shutting down: go on only while the deadline allows.
+			if !s.beforeShutdownDeadline(d) {
+				return false
+			}
+			done = nil
 		}
 	}
 }

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"mxq/lists/liststest"
 	"mxq/queue"
 	"mxq/queue/queuetest"
@@ -251,7 +249,11 @@ func TestSwitchoverConsuming(t *testing.T) {
 	e := newFailoverEnv(t, "a@lists.example.org", "b@lists.example.org", "c@lists.example.org")
 	f := e.startFlow(t)
 	e.waitDelivered(t, f, 200)
-	paused := switchover(t, e.set)
+	rep, err := e.q.Switchover(context.Background(), queue.SwitchoverOptions{})
+	if err != nil {
+		t.Fatalf("switch-over: %v", err)
+	}
+	paused := rep.Paused
 	e.waitDelivered(t, f, 200)
 	ids := f.halt()
 	dup := e.drain(t, ids)
@@ -260,63 +262,4 @@ func TestSwitchoverConsuming(t *testing.T) {
 	if dup > 0 {
 		t.Errorf("%d of %d messages got a recipient twice after a planned switch-over, want none", dup, len(ids))
 	}
-}
-
-// switchover moves the primary to a replica without losing a write:
-// CLIENT PAUSE WRITE on the primary, wait until a replica has every write,
-// SENTINEL FAILOVER, wait for the new primary, CLIENT UNPAUSE on the old
-// one (a replica by then). It returns how long writes were paused.
-func switchover(t *testing.T, set *queuetest.Set) time.Duration {
-	t.Helper()
-	ctx := context.Background()
-	old := set.Primary()
-	rdb := redis.NewClient(&redis.Options{Addr: old.Addr(), MaxRetries: -1})
-	defer rdb.Close()
-	if err := rdb.Do(ctx, "client", "pause", 30000, "write").Err(); err != nil {
-		t.Fatal(err)
-	}
-	t0 := time.Now()
-	defer func() {
-		// Sentinel closed the connections of clients when it demoted
-		// the server: unpause on a new one.
-		c := redis.NewClient(&redis.Options{Addr: old.Addr(), MaxRetries: -1})
-		defer c.Close()
-		if err := c.Do(ctx, "client", "unpause").Err(); err != nil {
-			t.Errorf("client unpause on the old primary: %v", err)
-		}
-	}()
-	waitFor(t, "a replica with every write", func() bool {
-		info, err := rdb.Info(ctx, "replication").Result()
-		if err != nil {
-			return false
-		}
-		var primaryOff int64 = -1
-		var offs []int64
-		for _, line := range strings.Split(info, "\n") {
-			line = strings.TrimSpace(line)
-			if v, ok := strings.CutPrefix(line, "master_repl_offset:"); ok {
-				primaryOff, _ = strconv.ParseInt(v, 10, 64)
-			}
-			if strings.HasPrefix(line, "slave") && strings.Contains(line, "state=online") {
-				if _, v, ok := strings.Cut(line, "offset="); ok {
-					v, _, _ = strings.Cut(v, ",")
-					n, _ := strconv.ParseInt(v, 10, 64)
-					offs = append(offs, n)
-				}
-			}
-		}
-		for _, o := range offs {
-			if o != primaryOff {
-				return false // Sentinel may promote either: both must be caught up
-			}
-		}
-		return len(offs) > 0 && primaryOff >= 0
-	})
-	sen := redis.NewSentinelClient(&redis.Options{Addr: set.Sentinels[0].Addr(), MaxRetries: -1})
-	defer sen.Close()
-	if err := sen.Failover(ctx, queuetest.MasterName).Err(); err != nil {
-		t.Fatal(err)
-	}
-	set.WaitFailover(old, 1)
-	return time.Since(t0)
 }

@@ -35,9 +35,9 @@
 // waits for one replica before it answers 250 (replicas = 1). Three
 // phases:
 //
-//   - redis switch-over: the primary moves to a replica with the
-//     sequence of `mxq redis switchover` (switchover: pause writes, wait
-//     for the replicas, SENTINEL FAILOVER, REPLICAOF, unpause);
+//   - redis switch-over: the primary moves to a replica through
+//     queue.Switchover, what `mxq redis switchover` runs (pause writes,
+//     wait for the replicas, SENTINEL FAILOVER, REPLICAOF, unpause);
 //   - kill -9 redis primary: SIGKILL to the primary's redis-server; the
 //     sentinels promote a replica;
 //   - old primary back: the killed server starts again as the primary it

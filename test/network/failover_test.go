@@ -3,6 +3,8 @@ package network
 import (
 	"context"
 	"time"
+
+	"mxq/queue"
 )
 
 // The phases of the queue's Redis, named as the table shows them.
@@ -23,13 +25,13 @@ func (w *world) redisPhases(phase func(string)) RedisTimes {
 	phase(phaseSwitch)
 	time.Sleep(2 * time.Second) // mail flows through the primary
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	sw, err := switchover(ctx, w.redis.SentinelAddrs())
+	rep, err := w.q.Switchover(ctx, queue.SwitchoverOptions{})
 	cancel()
 	if err != nil {
 		t.Fatalf("switch-over: %v", err)
 	}
-	rt.Switch = sw
-	t.Logf("switch-over %s → %s, writes paused %v", sw.From, sw.To, sw.Paused)
+	rt.Switch = Switch{From: rep.From, To: rep.To, Paused: rep.Paused}
+	t.Logf("switch-over %s → %s, writes paused %v", rep.From, rep.To, rep.Paused)
 	time.Sleep(2 * time.Second)
 
 	phase(phaseKill)
