@@ -45,26 +45,18 @@ func (q *Queue) Backlog(ctx context.Context) (Backlog, error) {
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
 	var b Backlog
-	var ready, sched, dead *redis.IntCmd
-	var first *redis.XMessageSliceCmd
+	var counts countCmds
 	var hosts *redis.StringSliceCmd
 	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		ready = p.XLen(ctx, q.key("stream"))
-		sched = p.ZCard(ctx, q.key("retry"))
-		dead = p.XLen(ctx, q.key("dead"))
-		first = p.XRangeN(ctx, q.key("stream"), "-", "+", 1)
+		counts = q.queueCounts(ctx, p)
 		hosts = p.SMembers(ctx, q.key("hosts"))
 		return nil
 	})
 	if err != nil {
 		return b, classify(err)
 	}
-	b.Ready, b.Scheduled, b.Dead = ready.Val(), sched.Val(), dead.Val()
-	if ms := first.Val(); len(ms) == 1 {
-		if r, err := decodeRecord(ms[0].Values); err == nil {
-			b.Oldest = r.Arrived
-		}
-	}
+	b.Ready, b.Scheduled, b.Dead = counts.ready.Val(), counts.retry.Val(), counts.dead.Val()
+	b.Oldest = counts.head()
 	if hs := hosts.Val(); len(hs) > 0 {
 		keys := make(keyList, len(hs))
 		for i, h := range hs {

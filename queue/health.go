@@ -60,16 +60,12 @@ func (q *Queue) Health(ctx context.Context) (Health, error) {
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
 	var h Health
-	var ready, retry, dead *redis.IntCmd
-	var first *redis.XMessageSliceCmd
+	var counts countCmds
 	var groups *redis.XInfoGroupsCmd
 	var mem *redis.StringCmd
 	var hosts *redis.StringSliceCmd
 	_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		ready = p.XLen(ctx, q.key("stream"))
-		retry = p.ZCard(ctx, q.key("retry"))
-		dead = p.XLen(ctx, q.key("dead"))
-		first = p.XRangeN(ctx, q.key("stream"), "-", "+", 1)
+		counts = q.queueCounts(ctx, p)
 		groups = p.XInfoGroups(ctx, q.key("stream"))
 		mem = p.Info(ctx, "memory")
 		hosts = p.SMembers(ctx, q.key("hosts"))
@@ -77,7 +73,7 @@ func (q *Queue) Health(ctx context.Context) (Health, error) {
 	})
 	// XINFO GROUPS of a stream not yet created is an error, not an empty
 	// list; every other command's error is the scrape's.
-	for _, c := range []redis.Cmder{ready, retry, dead, first, mem, hosts} {
+	for _, c := range append(counts.cmds(), mem, hosts) {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return h, classify(err)
 		}
@@ -85,13 +81,9 @@ func (q *Queue) Health(ctx context.Context) (Health, error) {
 	if err := groups.Err(); err != nil && !noSuchKey(err) {
 		return h, classify(err)
 	}
-	h.Retrying, h.Dead = retry.Val(), dead.Val()
-	h.Depth = ready.Val() + h.Retrying
-	if ms := first.Val(); len(ms) == 1 {
-		if r, err := decodeRecord(ms[0].Values); err == nil {
-			h.Head = r.Arrived
-		}
-	}
+	h.Retrying, h.Dead = counts.retry.Val(), counts.dead.Val()
+	h.Depth = counts.ready.Val() + h.Retrying
+	h.Head = counts.head()
 	for _, g := range groups.Val() {
 		h.Pending += g.Pending
 	}

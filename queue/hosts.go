@@ -201,25 +201,17 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 	}
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
-	var depth, retry, dead *redis.IntCmd
-	var first *redis.XMessageSliceCmd
+	var counts countCmds
 	_, err = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		depth = p.XLen(ctx, q.key("stream"))
-		retry = p.ZCard(ctx, q.key("retry"))
-		dead = p.XLen(ctx, q.key("dead"))
-		first = p.XRangeN(ctx, q.key("stream"), "-", "+", 1)
+		counts = q.queueCounts(ctx, p)
 		return nil
 	})
 	if err != nil {
 		return Stats{}, classify(err)
 	}
-	st.Retrying = retry.Val()
-	st.Depth, st.Dead = depth.Val()+st.Retrying, dead.Val()
-	if ms := first.Val(); len(ms) == 1 {
-		if r, err := decodeRecord(ms[0].Values); err == nil {
-			st.Oldest = r.Arrived
-		}
-	}
+	st.Retrying = counts.retry.Val()
+	st.Depth, st.Dead = counts.ready.Val()+st.Retrying, counts.dead.Val()
+	st.Oldest = counts.head()
 	if n, err := q.pending(ctx); err == nil {
 		st.Pending = n
 	}
