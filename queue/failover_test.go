@@ -73,9 +73,13 @@ func TestAcksWaitForReplicas(t *testing.T) {
 	t.Cleanup(func() { onReplica.Close() })
 	ctx := context.Background()
 
+	// The messages go in without WAIT: what is tested is the consumer's
+	// writes, and a replica that has just come online may take longer
+	// than the short ReplicaTimeout to confirm its first writes.
+	producer := open(t, primary.URL(), queue.Options{Timeout: 2 * time.Second})
 	const n = 20
 	for i := range n {
-		if _, err := q.Enqueue(ctx, testMessage("mx1", fmt.Sprint("message ", i))); err != nil {
+		if _, err := producer.Enqueue(ctx, testMessage("mx1", fmt.Sprint("message ", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
