@@ -109,6 +109,16 @@ func TestAcksWaitForReplicas(t *testing.T) {
 		}
 	}
 
+	// The producer did not wait for the replica; a write and a WAIT on one
+	// connection of its own does: the replica applies writes in order.
+	caughtUp := onPrimary.Conn()
+	if err := caughtUp.Set(ctx, "caught-up", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := caughtUp.Do(ctx, "WAIT", 1, 10000).Int(); err != nil || n < 1 {
+		t.Fatalf("WAIT for the replica to catch up: %d, %v", n, err)
+	}
+	caughtUp.Close()
 	if k, _ := onReplica.Keys(ctx, "{mxq}:*"+ds[0].ID).Result(); len(k) == 0 {
 		t.Fatalf("the replica has no key of %s before its ack", ds[0].ID)
 	}
