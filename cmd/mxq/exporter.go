@@ -22,6 +22,7 @@ func exporter(ctx context.Context, q *queue.Queue, args []string, _, stderr io.W
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:9442", "`address` to serve /metrics and /healthz on")
 	timeout := fs.Duration("timeout", 5*time.Second, "the most one scrape waits for Redis; the scrape then reports mxq_queue_up 0")
+	idle := fs.Duration("reader-idle", queue.DefaultReaderIdle, "count a consumer in mxq_consumers_alive until it has been unseen this long, as mxd's reader_idle does")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
@@ -29,7 +30,7 @@ func exporter(ctx context.Context, q *queue.Queue, args []string, _, stderr io.W
 		return usageError{fmt.Sprintf("exporter: unexpected argument %q", fs.Arg(0))}
 	}
 	reg := daemon.NewRegistry()
-	reg.MustRegister(&queueCollector{q: q, timeout: *timeout})
+	reg.MustRegister(&queueCollector{q: q, timeout: *timeout, idle: *idle})
 	m, err := daemon.ListenMetrics(*listen, reg, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
@@ -57,6 +58,8 @@ func exporter(ctx context.Context, q *queue.Queue, args []string, _, stderr io.W
 type queueCollector struct {
 	q       *queue.Queue
 	timeout time.Duration
+	// idle is how long a consumer may go unseen and count as alive.
+	idle time.Duration
 }
 
 func gauge(name, help string, labels ...string) *prometheus.Desc {
@@ -70,7 +73,7 @@ var (
 	retryingDesc  = gauge("mxq_queue_retrying", "Messages waiting for their next delivery attempt.")
 	deadDesc      = gauge("mxq_queue_dead", "Messages in the dead-letter stream.")
 	oldestDesc    = gauge("mxq_queue_oldest_age_seconds", "Age since arrival of the message at the head of the stream, the one consumers reach first; 0 when the stream is empty.")
-	consumersDesc = gauge("mxq_consumers_alive", "Consumers seen within the reader idle time (a minute), over every group.")
+	consumersDesc = gauge("mxq_consumers_alive", "Consumers seen within -reader-idle (a minute), over every group.")
 	hostUpDesc    = gauge("mxq_host_up", "1 while the MX host's heartbeat has not expired; 0 for a host seen before whose heartbeat is gone.", "host")
 	hbAgeDesc     = gauge("mxq_host_heartbeat_age_seconds", "Time since the MX host's last heartbeat; absent when it has expired.", "host")
 	sessionsDesc  = gauge("mxq_host_sessions", "SMTP sessions open on the MX host, as its last heartbeat said.", "host")
@@ -105,7 +108,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	h, err := c.q.Health(ctx)
 	var readers []queue.Reader
 	if err == nil {
-		readers, err = c.q.Readers(ctx, queue.DefaultReaderIdle)
+		readers, err = c.q.Readers(ctx, c.idle)
 	}
 	var repl *queue.Replication
 	if err == nil {

@@ -42,7 +42,7 @@ func BenchmarkScrape(b *testing.B) {
 			defer q.Close()
 			b.Run("exporter", func(b *testing.B) {
 				reg := prometheus.NewRegistry()
-				reg.MustRegister(&queueCollector{q: q, timeout: 5 * time.Second})
+				reg.MustRegister(&queueCollector{q: q, timeout: 5 * time.Second, idle: queue.DefaultReaderIdle})
 				if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
 					b.Fatal(err)
 				}

@@ -47,7 +47,7 @@ var commands = map[string]command{
 	"dead purge": {"ID...|--all [-json]: delete dead letters and their bodies for good", deadPurge},
 
 	// Monitoring: exporter.go.
-	"exporter": {"[-listen ADDR] [-timeout D]: serve the queue's state as Prometheus metrics (run one per installation, not one per MX host)", exporter},
+	"exporter": {"[-listen ADDR] [-timeout D] [-reader-idle D]: serve the queue's state as Prometheus metrics (run one per installation, not one per MX host)", exporter},
 
 	// Redis itself: redis.go.
 	"redis switchover": {"[-pause D] [-json]: move the primary to a replica without losing or refusing a write (Sentinel URL only); says how long writes waited", redisSwitchover},

@@ -3,6 +3,7 @@ package network
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -107,22 +108,52 @@ type RedisTimes struct {
 	Rejoin time.Duration
 }
 
+// Monitoring is what Prometheus saw of the run.
+type Monitoring struct {
+	// Alerts are the alerts seen firing, per phase.
+	Alerts map[string][]string
+	// PollErrors counts failed reads of Prometheus's alerts.
+	PollErrors int
+	// ConsumerIdle and ConsumerFor are the exporter's -reader-idle and
+	// the consumer-down alert's for: in this run; ConsumerFired is from
+	// listd's kill to the alert firing, ConsumerCleared from its start
+	// to the alert clearing.
+	ConsumerIdle, ConsumerFor, ConsumerFired, ConsumerCleared time.Duration
+}
+
 // Print writes the summary tables.
-func (o Outcome) Print(w io.Writer, phases []string, drains []DrainTimes, rt RedisTimes) {
+func (o Outcome) Print(w io.Writer, phases []string, drains []DrainTimes, rt RedisTimes, mon Monitoring) {
 	fmt.Fprintf(w, "\nmessages sent %d, delivered %d, missing %d, duplicates %d, deferrals at the sender %d\n\n",
 		o.Sent, o.Delivered, o.Missing, o.Duplicates, o.Deferrals["all"])
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tmessages\tlost\tdeferrals\tduplicates\tdelay p50\tp99\tmax\tmax extra\t")
+	fmt.Fprintln(tw, "phase\tmessages\tlost\tdeferrals\tduplicates\tdelay p50\tp99\tmax\tmax extra\talerts firing\t")
+	all := map[string]bool{}
+	for _, as := range mon.Alerts {
+		for _, a := range as {
+			all[a] = true
+		}
+	}
+	alerts := maps.Clone(mon.Alerts)
+	if alerts == nil {
+		alerts = map[string][]string{}
+	}
+	alerts["all"] = slices.Sorted(maps.Keys(all))
 	for _, p := range append([]string{"all"}, phases...) {
 		ds := o.Delays[p]
 		dups, lost := o.Duplicates, o.Missing
 		if p != "all" {
 			dups, lost = o.DupByPhase[p], o.LostByPhase[p]
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t\n", p, len(ds)+lost, lost, o.Deferrals[p], dups,
-			round(percentile(ds, 50)), round(percentile(ds, 99)), round(percentile(ds, 100)), round(o.ExtraDelay(p)))
+		fired := strings.Join(alerts[p], " ")
+		if fired == "" {
+			fired = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", p, len(ds)+lost, lost, o.Deferrals[p], dups,
+			round(percentile(ds, 50)), round(percentile(ds, 99)), round(percentile(ds, 100)), round(o.ExtraDelay(p)), fired)
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "\nprometheus (rules' for: and the exporter's reader idle at 1/%d): MxqNothingConsumes fired %s after listd's kill (reader idle %s + for %s), cleared %s after its start; %d failed polls\n",
+		TimeScale, round(mon.ConsumerFired), mon.ConsumerIdle, mon.ConsumerFor, round(mon.ConsumerCleared), mon.PollErrors)
 	if rt.Switch.From != "" {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)

@@ -37,6 +37,10 @@ type world struct {
 	redisURL string
 	sink     *Sink
 	listdCfg string
+	// prom scrapes every mxd, listd and the queue's exporter, with the
+	// shipped alert rules at TimeScale.
+	prom  *Prometheus
+	rules string
 }
 
 const listRcpt = "~team/announce@lists.example.org"
@@ -102,7 +106,41 @@ func buildWorld(t *testing.T) *world {
 		return err == nil && alive == 3
 	})
 	w.pf = StartPostfix(t, w.sender, w.zone.Name)
+	w.startMonitoring(mxHosts)
 	return w
+}
+
+// startMonitoring starts the queue's exporter and Prometheus on the lists
+// host, as docs/operations.md deploys them, and waits until every target
+// is scraped.
+func (w *world) startMonitoring(mxHosts []*Host) {
+	t := w.t
+	t.Helper()
+	exporter := w.lists.IP + ":9127"
+	p := w.lists.Start("exporter", command("mxq"), "-redis", w.redisURL, "exporter", "-listen", exporter,
+		"-reader-idle", (queue.DefaultReaderIdle / TimeScale).String())
+	waitTCP(t, p, exporter)
+	var err error
+	if w.rules, err = ScaledRules(filepath.Join("..", "..", "docs", "examples", "alerts.yml")); err != nil {
+		t.Fatal(err)
+	}
+	mxd := ScrapeJob{Name: "mxd"}
+	for _, m := range w.mxd {
+		mxd.Targets = append(mxd.Targets, m.Metrics)
+	}
+	jobs := []ScrapeJob{mxd, {Name: "listd", Targets: []string{w.lists.IP + ":9126"}}, {Name: "mxq", Targets: []string{exporter}}}
+	w.prom = StartPrometheus(t, w.lists, jobs, w.rules)
+	var last []Target
+	waitUntil(t, 20*time.Second, "prometheus to scrape every target", func() bool {
+		last, _ = w.prom.Targets(context.Background())
+		up := 0
+		for _, tg := range last {
+			if tg.Health == "up" {
+				up++
+			}
+		}
+		return up == len(w.mxd)+2
+	})
 }
 
 func (w *world) startListd() {
@@ -267,10 +305,15 @@ func TestRollingMaintenance(t *testing.T) {
 			load.Stop()
 		}
 	}()
+	watch := w.prom.WatchAlerts()
+	defer watch.Stop()
+	var mon Monitoring
 	phase := func(name string) {
 		t.Logf("%s phase %q (submitted so far: %d)", time.Now().Format("15:04:05.000"), name, load.Count())
 		load.SetPhase(name)
+		watch.SetPhase(name)
 	}
+	phase("warm-up")
 	time.Sleep(3 * time.Second) // warm-up: mail flows through all three
 	var phases []string
 	var drains []DrainTimes
@@ -305,13 +348,12 @@ func TestRollingMaintenance(t *testing.T) {
 	time.Sleep(3 * time.Second) // senders find the other MX hosts
 	victim.Start(t, command("mxd"))
 
+	// listd stays down until Prometheus pages that nothing consumes, and
+	// the alert must clear once it is back.
 	phases = append(phases, "kill -9 listd")
 	phase("kill -9 listd")
 	time.Sleep(2 * time.Second)
-	w.listd.Signal(syscall.SIGKILL)
-	w.listd.Wait(10 * time.Second)
-	time.Sleep(time.Second)
-	w.startListd()
+	mon.consumerDown(w, watch)
 
 	phases = append(phases, phaseSwitch, phaseKill, phaseBack)
 	rt := w.redisPhases(phase)
@@ -344,10 +386,12 @@ func TestRollingMaintenance(t *testing.T) {
 		}
 		time.Sleep(2 * time.Second)
 	}
+	watch.Stop()
 	o := Compare(sent, got)
 	o.CountDeferrals(w.pf.Deferrals(), sent)
+	mon.Alerts, mon.PollErrors = watch.Seen(), watch.Errors()
 	var table bytes.Buffer
-	o.Print(&table, phases, drains, rt)
+	o.Print(&table, phases, drains, rt, mon)
 	t.Log("\n" + table.String())
 	os.WriteFile(filepath.Join(os.TempDir(), "mxq-network-summary.txt"), table.Bytes(), 0o644)
 
@@ -371,6 +415,12 @@ func TestRollingMaintenance(t *testing.T) {
 	}
 	if bad := fivexx.FindAllString(w.pf.Log(), 5); len(bad) > 0 {
 		t.Errorf("postfix saw a 5xx or bounced: %v", bad)
+	}
+	// A drain is maintenance, not an outage: it pages nobody.
+	for _, p := range phases {
+		if strings.HasPrefix(p, "drain ") && len(mon.Alerts[p]) > 0 {
+			t.Errorf("alerts fired during %q: %v", p, mon.Alerts[p])
+		}
 	}
 	for _, d := range drains {
 		if d.SessionsAfter421 > 0 {
