@@ -70,7 +70,12 @@ func (r *renderer) timeseries(i int, p Panel, series []Series, b box) {
 	for k, m := range marks {
 		mx := x(m.T)
 		r.printf(`<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-dasharray="4 3"/>`+"\n", f1(mx), f1(top-2), f1(mx), f1(bottom), markColor)
-		r.text(mx+2, b.y+28+float64(rows[k]*markRow)+8, 9, markColor, "start", "", m.Label)
+		ly := b.y + 28 + float64(rows[k]*markRow) + 8
+		if mx+2+textWidth(m.Label, 9) > b.x+b.w-4 {
+			r.text(mx-2, ly, 9, markColor, "end", "", m.Label) // to the left near the right edge
+		} else {
+			r.text(mx+2, ly, 9, markColor, "start", "", m.Label)
+		}
 	}
 	for _, it := range legend {
 		if it.color != "" {
