@@ -1,0 +1,89 @@
+package test
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"mxq/internal/promdash"
+	"mxq/internal/servertest"
+)
+
+// The example dashboard reads only metrics the programs export: each
+// metric name in its queries is a string in the code of mxd, listd or mxq
+// exporter (ALERTS is Prometheus's own). And Prometheus's parser accepts
+// every query: promtool checks them as recording rules.
+func TestDashboardQueries(t *testing.T) {
+	f, err := os.Open("../docs/examples/dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d, err := promdash.Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var code strings.Builder
+	for _, dir := range []string{"../smtpd", "../cmd", "../lists", "../queue"} {
+		err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+			if err != nil || e.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			code.Write(b)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	exported := func(name string) bool {
+		if name == "ALERTS" || strings.Contains(code.String(), strconv.Quote(name)) {
+			return true
+		}
+		// A histogram's series are named after it.
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base, ok := strings.CutSuffix(name, suffix); ok && strings.Contains(code.String(), strconv.Quote(base)) {
+				return true
+			}
+		}
+		return false
+	}
+
+	var rules strings.Builder
+	rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
+	n := 0
+	for i, p := range d.Panels {
+		for j, tg := range p.Targets {
+			names, err := promdash.Metrics(tg.Expr)
+			if err != nil {
+				t.Errorf("panel %q: %v", p.Title, err)
+			}
+			for _, name := range names {
+				if !exported(name) {
+					t.Errorf("panel %q: query %q reads %s, which no program exports", p.Title, tg.Expr, name)
+				}
+			}
+			fmt.Fprintf(&rules, "      - record: dashboard:panel%d:query%d\n        expr: %s\n", i+1, j+1, strconv.Quote(tg.Expr))
+			n++
+		}
+	}
+	if n < 10 {
+		t.Fatalf("only %d queries in the dashboard", n)
+	}
+
+	promtool := servertest.LookPath(t, "promtool", "apt-get install -y prometheus")
+	file := filepath.Join(t.TempDir(), "dashboard.yml")
+	if err := os.WriteFile(file, []byte(rules.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput(); err != nil {
+		t.Errorf("promtool check rules: %v\n%s\n%s", err, out, rules.String())
+	}
+}
