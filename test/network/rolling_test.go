@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"mxq/internal/promdash"
 	"mxq/queue"
 )
 
@@ -308,10 +309,13 @@ func TestRollingMaintenance(t *testing.T) {
 	watch := w.prom.WatchAlerts()
 	defer watch.Stop()
 	var mon Monitoring
+	var marks []promdash.Mark
+	start := time.Now()
 	phase := func(name string) {
 		t.Logf("%s phase %q (submitted so far: %d)", time.Now().Format("15:04:05.000"), name, load.Count())
 		load.SetPhase(name)
 		watch.SetPhase(name)
+		marks = append(marks, promdash.Mark{T: time.Now(), Label: name})
 	}
 	phase("warm-up")
 	time.Sleep(3 * time.Second) // warm-up: mail flows through all three
@@ -387,6 +391,7 @@ func TestRollingMaintenance(t *testing.T) {
 		time.Sleep(2 * time.Second)
 	}
 	watch.Stop()
+	w.drawDashboard(start, marks)
 	o := Compare(sent, got)
 	o.CountDeferrals(w.pf.Deferrals(), sent)
 	mon.Alerts, mon.PollErrors = watch.Seen(), watch.Errors()
