@@ -2,6 +2,7 @@ package lists
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -17,7 +18,7 @@ import (
 // (queue.Transient). Each is safe to send again: a mark writes the same
 // value; the settling scripts check that the entry is still pending to
 // this consumer, so one that went through the first time (its reply lost)
-// answers queue.ErrLeaseLost the second.
+// answers queue.ErrSettled the second, which is then success.
 
 // Pauses between two tries: short at first, since a dropped connection
 // heals at once, and at most a second, so that the end of a failover is
@@ -38,6 +39,10 @@ func persist(ctx context.Context, op func(context.Context) error) error {
 	var start time.Time
 	for try := 0; ; try++ {
 		err := op(ctx)
+		if try > 0 && errors.Is(err, queue.ErrSettled) {
+			// The try before went through; its reply was lost.
+			return nil
+		}
 		if err == nil || !queue.Transient(err) || ctx.Err() != nil {
 			return err
 		}

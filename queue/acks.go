@@ -74,7 +74,7 @@ func (c *Consumer) ackAll(reqs []*ackReq) {
 			for _, i := range which {
 				r := reqs[i]
 				if r.rcpt != "" {
-					cmds[i] = p.HSet(ctx, c.q.key("done", r.d.ID), r.rcpt, r.state)
+					cmds[i] = markScript.evalSha(ctx, p, r.d.markKeys(), markArgs{r.rcpt, r.state})
 				} else {
 					cmds[i] = ackScript.evalSha(ctx, p, r.d.ackKeys(), r.d.ackArgs())
 				}
@@ -102,7 +102,7 @@ func (c *Consumer) ackAll(reqs []*ackReq) {
 			again = append(again, i)
 		}
 	}
-	if len(again) > 0 && ackScript.load(ctx, conn).Err() == nil {
+	if len(again) > 0 && ackScript.load(ctx, conn).Err() == nil && markScript.load(ctx, conn).Err() == nil {
 		send(again)
 	}
 	confirmed := replicas == 0 || c.q.waited(wait) == nil

@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -171,4 +172,75 @@ func mustBody(t *testing.T, q *queue.Queue, id string) io.Reader {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A settlement whose reply is lost is a transient failure, and the same
+// call again finds the entry gone from the stream: ErrSettled (a kind of
+// ErrLeaseLost), not a second acknowledgement or a second retry. A
+// settlement of an entry another consumer still holds stays a plain
+// ErrLeaseLost.
+func TestSettleAgainAfterLostReply(t *testing.T) {
+	r := queuetest.StartRedis(t)
+	p := newReplyCutter(t, r.Addr())
+	q := open(t, "redis://"+p.addr+"/0", queue.Options{Timeout: 2 * time.Second})
+	ctx := context.Background()
+	for i := range 6 {
+		if _, err := q.Enqueue(ctx, testMessage("mx1.example.org", fmt.Sprint("message ", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := q.Consumer(queue.ConsumerOptions{Name: "a", Block: 10 * time.Millisecond, Lease: time.Hour})
+	ds := fetchN(t, c, 6)
+	settle := []struct {
+		name string
+		do   func(*queue.Delivery) error
+	}{
+		{"ack", func(d *queue.Delivery) error { return d.Ack(ctx) }},
+		{"retry", func(d *queue.Delivery) error { _, err := d.Retry(ctx, errors.New("try later")); return err }},
+		{"dead letter", func(d *queue.Delivery) error { return d.Dead(ctx, "no such list") }},
+	}
+	// A first settlement of each kind, not cut, loads the scripts, so
+	// that what is cut is the settlement itself.
+	for i, s := range settle {
+		if err := s.do(ds[3+i]); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+	}
+	for i, s := range settle {
+		d := ds[i]
+		p.cut.Store(true)
+		err := s.do(d)
+		p.cut.Store(false)
+		if !queue.Transient(err) {
+			t.Fatalf("%s, reply lost: err = %v, want a transient error", s.name, err)
+		}
+		err = s.do(d)
+		if !errors.Is(err, queue.ErrSettled) || !errors.Is(err, queue.ErrLeaseLost) {
+			t.Errorf("%s again: %v, want ErrSettled", s.name, err)
+		}
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	defer rdb.Close()
+	if n, _ := rdb.XLen(ctx, "{mxq}:stream").Result(); n != 0 {
+		t.Errorf("stream length %d, want 0", n)
+	}
+	if n, _ := rdb.ZCard(ctx, "{mxq}:retry").Result(); n != 2 {
+		t.Errorf("retry set holds %d, want the two retried", n)
+	}
+	if n, _ := rdb.XLen(ctx, "{mxq}:dead").Result(); n != 2 {
+		t.Errorf("dead letters %d, want the two dead-lettered, once each", n)
+	}
+
+	// Another consumer takes an entry over: a's acknowledgement is a
+	// lease lost, not "settled already".
+	if _, err := q.Enqueue(ctx, testMessage("mx1.example.org", "held")); err != nil {
+		t.Fatal(err)
+	}
+	held := fetchN(t, c, 1)[0]
+	if err := rdb.XClaim(ctx, &redis.XClaimArgs{Stream: "{mxq}:stream", Group: queue.DefaultConsumerOptions().Group, Consumer: "b", Messages: []string{held.StreamID}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := held.Ack(ctx); !errors.Is(err, queue.ErrLeaseLost) || errors.Is(err, queue.ErrSettled) {
+		t.Errorf("ack of an entry b holds: %v, want ErrLeaseLost alone", err)
+	}
 }

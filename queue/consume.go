@@ -31,6 +31,13 @@ import (
 // the entry over, or the entry is gone.
 var ErrLeaseLost = errors.New("lease lost: the entry is no longer pending to this consumer")
 
+// ErrSettled is the ErrLeaseLost of an acknowledgement, retry or dead
+// letter whose entry has left the stream: it was settled already, by an
+// earlier try of the same call whose reply was lost, or by a consumer
+// that took the entry over. A caller that tries a settlement again after
+// a Transient failure takes it as done; on a first try it is a lease lost.
+var ErrSettled = fmt.Errorf("%w (settled already)", ErrLeaseLost)
+
 // ConsumerOptions tune a Consumer. Zero fields take the values of
 // DefaultConsumerOptions, or the ones said here.
 type ConsumerOptions struct {

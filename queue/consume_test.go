@@ -480,3 +480,52 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// A consumer whose lease ran out and that records a recipient after
+// another consumer has acknowledged the message writes nothing: no
+// done:ID is left that nothing would delete. While the message is queued
+// the record is written.
+func TestLateMarkLeavesNothing(t *testing.T) {
+	e := newConsumeEnv(t)
+	ctx := context.Background()
+	const lease = 200 * time.Millisecond
+	a := e.q.Consumer(queue.ConsumerOptions{Name: "a", Lease: lease, Block: 10 * time.Millisecond})
+	b := e.q.Consumer(queue.ConsumerOptions{Name: "b", Lease: lease, Block: 10 * time.Millisecond, ReclaimInterval: time.Millisecond})
+	id := e.put(t, "mx1", "x@lists.example.org", "y@lists.example.org")
+
+	late := fetchOne(t, a)
+	if err := late.Delivered(ctx, "x@lists.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := e.rdb.HLen(ctx, "{mxq}:done:"+id).Result(); n != 1 {
+		t.Fatalf("done:%s has %d fields while queued, want 1", id, n)
+	}
+	// a stops renewing: b takes the message over once the lease is out.
+	var d *queue.Delivery
+	for deadline := time.Now().Add(10 * time.Second); d == nil; {
+		ds, err := b.Fetch(ctx, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) == 1 {
+			d = ds[0]
+		} else if time.Now().After(deadline) {
+			t.Fatal("b never took the message over")
+		}
+	}
+	if p := d.Pending(); d.ID != id || len(p) != 1 || p[0].Addr != "y@lists.example.org" {
+		t.Fatalf("b got %s pending for %v; want %s pending for y alone", d.ID, p, id)
+	}
+	if err := d.Delivered(ctx, "y@lists.example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := late.Delivered(ctx, "y@lists.example.org"); err != nil {
+		t.Errorf("a late record after the ack: %v, want nothing to do", err)
+	}
+	if ks := e.keys(t); len(ks) != 0 {
+		t.Errorf("keys left after the ack and a late record: %v", ks)
+	}
+}

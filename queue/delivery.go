@@ -152,15 +152,40 @@ func (d *Delivery) Reject(ctx context.Context, rcpt string, reason error) error 
 	return d.settle(ctx, rcpt, stateFailed+reason.Error())
 }
 
+// markScript records a recipient's state in done:ID while the message
+// is queued (its body exists: in the stream, waiting for a retry, or a
+// dead letter) and answers 1; once it has been acknowledged it writes
+// nothing and answers 0, so that a consumer whose lease ran out and that
+// finishes late does not leave a done:ID behind that nothing deletes.
+var markScript = newScript[markKeys, markArgs](`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+`)
+
+type markKeys struct{ body, done string }
+
+func (k markKeys) keys() []string { return []string{k.body, k.done} }
+
+type markArgs struct{ rcpt, state string }
+
+func (a markArgs) args() []any { return []any{a.rcpt, a.state} }
+
+func (d *Delivery) markKeys() markKeys {
+	return markKeys{body: d.c.q.key("body", d.ID), done: d.c.q.key("done", d.ID)}
+}
+
 // settle records rcpt's state. With Options.Replicas it goes with the
-// acknowledgements (acks.go), which wait for the replicas together.
+// acknowledgements (acks.go), which wait for the replicas together. A
+// message acknowledged meanwhile (by a consumer that took it over) needs
+// no record: that is not an error.
 func (d *Delivery) settle(ctx context.Context, rcpt, state string) error {
 	var err error
 	if d.c.q.opt.Replicas > 0 {
 		err = d.c.mark(ctx, d, rcpt, state)
 	} else {
 		ctx, cancel := d.c.q.ctx(ctx)
-		err = d.c.q.rdb.HSet(ctx, d.c.q.key("done", d.ID), rcpt, state).Err()
+		err = markScript.run(ctx, d.c.q.rdb, d.markKeys(), markArgs{rcpt, state}).Err()
 		cancel()
 	}
 	if err != nil {
@@ -181,6 +206,19 @@ func (d *Delivery) settle(ctx context.Context, rcpt, state string) error {
 const ownerCheck = `
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
 if #p == 0 then return 0 end
+`
+
+// settleCheck is ownerCheck for the scripts that settle an entry
+// (acknowledgement, retry, dead letter), which all remove it from the
+// stream: for an entry no longer in the stream the script answers 2,
+// settled already (ErrSettled), rather than 0, the lease lost to a
+// consumer that still holds it.
+const settleCheck = `
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if #p == 0 then
+  if #redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3]) == 0 then return 2 end
+  return 0
+end
 `
 
 // ownerArgs are the first ARGV of every owner-checked script.
@@ -240,7 +278,7 @@ func (d *Delivery) Hold(ctx context.Context) (hctx context.Context, stop func())
 
 // ackScript is the acknowledgement: pending list, stream entry, body,
 // per-recipient state, attempts and the host's accounting go together.
-var ackScript = newScript[ackKeys, ackArgs](ownerCheck + `
+var ackScript = newScript[ackKeys, ackArgs](settleCheck + `
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
 redis.call('DEL', KEYS[2], KEYS[4], KEYS[5])
@@ -290,7 +328,7 @@ func (d *Delivery) host() string {
 // retryScript moves the entry from the stream to the retry set: its
 // fields into wait:ID, its due time into the retry set, the attempt into
 // tries:ID, then XACK and XDEL.
-var retryScript = newScript[retryKeys, retryArgs](ownerCheck + `
+var retryScript = newScript[retryKeys, retryArgs](settleCheck + `
 local e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 if #e == 0 then return 0 end
@@ -352,7 +390,7 @@ func (d *Delivery) attempt(cause error) Attempt {
 // dead-letter stream; the entry leaves the stream and the host's
 // accounting (the MX's part is done), tries:ID is folded into the dead
 // letter.
-var deadScript = newScript[deadKeys, deadArgs](ownerCheck + `
+var deadScript = newScript[deadKeys, deadArgs](settleCheck + `
 local e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 if #e == 0 then return 0 end
@@ -421,7 +459,8 @@ func runOwned[K scriptKeys, A scriptArgs](ctx context.Context, d *Delivery, what
 	return d.scriptResult(what, n, err)
 }
 
-// scriptResult turns an owner-checked script's reply into an error.
+// scriptResult turns an owner-checked script's reply into an error: 1
+// done, 2 settled already (settleCheck: ErrSettled), 0 the lease lost.
 func (d *Delivery) scriptResult(what string, n int, err error) error {
 	if err != nil {
 		d.c.groupLost(err)
@@ -429,8 +468,11 @@ func (d *Delivery) scriptResult(what string, n int, err error) error {
 		d.c.noteErr(err)
 		return fmt.Errorf("%s %s: %w", what, d.ID, err)
 	}
-	if n == 0 {
+	switch n {
+	case 0:
 		return fmt.Errorf("%s %s: %w", what, d.ID, ErrLeaseLost)
+	case 2:
+		return fmt.Errorf("%s %s: %w", what, d.ID, ErrSettled)
 	}
 	return nil
 }

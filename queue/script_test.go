@@ -28,6 +28,7 @@ func TestScriptWrappers(t *testing.T) {
 		{"enqueue", enqueueScript.src, len(enqueueKeys{}.keys()), len(enqueueArgs{}.args())},
 		{"renew", renewScript.src, len(streamKey{}.keys()), len(ownerArgs{}.args())},
 		{"ack", ackScript.src, len(ackKeys{}.keys()), len(ackArgs{}.args())},
+		{"mark", markScript.src, len(markKeys{}.keys()), len(markArgs{}.args())},
 		{"retry", retryScript.src, len(retryKeys{}.keys()), len(retryArgs{}.args())},
 		{"dead", deadScript.src, len(deadKeys{}.keys()), len(deadArgs{}.args())},
 		{"release", releaseScript.src, len(streamKey{}.keys()), len(releaseArgs{}.args())},
