@@ -38,7 +38,7 @@
 // prints, per phase, the alerts seen firing. It fails if any alert fires
 // while an MX host is drained, restarted and restored, and in the
 // kill -9 listd phase listd stays down until MxqNothingConsumes fires:
-// not before its `for:`, and within reader idle + `for:` + 5 s of the
+// not before its `for:`, and within reader idle + `for:` + 8 s of the
 // kill; it must clear within 30 s of listd's start. In two runs it fired
 // 18.6–19.3 s after the kill (6 s + 12 s) and cleared 1.0–2.0 s after
 // the start; no other alert fired in any phase, kill -9 of an mxd (down

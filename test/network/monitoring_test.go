@@ -28,13 +28,13 @@ func (m *Monitoring) consumerDown(w *world, watch *AlertWatch) {
 	if m.ConsumerFor, err = ruleFor(w.rules, alert); err != nil {
 		t.Fatal(err)
 	}
-	bound := m.ConsumerIdle + m.ConsumerFor + 5*time.Second
+	bound := m.ConsumerIdle + m.ConsumerFor + 8*time.Second
 	killed := time.Now()
 	w.listd.Signal(syscall.SIGKILL)
 	w.listd.Wait(10 * time.Second)
 	fired, ok := watch.WaitFiring(alert, true, bound)
 	if !ok {
-		t.Errorf("%s did not fire within %v of listd's kill (reader idle %v + for %v + 5 s)", alert, bound, m.ConsumerIdle, m.ConsumerFor)
+		t.Errorf("%s did not fire within %v of listd's kill (reader idle %v + for %v + 8 s)", alert, bound, m.ConsumerIdle, m.ConsumerFor)
 	} else {
 		m.ConsumerFired = fired.Sub(killed)
 		if m.ConsumerFired < m.ConsumerFor {
