@@ -3,8 +3,6 @@ package smtpd_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -13,42 +11,14 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/redis/go-redis/v9"
 
-	"mxq/internal/servertest"
 	"mxq/queue"
 	"mxq/queue/queuetest"
 	"mxq/smtpd"
 )
 
-// serveQueue runs a server in front of q, which a test opened itself
-// (through Sentinel, with replicas, …).
-func serveQueue(t *testing.T, q *queue.Queue, opts ...envOpt) *env {
-	t.Helper()
-	if err := q.AddRecipients(context.Background(), "~*/*@"+domain); err != nil {
-		t.Fatal(err)
-	}
-	// The senders all come from 127.0.0.1.
-	cfg := smtpd.Config{Hostname: "mx1.example.org", Domains: []string{domain}, Version: "test", MaxConnectionsPerIP: 1000}
-	for _, o := range opts {
-		o(&cfg)
-	}
-	logs := new(servertest.Log)
-	srv, err := smtpd.New(cfg, q, smtpd.NewRecipients(q, 50*time.Millisecond), slog.New(slog.NewTextHandler(logs, nil)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() {
-		srv.Close()
-		if t.Failed() {
-			t.Logf("mxd log:\n%s", logs.String())
-		}
-	})
-	return &env{t: t, q: q, srv: srv, addr: l.Addr().String(), logs: logs}
-}
+// manySenders lets in the sessions of startSenders, which all come
+// from 127.0.0.1.
+func manySenders(c *smtpd.Config) { c.MaxConnectionsPerIP = 1000 }
 
 // senders are SMTP clients sending one message after another, each in
 // its own session, and recording every final reply.
@@ -196,12 +166,8 @@ func checkQueued(t *testing.T, q *queue.Queue, s *senders) {
 // tried again queued nothing twice.
 func TestFailoverKill9(t *testing.T) {
 	set := queuetest.StartSet(t, 2)
-	q, err := queue.Open(set.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: 1, ReplicaTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
-	e := serveQueue(t, q)
+	q := openQueue(t, set.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: 1, ReplicaTimeout: time.Second})
+	e := serveQueue(t, q, "mx1.example.org", manySenders)
 	s := startSenders(e.addr, 20)
 	s.waitCount(t, 100)
 	old := set.Primary()
@@ -218,7 +184,7 @@ func TestFailoverKill9(t *testing.T) {
 // AOF read back): the sessions that were waiting get their 250, none a
 // 451, and the queue holds each message once.
 func TestRedisRestartRideThrough(t *testing.T) {
-	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.MaxConnectionsPerIP = 1000 })
+	e := newEnv(t, nil, "mx1.example.org", manySenders)
 	s := startSenders(e.addr, 5)
 	s.waitCount(t, 50)
 	e.redis.Stop()
@@ -237,12 +203,8 @@ func TestDuplicateWaitsForOriginal(t *testing.T) {
 	primary := queuetest.StartRedis(t)
 	replica := queuetest.StartRedis(t, queuetest.Config("replicaof "+strings.Replace(primary.Addr(), ":", " ", 1)))
 	waitFor(t, "replica in sync", func() bool { return replicaOffset(t, primary) >= 0 })
-	q, err := queue.Open(primary.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: 1, ReplicaTimeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
-	e := serveQueue(t, q, func(c *smtpd.Config) { c.RideThrough = 3 * time.Second })
+	q := openQueue(t, primary.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: 1, ReplicaTimeout: 200 * time.Millisecond})
+	e := serveQueue(t, q, "mx1.example.org", func(c *smtpd.Config) { c.RideThrough = 3 * time.Second })
 	replica.Pause()
 	defer replica.Resume()
 	msg := message("one copy")

@@ -39,11 +39,26 @@ func newEnv(t *testing.T, r *queuetest.Redis, host string, opts ...envOpt) *env 
 	if r == nil {
 		r = queuetest.StartRedis(t)
 	}
-	q, err := queue.Open(r.URL(), queue.Options{Timeout: 2 * time.Second})
+	e := serveQueue(t, openQueue(t, r.URL(), queue.Options{Timeout: 2 * time.Second}), host, opts...)
+	e.redis = r
+	return e
+}
+
+// openQueue opens the queue at url, closed when the test ends.
+func openQueue(t *testing.T, url string, opt queue.Options) *queue.Queue {
+	t.Helper()
+	q, err := queue.Open(url, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
+	return q
+}
+
+// serveQueue runs a server named host in front of q, for every address
+// of the list domain, on loopback.
+func serveQueue(t *testing.T, q *queue.Queue, host string, opts ...envOpt) *env {
+	t.Helper()
 	if err := q.AddRecipients(context.Background(), "~*/*@"+domain); err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +83,7 @@ func newEnv(t *testing.T, r *queuetest.Redis, host string, opts ...envOpt) *env 
 			t.Logf("mxd %s log:\n%s", host, logs.String())
 		}
 	})
-	return &env{t: t, redis: r, q: q, srv: srv, addr: l.Addr().String(), logs: logs}
+	return &env{t: t, q: q, srv: srv, addr: l.Addr().String(), logs: logs}
 }
 
 // client is a raw SMTP session (smtptest.Client), with the steps these

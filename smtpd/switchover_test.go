@@ -22,21 +22,13 @@ func TestSwitchoverUnderLoad(t *testing.T) {
 	for _, replicas := range []int{0, 1} {
 		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
 			set := queuetest.StartSet(t, 2)
-			q, err := queue.Open(set.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: replicas, ReplicaTimeout: time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { q.Close() })
-			e := serveQueue(t, q)
+			q := openQueue(t, set.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: replicas, ReplicaTimeout: time.Second})
+			e := serveQueue(t, q, "mx1.example.org", manySenders)
 			s := startSenders(e.addr, 20)
 			s.waitCount(t, 100)
 
 			// The operator's mxq: a queue of its own.
-			op, err := queue.Open(set.URL(), queue.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { op.Close() })
+			op := openQueue(t, set.URL(), queue.Options{})
 			old, before := set.Primary(), s.count()
 			rep, err := op.Switchover(context.Background(), queue.SwitchoverOptions{Progress: func(st queue.SwitchoverStep) {
 				t.Logf("%s %-8s %s", st.Time.Format("15:04:05.000"), st.Step, st.Msg)
