@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/redis/go-redis/v9"
 
 	"mxq/queue"
 	"mxq/queue/queuetest"
@@ -202,8 +201,11 @@ func TestRedisRestartRideThrough(t *testing.T) {
 func TestDuplicateWaitsForOriginal(t *testing.T) {
 	primary := queuetest.StartRedis(t)
 	replica := queuetest.StartRedis(t, queuetest.Config("replicaof "+strings.Replace(primary.Addr(), ":", " ", 1)))
-	waitFor(t, "replica in sync", func() bool { return replicaOffset(t, primary) >= 0 })
 	q := openQueue(t, primary.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: 1, ReplicaTimeout: 200 * time.Millisecond})
+	waitFor(t, "replica in sync", func() bool {
+		r, err := q.Replication(context.Background())
+		return err == nil && len(r.Replicas) > 0 && r.Replicas[0].State == "online"
+	})
 	e := serveQueue(t, q, "mx1.example.org", func(c *smtpd.Config) { c.RideThrough = 3 * time.Second })
 	replica.Pause()
 	defer replica.Resume()
@@ -229,35 +231,6 @@ func TestDuplicateWaitsForOriginal(t *testing.T) {
 	if n, _ := q.Depth(context.Background()); n != 1 {
 		t.Errorf("depth = %d, want 1", n)
 	}
-}
-
-// replicaOffset is the offset the primary's first replica acknowledged,
-// -1 when it has none online.
-func replicaOffset(t *testing.T, primary *queuetest.Redis) int64 {
-	info := redisInfo(t, primary.Addr(), "replication")
-	for _, line := range strings.Split(info, "\n") {
-		if rest, ok := strings.CutPrefix(line, "slave0:"); ok && strings.Contains(rest, "state=online") {
-			var off int64
-			for _, kv := range strings.Split(rest, ",") {
-				if v, ok := strings.CutPrefix(kv, "offset="); ok {
-					fmt.Sscan(v, &off)
-				}
-			}
-			return off
-		}
-	}
-	return -1
-}
-
-func redisInfo(t *testing.T, addr, section string) string {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	info, err := rdb.Info(context.Background(), section).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.ReplaceAll(info, "\r", "")
 }
 
 // A shutdown ends a session's wait for the queue in time for its reply:
