@@ -2,15 +2,9 @@ package smtpd
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"strings"
 	"testing"
@@ -24,18 +18,11 @@ import (
 // Every STARTTLS handshake is counted by version and resumption, with its
 // time.
 func TestHandshakeMetrics(t *testing.T) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx.example.org"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	mq := &memQueue{msgs: map[string]*queue.Message{}}
 	cfg := Config{Hostname: "mx.example.org", Domains: []string{"lists.example.org"},
-		TLS: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}}
+		TLS: &tls.Config{Certificates: []tls.Certificate{testCert(t)}}}
 	srv, err := New(cfg, mq, NewRecipients(mq, time.Hour), slog.New(slog.NewTextHandler(io.Discard, nil)), m)
 	if err != nil {
 		t.Fatal(err)
