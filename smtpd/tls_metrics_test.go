@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"bufio"
 	"crypto/tls"
 	"io"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"mxq/internal/smtptest"
 	"mxq/queue"
 )
 
@@ -67,39 +67,11 @@ func TestHandshakeMetrics(t *testing.T) {
 // takes in a TLS 1.3 ticket sent after the handshake.
 func starttlsHello(t *testing.T, addr string, cfg *tls.Config) {
 	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(c)
-	reply := func(r *bufio.Reader) string {
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil || len(line) < 4 || line[3] != '-' {
-				return line
-			}
-		}
-	}
-	reply(br)
-	io.WriteString(c, "EHLO client.example.com\r\n")
-	reply(br)
-	io.WriteString(c, "STARTTLS\r\n")
-	if got := reply(br); !strings.HasPrefix(got, "220") {
-		t.Fatalf("STARTTLS: %q", got)
-	}
-	tc := tls.Client(c, cfg)
-	if err := tc.Handshake(); err != nil {
-		t.Fatal(err)
-	}
-	tbr := bufio.NewReader(tc)
-	io.WriteString(tc, "EHLO client.example.com\r\n")
-	if got := reply(tbr); !strings.HasPrefix(got, "250") {
-		t.Fatalf("EHLO in TLS: %q", got)
-	}
-	io.WriteString(tc, "QUIT\r\n")
-	reply(tbr)
+	c, _ := smtptest.Dial(t, addr)
+	c.Cmd("EHLO client.example.com")
+	c.StartTLS(cfg, "")
+	c.Expect("EHLO client.example.com", "250")
+	c.Cmd("QUIT")
 }
 
 func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
