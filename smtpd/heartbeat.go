@@ -83,7 +83,7 @@ func (h *Heartbeat) beat(ctx context.Context) {
 func (h *Heartbeat) Health() error {
 	last := h.lastOK.Load()
 	switch {
-	case last == 0 || time.Since(time.Unix(0, last)) > max(3*h.Interval, h.Server.cfg.RideThrough):
+	case last == 0 || time.Since(time.Unix(0, last)) > max(3*h.interval(), h.Server.cfg.RideThrough):
 		return errors.New("queue unreachable")
 	case h.Server.Draining():
 		return errors.New("draining")
