@@ -274,10 +274,3 @@ func connectedReplicas(ctx context.Context, addr string) int {
 	n, _ := strconv.Atoi(info["connected_slaves"])
 	return n
 }
-
-// Switch is what the planned switch-over (queue.Switchover, as `mxq redis
-// switchover` runs it) did.
-type Switch struct {
-	From, To string        // the primary before and after (host:port)
-	Paused   time.Duration // how long writes to the old primary waited
-}
