@@ -191,10 +191,7 @@ func (rl *roll) phase(name string, expect map[string]int, change func()) {
 	rl.watch.setPhase(name)
 	change()
 	before := rl.scrape()
-	deadline := time.Now().Add(steady)
-	for time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond) // the load runs meanwhile
-	}
+	time.Sleep(steady) // the load runs meanwhile
 	after := rl.scrape()
 	rep := phaseReport{name: name}
 	for host, a := range after {
