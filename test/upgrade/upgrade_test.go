@@ -260,8 +260,9 @@ func (rl *roll) checkDelivered(rep *phaseReport) {
 	// a list) and leaves what it read pending until another consumer
 	// takes it over; any other listd trouble is a failure too.
 	for _, p := range rl.every {
+		log := p.log.String()
 		for _, bad := range []string{"fetch from the queue failed", "outcome=dead", "outcome=unsettled", "outcome=left", "level=ERROR"} {
-			if n := strings.Count(p.log.String(), bad); n > 0 {
+			if n := strings.Count(log, bad); n > 0 {
 				t.Errorf("%s: %s logged %q %d times", rl.name, p.name, bad, n)
 			}
 		}
