@@ -9,11 +9,7 @@ import (
 
 func TestDNS(t *testing.T) {
 	b := &bench{stderr: io.Discard}
-	t.Cleanup(func() {
-		for _, f := range b.cleanup {
-			f()
-		}
-	})
+	t.Cleanup(b.exit)
 	addr, err := b.startDNS()
 	if err != nil {
 		t.Fatal(err)

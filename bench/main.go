@@ -91,6 +91,13 @@ type bench struct {
 // onExit registers f to run when the bench ends, last registered first.
 func (b *bench) onExit(f func()) { b.cleanup = append(b.cleanup, f) }
 
+// exit runs what onExit registered.
+func (b *bench) exit() {
+	for i := len(b.cleanup) - 1; i >= 0; i-- {
+		b.cleanup[i]()
+	}
+}
+
 func (b *bench) logf(format string, args ...any) {
 	fmt.Fprintf(b.stderr, "bench: "+format+"\n", args...)
 }
@@ -238,9 +245,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		replicas: o.replicas, replicaFsync: o.replicaFsync, mxdRef: o.mxdRef,
 	}
 	defer func() {
-		for i := len(b.cleanup) - 1; i >= 0; i-- {
-			b.cleanup[i]()
-		}
+		b.exit()
 		if o.keep {
 			b.logf("kept %s", dir)
 		} else {

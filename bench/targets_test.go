@@ -185,11 +185,7 @@ func TestWriteCertificate(t *testing.T) {
 
 func TestStartRedisWithReplica(t *testing.T) {
 	b := &bench{dir: t.TempDir(), stderr: io.Discard, maxmemory: 1 << 30, replicaFsync: "everysec"}
-	t.Cleanup(func() {
-		for i := len(b.cleanup) - 1; i >= 0; i-- {
-			b.cleanup[i]()
-		}
-	})
+	t.Cleanup(b.exit)
 	procs, url, err := b.startRedis(context.Background(), "redis", 1)
 	if err != nil {
 		t.Fatalf("%v (apt-get install redis-server)", err)

@@ -37,29 +37,16 @@ func TestExampleDashboard(t *testing.T) {
 	if err := d.Check(); err != nil {
 		t.Error(err)
 	}
+	// Check covers titles, queries that parse, the grid and overlaps.
 	for i, p := range d.Panels {
-		if p.Title == "" || len(p.Targets) == 0 {
-			t.Errorf("panel %d: title %q, %d queries", i+1, p.Title, len(p.Targets))
-		}
-		if p.Grid.X < 0 || p.Grid.W <= 0 || p.Grid.X+p.Grid.W > Columns {
-			t.Errorf("panel %q: gridPos %+v outside %d columns", p.Title, p.Grid, Columns)
-		}
 		if i > 0 {
 			prev := d.Panels[i-1].Grid
 			if p.Grid.Y < prev.Y || p.Grid.Y == prev.Y && p.Grid.X < prev.X {
 				t.Errorf("panel %q (%+v) comes after %q (%+v) in the file but before it on the screen", p.Title, p.Grid, d.Panels[i-1].Title, prev)
 			}
 		}
-		for j, q := range d.Panels[:i] {
-			if p.Grid.overlaps(q.Grid) {
-				t.Errorf("panel %q overlaps %q", p.Title, d.Panels[j].Title)
-			}
-		}
 		for _, tg := range p.Targets {
-			names, err := Metrics(tg.Expr)
-			if err != nil {
-				t.Errorf("panel %q: %v", p.Title, err)
-			}
+			names, _ := Metrics(tg.Expr)
 			if tg.Expr == "" || len(names) == 0 {
 				t.Errorf("panel %q: query %q reads no metric", p.Title, tg.Expr)
 			}

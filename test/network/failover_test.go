@@ -30,7 +30,7 @@ func (w *world) redisPhases(phase func(string)) RedisTimes {
 	if err != nil {
 		t.Fatalf("switch-over: %v", err)
 	}
-	rt.Switch = Switch{From: rep.From, To: rep.To, Paused: rep.Paused}
+	rt.Switch = *rep
 	t.Logf("switch-over %s → %s, writes paused %v", rep.From, rep.To, rep.Paused)
 	time.Sleep(2 * time.Second)
 

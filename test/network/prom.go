@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -92,7 +91,9 @@ func ScaledRules(path string) (string, error) {
 	var bad error
 	out := forLine.ReplaceAllStringFunc(string(b), func(line string) string {
 		m := forLine.FindStringSubmatch(line)
-		d, err := parsePromDuration(m[2])
+		// Go reads Prometheus's s, m and h (2m, 30s) alike; a d or w
+		// fails here rather than be scaled wrong.
+		d, err := time.ParseDuration(m[2])
 		if err != nil {
 			bad = fmt.Errorf("%s: %q: %v", path, line, err)
 			return line
@@ -103,19 +104,6 @@ func ScaledRules(path string) (string, error) {
 }
 
 var forLine = regexp.MustCompile(`(?m)^(\s+for:\s*)(\S+)\s*$`)
-
-// parsePromDuration reads a Prometheus duration of one unit (2m, 30s, 1h).
-func parsePromDuration(s string) (time.Duration, error) {
-	units := map[byte]time.Duration{'s': time.Second, 'm': time.Minute, 'h': time.Hour}
-	if len(s) < 2 || units[s[len(s)-1]] == 0 {
-		return 0, fmt.Errorf("want a number and one of s, m, h")
-	}
-	n, err := strconv.Atoi(s[:len(s)-1])
-	if err != nil {
-		return 0, err
-	}
-	return time.Duration(n) * units[s[len(s)-1]], nil
-}
 
 // Target is one scrape target as Prometheus reports it.
 type Target struct {

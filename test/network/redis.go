@@ -79,7 +79,6 @@ func (r *Redis) Addr() string { return r.Host.IP + ":6379" }
 // needs (quorum 2 of 3). A kill -9 of a redis-server leaves its host's
 // sentinel running, as a crash of the process would.
 type RedisSet struct {
-	t         testing.TB
 	Servers   []*Redis // Servers[0] starts as the primary
 	Sentinels []*Host  // each runs a sentinel on port 26379
 }
@@ -90,7 +89,7 @@ type RedisSet struct {
 // sentinels.
 func StartRedisSet(t testing.TB, primary *Host, replicas ...*Host) *RedisSet {
 	t.Helper()
-	s := &RedisSet{t: t}
+	s := &RedisSet{}
 	// A primary without a replica refuses writes (NOREPLICAS): an old
 	// primary that comes back alone, or stays cut off from its replicas,
 	// takes no mail that a failover would then lose. The diskless sync
@@ -274,11 +273,4 @@ func connectedReplicas(ctx context.Context, addr string) int {
 	}
 	n, _ := strconv.Atoi(info["connected_slaves"])
 	return n
-}
-
-// Switch is what the planned switch-over (queue.Switchover, as `mxq redis
-// switchover` runs it) did.
-type Switch struct {
-	From, To string        // the primary before and after (host:port)
-	Paused   time.Duration // how long writes to the old primary waited
 }

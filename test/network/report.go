@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"mxq/queue"
 )
 
 // Outcome compares what was submitted with what was delivered.
@@ -93,7 +95,9 @@ func (o Outcome) ExtraDelay(phase string) time.Duration {
 
 // RedisTimes are what the phases of the queue's Redis measured.
 type RedisTimes struct {
-	Switch Switch
+	// Switch is what the planned switch-over (queue.Switchover, as
+	// `mxq redis switchover` runs it) did.
+	Switch queue.SwitchoverReport
 	// Killed and NewPrimary are the primary killed with SIGKILL and the
 	// one Sentinel promoted (host:port).
 	Killed, NewPrimary string

@@ -131,11 +131,10 @@ func (w *world) startMonitoring(mxHosts []*Host) {
 	}
 	jobs := []ScrapeJob{mxd, {Name: "listd", Targets: []string{w.lists.IP + ":9126"}}, {Name: "mxq", Targets: []string{exporter}}}
 	w.prom = StartPrometheus(t, w.lists, jobs, w.rules)
-	var last []Target
 	waitUntil(t, 20*time.Second, "prometheus to scrape every target", func() bool {
-		last, _ = w.prom.Targets(context.Background())
+		tgs, _ := w.prom.Targets(context.Background())
 		up := 0
-		for _, tg := range last {
+		for _, tg := range tgs {
 			if tg.Health == "up" {
 				up++
 			}

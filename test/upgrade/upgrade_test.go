@@ -191,10 +191,7 @@ func (rl *roll) phase(name string, expect map[string]int, change func()) {
 	rl.watch.setPhase(name)
 	change()
 	before := rl.scrape()
-	deadline := time.Now().Add(steady)
-	for time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond) // the load runs meanwhile
-	}
+	time.Sleep(steady) // the load runs meanwhile
 	after := rl.scrape()
 	rep := phaseReport{name: name}
 	for host, a := range after {
@@ -263,8 +260,9 @@ func (rl *roll) checkDelivered(rep *phaseReport) {
 	// a list) and leaves what it read pending until another consumer
 	// takes it over; any other listd trouble is a failure too.
 	for _, p := range rl.every {
+		log := p.log.String()
 		for _, bad := range []string{"fetch from the queue failed", "outcome=dead", "outcome=unsettled", "outcome=left", "level=ERROR"} {
-			if n := strings.Count(p.log.String(), bad); n > 0 {
+			if n := strings.Count(log, bad); n > 0 {
 				t.Errorf("%s: %s logged %q %d times", rl.name, p.name, bad, n)
 			}
 		}
