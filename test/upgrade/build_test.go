@@ -51,9 +51,10 @@ func repoRoot(t *testing.T) string {
 // buildBaseline builds the programs at commit, from `git archive` of
 // this repository, with the module proxy for their dependencies. The
 // binaries are kept under the user's cache directory, keyed by commit and
-// Go version, so that later runs skip the build.
-func buildBaseline(t *testing.T, root, commit string) binaries {
-	t.Helper()
+// Go version, so that later runs skip the build. It returns its failure
+// rather than ending the test, so that it may run on a goroutine of its
+// own.
+func buildBaseline(t *testing.T, root, commit string) (binaries, error) {
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		cache = t.TempDir()
@@ -61,32 +62,36 @@ func buildBaseline(t *testing.T, root, commit string) binaries {
 	dir := filepath.Join(cache, "mxq-upgrade-test", commit+"-"+runtime.Version())
 	if bins, ok := existing(dir); ok {
 		t.Logf("baseline %.7s: binaries cached in %s", commit, dir)
-		return bins
+		return bins, nil
 	}
 	if err := exec.Command("git", "-C", root, "cat-file", "-e", commit+"^{commit}").Run(); err != nil {
-		t.Fatalf("commit %s is not in this clone (a shallow clone?): run git fetch --unshallow", commit)
+		return nil, fmt.Errorf("commit %s is not in this clone (a shallow clone?): run git fetch --unshallow", commit)
 	}
 	src := t.TempDir()
 	if err := extract(root, commit, src); err != nil {
-		t.Fatalf("git archive %s: %v", commit, err)
+		return nil, fmt.Errorf("git archive %s: %v", commit, err)
 	}
 	tmp := dir + fmt.Sprintf(".tmp%d", os.Getpid())
 	os.RemoveAll(tmp)
 	defer os.RemoveAll(tmp)
-	goBuild(t, src, tmp, commit[:7], "-mod=mod")
+	if err := goBuild(src, tmp, commit[:7], "-mod=mod"); err != nil {
+		return nil, err
+	}
 	os.RemoveAll(dir)
 	if err := os.Rename(tmp, dir); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	bins, _ := existing(dir)
-	return bins
+	return bins, nil
 }
 
 // buildCurrent builds the programs and mxq from the current tree.
 func buildCurrent(t *testing.T, root string) binaries {
 	t.Helper()
 	dir := t.TempDir()
-	goBuild(t, root, dir, "current", "", append([]string{"mxq"}, programs...)...)
+	if err := goBuild(root, dir, "current", "", append([]string{"mxq"}, programs...)...); err != nil {
+		t.Fatal(err)
+	}
 	bins, _ := existing(dir)
 	bins["mxq"] = filepath.Join(dir, "mxq")
 	return bins
@@ -94,8 +99,7 @@ func buildCurrent(t *testing.T, root string) binaries {
 
 // goBuild builds ./cmd/NAME of the module in src for each name (programs
 // by default) into out, with main.version set to version.
-func goBuild(t *testing.T, src, out, version, goflags string, names ...string) {
-	t.Helper()
+func goBuild(src, out, version, goflags string, names ...string) error {
 	if len(names) == 0 {
 		names = programs
 	}
@@ -107,8 +111,9 @@ func goBuild(t *testing.T, src, out, version, goflags string, names ...string) {
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" "+goflags))
 	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build in %s (version %s): %v\n%s", src, version, err, b)
+		return fmt.Errorf("go build in %s (version %s): %v\n%s", src, version, err, b)
 	}
+	return nil
 }
 
 // existing returns the programs in dir, if all are there.

@@ -57,20 +57,17 @@ func TestRollingUpgrade(t *testing.T) {
 	commit := baselineCommit(t)
 	bins := map[string]binaries{}
 	built := time.Now()
-	var mu sync.Mutex
+	var baseErr error
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		b := buildBaseline(t, root, commit)
-		mu.Lock()
-		bins["baseline"] = b
-		mu.Unlock()
+		bins["baseline"], baseErr = buildBaseline(t, root, commit)
 	}()
 	cur := buildCurrent(t, root)
 	wg.Wait()
-	if t.Failed() {
-		return
+	if baseErr != nil {
+		t.Fatal(baseErr)
 	}
 	bins["current"] = cur
 	t.Logf("built in %v", time.Since(built).Round(100*time.Millisecond))
