@@ -23,15 +23,38 @@ import (
 	"mxq/queue/queuetest"
 )
 
-// buildListd compiles this command into a temporary directory.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// built is this command compiled once for every test of the run.
+var built struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+// buildListd compiles this command with -race into a temporary
+// directory, the first time it is called, and returns the binary.
 func buildListd(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "listd")
-	out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "listd-test-"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "listd")
+		if out, err := exec.Command("go", "build", "-race", "-o", built.bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
 }
 
 // proc is a listd run as a subprocess.
