@@ -32,7 +32,6 @@ type ViewStatus struct {
 // Status reads the zone from every authoritative server and the hosts, the
 // queue depth and the maintenance in progress from the fleet.
 func (m *Maintenance) Status(ctx context.Context) (*Status, error) {
-	m = m.withDefaults()
 	views := m.Zone.ReadAll(ctx)
 	s := &Status{Zone: m.Zone.zone(), Agree: Agree(views)}
 	for _, v := range views {

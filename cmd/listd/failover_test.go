@@ -51,11 +51,7 @@ match = "*@lists.example.org"
 lmtp = %q
 `, set.URL(), mta.Addr))
 	p := startListd(t, bin, conf)
-	addr := regexp.MustCompile(`msg="serving metrics" addr=(\S+)`).FindStringSubmatch(p.waitLog(t, "serving metrics"))
-	if addr == nil {
-		t.Fatalf("no metrics address in the log:\n%s", p.out.String())
-	}
-	return &failoverEnv{set: set, q: q, mta: mta, listd: p, metrics: addr[1], rcpts: rcpts}
+	return &failoverEnv{set: set, q: q, mta: mta, listd: p, metrics: p.metricsAddr(t), rcpts: rcpts}
 }
 
 // flow enqueues a message every few milliseconds, each tried again
@@ -80,13 +76,9 @@ func (e *failoverEnv) startFlow(t *testing.T) *flow {
 				return
 			case <-tick.C:
 			}
-			rec := &queue.Record{ID: queue.NewID(time.Now()), Host: "mx1.example.org", From: "alice@example.com", Arrived: time.Now()}
-			for _, r := range e.rcpts {
-				rec.Rcpts = append(rec.Rcpts, queue.Recipient{Addr: r})
-			}
-			data := fmt.Sprintf("Subject: %s\r\nMessage-ID: <%s@example.com>\r\n\r\nmessage %d\r\n", rec.ID, rec.ID, i)
+			m := message(fmt.Sprintf("message %d", i), e.rcpts...)
 			for {
-				_, err := e.q.Enqueue(context.Background(), &queue.Message{Record: rec, Data: []byte(data)})
+				_, err := e.q.Enqueue(context.Background(), m)
 				if err == nil {
 					break
 				}
@@ -97,7 +89,7 @@ func (e *failoverEnv) startFlow(t *testing.T) *flow {
 				}
 			}
 			f.mu.Lock()
-			f.queued = append(f.queued, rec.ID)
+			f.queued = append(f.queued, m.Record.ID)
 			f.mu.Unlock()
 		}
 	}()

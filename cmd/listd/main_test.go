@@ -23,15 +23,38 @@ import (
 	"mxq/queue/queuetest"
 )
 
-// buildListd compiles this command into a temporary directory.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// built is this command compiled once for every test of the run.
+var built struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+// buildListd compiles this command with -race into a temporary
+// directory, the first time it is called, and returns the binary.
 func buildListd(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "listd")
-	out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "listd-test-"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "listd")
+		if out, err := exec.Command("go", "build", "-race", "-o", built.bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
 }
 
 // proc is a listd run as a subprocess.
@@ -58,6 +81,19 @@ func startListd(t *testing.T, bin, conf string) *proc {
 	})
 	p.waitLog(t, "msg=started")
 	return p
+}
+
+var servingMetrics = regexp.MustCompile(`msg="serving metrics" addr=(\S+)`)
+
+// metricsAddr waits for listd to log where it serves /metrics, and
+// returns that host:port.
+func (p *proc) metricsAddr(t *testing.T) string {
+	t.Helper()
+	m := servingMetrics.FindStringSubmatch(p.waitLog(t, "serving metrics"))
+	if m == nil {
+		t.Fatalf("no metrics address in the log:\n%s", p.out.String())
+	}
+	return m[1]
 }
 
 // waitLog polls the output for substr.
@@ -91,17 +127,24 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func enqueue(t *testing.T, q *queue.Queue, rcpts ...string) string {
-	t.Helper()
+// message is a message from alice at mx1 to rcpts, with its queue id
+// as Subject and in its Message-ID, and text as its body.
+func message(text string, rcpts ...string) *queue.Message {
 	rec := &queue.Record{ID: queue.NewID(time.Now()), Host: "mx1.example.org", From: "alice@example.com", Arrived: time.Now()}
 	for _, r := range rcpts {
 		rec.Rcpts = append(rec.Rcpts, queue.Recipient{Addr: r})
 	}
-	data := fmt.Sprintf("Subject: %s\r\nMessage-ID: <%s@example.com>\r\n\r\nhello\r\n", rec.ID, rec.ID)
-	if _, err := q.Enqueue(context.Background(), &queue.Message{Record: rec, Data: []byte(data)}); err != nil {
+	data := fmt.Sprintf("Subject: %s\r\nMessage-ID: <%s@example.com>\r\n\r\n%s\r\n", rec.ID, rec.ID, text)
+	return &queue.Message{Record: rec, Data: []byte(data)}
+}
+
+func enqueue(t *testing.T, q *queue.Queue, rcpts ...string) string {
+	t.Helper()
+	m := message("hello", rcpts...)
+	if _, err := q.Enqueue(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	return rec.ID
+	return m.Record.ID
 }
 
 func openQueue(t *testing.T, r *queuetest.Redis) *queue.Queue {
@@ -223,16 +266,13 @@ func TestReloadAndStop(t *testing.T) {
 		return len(es) == 2
 	})
 
-	addr := regexp.MustCompile(`msg="serving metrics" addr=(\S+)`).FindStringSubmatch(p.out.String())
-	if addr == nil {
-		t.Fatalf("no metrics address in the log:\n%s", p.out.String())
-	}
+	addr := p.metricsAddr(t)
 	// The copy is in new/ a moment before the acknowledgement counts it.
 	wants := []string{"listd_delivered_total 2", "listd_queue_depth 0", "listd_delivery_latency_seconds_count 2", "listd_queue_oldest_age_seconds 0", "listd_dead_lettered_total 0"}
 	var missing []string
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		res, err := http.Get("http://" + addr[1] + "/metrics")
+		res, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -316,12 +356,9 @@ func TestHealthz(t *testing.T) {
 	r := queuetest.StartRedis(t)
 	conf := writeConfig(t, fmt.Sprintf("redis = %q\nmetrics_listen = \"127.0.0.1:0\"\n[[route]]\nmatch = \"a@lists.example.org\"\nmaildir = %q\n", r.URL(), t.TempDir()))
 	p := startListd(t, bin, conf)
-	addr := regexp.MustCompile(`msg="serving metrics" addr=(\S+)`).FindStringSubmatch(p.waitLog(t, "serving metrics"))
-	if addr == nil {
-		t.Fatalf("no metrics address in the log:\n%s", p.out.String())
-	}
+	addr := p.metricsAddr(t)
 	get := func() (int, string) {
-		res, err := http.Get("http://" + addr[1] + "/healthz")
+		res, err := http.Get("http://" + addr + "/healthz")
 		if err != nil {
 			t.Fatal(err)
 		}

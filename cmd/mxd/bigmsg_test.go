@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"mxq/internal/servertest"
 	"mxq/queue/queuetest"
 )
 
@@ -24,7 +25,7 @@ import (
 type mxdProc struct {
 	cmd  *exec.Cmd
 	addr string
-	logs *syncBuf
+	logs *servertest.Log
 	rdb  *redis.Client
 }
 
@@ -46,7 +47,7 @@ func startMxd(t *testing.T, r *queuetest.Redis, extra string) *mxdProc {
 	l.Close()
 	conf := filepath.Join(dir, "mxd.toml")
 	os.WriteFile(conf, []byte(fmt.Sprintf("hostname = \"mx1.example.org\"\nlisten = [%q]\ndomains = [\"lists.example.org\"]\nauthserv_id = \"lists.example.org\"\nredis = %q\n%s", addr, r.URL(), extra)), 0o644)
-	p := &mxdProc{addr: addr, logs: new(syncBuf), rdb: rdb}
+	p := &mxdProc{addr: addr, logs: new(servertest.Log), rdb: rdb}
 	p.cmd = exec.Command(bin, "-config", conf)
 	p.cmd.Stderr = p.logs
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

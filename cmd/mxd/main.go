@@ -49,10 +49,6 @@ Each message is written in the newest record format that every live
 consumer (listd) reads, so that mxd and listd may be upgraded in either
 order; -version prints the formats, "mxq format" shows the choice.
 
-Each message is written in the newest record format that every live
-consumer (listd) reads, so that mxd and listd may be upgraded in either
-order; -version prints the formats, "mxq format" shows the choice.
-
 Signals: SIGTERM or SIGINT stops accepting, lets transactions in flight finish
 (shutdown_timeout), and exits. SIGHUP reloads the TLS certificate and key:
 sessions from then on get the new one, sessions in TLS keep theirs. The drain flag in Redis (set by dnsctl drain)

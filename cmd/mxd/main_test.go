@@ -15,11 +15,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"mxq/internal/servertest"
 	"mxq/internal/smtptest"
 	"mxq/queue/queuetest"
 )
@@ -55,7 +55,7 @@ tls_key = %q
 heartbeat_interval = "100ms"
 `, addr, r.URL(), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))), 0o644)
 
-	var logs syncBuf
+	var logs servertest.Log
 	cmd := exec.Command(bin, "-config", conf)
 	cmd.Stderr = &logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -148,21 +148,4 @@ func writeCert(t *testing.T, dir string) *big.Int {
 	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
 	return serial
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -21,8 +21,8 @@ import (
 // and what Redis spent on it (redis-µs/op, from INFO commandstats), which
 // is the time every other client waited behind it. The reference is the
 // same scrape of an empty queue: they should not differ by the depth.
-// The backlog sub-benchmarks read queue.Backlog, what listd's gauges read,
-// at the same depths.
+// The backlog sub-benchmarks read queue.Backlog at the same depths, for
+// comparison: what a gauge costs that finds the oldest message.
 //
 // The queue is filled directly with pipelined XADDs of small records in
 // the stream layout of queue.Enqueue (v, id, rec) and the per-host
@@ -54,9 +54,9 @@ func BenchmarkScrape(b *testing.B) {
 				b.StopTimer()
 				b.ReportMetric(redisMicros(b, ctx, rdb)/float64(b.N), "redis-µs/op")
 			})
-			// What listd's queue gauges read (queue.Backlog), for
-			// comparison: its oldest message comes from every MX host's
-			// inflight set, read whole in one script.
+			// queue.Backlog, for comparison: its oldest message comes
+			// from every MX host's inflight set, read whole in one
+			// script (listd's gauges read queue.Health for this reason).
 			b.Run("backlog", func(b *testing.B) {
 				if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
 					b.Fatal(err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,31 +9,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"mxq/internal/servertest"
 	"mxq/queue"
 	"mxq/queue/queuetest"
 )
-
-// lockedBuffer is a stderr that a test reads while mxq writes to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 var servingRE = regexp.MustCompile(`serving metrics on (http://\S+/metrics)`)
 
@@ -43,7 +24,7 @@ var servingRE = regexp.MustCompile(`serving metrics on (http://\S+/metrics)`)
 func startExporter(t *testing.T, url string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stderr lockedBuffer
+	var stderr servertest.Log
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-redis", url, "exporter", "-listen", "127.0.0.1:0"}, io.Discard, &stderr)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,15 +25,10 @@ func TestFormatCommand(t *testing.T) {
 	if _, err := c.Fetch(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	mxq := func(args ...string) (string, error) {
-		var out, errOut bytes.Buffer
-		err := run(ctx, append([]string{"-redis", url}, args...), &out, &errOut)
-		return out.String() + errOut.String(), err
-	}
-	if out, err := mxq("format", "pin", "1"); err != nil || !strings.Contains(out, "no format newer than 1") {
+	if out, err := mxq(t, url, "format", "pin", "1"); err != nil || !strings.Contains(out, "no format newer than 1") {
 		t.Fatalf("format pin 1: %v\n%s", err, out)
 	}
-	out, err := mxq("format", "-json")
+	out, err := mxq(t, url, "format", "-json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,21 +39,21 @@ func TestFormatCommand(t *testing.T) {
 	if res.Pin != 1 || res.Choice != 1 || res.Queued["2"] != 1 || len(res.Consumers) != 1 || res.Consumers[0].Program != "listd test" {
 		t.Errorf("format -json: %+v", res)
 	}
-	out, err = mxq("format")
+	out, err = mxq(t, url, "format")
 	if err != nil || !strings.Contains(out, "pin: 1") || !strings.Contains(out, "listd/c1") || !strings.Contains(out, "2: 1") {
 		t.Errorf("format: %v\n%s", err, out)
 	}
-	if out, err := mxq("format", "unpin"); err != nil || !strings.Contains(out, "unpinned") {
+	if out, err := mxq(t, url, "format", "unpin"); err != nil || !strings.Contains(out, "unpinned") {
 		t.Errorf("format unpin: %v\n%s", err, out)
 	}
 	if pin, _ := q.FormatPin(ctx); pin != 0 {
 		t.Errorf("pin %d after unpin", pin)
 	}
 	var ue usageError
-	if _, err := mxq("format", "pin", "0"); !errors.As(err, &ue) {
+	if _, err := mxq(t, url, "format", "pin", "0"); !errors.As(err, &ue) {
 		t.Errorf("format pin 0: %v, want a usage error", err)
 	}
-	out, err = mxq("-version")
+	out, err = mxq(t, url, "-version")
 	if err != nil || !strings.Contains(out, "reads 1, 2") {
 		t.Errorf("-version: %v\n%s", err, out)
 	}

@@ -119,7 +119,7 @@ func parseArgs(args []string, stderr io.Writer) (load loadConfig, idle idleConfi
 	fs.BoolVar(&tlsOpt.resume, "tls-resume", false, "with -starttls, offer each new connection a TLS session from an earlier one (TLS 1.3 tickets, TLS 1.2 tickets or session IDs, from one session cache shared by all connections); without it every handshake is a full one")
 	fs.StringVar(&sources, "source", "", "connect from these loopback `addresses` in turn: one address, a range within one /24 (127.0.0.2-127.0.0.254), or a comma list of either; default: the kernel's choice")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object on stdout instead of a table")
-	fs.Bool("version", false, "print the version and exit (smtpload speaks SMTP only: it reads and writes no queue record)")
+	showVersion := fs.Bool("version", false, "print the version and exit (smtpload speaks SMTP only: it reads and writes no queue record)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -127,7 +127,7 @@ func parseArgs(args []string, stderr io.Writer) (load loadConfig, idle idleConfi
 	if err = fs.Parse(args); err != nil {
 		return
 	}
-	if fs.Lookup("version").Value.String() == "true" {
+	if *showVersion {
 		err = errVersion
 		return
 	}
