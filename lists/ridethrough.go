@@ -20,14 +20,6 @@ import (
 // this consumer, so one that went through the first time (its reply lost)
 // answers queue.ErrSettled the second, which is then success.
 
-// Pauses between two tries: short at first, since a dropped connection
-// heals at once, and at most a second, so that the end of a failover is
-// noticed soon.
-const (
-	retryFirst = 50 * time.Millisecond
-	retryMax   = time.Second
-)
-
 // rideThrough is how long a write is tried again: a Sentinel failover
 // takes a few seconds (down-after-milliseconds plus the election).
 const rideThrough = 30 * time.Second
@@ -49,7 +41,7 @@ func persist(ctx context.Context, op func(context.Context) error) error {
 		if start.IsZero() {
 			start = time.Now()
 		}
-		d := pause(try)
+		d := queue.RetryPause(try)
 		if time.Since(start)+d > rideThrough {
 			return err
 		}
@@ -61,11 +53,6 @@ func persist(ctx context.Context, op func(context.Context) error) error {
 			return err
 		}
 	}
-}
-
-// pause is the wait after try (0-based) failed.
-func pause(try int) time.Duration {
-	return min(retryFirst<<min(try, 10), retryMax)
 }
 
 // outage follows a run of failed fetches: it paces the tries, and logs
@@ -90,7 +77,7 @@ func (o *outage) failed(err error) time.Duration {
 		o.log.Warn("queue still unavailable", "for", now.Sub(o.start).Round(time.Second), "tries", o.tries+1, "err", err)
 	}
 	o.tries++
-	return pause(o.tries - 1)
+	return queue.RetryPause(o.tries - 1)
 }
 
 // ok notes a fetch that worked.

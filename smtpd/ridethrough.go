@@ -65,20 +65,11 @@ func (s *Server) rideThrough(ctx context.Context, what string, op func(context.C
 // QueueWaiting is the number of sessions waiting for the queue now.
 func (s *Server) QueueWaiting() int { return int(s.waiting.Load()) }
 
-// rideThroughBackoff bounds the pause between two tries: short at
-// first, since most faults (a dropped connection, a Redis restart on the
-// same host) pass in well under a second, and at most a second, so that
-// the end of a failover is noticed soon.
-const (
-	rideThroughFirst = 50 * time.Millisecond
-	rideThroughMax   = time.Second
-)
-
 // waitToRetry sleeps before try attempt+2 and reports whether to make it:
 // not when the ride-through time since start would be over, ctx ends, or
 // a shutdown's deadline would pass first.
 func (s *Server) waitToRetry(ctx context.Context, start time.Time, attempt int) bool {
-	d := min(rideThroughFirst<<min(attempt, 10), rideThroughMax)
+	d := queue.RetryPause(attempt)
 	d = d/2 + rand.N(d/2+1) // jitter: sessions that failed together do not try together
 	if time.Since(start)+d > s.cfg.RideThrough {
 		return false
