@@ -90,7 +90,7 @@ func (q *Queue) Replication(ctx context.Context) (*Replication, error) {
 }
 
 // views asks every sentinel at once for its view of the primary.
-func (s *Sentinels) views(ctx context.Context, timeout time.Duration) []SentinelView {
+func (s *sentinelSet) views(ctx context.Context, timeout time.Duration) []SentinelView {
 	out := make([]SentinelView, len(s.Addrs))
 	var wg sync.WaitGroup
 	for i, addr := range s.Addrs {
