@@ -56,7 +56,7 @@ func settingsFor(opt Options, read, write, dial time.Duration, protocol, pool in
 	// (Timeout, plus its size at MinRate for chunks of a body, plus
 	// ReplicaTimeout for a pipeline that ends with WAIT) is the tighter
 	// one.
-	sock := opt.Timeout + time.Duration(float64(maxCommandBytes)/float64(opt.MinRate)*float64(time.Second))
+	sock := opt.sizedTimeout(maxCommandBytes)
 	if opt.Replicas > 0 {
 		sock += opt.ReplicaTimeout
 	}

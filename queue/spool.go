@@ -175,10 +175,14 @@ func (s *Spool) Abort(ctx context.Context) error {
 	return nil
 }
 
-// sizedCtx bounds one command that carries n bytes: the queue's timeout
-// plus n at MinRate, so that a big, healthy write is never cut short by a
-// deadline meant for a small one.
+// sizedCtx bounds one command that carries n bytes (see sizedTimeout).
 func (q *Queue) sizedCtx(ctx context.Context, n int) (context.Context, context.CancelFunc) {
-	d := q.opt.Timeout + time.Duration(float64(n)/float64(q.opt.MinRate)*float64(time.Second))
-	return context.WithTimeout(ctx, d)
+	return context.WithTimeout(ctx, q.opt.sizedTimeout(n))
+}
+
+// sizedTimeout is the time one command that carries n bytes may take: the
+// queue's timeout plus n at MinRate, so that a big, healthy write is never
+// cut short by a deadline meant for a small one.
+func (o Options) sizedTimeout(n int) time.Duration {
+	return o.Timeout + time.Duration(float64(n)/float64(o.MinRate)*float64(time.Second))
 }
