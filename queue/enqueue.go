@@ -354,9 +354,6 @@ func (q *Queue) runEnqueue(ctx context.Context, c redis.Scripter, keys enqueueKe
 // enqueueResult reads the reply of enqueueScript.
 func enqueueResult(cmd *redis.Cmd) (Result, error) {
 	v, err := cmd.Slice()
-	if redis.HasErrorPrefix(err, "SPOOLLOST") {
-		return Result{}, &Error{Kind: Unavailable, Err: fmt.Errorf("%w: %v", ErrSpoolLost, err)}
-	}
 	if err != nil {
 		return Result{}, classify(err)
 	}

@@ -166,6 +166,11 @@ func classify(err error) error {
 	if redis.HasErrorPrefix(err, "OOM ") {
 		return &Error{Kind: OutOfMemory, Err: err}
 	}
+	// The refusal of the enqueue and append scripts when a spool lost
+	// its beginning.
+	if redis.HasErrorPrefix(err, "SPOOLLOST") {
+		return &Error{Kind: Unavailable, Err: fmt.Errorf("%w: %v", ErrSpoolLost, err)}
+	}
 	return &Error{Kind: Unavailable, Err: err}
 }
 

@@ -3,11 +3,10 @@ package queue
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // ChunkSize is the largest piece of a body a producer should hand over at
@@ -143,14 +142,12 @@ func (s *Spool) push(ctx context.Context, chunks [][]byte, n int) error {
 	ctx, cancel := s.q.sizedCtx(ctx, n)
 	defer cancel()
 	a := appendArgs{before: s.chunks, ttlMS: s.ttl.Milliseconds(), chunks: chunks}
-	err := appendScript.run(ctx, s.q.rdb, spoolKey{s.key}, a).Err()
-	if redis.HasErrorPrefix(err, "SPOOLLOST") {
-		err = fmt.Errorf("%w: %v", ErrSpoolLost, err)
-		s.failed = fmt.Errorf("spool %s: %w", s.id, &Error{Kind: Unavailable, Err: err})
-		return s.failed
-	}
-	if err != nil {
-		return fmt.Errorf("spool %s: %w", s.id, classify(err))
+	if err := appendScript.run(ctx, s.q.rdb, spoolKey{s.key}, a).Err(); err != nil {
+		err = fmt.Errorf("spool %s: %w", s.id, classify(err))
+		if errors.Is(err, ErrSpoolLost) {
+			s.failed = err
+		}
+		return err
 	}
 	for _, c := range chunks {
 		s.sum.Write(c)
