@@ -62,11 +62,7 @@ func TestAcksWaitForReplicas(t *testing.T) {
 	primary := queuetest.StartRedis(t, queuetest.Config("repl-diskless-sync-delay 0"))
 	replica := queuetest.StartRedis(t, queuetest.Config("replicaof "+strings.Replace(primary.Addr(), ":", " ", 1)))
 	waitOnline(t, primary)
-	q, err := queue.Open(primary.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: 1, ReplicaTimeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
+	q := open(t, primary.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: 1, ReplicaTimeout: 300 * time.Millisecond})
 	onPrimary := redis.NewClient(&redis.Options{Addr: primary.Addr()})
 	t.Cleanup(func() { onPrimary.Close() })
 	onReplica := redis.NewClient(&redis.Options{Addr: replica.Addr()})
