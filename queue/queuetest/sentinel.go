@@ -2,6 +2,7 @@ package queuetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -102,22 +103,31 @@ func (s *Set) Primary() *Redis {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	r, err := s.named(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return r
+}
+
+// named returns the server the first sentinel that answers names as
+// primary.
+func (s *Set) named(ctx context.Context) (*Redis, error) {
 	c := s.sentinel(ctx)
 	if c == nil {
-		s.t.Fatal("no sentinel answers")
+		return nil, errors.New("no sentinel answers")
 	}
 	defer c.Close()
 	addr, err := c.GetMasterAddrByName(ctx, MasterName).Result()
 	if err != nil {
-		s.t.Fatalf("sentinel get-master-addr-by-name: %v", err)
+		return nil, fmt.Errorf("sentinel get-master-addr-by-name: %w", err)
 	}
 	for _, r := range s.Servers {
 		if r.Addr() == addr[0]+":"+addr[1] {
-			return r
+			return r, nil
 		}
 	}
-	s.t.Fatalf("sentinels name %v, not a server of the set", addr)
-	return nil
+	return nil, fmt.Errorf("sentinels name %v, not a server of the set", addr)
 }
 
 // WaitFailover waits until the sentinels name a primary other than old,
@@ -138,21 +148,11 @@ func (s *Set) WaitFailover(old *Redis, min int) *Redis {
 func (s *Set) primaryIfSettled(old *Redis, min int) *Redis {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	c := s.sentinel(ctx)
-	if c == nil {
+	r, err := s.named(ctx)
+	if err != nil || r == old || r.connectedReplicas(ctx) < min {
 		return nil
 	}
-	defer c.Close()
-	addr, err := c.GetMasterAddrByName(ctx, MasterName).Result()
-	if err != nil || addr[0]+":"+addr[1] == old.Addr() {
-		return nil
-	}
-	for _, r := range s.Servers {
-		if r.Addr() == addr[0]+":"+addr[1] && r.connectedReplicas(ctx) >= min {
-			return r
-		}
-	}
-	return nil
+	return r
 }
 
 // connectedReplicas is the connected_slaves of INFO replication, -1 when
