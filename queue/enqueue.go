@@ -274,7 +274,7 @@ func (q *Queue) commit(ctx context.Context, keys enqueueKeys, args enqueueArgs, 
 	ctx, cancel := q.sizedCtx(ctx, n)
 	defer cancel()
 	if q.opt.Replicas == 0 {
-		return q.runEnqueue(ctx, q.rdb, keys, args)
+		return enqueueResult(enqueueScript.run(ctx, q.rdb, keys, args))
 	}
 	// WAIT counts the writes of its own connection: run both on one, in
 	// one write, so that a message costs one round trip, not two. Redis
@@ -345,10 +345,6 @@ func bytesOf(chunks [][]byte) int {
 		n += len(c)
 	}
 	return n
-}
-
-func (q *Queue) runEnqueue(ctx context.Context, c redis.Scripter, keys enqueueKeys, args enqueueArgs) (Result, error) {
-	return enqueueResult(enqueueScript.run(ctx, c, keys, args))
 }
 
 // enqueueResult reads the reply of enqueueScript.
