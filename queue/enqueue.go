@@ -347,7 +347,9 @@ func bytesOf(chunks [][]byte) int {
 	return n
 }
 
-// enqueueResult reads the reply of enqueueScript.
+// enqueueResult reads the reply of enqueueScript: the id the message is
+// queued under. Whether it is a duplicate is commitMessage's to say (an
+// id found again may be the message's own).
 func enqueueResult(cmd *redis.Cmd) (Result, error) {
 	v, err := cmd.Slice()
 	if err != nil {
@@ -356,9 +358,8 @@ func enqueueResult(cmd *redis.Cmd) (Result, error) {
 	if len(v) != 2 {
 		return Result{}, &Error{Kind: Unavailable, Err: fmt.Errorf("enqueue script returned %v", v)}
 	}
-	created, _ := v[0].(int64)
 	id, _ := v[1].(string)
-	return Result{ID: id, Duplicate: created == 0}, nil
+	return Result{ID: id}, nil
 }
 
 // cloneHash copies a SHA-256 state.
