@@ -79,11 +79,10 @@ func (q *Queue) Replication(ctx context.Context) (*Replication, error) {
 	}
 	ictx, cancel := q.ctx(ctx)
 	defer cancel()
-	raw, err := q.rdb.Info(ictx, "replication").Result()
+	info, err := serverInfo(ictx, q.rdb)
 	if err != nil {
 		return nil, fmt.Errorf("info replication: %w", classify(err))
 	}
-	info := parseInfo(raw)
 	r.Role, r.Offset = info["role"], infoInt(info, "master_repl_offset")
 	r.Replicas = replicasOf(info, r.Offset)
 	return r, nil
