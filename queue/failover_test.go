@@ -33,24 +33,6 @@ func waitOnline(t *testing.T, primary *queuetest.Redis) {
 	}
 }
 
-// fetchN polls c until it has n deliveries.
-func fetchN(t *testing.T, c *queue.Consumer, n int) []*queue.Delivery {
-	t.Helper()
-	var ds []*queue.Delivery
-	deadline := time.Now().Add(10 * time.Second)
-	for len(ds) < n {
-		more, err := c.Fetch(context.Background(), n-len(ds))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ds = append(ds, more...)
-		if time.Now().After(deadline) {
-			t.Fatalf("fetched %d of %d", len(ds), n)
-		}
-	}
-	return ds
-}
-
 // With Options.Replicas, acknowledgements and per-recipient marks wait
 // for a replica, in their batch: with the replica running each is on it
 // when it returns; with the replica stopped (SIGSTOP) each is still an
