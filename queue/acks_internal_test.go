@@ -12,12 +12,7 @@ import (
 // of them ends before their batch goes. Whichever of the two sends it,
 // both reach Redis: the batch does not run under a sender's context.
 func TestAckBatchOwnContext(t *testing.T) {
-	r := queuetest.StartRedis(t)
-	q, err := Open(r.URL(), Options{Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
+	q := openTest(t)
 	ctx := context.Background()
 	const rounds = 8
 	for range 2 * rounds {
@@ -83,4 +78,16 @@ func waitGathered(t *testing.T, c *Consumer, n int) {
 		}
 		time.Sleep(time.Millisecond) // polling interval, not a wait for an event
 	}
+}
+
+// openTest opens a queue on a Redis of its own, closed when the test ends.
+func openTest(t *testing.T) *Queue {
+	t.Helper()
+	r := queuetest.StartRedis(t)
+	q, err := Open(r.URL(), Options{Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
 }

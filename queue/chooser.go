@@ -88,9 +88,6 @@ func (q *Queue) FormatChooser(opt FormatOptions) *FormatChooser {
 	return &FormatChooser{q: q, opt: opt.withDefaults(), last: FormatChoice{Version: OldestFormat}}
 }
 
-// Options returns the chooser's options with defaults filled in.
-func (f *FormatChooser) Options() FormatOptions { return f.opt }
-
 // Refresh looks at the consumers and the pin once, and sets the format
 // Enqueue writes. After an error the format stays as it was.
 func (f *FormatChooser) Refresh(ctx context.Context) (FormatChoice, error) {

@@ -9,9 +9,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Sentinels names the Redis Sentinels of a queue opened with a Sentinel
+// sentinelSet names the Redis Sentinels of a queue opened with a Sentinel
 // URL, and the primary they watch.
-type Sentinels struct {
+type sentinelSet struct {
 	// Master is the name the sentinels know the primary by (master_name).
 	Master string
 	// Addrs are the sentinels given in the URL (host:port).
@@ -27,7 +27,7 @@ type Sentinels struct {
 }
 
 // sentinel returns a client of the sentinel at addr.
-func (s *Sentinels) sentinel(addr string) *redis.SentinelClient {
+func (s *sentinelSet) sentinel(addr string) *redis.SentinelClient {
 	o := s.server
 	o.Addr, o.Username, o.Password = addr, s.Username, s.Password
 	return redis.NewSentinelClient(&o)
@@ -37,7 +37,7 @@ func (s *Sentinels) sentinel(addr string) *redis.SentinelClient {
 // (INFO, CLIENT PAUSE, REPLICAOF) may be sent again after a dropped
 // connection: Sentinel kills the client connections of a server it
 // reconfigures.
-func (s *Sentinels) direct(addr string) *redis.Client {
+func (s *sentinelSet) direct(addr string) *redis.Client {
 	o := s.server
 	o.Addr = addr
 	return redis.NewClient(&o)
@@ -56,7 +56,7 @@ func settingsFor(opt Options, read, write, dial time.Duration, protocol, pool in
 	// (Timeout, plus its size at MinRate for chunks of a body, plus
 	// ReplicaTimeout for a pipeline that ends with WAIT) is the tighter
 	// one.
-	sock := opt.Timeout + time.Duration(float64(maxCommandBytes)/float64(opt.MinRate)*float64(time.Second))
+	sock := opt.sizedTimeout(maxCommandBytes)
 	if opt.Replicas > 0 {
 		sock += opt.ReplicaTimeout
 	}
@@ -91,7 +91,7 @@ func settingsFor(opt Options, read, write, dial time.Duration, protocol, pool in
 // master_name, the primary that the Redis Sentinels it names agree on
 // (redis://sentinel1:26379/0?master_name=mxq&addr=sentinel2:26379). The
 // second return is nil for a single server.
-func newClient(rawURL string, opt Options) (*redis.Client, *Sentinels, error) {
+func newClient(rawURL string, opt Options) (*redis.Client, *sentinelSet, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("redis url %q: %w", rawURL, err)
@@ -131,7 +131,7 @@ func newClient(rawURL string, opt Options) (*redis.Client, *Sentinels, error) {
 	fo.ClientName = connName(fo.ClientName)
 	fo.ReadTimeout, fo.WriteTimeout, fo.DialTimeout = s.readTimeout, s.writeTimeout, s.dialTimeout
 	fo.Protocol, fo.PoolSize = s.protocol, s.poolSize
-	sen := &Sentinels{Master: fo.MasterName, Addrs: fo.SentinelAddrs,
+	sen := &sentinelSet{Master: fo.MasterName, Addrs: fo.SentinelAddrs,
 		Username: fo.SentinelUsername, Password: fo.SentinelPassword,
 		server: redis.Options{Username: fo.Username, Password: fo.Password, TLSConfig: fo.TLSConfig,
 			DialTimeout: s.dialTimeout, ReadTimeout: s.readTimeout, WriteTimeout: s.writeTimeout,

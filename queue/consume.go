@@ -336,18 +336,25 @@ func (c *Consumer) reclaim(ctx context.Context, n int) ([]*Delivery, error) {
 		c.forgetIdleConsumers(ctx)
 		c.forgetLeft(ctx)
 	}
-	if len(deleted) > 0 {
-		// Pending entries whose stream data is gone (deleted by hand:
-		// our own scripts delete and acknowledge together). Redis 7
-		// already dropped them from the pending list; XACK makes sure on
-		// any version. Their bodies cannot be found without the entry.
-		ids := make([]string, len(deleted))
-		copy(ids, deleted)
-		if err := c.q.rdb.XAck(ctx, c.q.key("stream"), c.opt.Group, ids...).Err(); err != nil {
-			return nil, fmt.Errorf("acknowledge deleted entries %v: %w", ids, classify(err))
-		}
+	// Redis 7 already dropped the deleted entries from the pending list;
+	// XACK makes sure on any version.
+	if err := c.ackDeleted(ctx, deleted); err != nil {
+		return nil, err
 	}
 	return c.begin(ctx, msgs, fromReclaim)
+}
+
+// ackDeleted acknowledges pending entries whose stream data is gone
+// (deleted by hand: our own scripts delete and acknowledge together).
+// Their bodies cannot be found without the entry.
+func (c *Consumer) ackDeleted(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if err := c.q.rdb.XAck(ctx, c.q.key("stream"), c.opt.Group, ids...).Err(); err != nil {
+		return fmt.Errorf("acknowledge deleted entries %v: %w", ids, classify(err))
+	}
+	return nil
 }
 
 // forgetIdleConsumers removes from the group the consumers that hold

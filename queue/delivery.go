@@ -359,12 +359,12 @@ func (a retryArgs) args() []any {
 // back-off. When this was the last allowed attempt it dead-letters the
 // message instead and reports dead.
 func (d *Delivery) Retry(ctx context.Context, cause error) (dead bool, err error) {
-	defer d.c.unhold(d.StreamID)
 	a := d.attempt(cause)
 	if d.Attempt >= d.c.opt.MaxAttempts {
 		reason := fmt.Sprintf("gave up after %d attempts; last error: %v", d.Attempt, cause)
-		return true, d.dead(ctx, reason, a)
+		return true, d.dead(ctx, reason, a) // dead unholds the entry
 	}
+	defer d.c.unhold(d.StreamID)
 	q := d.c.q
 	due := d.c.opt.Now().Add(d.c.backoff(d.Attempt)).UnixMilli()
 	keys := retryKeys{stream: q.key("stream"), retry: q.key("retry"), wait: q.key("wait", d.ID), tries: q.key("tries", d.ID)}

@@ -34,23 +34,18 @@
 // unchanged, a write after the original's in the replication stream, so
 // its WAIT covers the original too.
 //
-// # Redis Sentinel
-//
-// Open takes a Sentinel URL (one with master_name) as well as a server's:
-// go-redis then asks the sentinels for the primary and follows it through
-// a failover. After a failover the new primary may lack the scripts
-// (SCRIPT LOAD is not replicated); every script call falls back to EVAL.
-//
 // The stream is never trimmed by length: MAXLEN and XTRIM would delete
 // entries that were read but not yet acknowledged. Entries are deleted when
 // they are acknowledged.
 //
 // # Replicas and Sentinel
 //
-// Open takes a Sentinel URL as well as one server's: the queue then asks
-// the sentinels for the primary, and asks again after a failover. A
-// failure during a failover is Transient, so a producer may try the same
-// idempotent call again. Switchover moves the primary to a replica
+// Open takes a Sentinel URL (one with master_name) as well as one
+// server's: the queue then asks the sentinels for the primary, and asks
+// again after a failover. The new primary may lack the scripts (SCRIPT
+// LOAD is not replicated): a script call it refuses with NOSCRIPT is sent
+// again with the script. A failure during a failover is Transient, so a
+// producer may try the same idempotent call again. Switchover moves the primary to a replica
 // without losing a write: it holds writes until the replicas have them
 // and the old primary follows the new one, so writes held there are
 // refused (READONLY) rather than carried out and later discarded.

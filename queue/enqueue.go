@@ -274,7 +274,7 @@ func (q *Queue) commit(ctx context.Context, keys enqueueKeys, args enqueueArgs, 
 	ctx, cancel := q.sizedCtx(ctx, n)
 	defer cancel()
 	if q.opt.Replicas == 0 {
-		return q.runEnqueue(ctx, q.rdb, keys, args)
+		return enqueueResult(enqueueScript.run(ctx, q.rdb, keys, args))
 	}
 	// WAIT counts the writes of its own connection: run both on one, in
 	// one write, so that a message costs one round trip, not two. Redis
@@ -347,25 +347,19 @@ func bytesOf(chunks [][]byte) int {
 	return n
 }
 
-func (q *Queue) runEnqueue(ctx context.Context, c redis.Scripter, keys enqueueKeys, args enqueueArgs) (Result, error) {
-	return enqueueResult(enqueueScript.run(ctx, c, keys, args))
-}
-
-// enqueueResult reads the reply of enqueueScript.
+// enqueueResult reads the reply of enqueueScript: the id the message is
+// queued under. Whether it is a duplicate is commitMessage's to say (an
+// id found again may be the message's own).
 func enqueueResult(cmd *redis.Cmd) (Result, error) {
 	v, err := cmd.Slice()
-	if redis.HasErrorPrefix(err, "SPOOLLOST") {
-		return Result{}, &Error{Kind: Unavailable, Err: fmt.Errorf("%w: %v", ErrSpoolLost, err)}
-	}
 	if err != nil {
 		return Result{}, classify(err)
 	}
 	if len(v) != 2 {
 		return Result{}, &Error{Kind: Unavailable, Err: fmt.Errorf("enqueue script returned %v", v)}
 	}
-	created, _ := v[0].(int64)
 	id, _ := v[1].(string)
-	return Result{ID: id, Duplicate: created == 0}, nil
+	return Result{ID: id}, nil
 }
 
 // cloneHash copies a SHA-256 state.

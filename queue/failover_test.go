@@ -33,24 +33,6 @@ func waitOnline(t *testing.T, primary *queuetest.Redis) {
 	}
 }
 
-// fetchN polls c until it has n deliveries.
-func fetchN(t *testing.T, c *queue.Consumer, n int) []*queue.Delivery {
-	t.Helper()
-	var ds []*queue.Delivery
-	deadline := time.Now().Add(10 * time.Second)
-	for len(ds) < n {
-		more, err := c.Fetch(context.Background(), n-len(ds))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ds = append(ds, more...)
-		if time.Now().After(deadline) {
-			t.Fatalf("fetched %d of %d", len(ds), n)
-		}
-	}
-	return ds
-}
-
 // With Options.Replicas, acknowledgements and per-recipient marks wait
 // for a replica, in their batch: with the replica running each is on it
 // when it returns; with the replica stopped (SIGSTOP) each is still an
@@ -62,11 +44,7 @@ func TestAcksWaitForReplicas(t *testing.T) {
 	primary := queuetest.StartRedis(t, queuetest.Config("repl-diskless-sync-delay 0"))
 	replica := queuetest.StartRedis(t, queuetest.Config("replicaof "+strings.Replace(primary.Addr(), ":", " ", 1)))
 	waitOnline(t, primary)
-	q, err := queue.Open(primary.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: 1, ReplicaTimeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
+	q := open(t, primary.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: 1, ReplicaTimeout: 300 * time.Millisecond})
 	onPrimary := redis.NewClient(&redis.Options{Addr: primary.Addr()})
 	t.Cleanup(func() { onPrimary.Close() })
 	onReplica := redis.NewClient(&redis.Options{Addr: replica.Addr()})

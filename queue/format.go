@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -136,16 +137,6 @@ type Reader struct {
 	// Connections is, for the entry without a name, how many connections
 	// that do not name themselves are reading the stream.
 	Connections int `json:"connections,omitempty"`
-}
-
-// reads reports whether r reads format v.
-func (r Reader) reads(v int) bool {
-	for _, x := range r.Reads {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // label names r in logs and in mxq.
@@ -301,7 +292,7 @@ func ChooseFormat(readers []Reader, pin int) (v int, why string) {
 	for v := top; v >= OldestFormat; v-- {
 		var lacking []string
 		for _, r := range live {
-			if !r.reads(v) {
+			if !slices.Contains(r.Reads, v) {
 				lacking = append(lacking, r.label())
 			}
 		}

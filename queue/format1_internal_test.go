@@ -5,20 +5,13 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"mxq/queue/queuetest"
 )
 
 // A format 1 enqueue whose join was stored but whose reply was lost
 // finds the joined body when called again, and still commits format 1
 // when the format chosen meanwhile is 2.
 func TestJoinSpoolAgain(t *testing.T) {
-	r := queuetest.StartRedis(t)
-	q, err := Open(r.URL(), Options{Timeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
+	q := openTest(t)
 	ctx := context.Background()
 	rec := &Record{ID: NewID(time.Now()), Host: "mx1", From: "a@example.com", Arrived: time.Now(), Rcpts: []Recipient{{Addr: "l@lists.example.org"}}}
 	sp := q.NewSpool(rec.ID, time.Minute)

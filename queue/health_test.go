@@ -18,11 +18,7 @@ import (
 // of the stream, and shows each MX host alive or gone, draining or not.
 func TestHealth(t *testing.T) {
 	r := queuetest.StartRedis(t, queuetest.MaxMemory("64mb"))
-	q, err := queue.Open(r.URL(), queue.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
+	q := open(t, r.URL(), queue.Options{})
 	ctx := context.Background()
 
 	h, err := q.Health(ctx)

@@ -212,11 +212,13 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 	st.Retrying = counts.retry.Val()
 	st.Depth, st.Dead = counts.ready.Val()+st.Retrying, counts.dead.Val()
 	st.Oldest = counts.head()
-	if n, err := q.pending(ctx); err == nil {
-		st.Pending = n
-	}
 	if st.Consumers, err = q.Readers(ctx, DefaultReaderIdle); err != nil {
 		return Stats{}, err
+	}
+	// Every pending entry is one consumer's: the consumers' add up to the
+	// groups', without asking Redis for the groups a second time.
+	for _, r := range st.Consumers {
+		st.Pending += r.Pending
 	}
 	if st.Left, err = q.LeftEntries(ctx); err != nil {
 		return Stats{}, err

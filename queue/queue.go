@@ -77,8 +77,8 @@ func orDefault[T string | int | int64 | time.Duration](v *T, d T) {
 type Queue struct {
 	rdb       *redis.Client
 	opt       Options
-	tag       string     // "{name}"
-	sentinels *Sentinels // nil for a single server
+	tag       string       // "{name}"
+	sentinels *sentinelSet // nil for a single server
 	formats   formatState
 }
 
@@ -96,10 +96,6 @@ func Open(url string, opt Options) (*Queue, error) {
 	}
 	return &Queue{rdb: rdb, opt: opt, tag: "{" + opt.Name + "}", sentinels: sen}, nil
 }
-
-// Sentinels returns the sentinels the queue was opened with, or nil when
-// it talks to one server.
-func (q *Queue) Sentinels() *Sentinels { return q.sentinels }
 
 // Close closes the connections to Redis.
 func (q *Queue) Close() error { return q.rdb.Close() }
@@ -169,6 +165,11 @@ func classify(err error) error {
 	// to start with OOM is not Redis refusing a write.
 	if redis.HasErrorPrefix(err, "OOM ") {
 		return &Error{Kind: OutOfMemory, Err: err}
+	}
+	// The refusal of the enqueue and append scripts when a spool lost
+	// its beginning.
+	if redis.HasErrorPrefix(err, "SPOOLLOST") {
+		return &Error{Kind: Unavailable, Err: fmt.Errorf("%w: %v", ErrSpoolLost, err)}
 	}
 	return &Error{Kind: Unavailable, Err: err}
 }

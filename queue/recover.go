@@ -164,18 +164,14 @@ func (c *Consumer) takeBack(ctx context.Context, n int) ([]*Delivery, error) {
 		for _, m := range s.Messages {
 			cursor = m.ID
 			if len(m.Values) == 0 {
-				// Pending, but its data is gone (deleted by hand): as
-				// in reclaim.
-				gone = append(gone, m.ID)
+				gone = append(gone, m.ID) // pending, but its data is gone
 				continue
 			}
 			msgs = append(msgs, m)
 		}
 	}
-	if len(gone) > 0 {
-		if err := c.q.rdb.XAck(ctx, c.q.key("stream"), c.opt.Group, gone...).Err(); err != nil {
-			return nil, fmt.Errorf("acknowledge deleted entries %v: %w", gone, classify(err))
-		}
+	if err := c.ackDeleted(ctx, gone); err != nil {
+		return nil, err
 	}
 	c.mu.Lock()
 	if len(msgs)+len(gone) < n {

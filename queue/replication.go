@@ -79,18 +79,17 @@ func (q *Queue) Replication(ctx context.Context) (*Replication, error) {
 	}
 	ictx, cancel := q.ctx(ctx)
 	defer cancel()
-	raw, err := q.rdb.Info(ictx, "replication").Result()
+	info, err := serverInfo(ictx, q.rdb)
 	if err != nil {
 		return nil, fmt.Errorf("info replication: %w", classify(err))
 	}
-	info := parseInfo(raw)
 	r.Role, r.Offset = info["role"], infoInt(info, "master_repl_offset")
 	r.Replicas = replicasOf(info, r.Offset)
 	return r, nil
 }
 
 // views asks every sentinel at once for its view of the primary.
-func (s *Sentinels) views(ctx context.Context, timeout time.Duration) []SentinelView {
+func (s *sentinelSet) views(ctx context.Context, timeout time.Duration) []SentinelView {
 	out := make([]SentinelView, len(s.Addrs))
 	var wg sync.WaitGroup
 	for i, addr := range s.Addrs {

@@ -3,11 +3,10 @@ package queue
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"hash"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // ChunkSize is the largest piece of a body a producer should hand over at
@@ -143,14 +142,12 @@ func (s *Spool) push(ctx context.Context, chunks [][]byte, n int) error {
 	ctx, cancel := s.q.sizedCtx(ctx, n)
 	defer cancel()
 	a := appendArgs{before: s.chunks, ttlMS: s.ttl.Milliseconds(), chunks: chunks}
-	err := appendScript.run(ctx, s.q.rdb, spoolKey{s.key}, a).Err()
-	if redis.HasErrorPrefix(err, "SPOOLLOST") {
-		err = fmt.Errorf("%w: %v", ErrSpoolLost, err)
-		s.failed = fmt.Errorf("spool %s: %w", s.id, &Error{Kind: Unavailable, Err: err})
-		return s.failed
-	}
-	if err != nil {
-		return fmt.Errorf("spool %s: %w", s.id, classify(err))
+	if err := appendScript.run(ctx, s.q.rdb, spoolKey{s.key}, a).Err(); err != nil {
+		err = fmt.Errorf("spool %s: %w", s.id, classify(err))
+		if errors.Is(err, ErrSpoolLost) {
+			s.failed = err
+		}
+		return err
 	}
 	for _, c := range chunks {
 		s.sum.Write(c)
@@ -175,10 +172,14 @@ func (s *Spool) Abort(ctx context.Context) error {
 	return nil
 }
 
-// sizedCtx bounds one command that carries n bytes: the queue's timeout
-// plus n at MinRate, so that a big, healthy write is never cut short by a
-// deadline meant for a small one.
+// sizedCtx bounds one command that carries n bytes (see sizedTimeout).
 func (q *Queue) sizedCtx(ctx context.Context, n int) (context.Context, context.CancelFunc) {
-	d := q.opt.Timeout + time.Duration(float64(n)/float64(q.opt.MinRate)*float64(time.Second))
-	return context.WithTimeout(ctx, d)
+	return context.WithTimeout(ctx, q.opt.sizedTimeout(n))
+}
+
+// sizedTimeout is the time one command that carries n bytes may take: the
+// queue's timeout plus n at MinRate, so that a big, healthy write is never
+// cut short by a deadline meant for a small one.
+func (o Options) sizedTimeout(n int) time.Duration {
+	return o.Timeout + time.Duration(float64(n)/float64(o.MinRate)*float64(time.Second))
 }

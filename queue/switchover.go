@@ -93,7 +93,7 @@ func (q *Queue) Switchover(ctx context.Context, opt SwitchoverOptions) (*Switcho
 
 // switchover is one run of Switchover.
 type switchover struct {
-	s       *Sentinels
+	s       *sentinelSet
 	opt     SwitchoverOptions
 	timeout time.Duration // of each command
 	start   time.Time

@@ -2,6 +2,7 @@ package queuetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -102,22 +103,31 @@ func (s *Set) Primary() *Redis {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	r, err := s.named(ctx)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return r
+}
+
+// named returns the server the first sentinel that answers names as
+// primary.
+func (s *Set) named(ctx context.Context) (*Redis, error) {
 	c := s.sentinel(ctx)
 	if c == nil {
-		s.t.Fatal("no sentinel answers")
+		return nil, errors.New("no sentinel answers")
 	}
 	defer c.Close()
 	addr, err := c.GetMasterAddrByName(ctx, MasterName).Result()
 	if err != nil {
-		s.t.Fatalf("sentinel get-master-addr-by-name: %v", err)
+		return nil, fmt.Errorf("sentinel get-master-addr-by-name: %w", err)
 	}
 	for _, r := range s.Servers {
 		if r.Addr() == addr[0]+":"+addr[1] {
-			return r
+			return r, nil
 		}
 	}
-	s.t.Fatalf("sentinels name %v, not a server of the set", addr)
-	return nil
+	return nil, fmt.Errorf("sentinels name %v, not a server of the set", addr)
 }
 
 // WaitFailover waits until the sentinels name a primary other than old,
@@ -138,27 +148,17 @@ func (s *Set) WaitFailover(old *Redis, min int) *Redis {
 func (s *Set) primaryIfSettled(old *Redis, min int) *Redis {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	c := s.sentinel(ctx)
-	if c == nil {
+	r, err := s.named(ctx)
+	if err != nil || r == old || connectedReplicas(ctx, r.Addr()) < min {
 		return nil
 	}
-	defer c.Close()
-	addr, err := c.GetMasterAddrByName(ctx, MasterName).Result()
-	if err != nil || addr[0]+":"+addr[1] == old.Addr() {
-		return nil
-	}
-	for _, r := range s.Servers {
-		if r.Addr() == addr[0]+":"+addr[1] && r.connectedReplicas(ctx) >= min {
-			return r
-		}
-	}
-	return nil
+	return r
 }
 
-// connectedReplicas is the connected_slaves of INFO replication, -1 when
-// the server is not a primary or does not answer.
-func (r *Redis) connectedReplicas(ctx context.Context) int {
-	c := redis.NewClient(&redis.Options{Addr: r.Addr(), MaxRetries: -1})
+// connectedReplicas is the connected_slaves of INFO replication of the
+// server at addr, -1 when it is not a primary or does not answer.
+func connectedReplicas(ctx context.Context, addr string) int {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	defer c.Close()
 	info, err := c.Info(ctx, "replication").Result()
 	if err != nil || !strings.Contains(info, "role:master") {
@@ -191,11 +191,22 @@ func (s *Set) waitSeen(replicas int) {
 func (s *Set) seen(replicas int) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if s.Servers[0].connectedReplicas(ctx) < replicas {
+	sentinels := make([]string, len(s.Sentinels))
+	for i, sen := range s.Sentinels {
+		sentinels[i] = sen.Addr()
+	}
+	return SentinelsSee(ctx, s.Servers[0].Addr(), sentinels, replicas)
+}
+
+// SentinelsSee reports whether the primary at primary has replicas
+// replicas connected, and every sentinel at sentinels (host:port) knows
+// those replicas of MasterName and the other sentinels.
+func SentinelsSee(ctx context.Context, primary string, sentinels []string, replicas int) bool {
+	if connectedReplicas(ctx, primary) < replicas {
 		return false
 	}
-	for _, sen := range s.Sentinels {
-		c := redis.NewSentinelClient(&redis.Options{Addr: sen.Addr(), MaxRetries: -1})
+	for _, addr := range sentinels {
+		c := redis.NewSentinelClient(&redis.Options{Addr: addr, MaxRetries: -1})
 		m, err := c.Master(ctx, MasterName).Result()
 		c.Close()
 		if err != nil {
@@ -203,7 +214,7 @@ func (s *Set) seen(replicas int) bool {
 		}
 		ns, _ := strconv.Atoi(m["num-slaves"])
 		no, _ := strconv.Atoi(m["num-other-sentinels"])
-		if ns < replicas || no < len(s.Sentinels)-1 {
+		if ns < replicas || no < len(sentinels)-1 {
 			return false
 		}
 	}
