@@ -13,10 +13,13 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"mxq/queue/queuetest"
 )
 
-// masterName is the name the sentinels monitor the queue's primary by.
-const masterName = "mxq"
+// masterName is the name the sentinels monitor the queue's primary by:
+// queuetest's, which SentinelsSee asks them about.
+const masterName = queuetest.MasterName
 
 // Redis is one redis-server of the queue on its host, port 6379, with a
 // config file of its own: Sentinel rewrites it (CONFIG REWRITE) when it
@@ -164,23 +167,7 @@ func (s *RedisSet) URL() string {
 func (s *RedisSet) seen(replicas int) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if connectedReplicas(ctx, s.Servers[0].Addr()) < replicas {
-		return false
-	}
-	for _, addr := range s.SentinelAddrs() {
-		c := redis.NewSentinelClient(&redis.Options{Addr: addr, MaxRetries: -1})
-		m, err := c.Master(ctx, masterName).Result()
-		c.Close()
-		if err != nil {
-			return false
-		}
-		ns, _ := strconv.Atoi(m["num-slaves"])
-		no, _ := strconv.Atoi(m["num-other-sentinels"])
-		if ns < replicas || no < len(s.Sentinels)-1 {
-			return false
-		}
-	}
-	return true
+	return queuetest.SentinelsSee(ctx, s.Servers[0].Addr(), s.SentinelAddrs(), replicas)
 }
 
 // Primary returns the server the sentinels name as primary now (nil if
