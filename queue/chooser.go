@@ -128,18 +128,20 @@ func (f *FormatChooser) Refresh(ctx context.Context) (FormatChoice, error) {
 	return c, nil
 }
 
-// Run refreshes every Interval until ctx ends.
+// Run refreshes every Interval until ctx ends, the first time one
+// Interval from now: the caller makes the first choice with Refresh
+// before it accepts mail.
 func (f *FormatChooser) Run(ctx context.Context) error {
 	t := time.NewTicker(f.opt.Interval)
 	defer t.Stop()
 	for {
-		rctx, cancel := context.WithTimeout(ctx, f.opt.Interval+f.q.opt.Timeout)
-		f.Refresh(rctx)
-		cancel()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
+		rctx, cancel := context.WithTimeout(ctx, f.opt.Interval+f.q.opt.Timeout)
+		f.Refresh(rctx)
+		cancel()
 	}
 }
