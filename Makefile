@@ -3,8 +3,6 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin
 RUN := run
-VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION)
 REDIS_PORT ?= 6390
 
 .PHONY: help build test test-network lint bench fuzz run deps clean
@@ -12,13 +10,17 @@ REDIS_PORT ?= 6390
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-build: ## build every command into bin/
-	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+build: ## build the deployed commands (cmd/: mxd, listd, mxq, dnsctl) into bin/
+	@# Their version is the commit go build stamps from a git clone (go version -m bin/mxd).
+	$(GO) build -o $(BIN)/ ./cmd/...
 
 deps: ## install the Debian packages the tests and `make run` need (idempotent)
 	@.ci/install-deps
 
-test: deps ## install what is missing, then gofmt check, go vet, go test -race, the third_party patch check
+test: ## check the tracked files, install what is missing, then gofmt check, go vet, go test -race, the third_party patch check
+	@# First, before any install: no built program, and no file over 1 MiB outside testdata/, is tracked.
+	$(GO) test -count=1 -run '^TestTrackedFiles$$' ./test/
+	@.ci/install-deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) test -race -timeout 20m ./...
@@ -36,12 +38,12 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-bench: deps build ## Go benchmarks, then the SMTP load comparison (mxd vs smtp-sink vs postfix)
+bench: deps build ## Go benchmarks, then the SMTP load comparison (tools/bench: mxd vs smtp-sink vs postfix)
 	$(GO) test -run '^$$' -bench . -benchmem ./queue/ ./smtpd/ ./smtpd/msgauth/
 	cd third_party/go-smtp && $(GO) test -run '^$$' -bench DataReader .
 	$(GO) test -run '^$$' -bench 'Consume|EndToEnd' -benchtime 2000x ./lists/
 	$(GO) test -run '^$$' -bench SMTPToAck -benchtime 1x ./cmd/listd/
-	@if [ -x bench/run.sh ]; then bench/run.sh; fi
+	tools/bench/run.sh
 
 FUZZTIME ?= 30s
 fuzz: ## run every fuzz target for FUZZTIME (30s) each; new finds land in testdata/fuzz

@@ -15,7 +15,9 @@ import (
 // killed continues from its persisted phase; a finished one is reported
 // again. Refusals are *RefusedError; timeouts *LagError or *TimeoutError.
 func (m *Maintenance) Drain(ctx context.Context, host string) (*Report, error) {
-	m = m.withDefaults()
+	if err := m.Check(); err != nil {
+		return nil, fmt.Errorf("dnsctl: %w", err)
+	}
 	st, local, unlock, err := m.begin(ctx)
 	if err != nil {
 		return nil, err

@@ -16,6 +16,7 @@ import (
 
 	"mxq/dnsctl"
 	"mxq/dnsctl/dnstest"
+	"mxq/maintenance"
 	"mxq/queue"
 	"mxq/queue/queuetest"
 )
@@ -28,6 +29,7 @@ type env struct {
 	dns       *dnstest.Servers
 	redis     *queuetest.Redis
 	q         *queue.Queue
+	lease     *maintenance.Store // on q's connection, as dnsctl builds it
 	port      int
 	stateFile string
 	listeners map[string]net.Listener // by host name without dot
@@ -45,12 +47,12 @@ func newEnv(t *testing.T, start func(testing.TB) *dnstest.Servers, fake ...strin
 	t.Helper()
 	e := &env{t: t, dns: start(t), redis: queuetest.StartRedis(t), mx: map[string]*fakeMX{},
 		stateFile: filepath.Join(t.TempDir(), "state", "dnsctl.json")}
-	q, err := queue.Open(e.redis.URL(), queue.Options{})
+	q, err := queue.Open(e.redis.URL(), queue.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
-	e.q = q
+	e.q, e.lease = q, maintenance.New(q.Redis(), q.Name())
 	e.port, e.listeners = listenMX(t)
 	for _, h := range fake {
 		e.mx[h] = startFakeMX(t, q, h, e.listeners[h])
@@ -120,23 +122,17 @@ func listenMX(t *testing.T) (int, map[string]net.Listener) {
 // maintenance returns a new Maintenance, as a new dnsctl process would
 // build it.
 func (e *env) maintenance() *dnsctl.Maintenance {
-	return &dnsctl.Maintenance{
-		Zone:        newZone(e.t, e.dns),
-		Fleet:       e.q,
-		StateFile:   e.stateFile,
-		SMTPPort:    e.port,
-		Margin:      200 * time.Millisecond,
-		Propagation: 10 * time.Second,
-		IdleTimeout: 30 * time.Second,
-		LeaseTTL:    3 * time.Second,
-		Poll:        50 * time.Millisecond,
-		Progress: func(ev dnsctl.Event) {
-			e.mu.Lock()
-			e.events = append(e.events, ev)
-			e.mu.Unlock()
-			e.t.Logf("%s [%s] %s", ev.Time.Format("15:04:05.000"), ev.Phase, ev.Msg)
-		},
+	m := dnsctl.Defaults()
+	m.Zone, m.Fleet, m.Lease, m.StateFile = newZone(e.t, e.dns), e.q, e.lease, e.stateFile
+	m.SMTPPort, m.Margin, m.Propagation = e.port, 200*time.Millisecond, 10*time.Second
+	m.IdleTimeout, m.LeaseTTL, m.Poll = 30*time.Second, 3*time.Second, 50*time.Millisecond
+	m.Progress = func(ev dnsctl.Event) {
+		e.mu.Lock()
+		e.events = append(e.events, ev)
+		e.mu.Unlock()
+		e.t.Logf("%s [%s] %s", ev.Time.Format("15:04:05.000"), ev.Phase, ev.Msg)
 	}
+	return &m
 }
 
 // fakeMX greets with 220 and beats like mxd: every 50ms, reporting the
@@ -210,10 +206,10 @@ func (e *env) views() map[string]dnsctl.RRset {
 func (e *env) settled() {
 	e.t.Helper()
 	ctx := context.Background()
-	if b, err := e.q.LoadMaintenance(ctx); b != nil || err != nil {
+	if b, err := e.lease.Load(ctx); b != nil || err != nil {
 		e.t.Errorf("maintenance state left in redis: %s %v", b, err)
 	}
-	if l, err := e.q.CurrentLease(ctx); l.Owner != "" || err != nil {
+	if l, err := e.lease.Current(ctx); l.Owner != "" || err != nil {
 		e.t.Errorf("lease left: %+v %v", l, err)
 	}
 	if _, err := os.Stat(e.stateFile); !errors.Is(err, os.ErrNotExist) {

@@ -19,12 +19,19 @@ func (e *RefusedError) Error() string { return "refused: " + e.Reason }
 type ConflictError struct {
 	Server   string
 	Expected RRset // what the prerequisite demanded
+	// What names the RRset instead when the UPDATE guarded another one
+	// than the MX RRset (a TLSA RRset).
+	What string
 }
 
 func (e *ConflictError) Error() string {
-	return fmt.Sprintf("update on %s: prerequisite failed (NXRRSET): the MX RRset is no longer %s; "+
+	what := "the MX RRset is no longer " + e.Expected.String()
+	if e.What != "" {
+		what = e.What
+	}
+	return fmt.Sprintf("update on %s: prerequisite failed (NXRRSET): %s; "+
 		"another writer changed it since it was read, so nothing was changed; check with 'dnsctl status' and run again",
-		e.Server, e.Expected)
+		e.Server, what)
 }
 
 // KeyError says the server did not accept the TSIG key: it does not know
@@ -57,6 +64,7 @@ type LagError struct {
 	Want    RRset
 	Serial  uint32 // the primary's serial with Want; 0 if the primary never showed it
 	Lagging []View
+	What    string // what was waited for, when not the MX RRset Want
 }
 
 func (e *LagError) Error() string {
@@ -64,8 +72,12 @@ func (e *LagError) Error() string {
 	for _, v := range e.Lagging {
 		who = append(who, v.Server+" ("+v.Summary()+")")
 	}
+	what := e.Want.String()
+	if e.What != "" {
+		what = e.What
+	}
 	return fmt.Sprintf("propagation timed out: want %s at serial >= %d; lagging: %s",
-		e.Want, e.Serial, strings.Join(who, "; "))
+		what, e.Serial, strings.Join(who, "; "))
 }
 
 // TimeoutError says a wait ran out of time; What says for what.

@@ -7,23 +7,30 @@ import (
 	"fmt"
 	"time"
 
+	"mxq/maintenance"
 	"mxq/queue"
+	"mxq/setting"
 )
 
 // Fleet is what maintenance needs from the shared queue: the MX hosts'
-// heartbeats and accounting, their drain flags, and the maintenance lease
-// and state. *queue.Queue implements it.
+// heartbeats and accounting, and their drain flags. *queue.Queue
+// implements it.
 type Fleet interface {
 	Hosts(ctx context.Context) ([]queue.HostStatus, error)
 	SetDraining(ctx context.Context, host string, on bool) error
 	Depth(ctx context.Context) (int64, error)
+}
 
-	AcquireLease(ctx context.Context, owner string, ttl time.Duration) error
-	RenewLease(ctx context.Context, owner string, ttl time.Duration) error
-	CurrentLease(ctx context.Context) (queue.Lease, error)
-	SaveMaintenance(ctx context.Context, owner string, state []byte) error
-	LoadMaintenance(ctx context.Context) ([]byte, error)
-	ClearMaintenance(ctx context.Context, owner string) error
+// LeaseStore is the maintenance lease and state that every dnsctl
+// shares: one run at a time, and the next continues what a killed one
+// left. *maintenance.Store implements it.
+type LeaseStore interface {
+	Acquire(ctx context.Context, owner string, ttl time.Duration) error
+	Renew(ctx context.Context, owner string, ttl time.Duration) error
+	Current(ctx context.Context) (maintenance.Lease, error)
+	Save(ctx context.Context, owner string, state []byte) error
+	Load(ctx context.Context) ([]byte, error)
+	Clear(ctx context.Context, owner string) error
 }
 
 // Event is one progress line.
@@ -34,11 +41,13 @@ type Event struct {
 	Msg   string    `json:"msg"`
 }
 
-// Maintenance drains and restores one MX host at a time. Zero settings
-// take the values of Defaults.
+// Maintenance drains and restores one MX host at a time. Its settings
+// are used as they are: start from Defaults. Drain and Restore refuse
+// what Check refuses, and fill nothing in.
 type Maintenance struct {
 	Zone      *Zone
 	Fleet     Fleet
+	Lease     LeaseStore
 	StateFile string // local copy of the state, written with fsync and rename
 
 	MinRemaining    int           // MX records that must remain
@@ -68,11 +77,10 @@ type Report struct {
 	Note     string `json:"note,omitempty"`
 }
 
-// Defaults are the settings a zero field of Maintenance takes.
+// Defaults are dnsctl's settings, each stated here alone. The live
+// objects (Zone, Fleet, Lease) and StateFile are the caller's.
 func Defaults() Maintenance {
 	return Maintenance{
-		// BIND and Knot both delete the last MX record without complaint:
-		// this guard is dnsctl's.
 		MinRemaining:    1,
 		SMTPPort:        25,
 		Margin:          5 * time.Second,
@@ -84,25 +92,22 @@ func Defaults() Maintenance {
 	}
 }
 
-// withDefaults returns a copy of m whose zero settings hold the defaults.
-func (m *Maintenance) withDefaults() *Maintenance {
-	c, d := *m, Defaults()
-	setDefault(&c.MinRemaining, d.MinRemaining)
-	setDefault(&c.SMTPPort, d.SMTPPort)
-	setDefault(&c.Margin, d.Margin)
-	setDefault(&c.Propagation, d.Propagation)
-	setDefault(&c.IdleTimeout, d.IdleTimeout)
-	setDefault(&c.HeartbeatMaxAge, d.HeartbeatMaxAge)
-	setDefault(&c.LeaseTTL, d.LeaseTTL)
-	setDefault(&c.Poll, d.Poll)
-	return &c
-}
-
-func setDefault[T comparable](v *T, d T) {
-	var zero T
-	if *v == zero {
-		*v = d
+// Check reports each setting of m that Drain and Restore cannot use, as
+// a *setting.Error.
+func (m *Maintenance) Check() error {
+	ck := setting.For(m)
+	// BIND and Knot both delete the last MX record without complaint:
+	// this guard is dnsctl's.
+	if m.MinRemaining < 1 {
+		ck.Add(&m.MinRemaining, "want 1 or more: at least 1 MX record must remain")
 	}
+	setting.Between(ck, &m.SMTPPort, 1, 65535)
+	ck.Required(&m.StateFile)
+	setting.NotNegative(ck, &m.Margin)
+	for _, d := range []*time.Duration{&m.Propagation, &m.IdleTimeout, &m.HeartbeatMaxAge, &m.LeaseTTL, &m.Poll} {
+		setting.Positive(ck, d)
+	}
+	return ck.Err()
 }
 
 func (m *Maintenance) emit(host string, ph Phase, format string, a ...any) {
@@ -141,7 +146,7 @@ func (m *Maintenance) load(ctx context.Context) (*State, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	b, err := m.Fleet.LoadMaintenance(ctx)
+	b, err := m.Lease.Load(ctx)
 	if err != nil {
 		return nil, false, fmt.Errorf("load maintenance state: %w", err)
 	}
@@ -158,14 +163,14 @@ func (m *Maintenance) load(ctx context.Context) (*State, bool, error) {
 
 // lease takes the lease for r.st.Owner (a new token unless the local file
 // holds this maintenance) and keeps it renewed until the returned context
-// ends. The context is cancelled with queue.ErrMaintenanceLost if it is lost.
+// ends. The context is cancelled with maintenance.ErrLost if it is lost.
 func (r *run) lease(ctx context.Context) (context.Context, func(), error) {
 	if !r.local {
 		r.st.Owner = newToken()
 	}
 	ttl := r.m.LeaseTTL
-	if err := r.m.Fleet.AcquireLease(ctx, r.st.Owner, ttl); err != nil {
-		var held *queue.LeaseHeldError
+	if err := r.m.Lease.Acquire(ctx, r.st.Owner, ttl); err != nil {
+		var held *maintenance.LeaseHeldError
 		if errors.As(err, &held) {
 			return nil, nil, &RefusedError{Reason: "another dnsctl is running: " + held.Error()}
 		}
@@ -183,9 +188,9 @@ func (r *run) lease(ctx context.Context) (context.Context, func(), error) {
 				return
 			case <-t.C:
 			}
-			err := r.m.Fleet.RenewLease(ctx, r.st.Owner, ttl)
-			if errors.Is(err, queue.ErrMaintenanceLost) {
-				cancel(fmt.Errorf("%w: another dnsctl took over", queue.ErrMaintenanceLost))
+			err := r.m.Lease.Renew(ctx, r.st.Owner, ttl)
+			if errors.Is(err, maintenance.ErrLost) {
+				cancel(fmt.Errorf("%w: another dnsctl took over", maintenance.ErrLost))
 				return
 			}
 		}
@@ -205,7 +210,7 @@ func (r *run) save(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := r.m.Fleet.SaveMaintenance(ctx, r.st.Owner, b); err != nil {
+	if err := r.m.Lease.Save(ctx, r.st.Owner, b); err != nil {
 		return fmt.Errorf("save maintenance state: %w", err)
 	}
 	r.local = true
@@ -236,7 +241,7 @@ func (r *run) step(ctx context.Context, phase Phase, fn func(ctx context.Context
 
 // finish deletes the state everywhere and releases the lease.
 func (r *run) finish(ctx context.Context) error {
-	if err := r.m.Fleet.ClearMaintenance(ctx, r.st.Owner); err != nil {
+	if err := r.m.Lease.Clear(ctx, r.st.Owner); err != nil {
 		return fmt.Errorf("clear maintenance state: %w", err)
 	}
 	return removeStateFile(r.m.StateFile)

@@ -114,7 +114,7 @@ func TestDrainRefused(t *testing.T) {
 			}
 		}, "mx2.example.org", "mx3.example.org. is in maintenance (phase leased, no step recorded)"},
 		{"lease held elsewhere", func(t *testing.T, e *env, m *dnsctl.Maintenance) {
-			if err := e.q.AcquireLease(context.Background(), "other-host/1/x", time.Minute); err != nil {
+			if err := e.lease.Acquire(context.Background(), "other-host/1/x", time.Minute); err != nil {
 				t.Fatal(err)
 			}
 		}, "mx2.example.org", "another dnsctl is running: maintenance lease held by other-host/1/x"},

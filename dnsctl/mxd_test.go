@@ -16,16 +16,22 @@ import (
 	"mxq/smtpd"
 )
 
-// startMxd runs the real SMTP receiver for host on l, with its heartbeat.
-func startMxd(t *testing.T, e *env, host string) {
+// startMxd runs the real SMTP receiver for host on l, with its heartbeat;
+// opts change its settings and live objects.
+func startMxd(t *testing.T, e *env, host string, opts ...func(*smtpd.Config, *smtpd.Deps)) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := e.q.AddRecipients(ctx, "~*/*@lists.example.org"); err != nil {
 		t.Fatal(err)
 	}
-	cfg := smtpd.Config{Hostname: host, Domains: []string{"lists.example.org"}, Version: "test"}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := smtpd.New(cfg, e.q, smtpd.NewRecipients(e.q, 50*time.Millisecond), logger, nil)
+	cfg := smtpd.Defaults()
+	cfg.Hostname, cfg.Domains, cfg.Version = host, []string{"lists.example.org"}, "test"
+	deps := smtpd.Deps{Queue: smtpd.QueueOf(e.q), Recipients: smtpd.NewRecipients(e.q, 50*time.Millisecond),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range opts {
+		o(&cfg, &deps)
+	}
+	srv, err := smtpd.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +96,9 @@ func TestDrainWithMxd(t *testing.T) {
 // accounting in the same script.
 func consume(t *testing.T, e *env, host string) *queue.Delivery {
 	t.Helper()
-	c := e.q.Consumer(queue.ConsumerOptions{Group: "listd", Block: 100 * time.Millisecond})
+	copt := queue.DefaultConsumerOptions()
+	copt.Group, copt.Block = "listd", 100*time.Millisecond
+	c := e.q.Consumer(copt)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ds, err := c.Fetch(context.Background(), 10)

@@ -12,7 +12,9 @@ import (
 // server shows them, and the state and lease are deleted. It continues a
 // restore that was killed, and restores a drain stopped at any phase.
 func (m *Maintenance) Restore(ctx context.Context, host string) (*Report, error) {
-	m = m.withDefaults()
+	if err := m.Check(); err != nil {
+		return nil, fmt.Errorf("dnsctl: %w", err)
+	}
 	st, local, unlock, err := m.begin(ctx)
 	if err != nil {
 		return nil, err

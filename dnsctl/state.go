@@ -88,7 +88,7 @@ func readStateFile(file string) (*State, error) {
 
 // writeStateFile replaces file with st durably: write a temporary file,
 // fsync it, rename it over file, fsync the directory.
-func writeStateFile(file string, st *State) error {
+func writeStateFile(file string, st any) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err

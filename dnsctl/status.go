@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"mxq/maintenance"
 	"mxq/queue"
 )
 
@@ -19,7 +20,7 @@ type Status struct {
 	Agree       bool               `json:"agree"`
 	Hosts       []queue.HostStatus `json:"hosts"`
 	Depth       int64              `json:"queue_depth"`
-	Lease       queue.Lease        `json:"lease"`
+	Lease       maintenance.Lease  `json:"lease"`
 	Maintenance *State             `json:"maintenance,omitempty"`
 }
 
@@ -48,10 +49,10 @@ func (m *Maintenance) Status(ctx context.Context) (*Status, error) {
 	if s.Depth, err = m.Fleet.Depth(ctx); err != nil {
 		return nil, fmt.Errorf("read queue depth: %w", err)
 	}
-	if s.Lease, err = m.Fleet.CurrentLease(ctx); err != nil {
+	if s.Lease, err = m.Lease.Current(ctx); err != nil {
 		return nil, fmt.Errorf("read lease: %w", err)
 	}
-	b, err := m.Fleet.LoadMaintenance(ctx)
+	b, err := m.Lease.Load(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read maintenance state: %w", err)
 	}

@@ -31,7 +31,7 @@ func (z *Zone) Remove(ctx context.Context, current RRset, host string, min int) 
 		m.Remove(current.Find(host).rrs(z.zone()))
 		return m
 	}
-	return target, z.update(ctx, current, build, target)
+	return target, z.update(ctx, current, "", build, z.primaryShows(ctx, target))
 }
 
 // PlanRemoval returns current without host, or refuses when host is not in
@@ -66,7 +66,15 @@ func (z *Zone) Restore(ctx context.Context, current, original RRset) error {
 		m.Insert(original.rrs(z.zone()))
 		return m
 	}
-	return z.update(ctx, current, build, original)
+	return z.update(ctx, current, "", build, z.primaryShows(ctx, original))
+}
+
+// primaryShows returns a check that the primary shows the MX RRset target.
+func (z *Zone) primaryShows(ctx context.Context, target RRset) func() bool {
+	return func() bool {
+		v := z.Read(ctx, z.Primary)
+		return v.Err == nil && v.MX.Equal(target)
+	}
 }
 
 func (z *Zone) zone() string { return dns.Fqdn(z.Name) }
@@ -88,8 +96,10 @@ func (z *Zone) newUpdate(current RRset) *dns.Msg {
 // TCP. A connection that fails before a reply is tried again with a newly
 // built and signed message (a re-signed message carries two TSIGs and gets
 // FORMERR). If an earlier attempt may have been applied, a conflict on a
-// later one is success when the primary already shows target.
-func (z *Zone) update(ctx context.Context, current RRset, build func() *dns.Msg, target RRset) error {
+// later one is success when applied reports that the primary already shows
+// what the UPDATE was to produce. current is the MX RRset a conflict names
+// and what names another RRset the UPDATE guards instead ("" for MX).
+func (z *Zone) update(ctx context.Context, current RRset, what string, build func() *dns.Msg, applied func() bool) error {
 	if z.Key == nil {
 		return errors.New("update: no TSIG key configured")
 	}
@@ -98,8 +108,8 @@ func (z *Zone) update(ctx context.Context, current RRset, build func() *dns.Msg,
 		err = z.exchange(ctx, build())
 		var conflict *ConflictError
 		if errors.As(err, &conflict) {
-			conflict.Expected = current
-			if v := z.Read(ctx, z.Primary); i > 0 && v.Err == nil && v.MX.Equal(target) {
+			conflict.Expected, conflict.What = current, what
+			if i > 0 && applied() {
 				return nil
 			}
 		}
@@ -164,7 +174,7 @@ func (z *Zone) judge(m, r *dns.Msg, verr error) error {
 	case dns.RcodeNXRrset:
 		return &ConflictError{Server: z.Primary}
 	case dns.RcodeRefused:
-		return &KeyError{Key: z.Key, Server: z.Primary, Reason: "REFUSED: the update policy does not let this key change MX records of " + z.zone()}
+		return &KeyError{Key: z.Key, Server: z.Primary, Reason: "REFUSED: the update policy does not let this key change these records of " + z.zone()}
 	default:
 		return fmt.Errorf("update on %s: %s", z.Primary, dns.RcodeToString[r.Rcode])
 	}

@@ -79,10 +79,21 @@ func (z *Zone) query(ctx context.Context, addr string, qtype uint16) (*dns.Msg, 
 }
 
 func (z *Zone) ask(ctx context.Context, addr, name string, qtype uint16) (*dns.Msg, error) {
+	r, err := z.lookup(ctx, addr, name, qtype, false)
+	if err == nil && r.Rcode == dns.RcodeNameError {
+		return nil, fmt.Errorf("query %s %s: NXDOMAIN", name, dns.TypeToString[qtype])
+	}
+	return r, err
+}
+
+// lookup is ask that takes an authoritative NXDOMAIN as an answer (with
+// no records) and, with do, sets the DNSSEC OK bit (RFC 3225) so that a
+// signed zone's answer carries its RRSIGs.
+func (z *Zone) lookup(ctx context.Context, addr, name string, qtype uint16, do bool) (*dns.Msg, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = false
-	m.SetEdns0(1232, false)
+	m.SetEdns0(1232, do)
 	var r *dns.Msg
 	var err error
 	for _, network := range []string{"udp", "tcp"} {
@@ -95,7 +106,7 @@ func (z *Zone) ask(ctx context.Context, addr, name string, qtype uint16) (*dns.M
 			break
 		}
 	}
-	if r.Rcode != dns.RcodeSuccess {
+	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
 		return nil, fmt.Errorf("query %s %s: %s", name, dns.TypeToString[qtype], dns.RcodeToString[r.Rcode])
 	}
 	if !r.Authoritative {
@@ -136,29 +147,36 @@ func (z *Zone) mx(ctx context.Context, addr string) (RRset, error) {
 // so the pair belongs together.
 func (z *Zone) Read(ctx context.Context, addr string) View {
 	v := View{Server: addr}
+	v.Serial, v.Err = z.atSerial(ctx, addr, func() (err error) {
+		v.MX, err = z.mx(ctx, addr)
+		return err
+	})
+	if v.Err != nil {
+		v.MX = nil
+	}
+	return v
+}
+
+// atSerial runs read between two reads of addr's serial, again when they
+// differ, and returns the serial the read belongs to.
+func (z *Zone) atSerial(ctx context.Context, addr string, read func() error) (uint32, error) {
 	for range 3 {
 		before, err := z.serial(ctx, addr)
 		if err != nil {
-			v.Err = err
-			return v
+			return 0, err
 		}
-		set, err := z.mx(ctx, addr)
-		if err != nil {
-			v.Err = err
-			return v
+		if err := read(); err != nil {
+			return 0, err
 		}
 		after, err := z.serial(ctx, addr)
 		if err != nil {
-			v.Err = err
-			return v
+			return 0, err
 		}
 		if before == after {
-			v.Serial, v.MX = after, set
-			return v
+			return after, nil
 		}
 	}
-	v.Err = errors.New("serial changed during every read")
-	return v
+	return 0, errors.New("serial changed during every read")
 }
 
 // ReadAll reads every address of Addrs at once; the primary comes first.

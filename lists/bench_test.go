@@ -70,13 +70,10 @@ func benchPut(tb testing.TB, q *queue.Queue, rcpt string, i int) string {
 func benchConsumer(q *queue.Queue, h lists.Handler, observe func(lists.Result)) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	c := &lists.Consumer{
-		Source:      q.Consumer(queue.ConsumerOptions{Block: 100 * time.Millisecond}),
-		Handler:     h,
-		Concurrency: *benchConcurrency,
-		Logger:      discardLogger,
-		Observe:     observe,
-	}
+	copt := queue.DefaultConsumerOptions()
+	copt.Block = 100 * time.Millisecond
+	c := lists.NewConsumer(q.Consumer(copt), h)
+	c.Concurrency, c.Logger, c.Observe = *benchConcurrency, discardLogger, observe
 	go func() { c.Run(ctx); close(done) }()
 	return func() { cancel(); <-done }
 }

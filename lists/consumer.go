@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"mxq/queue"
+	"mxq/setting"
 )
 
 // Source is where a Consumer takes messages from. *queue.Consumer is the
@@ -146,7 +147,7 @@ type Result struct {
 	Elapsed time.Duration // the attempt's duration
 }
 
-// Defaults of a Consumer's zero fields.
+// Defaults of a Consumer (NewConsumer).
 const (
 	// DefaultConcurrency bounds all deliveries together. It is high
 	// because the cheap deliveries want it: copies written into one
@@ -162,42 +163,59 @@ const (
 	DefaultGrace = 30 * time.Second
 )
 
-// Consumer runs a Handler on every message of a Source.
+// Consumer runs a Handler on every message of a Source. Make one with
+// NewConsumer, which gives its settings their defaults: Run uses them as
+// they are, and refuses what it cannot use.
 type Consumer struct {
 	Source  Source
 	Handler Handler
-	// Concurrency is how many deliveries run at once. Default
-	// DefaultConcurrency.
+	// Concurrency is how many deliveries run at once.
 	Concurrency int
 	// Timeout bounds one delivery attempt; when it passes, the attempt
-	// counts as a temporary failure. Default DefaultTimeout.
+	// counts as a temporary failure.
 	Timeout time.Duration
 	// Grace is how long Run lets deliveries in flight finish after its
 	// context ends; the ones still running then are stopped and released
-	// to other consumers. Default DefaultGrace.
+	// to other consumers.
 	Grace time.Duration
-	// Logger gets one line per attempt. Default slog.Default().
+	// Logger gets one line per attempt.
 	Logger *slog.Logger
 	// Observe, when set, is called after every attempt.
 	Observe func(Result)
 }
 
+// NewConsumer returns a Consumer of src that runs h, with the default
+// settings and slog.Default() for its logger.
+func NewConsumer(src Source, h Handler) *Consumer {
+	return &Consumer{Source: src, Handler: h, Concurrency: DefaultConcurrency, Timeout: DefaultTimeout,
+		Grace: DefaultGrace, Logger: slog.Default()}
+}
+
+// check reports what Run cannot use, as *setting.Errors.
+func (c *Consumer) check() error {
+	ck := setting.For(c)
+	for _, p := range []struct {
+		v  any
+		ok bool
+	}{{&c.Source, c.Source != nil}, {&c.Handler, c.Handler != nil}, {&c.Logger, c.Logger != nil}} {
+		if !p.ok {
+			ck.Add(p.v, setting.Missing)
+		}
+	}
+	setting.Positive(ck, &c.Concurrency)
+	setting.Positive(ck, &c.Timeout)
+	setting.Positive(ck, &c.Grace)
+	return ck.Err()
+}
+
 // Run consumes until ctx ends, then stops as Grace says and returns nil.
 // Trouble with Redis is logged and retried, never returned: a consumer
-// outlives a Redis restart.
+// outlives a Redis restart. A Consumer it cannot use is its one error.
 func (c *Consumer) Run(ctx context.Context) error {
-	if c.Source == nil || c.Handler == nil {
-		return errors.New("lists: Consumer needs a Source and a Handler")
+	if err := c.check(); err != nil {
+		return fmt.Errorf("lists: Consumer: %w", err)
 	}
-	n := c.Concurrency
-	if n <= 0 {
-		n = DefaultConcurrency
-	}
-	grace := c.Grace
-	if grace <= 0 {
-		grace = DefaultGrace
-	}
-	log := c.logger()
+	n, grace, log := c.Concurrency, c.Grace, c.Logger
 	// Deliveries outlive ctx by up to Grace.
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRuns()
@@ -278,7 +296,7 @@ func (c *Consumer) finish(wg *sync.WaitGroup, grace time.Duration, stopRuns func
 	select {
 	case <-done:
 	case <-time.After(grace):
-		c.logger().Warn("stop: grace period over; interrupting deliveries in flight", "grace", grace)
+		c.Logger.Warn("stop: grace period over; interrupting deliveries in flight", "grace", grace)
 		stopRuns()
 		<-done
 	}
@@ -308,13 +326,6 @@ func (c *Consumer) release(runCtx context.Context, j job) {
 	}
 }
 
-func (c *Consumer) logger() *slog.Logger {
-	if c.Logger != nil {
-		return c.Logger
-	}
-	return slog.Default()
-}
-
 // leave hands back an entry whose record format is newer than this
 // consumer reads: readers never throw away what is too new.
 func (c *Consumer) leave(runCtx context.Context, j job) {
@@ -341,11 +352,7 @@ func (c *Consumer) deliver(runCtx context.Context, j job) {
 		return
 	}
 	d, hctx, start := j.d, j.hctx, time.Now()
-	timeout := c.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	dctx, cancel := context.WithTimeout(hctx, timeout)
+	dctx, cancel := context.WithTimeout(hctx, c.Timeout)
 	m := &Message{Record: d.Record, Attempt: d.Attempt, d: d}
 	var err error
 	switch {
@@ -356,7 +363,7 @@ func (c *Consumer) deliver(runCtx context.Context, j job) {
 	case len(d.Pending()) > 0:
 		err = c.call(dctx, m)
 		if err != nil && dctx.Err() == context.DeadlineExceeded && hctx.Err() == nil {
-			err = Temporary(fmt.Errorf("delivery timed out after %v: %w", timeout, err))
+			err = Temporary(fmt.Errorf("delivery timed out after %v: %w", c.Timeout, err))
 		}
 	}
 	cancel()
@@ -424,7 +431,7 @@ func (c *Consumer) dead(ctx context.Context, d *queue.Delivery, reason string) e
 func (c *Consumer) call(ctx context.Context, m *Message) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			c.logger().Error("handler panicked", "queue_id", m.Record.ID, "panic", p, "stack", string(debug.Stack()))
+			c.Logger.Error("handler panicked", "queue_id", m.Record.ID, "panic", p, "stack", string(debug.Stack()))
 			err = Temporary(fmt.Errorf("handler panicked: %v", p))
 		}
 	}()
@@ -463,5 +470,5 @@ func (c *Consumer) log(r Result, d *queue.Delivery) {
 	if r.Outcome == Dead || r.Outcome == Unsettled {
 		level = slog.LevelError
 	}
-	c.logger().Log(context.Background(), level, "delivery", attrs...)
+	c.Logger.Log(context.Background(), level, "delivery", attrs...)
 }

@@ -114,7 +114,8 @@ func TestGracefulStop(t *testing.T) {
 	runOnce := func(grace time.Duration) (stop func()) {
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan struct{})
-		c := &lists.Consumer{Source: e.q.Consumer(opt), Handler: h, Grace: grace, Logger: testLogger(t)}
+		c := lists.NewConsumer(e.q.Consumer(opt), h)
+		c.Grace, c.Logger = grace, testLogger(t)
 		go func() { c.Run(rctx); close(done) }()
 		return func() { cancel(); <-done }
 	}
@@ -197,18 +198,18 @@ func TestTooNewIsLeft(t *testing.T) {
 	var outcomes []lists.Result
 	opt := fastRetries
 	opt.ReclaimInterval = 50 * time.Millisecond
-	c := &lists.Consumer{Source: e.q.Consumer(opt), Concurrency: 2, Logger: testLogger(t),
-		Handler: lists.HandlerFunc(func(ctx context.Context, m *lists.Message) error {
-			mu.Lock()
-			handled[m.Record.ID] = true
-			mu.Unlock()
-			return nil
-		}),
-		Observe: func(r lists.Result) {
-			mu.Lock()
-			outcomes = append(outcomes, r)
-			mu.Unlock()
-		}}
+	c := lists.NewConsumer(e.q.Consumer(opt), lists.HandlerFunc(func(ctx context.Context, m *lists.Message) error {
+		mu.Lock()
+		handled[m.Record.ID] = true
+		mu.Unlock()
+		return nil
+	}))
+	c.Concurrency, c.Logger = 2, testLogger(t)
+	c.Observe = func(r lists.Result) {
+		mu.Lock()
+		outcomes = append(outcomes, r)
+		mu.Unlock()
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { c.Run(rctx); close(done) }()

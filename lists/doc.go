@@ -11,7 +11,8 @@
 // attempt that failed because it ran out of its Timeout is retried even
 // when its handler called the failure permanent. Router is the
 // Handler that listd uses: it picks a Destination per recipient (LMTP,
-// SMTP, a program, a Maildir) by address pattern.
+// SMTP, a program, a Maildir) by address pattern. Metrics counts every
+// attempt for Prometheus, through the Consumer's Observe hook.
 //
 // # Guarantee: at least once
 //
@@ -21,10 +22,12 @@
 // consumer, a lost Redis connection, a stop in the middle of a delivery —
 // leaves the message queued, and it is delivered again: after a back-off
 // for a temporary error, after the lease runs out for a consumer that
-// died. So a message may be delivered more than once, and a handler must
-// be idempotent by queue id (Message.Record.ID): lists.sr.ht, Mailman and
-// mlmmj all drop a repeated Message-ID, a Maildir delivery here reuses
-// one file name per queue id and recipient.
+// died. So a message may be delivered more than once, and a handler
+// should be idempotent by queue id (Message.Record.ID): a Maildir
+// delivery here reuses one file name per queue id and recipient, and
+// public-inbox does not add a message it has; Mailman 3 and mlmmj do not
+// drop a repeat, and send it to their subscribers again (docs/listd.md,
+// "Recipes", has the tests).
 //
 // Within one message, recipients are remembered one by one: a handler
 // calls Message.Delivered for each recipient that has the message (and

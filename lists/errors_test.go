@@ -54,14 +54,12 @@ func TestTimeoutOverridesPermanent(t *testing.T) {
 		<-ctx.Done()
 		return lists.Permanent(fmt.Errorf("lmtp: %w", ctx.Err()))
 	})
-	c := &lists.Consumer{
-		Source: e.q.Consumer(fastRetries), Handler: h, Concurrency: 1,
-		Timeout: 50 * time.Millisecond, Grace: 5 * time.Second, Logger: testLogger(t),
-		Observe: func(r lists.Result) {
-			mu.Lock()
-			outcomes = append(outcomes, r.Outcome)
-			mu.Unlock()
-		},
+	c := lists.NewConsumer(e.q.Consumer(fastRetries), h)
+	c.Concurrency, c.Timeout, c.Grace, c.Logger = 1, 50*time.Millisecond, 5*time.Second, testLogger(t)
+	c.Observe = func(r lists.Result) {
+		mu.Lock()
+		outcomes = append(outcomes, r.Outcome)
+		mu.Unlock()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

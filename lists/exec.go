@@ -6,11 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
+
+	"mxq/queue"
 )
 
 // exTempFail is EX_TEMPFAIL of sysexits.h: "try again later".
@@ -18,8 +19,9 @@ const exTempFail = 75
 
 // Exec runs a program once per recipient, without a shell, with the
 // message on stdin and the envelope in its environment: SENDER,
-// RECIPIENT, ORIGINAL_RECIPIENT (from the ORCPT parameter, RFC 3461
-// §4.2, else the recipient) and QUEUE_ID, plus PATH. Exit 0 is delivered,
+// RECIPIENT, ORIGINAL_RECIPIENT (the address of the ORCPT parameter,
+// RFC 3461 §4.2, as the record holds it, else the recipient) and
+// QUEUE_ID, plus PATH and Env. Exit 0 is delivered,
 // exit 75 (EX_TEMPFAIL) or running past Timeout is retried, any other exit
 // rejects the recipient. The tail of stderr goes into the error, and so
 // into the log and the dead letter.
@@ -28,6 +30,10 @@ type Exec struct {
 	Argv []string
 	// Timeout bounds one run. Default DefaultDestinationTimeout.
 	Timeout time.Duration
+	// Env is more of the program's environment, NAME=value each (see
+	// CheckEnv). A PATH here replaces the default; the envelope's
+	// variables (ExecEnvelope) cannot be set here: they are dropped.
+	Env []string
 }
 
 func (e *Exec) String() string { return "exec " + strings.Join(e.Argv, " ") }
@@ -58,6 +64,7 @@ func (e *Exec) Deliver(ctx context.Context, m *Message, rcpt string) error {
 		"ORIGINAL_RECIPIENT=" + originalRecipient(m, rcpt),
 		"QUEUE_ID=" + m.Record.ID,
 	}
+	cmd.Env = withRouteEnv(e.Env, cmd.Env)
 	// Its own process group, so that a timeout ends the program's
 	// children too (mlmmj-receive forks mlmmj-process).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -89,21 +96,22 @@ func (e *Exec) Deliver(ctx context.Context, m *Message, rcpt string) error {
 	return Permanent(fmt.Errorf("%s: %v%s", e.Argv[0], ee, msg))
 }
 
-// originalRecipient decodes the ORCPT parameter ("rfc822;" plus xtext,
-// RFC 3461 §4.2) of rcpt, or returns rcpt.
+// originalRecipient returns the address of the ORCPT parameter (RFC 3461
+// §4.2) of rcpt, or rcpt. The record holds it decoded from xtext already
+// ("rfc822;a+b@x" for "rfc822;a+2Bb@x", see queue.Recipient), so it is
+// used as it is: decoding it again would turn "+0A" or "%0A" into a line
+// break in the program's environment, or "+00" into a NUL that exec
+// refuses. A value with a control character or a line separator, which
+// mxd refuses (a record written by an older one may hold it), or a type
+// other than rfc822 and utf-8, gives rcpt.
 func originalRecipient(m *Message, rcpt string) string {
 	for _, r := range m.Record.Rcpts {
 		if r.Addr != rcpt {
 			continue
 		}
-		v, ok := r.Params["ORCPT"]
-		typ, addr, found := strings.Cut(v, ";")
-		if !ok || !found || !strings.EqualFold(typ, "rfc822") {
+		typ, addr, found := strings.Cut(r.Params["ORCPT"], ";")
+		if !found || addr == "" || !strings.EqualFold(typ, "rfc822") && !strings.EqualFold(typ, "utf-8") || !queue.PrintableParam(addr) {
 			break
-		}
-		// xtext: "+XX" is a hex-encoded byte; url.PathUnescape reads "%XX".
-		if dec, err := url.PathUnescape(strings.ReplaceAll(addr, "+", "%")); err == nil {
-			return dec
 		}
 		return addr
 	}

@@ -42,8 +42,8 @@ func TestRedeliveredAfterLostAck(t *testing.T) {
 		return nil
 	})
 	outcomes := make(chan lists.Outcome, 10)
-	c := &lists.Consumer{Source: e.q.Consumer(fastRetries), Handler: h, Logger: testLogger(t),
-		Observe: func(r lists.Result) { outcomes <- r.Outcome }}
+	c := lists.NewConsumer(e.q.Consumer(fastRetries), h)
+	c.Logger, c.Observe = testLogger(t), func(r lists.Result) { outcomes <- r.Outcome }
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { c.Run(rctx); close(done) }()

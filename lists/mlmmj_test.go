@@ -6,51 +6,27 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"mxq/internal/servertest"
 	"mxq/lists"
 	"mxq/lists/liststest"
+	"mxq/queue"
 )
-
-// newMlmmjList makes an mlmmj list directory by hand (mlmmj-make-ml is
-// interactive) whose mail goes out through relay (host:port).
-func newMlmmjList(t *testing.T, address, relay string, subscribers ...string) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "list")
-	for _, d := range []string{"incoming", "queue/discarded", "archive", "text", "subconf", "unsubconf",
-		"bounce", "control", "moderation", "subscribers.d", "digesters.d", "nomailsubs.d", "requeue"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	host, port, _ := strings.Cut(relay, ":")
-	files := map[string]string{
-		"control/listaddress": address,
-		"control/relayhost":   host,
-		"control/smtpport":    port,
-	}
-	for _, s := range subscribers {
-		f := "subscribers.d/" + s[:1]
-		files[f] += s + "\n"
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 func TestMlmmjThroughExec(t *testing.T) {
 	bin := servertest.LookPath(t, "mlmmj-receive", "install it with `apt-get install mlmmj` (or run `make test`)")
 	relay := liststest.StartMTA(t, false)
-	list := newMlmmjList(t, "dev@lists.example.org", relay.Addr, "sub1@example.net", "sub2@example.net")
+	list := liststest.NewMlmmjList(t, "dev@lists.example.org", relay.Addr, "sub1@example.net", "sub2@example.net")
 	e := newEnv(t)
 	r := &lists.Router{Routes: []lists.Route{
 		{Match: "dev@lists.example.org", To: &lists.Exec{Argv: []string{bin, "-F", "-L", list}}},
+		{Match: "*@archive.example.org", To: &lists.Maildir{Dir: t.TempDir()}},
 	}}
 	e.run(t, fastRetries, r)
-	id := e.put(t, "alice@example.com", "dev@lists.example.org")
+	id := queue.NewID(time.Now())
+	data := "From: alice@example.com\r\nTo: dev@lists.example.org\r\nSubject: test " + id + "\r\nMessage-ID: <" + id + "@example.com>\r\n\r\nHello.\r\n"
+	e.putData(t, id, "alice@example.com", data, "dev@lists.example.org")
 	waitFor(t, "delivery", e.drained(t))
 
 	// mlmmj archives the post as message 1 and sends it on through the
@@ -72,4 +48,14 @@ func TestMlmmjThroughExec(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(list, "archive", strconv.Itoa(2))); err == nil {
 		t.Error("mlmmj archived a second message: delivered twice")
 	}
+
+	// The same bytes to the same list again, as a redelivery brings them:
+	// mlmmj does not drop repeats, it archives and sends the post again
+	// (docs/listd.md).
+	e.putData(t, queue.NewID(time.Now()), "alice@example.com", data, "dev@lists.example.org", "copy@archive.example.org")
+	waitFor(t, "the repeat", e.drained(t))
+	waitFor(t, "the repeat archived and sent again", func() bool {
+		_, err := os.Stat(filepath.Join(list, "archive", "2"))
+		return err == nil && relay.Count("sub1@example.net") == 2 && relay.Count("sub2@example.net") == 2
+	})
 }

@@ -22,7 +22,9 @@ func TestPersistSettledAfterLostReply(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	q, err := queue.Open("redis://"+addr+"/0", queue.Options{Timeout: time.Second})
+	qopt := queue.DefaultOptions()
+	qopt.Timeout = time.Second
+	q, err := queue.Open("redis://"+addr+"/0", qopt)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"mxq/queue"
+	"mxq/address"
 )
 
 // Destination hands a message to list software for one recipient. It
@@ -27,7 +27,7 @@ type BatchDestination interface {
 
 // Route sends the recipients that match Match to To.
 type Route struct {
-	// Match is an address or pattern, as queue.Match reads it:
+	// Match is an address or pattern, as address.Match reads it:
 	// "~*/*@lists.example.org", "u.*.*@lists.example.org",
 	// "announce@lists.example.org" (which also matches
 	// "announce+subscribe@…"). The case of ASCII letters does not matter.
@@ -54,7 +54,7 @@ func (r *Router) Patterns() []string {
 // Lookup returns the index of the route for addr, or -1.
 func (r *Router) Lookup(addr string) int {
 	for i, rt := range r.Routes {
-		if queue.Match(rt.Match, addr) {
+		if address.Match(rt.Match, addr) {
 			return i
 		}
 	}

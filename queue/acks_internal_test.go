@@ -21,7 +21,9 @@ func TestAckBatchOwnContext(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := q.Consumer(ConsumerOptions{Block: 20 * time.Millisecond})
+	copt := DefaultConsumerOptions()
+	copt.Block = 20 * time.Millisecond
+	c := q.Consumer(copt)
 	var ds []*Delivery
 	deadline := time.Now().Add(10 * time.Second)
 	for len(ds) < 2*rounds && time.Now().Before(deadline) {
@@ -84,7 +86,9 @@ func waitGathered(t *testing.T, c *Consumer, n int) {
 func openTest(t *testing.T) *Queue {
 	t.Helper()
 	r := queuetest.StartRedis(t)
-	q, err := Open(r.URL(), Options{Timeout: 2 * time.Second})
+	qopt := DefaultOptions()
+	qopt.Timeout = 2 * time.Second
+	q, err := Open(r.URL(), qopt)
 	if err != nil {
 		t.Fatal(err)
 	}

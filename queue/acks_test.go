@@ -21,7 +21,9 @@ func TestConcurrentAcks(t *testing.T) {
 	for range n {
 		e.put(t, "mx1", "a@lists.example.org")
 	}
-	c := e.q.Consumer(queue.ConsumerOptions{Block: 50 * time.Millisecond})
+	copt := queue.DefaultConsumerOptions()
+	copt.Block = 50 * time.Millisecond
+	c := e.q.Consumer(copt)
 	var ds []*queue.Delivery
 	for len(ds) < n {
 		more, err := c.Fetch(ctx, n-len(ds))

@@ -1,6 +1,7 @@
 package queue_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -78,7 +79,9 @@ func (p *replyCutter) back(c, s net.Conn) {
 func TestEnqueueAgainAfterLostReply(t *testing.T) {
 	r := queuetest.StartRedis(t)
 	p := newReplyCutter(t, r.Addr())
-	q := open(t, "redis://"+p.addr+"/0", queue.Options{Timeout: 2 * time.Second})
+	qopt := queue.DefaultOptions()
+	qopt.Timeout = 2 * time.Second
+	q := open(t, "redis://"+p.addr+"/0", qopt)
 	ctx := context.Background()
 	// Loads the script, so that the cut EVALSHA is the commit itself.
 	if _, err := q.Enqueue(ctx, testMessage("mx1.example.org", "first")); err != nil {
@@ -112,51 +115,82 @@ func TestEnqueueAgainAfterLostReply(t *testing.T) {
 }
 
 // A spool append whose reply is lost is tried again without storing its
-// chunks twice; a spool that lost chunks is refused for good.
+// chunks twice; a spool that lost chunks is refused for good. The append
+// whose reply is cut landed in Redis, so the try again finds its chunks
+// there already: a plain RPUSH would store them a second time.
 func TestSpoolAppendAgainAfterLostReply(t *testing.T) {
 	r := queuetest.StartRedis(t)
 	p := newReplyCutter(t, r.Addr())
-	q := open(t, "redis://"+p.addr+"/0", queue.Options{Timeout: 2 * time.Second})
+	qopt := queue.DefaultOptions()
+	qopt.Timeout = 2 * time.Second
+	q := open(t, "redis://"+p.addr+"/0", qopt)
 	ctx := context.Background()
-	data := bigData(1 << 20)
-	m := bigMessage("mx1.example.org", nil)
-	sp := q.NewSpool(m.Record.ID, time.Minute)
-	half := len(data) / 2
-	if err := sp.Append(ctx, data[:100<<10]); err != nil {
-		t.Fatal(err)
-	}
-	p.cut.Store(true)
-	err := sp.Append(ctx, data[100<<10:half])
-	p.cut.Store(false)
-	if !queue.Transient(err) {
-		t.Fatalf("append, reply lost: err = %v, want a transient error", err)
-	}
-	if err := sp.Append(ctx, data[100<<10:half]); err != nil {
-		t.Fatalf("append again: %v", err)
-	}
-	m.Spool, m.Data = sp, data[half:]
-	if _, err := q.Enqueue(ctx, m); err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(mustBody(t, q, m.Record.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := append(append([]byte{}, m.Header...), data...)
-	if string(got) != string(want) {
-		t.Errorf("body after an append again: %d bytes, want %d", len(got), len(want))
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	defer rdb.Close()
+	half := 1 << 19
+	for _, tc := range []struct {
+		name       string
+		before     int // bytes appended before the append whose reply is lost
+		cut, after int // that append's end, and the next append's
+	}{
+		{"first append", 0, 100 << 10, half},
+		{"an append of one chunk", 100 << 10, 110 << 10, half},
+		{"an append of several commands", 100 << 10, half, 1<<20 - 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Bodies that differ, so none is a duplicate of another.
+			data := append([]byte("X-Case: "+tc.name+"\r\n"), bigData(1<<20)...)
+			m := bigMessage("mx1.example.org", nil)
+			sp := q.NewSpool(m.Record.ID, time.Minute)
+			if tc.before > 0 {
+				if err := sp.Append(ctx, data[:tc.before]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A connection is open, so that what is cut is the
+			// append itself, not the connection's handshake.
+			if _, err := q.Depth(ctx); err != nil {
+				t.Fatal(err)
+			}
+			p.cut.Store(true)
+			err := sp.Append(ctx, data[tc.before:tc.cut])
+			p.cut.Store(false)
+			if !queue.Transient(err) {
+				t.Fatalf("append, reply lost: err = %v, want a transient error", err)
+			}
+			if err := sp.Append(ctx, data[tc.before:tc.cut]); err != nil {
+				t.Fatalf("append again: %v", err)
+			}
+			if err := sp.Append(ctx, data[tc.cut:tc.after]); err != nil {
+				t.Fatalf("append after: %v", err)
+			}
+			if got := sp.Size(); got != int64(tc.after) {
+				t.Errorf("spool size %d, want %d", got, tc.after)
+			}
+			m.Spool, m.Data = sp, data[tc.after:]
+			if res, err := q.Enqueue(ctx, m); err != nil || res.Duplicate {
+				t.Fatalf("Enqueue = %+v, %v", res, err)
+			}
+			got, err := io.ReadAll(mustBody(t, q, m.Record.ID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := append(append([]byte{}, m.Header...), data...)
+			if !bytes.Equal(got, want) {
+				t.Errorf("body after an append again: %d bytes, want %d", len(got), len(want))
+			}
+		})
 	}
 
 	// A spool whose beginning is gone cannot be completed.
+	data := bigData(1 << 20)
 	sp2 := q.NewSpool(queue.NewID(time.Now()), time.Minute)
 	if err := sp2.Append(ctx, data[:100<<10]); err != nil {
 		t.Fatal(err)
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
-	defer rdb.Close()
 	keys, _ := rdb.Keys(ctx, "{mxq}:spool:*").Result()
 	rdb.Del(ctx, keys...)
-	err = sp2.Append(ctx, data[100<<10:200<<10])
+	err := sp2.Append(ctx, data[100<<10:200<<10])
 	if !errors.Is(err, queue.ErrSpoolLost) || queue.Transient(err) {
 		t.Errorf("append to a lost spool: %v, want ErrSpoolLost, not transient", err)
 	}
@@ -182,14 +216,18 @@ func mustBody(t *testing.T, q *queue.Queue, id string) io.Reader {
 func TestSettleAgainAfterLostReply(t *testing.T) {
 	r := queuetest.StartRedis(t)
 	p := newReplyCutter(t, r.Addr())
-	q := open(t, "redis://"+p.addr+"/0", queue.Options{Timeout: 2 * time.Second})
+	qopt := queue.DefaultOptions()
+	qopt.Timeout = 2 * time.Second
+	q := open(t, "redis://"+p.addr+"/0", qopt)
 	ctx := context.Background()
 	for i := range 6 {
 		if _, err := q.Enqueue(ctx, testMessage("mx1.example.org", fmt.Sprint("message ", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c := q.Consumer(queue.ConsumerOptions{Name: "a", Block: 10 * time.Millisecond, Lease: time.Hour})
+	copt := queue.DefaultConsumerOptions()
+	copt.Name, copt.Block, copt.Lease = "a", 10*time.Millisecond, time.Hour
+	c := q.Consumer(copt)
 	ds := fetchN(t, c, 6)
 	settle := []struct {
 		name string

@@ -2,9 +2,12 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
+
+	"mxq/setting"
 )
 
 // DefaultReaderIdle is how long a consumer may go unseen and still count
@@ -13,31 +16,34 @@ import (
 // listd's default lease is a minute.
 const DefaultReaderIdle = time.Minute
 
-// FormatOptions tune a FormatChooser. The zero value is usable.
+// FormatOptions tune a FormatChooser. Start from DefaultFormatOptions:
+// FormatChooser uses them as they are.
 type FormatOptions struct {
-	// Interval is how often the chooser looks at the consumers. Default
-	// 1s.
+	// Interval is how often the chooser looks at the consumers.
 	Interval time.Duration
 	// ReaderIdle is how long a consumer may go unseen and still count
 	// as live (see Readers). It must be longer than the longest silence
-	// of a live consumer: a third of its lease. Default DefaultReaderIdle.
+	// of a live consumer: a third of its lease.
 	ReaderIdle time.Duration
-	// Logger gets a line each time the format written changes. Default
-	// slog.Default().
+	// Logger gets a line each time the format written changes.
 	Logger *slog.Logger
 }
 
-func (o FormatOptions) withDefaults() FormatOptions {
-	if o.Interval <= 0 {
-		o.Interval = time.Second
-	}
-	if o.ReaderIdle <= 0 {
-		o.ReaderIdle = DefaultReaderIdle
-	}
+// DefaultFormatOptions are a FormatChooser's defaults.
+func DefaultFormatOptions() FormatOptions {
+	return FormatOptions{Interval: time.Second, ReaderIdle: DefaultReaderIdle, Logger: slog.Default()}
+}
+
+// Check reports each option FormatChooser cannot use, as a
+// *setting.Error.
+func (o *FormatOptions) Check() error {
+	ck := setting.For(o)
+	setting.Positive(ck, &o.Interval)
+	setting.Positive(ck, &o.ReaderIdle)
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		ck.Add(&o.Logger, setting.Missing)
 	}
-	return o
+	return ck.Err()
 }
 
 // FormatChooser decides which record format its Queue's Enqueue writes:
@@ -83,9 +89,14 @@ type FormatChoice struct {
 // FormatChooser returns the chooser of q's record format. From this call
 // until its first successful Refresh, q writes OldestFormat: with nothing
 // known about the consumers, the one any of them reads.
+//
+// opt must pass Check: FormatChooser panics otherwise (see Consumer).
 func (q *Queue) FormatChooser(opt FormatOptions) *FormatChooser {
+	if err := opt.Check(); err != nil {
+		panic(fmt.Sprintf("queue: FormatChooser: %v", err))
+	}
 	q.formats.write.Store(OldestFormat)
-	return &FormatChooser{q: q, opt: opt.withDefaults(), last: FormatChoice{Version: OldestFormat}}
+	return &FormatChooser{q: q, opt: opt, last: FormatChoice{Version: OldestFormat}}
 }
 
 // Refresh looks at the consumers and the pin once, and sets the format

@@ -2,17 +2,18 @@ package queue
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"mxq/setting"
 )
 
 // The consumer side of the queue adds {NAME}:retry, {NAME}:wait:ID,
@@ -38,14 +39,15 @@ var ErrLeaseLost = errors.New("lease lost: the entry is no longer pending to thi
 // a Transient failure takes it as done; on a first try it is a lease lost.
 var ErrSettled = fmt.Errorf("%w (settled already)", ErrLeaseLost)
 
-// ConsumerOptions tune a Consumer. Zero fields take the values of
-// DefaultConsumerOptions, or the ones said here.
+// ConsumerOptions tune a Consumer. Start from DefaultConsumerOptions:
+// Consumer uses them as they are. The zero values said here are not
+// defaults but derived from the other options.
 type ConsumerOptions struct {
 	// Group is the consumer group. Consumers in one group share the work;
 	// every group gets every message.
 	Group string
 	// Name identifies this consumer in its group; it must be unique among
-	// the running consumers. Default HOSTNAME-PID-RANDOM.
+	// the running consumers. Empty: HOSTNAME-PID-RANDOM.
 	Name string
 	// Lease is how long an entry stays with a consumer that stops
 	// renewing it (it crashed, or lost Redis) before another consumer
@@ -61,27 +63,27 @@ type ConsumerOptions struct {
 	// doubles it up to RetryMax.
 	RetryMin, RetryMax time.Duration
 	// ReclaimInterval is how often Fetch looks for entries whose lease
-	// expired. Default Lease/4.
+	// expired. Zero: Lease/4.
 	ReclaimInterval time.Duration
 	// ForgetIdle is how long a consumer of the group that holds nothing
 	// must have been silent before it is removed from the group (each
-	// listd start adds a name). Default the longer of 1h and 10×Lease.
+	// listd start adds a name). Zero: the longer of 1h and 10×Lease.
 	ForgetIdle time.Duration
 	// RememberAcks is how many of the queue ids it acknowledged last the
 	// consumer remembers, to know a message that a failover brought back
-	// (Delivery.AckedBefore; see recover.go). Default 100,000, about
-	// 10 MiB.
+	// (Delivery.AckedBefore; see recover.go).
 	RememberAcks int
 	// Program is the program and its version, announced with the record
 	// formats the consumer reads (see announce.go).
 	Program string
-	// Now is the clock. Default time.Now.
+	// Now is the clock. Nil: time.Now.
 	Now func() time.Time
 }
 
-// DefaultConsumerOptions are the options a zero field takes, where they
-// do not depend on others. 30 attempts from 30s doubling up to 30m span
-// about 13 hours: enough for a list server that is down for an afternoon.
+// DefaultConsumerOptions are a consumer's defaults, each stated here
+// alone. 30 attempts from 30s doubling up to 30m span about 13 hours:
+// enough for a list server that is down for an afternoon. 100,000 queue
+// ids remembered take about 10 MiB.
 func DefaultConsumerOptions() ConsumerOptions {
 	return ConsumerOptions{
 		Group:        "listd",
@@ -94,25 +96,35 @@ func DefaultConsumerOptions() ConsumerOptions {
 	}
 }
 
-func (o ConsumerOptions) withDefaults() ConsumerOptions {
-	d := DefaultConsumerOptions()
-	orDefault(&o.Group, d.Group)
+// Check reports each option Consumer cannot use, as a *setting.Error.
+func (o *ConsumerOptions) Check() error {
+	ck := setting.For(o)
+	ck.Required(&o.Group)
+	setting.Positive(ck, &o.Lease)
+	if o.Block < time.Millisecond {
+		ck.Add(&o.Block, "want 1ms or more (Redis would take 0 as forever)")
+	}
+	setting.Positive(ck, &o.MaxAttempts)
+	setting.Positive(ck, &o.RetryMin)
+	setting.AtLeast(ck, &o.RetryMax, &o.RetryMin)
+	setting.NotNegative(ck, &o.ReclaimInterval)
+	setting.NotNegative(ck, &o.ForgetIdle)
+	setting.Positive(ck, &o.RememberAcks)
+	return ck.Err()
+}
+
+// derived returns o with the zero options that derive from others set.
+func (o ConsumerOptions) derived() ConsumerOptions {
 	if o.Name == "" {
 		host, _ := os.Hostname()
-		var b [3]byte
-		rand.Read(b[:])
-		o.Name = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+		o.Name = fmt.Sprintf("%s-%d-%06x", host, os.Getpid(), rand.Uint32N(1<<24))
 	}
-	orDefault(&o.Lease, d.Lease)
-	orDefault(&o.Block, d.Block)
-	o.Block = max(o.Block, time.Millisecond) // BLOCK 0 would mean forever
-	orDefault(&o.MaxAttempts, d.MaxAttempts)
-	orDefault(&o.RetryMin, d.RetryMin)
-	orDefault(&o.RetryMax, d.RetryMax)
-	o.RetryMax = max(o.RetryMax, o.RetryMin)
-	orDefault(&o.ReclaimInterval, o.Lease/4)
-	orDefault(&o.ForgetIdle, max(time.Hour, 10*o.Lease))
-	orDefault(&o.RememberAcks, d.RememberAcks)
+	if o.ReclaimInterval == 0 {
+		o.ReclaimInterval = o.Lease / 4
+	}
+	if o.ForgetIdle == 0 {
+		o.ForgetIdle = max(time.Hour, 10*o.Lease)
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -143,15 +155,21 @@ type Consumer struct {
 	unconfirmedAcks, unconfirmedMarks, takenBack atomic.Int64
 }
 
-// Consumer returns a consumer of q. It does not contact Redis.
+// Consumer returns a consumer of q. It does not contact Redis. opt must
+// pass Check, which a command does with its other settings: Consumer
+// panics otherwise, as time.NewTicker does for a duration it cannot use.
 func (q *Queue) Consumer(opt ConsumerOptions) *Consumer {
-	return &Consumer{q: q, opt: opt.withDefaults(), cursor: "0-0", backCursor: "0", held: make(map[string]bool)}
+	if err := opt.Check(); err != nil {
+		panic(fmt.Sprintf("queue: Consumer: %v", err))
+	}
+	return &Consumer{q: q, opt: opt.derived(), cursor: "0-0", backCursor: "0", held: make(map[string]bool)}
 }
 
 // Name is the consumer's name in its group.
 func (c *Consumer) Name() string { return c.opt.Name }
 
-// Options returns the consumer's options with defaults filled in.
+// Options returns the consumer's options, with those derived from
+// others set.
 func (c *Consumer) Options() ConsumerOptions { return c.opt }
 
 // Fetch returns up to n deliveries: due retries are moved back into the
@@ -521,9 +539,7 @@ func (c *Consumer) load(ctx context.Context, msgs []redis.XMessage, reclaimed bo
 // RetryMin doubled per failure, capped at RetryMax, with ±10% jitter so
 // that messages that failed together do not come back together.
 func (c *Consumer) backoff(n int) time.Duration {
-	var b [2]byte
-	rand.Read(b[:])
-	return backoff(c.opt.RetryMin, c.opt.RetryMax, n, float64(int(b[0])<<8|int(b[1]))/65535)
+	return backoff(c.opt.RetryMin, c.opt.RetryMax, n, rand.Float64())
 }
 
 // backoff is the pure part of (*Consumer).backoff; r in [0, 1] picks the

@@ -28,7 +28,9 @@ type consumeEnv struct {
 func newConsumeEnv(t *testing.T) *consumeEnv {
 	t.Helper()
 	r := queuetest.StartRedis(t)
-	q, err := queue.Open(r.URL(), queue.Options{Timeout: 2 * time.Second})
+	qopt := queue.DefaultOptions()
+	qopt.Timeout = 2 * time.Second
+	q, err := queue.Open(r.URL(), qopt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +102,9 @@ func TestAckRemovesEverything(t *testing.T) {
 	ctx := context.Background()
 	// Queued before any consumer exists: the group starts at the beginning.
 	id := e.put(t, "mx1", "a@lists.example.org", "b@lists.example.org")
-	c := e.q.Consumer(queue.ConsumerOptions{Block: 50 * time.Millisecond})
+	copt := queue.DefaultConsumerOptions()
+	copt.Block = 50 * time.Millisecond
+	c := e.q.Consumer(copt)
 	d := fetchOne(t, c)
 	if d.ID != id || d.Attempt != 1 || d.Err() != nil || readAll(t, d.Body()) == "" {
 		t.Fatalf("delivery = %+v (err %v), want %s, attempt 1, with body", d, d.Err(), id)
@@ -137,7 +141,9 @@ func TestRetryBacksOffThenDelivers(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	c := e.q.Consumer(queue.ConsumerOptions{Block: 10 * time.Millisecond, RetryMin: time.Minute, RetryMax: 3 * time.Minute, Now: clock})
+	copt := queue.DefaultConsumerOptions()
+	copt.Block, copt.RetryMin, copt.RetryMax, copt.Now = 10*time.Millisecond, time.Minute, 3*time.Minute, clock
+	c := e.q.Consumer(copt)
 	id := e.put(t, "mx1", "a@lists.example.org", "b@lists.example.org")
 
 	d := fetchOne(t, c)
@@ -191,7 +197,9 @@ func TestRetryBacksOffThenDelivers(t *testing.T) {
 func TestDeadLetter(t *testing.T) {
 	e := newConsumeEnv(t)
 	ctx := context.Background()
-	c := e.q.Consumer(queue.ConsumerOptions{Block: 10 * time.Millisecond, MaxAttempts: 2, RetryMin: time.Millisecond, RetryMax: time.Millisecond})
+	copt := queue.DefaultConsumerOptions()
+	copt.Block, copt.MaxAttempts, copt.RetryMin, copt.RetryMax = 10*time.Millisecond, 2, time.Millisecond, time.Millisecond
+	c := e.q.Consumer(copt)
 	id := e.put(t, "mx2", "a@lists.example.org", "b@lists.example.org")
 
 	d := fetchOne(t, c)
@@ -260,12 +268,21 @@ func TestDeadLetter(t *testing.T) {
 	}
 }
 
+// leasePair returns consumers "a" and "b" of q that hold entries for
+// lease; b looks for expired leases every millisecond.
+func leasePair(q *queue.Queue, lease time.Duration) (a, b *queue.Consumer) {
+	o := queue.DefaultConsumerOptions()
+	o.Name, o.Lease, o.Block = "a", lease, 10*time.Millisecond
+	a = q.Consumer(o)
+	o.Name, o.ReclaimInterval = "b", time.Millisecond
+	return a, q.Consumer(o)
+}
+
 func TestLeaseExpiryAndRenewal(t *testing.T) {
 	e := newConsumeEnv(t)
 	ctx := context.Background()
 	const lease = 300 * time.Millisecond
-	a := e.q.Consumer(queue.ConsumerOptions{Name: "a", Lease: lease, Block: 10 * time.Millisecond})
-	b := e.q.Consumer(queue.ConsumerOptions{Name: "b", Lease: lease, Block: 10 * time.Millisecond, ReclaimInterval: time.Millisecond})
+	a, b := leasePair(e.q, lease)
 	id := e.put(t, "mx1", "x@lists.example.org")
 
 	held := fetchOne(t, a)
@@ -310,8 +327,7 @@ func TestLeaseExpiryAndRenewal(t *testing.T) {
 func TestReclaimCleansDeletedEntries(t *testing.T) {
 	e := newConsumeEnv(t)
 	ctx := context.Background()
-	a := e.q.Consumer(queue.ConsumerOptions{Name: "a", Lease: 50 * time.Millisecond, Block: 10 * time.Millisecond})
-	b := e.q.Consumer(queue.ConsumerOptions{Name: "b", Lease: 50 * time.Millisecond, Block: 10 * time.Millisecond, ReclaimInterval: time.Millisecond})
+	a, b := leasePair(e.q, 50*time.Millisecond)
 	e.put(t, "mx1", "x@lists.example.org")
 	gone := fetchOne(t, a)
 	// Someone deletes the entry by hand while it is pending.
@@ -344,7 +360,9 @@ func TestRecordFormat(t *testing.T) {
 	// see TestLeaveTooNew).
 	e := newConsumeEnv(t)
 	ctx := context.Background()
-	c := e.q.Consumer(queue.ConsumerOptions{Block: 10 * time.Millisecond})
+	copt := queue.DefaultConsumerOptions()
+	copt.Block = 10 * time.Millisecond
+	c := e.q.Consumer(copt)
 	add := func(v, id, rec string) {
 		t.Helper()
 		if err := e.rdb.Set(ctx, "{mxq}:body:"+id, "Subject: x\r\n\r\nx\r\n", 0).Err(); err != nil {
@@ -390,7 +408,9 @@ func TestRecordFormat(t *testing.T) {
 func TestRedisRestartKeepsPendingAndGroup(t *testing.T) {
 	e := newConsumeEnv(t)
 	ctx := context.Background()
-	a := e.q.Consumer(queue.ConsumerOptions{Name: "a", Lease: 200 * time.Millisecond, Block: 10 * time.Millisecond})
+	copt := queue.DefaultConsumerOptions()
+	copt.Name, copt.Lease, copt.Block = "a", 200*time.Millisecond, 10*time.Millisecond
+	a := e.q.Consumer(copt)
 	id := e.put(t, "mx1", "x@lists.example.org")
 	d := fetchOne(t, a)
 	e.r.Kill()
@@ -403,7 +423,9 @@ func TestRedisRestartKeepsPendingAndGroup(t *testing.T) {
 	e.r.Restart()
 	// The pending entry survived in the AOF; a's lease has run out, so a
 	// fresh consumer takes it over.
-	b := e.q.Consumer(queue.ConsumerOptions{Name: "b", Lease: 200 * time.Millisecond, Block: 10 * time.Millisecond, ReclaimInterval: time.Millisecond})
+	copt2 := queue.DefaultConsumerOptions()
+	copt2.Name, copt2.Lease, copt2.Block, copt2.ReclaimInterval = "b", 200*time.Millisecond, 10*time.Millisecond, time.Millisecond
+	b := e.q.Consumer(copt2)
 	d = fetchOne(t, b)
 	if d.ID != id {
 		t.Fatalf("after restart: %+v", d)
@@ -431,8 +453,12 @@ func TestIDTime(t *testing.T) {
 func TestIdleConsumersForgotten(t *testing.T) {
 	e := newConsumeEnv(t)
 	ctx := context.Background()
-	old := e.q.Consumer(queue.ConsumerOptions{Name: "old", Block: 10 * time.Millisecond})
-	busy := e.q.Consumer(queue.ConsumerOptions{Name: "busy", Block: 10 * time.Millisecond})
+	copt := queue.DefaultConsumerOptions()
+	copt.Name, copt.Block = "old", 10*time.Millisecond
+	old := e.q.Consumer(copt)
+	copt2 := queue.DefaultConsumerOptions()
+	copt2.Name, copt2.Block = "busy", 10*time.Millisecond
+	busy := e.q.Consumer(copt2)
 	e.put(t, "mx1", "x@lists.example.org")
 	if err := fetchOne(t, old).Ack(ctx); err != nil {
 		t.Fatal(err)
@@ -455,8 +481,10 @@ func TestIdleConsumersForgotten(t *testing.T) {
 	}
 	// "old" holds nothing and goes once silent for ForgetIdle; "busy"
 	// stays, whatever its silence: removing it would drop its entry.
-	now := e.q.Consumer(queue.ConsumerOptions{Name: "now", Block: 10 * time.Millisecond, Lease: time.Hour,
-		ReclaimInterval: time.Millisecond, ForgetIdle: 100 * time.Millisecond})
+	copt3 := queue.DefaultConsumerOptions()
+	copt3.Name, copt3.Block, copt3.Lease = "now", 10*time.Millisecond, time.Hour
+	copt3.ReclaimInterval, copt3.ForgetIdle = time.Millisecond, 100*time.Millisecond
+	now := e.q.Consumer(copt3)
 	deadline := time.Now().Add(10 * time.Second)
 	for names() != "busy" {
 		if time.Now().After(deadline) {
@@ -496,8 +524,7 @@ func TestLateMarkLeavesNothing(t *testing.T) {
 	e := newConsumeEnv(t)
 	ctx := context.Background()
 	const lease = 200 * time.Millisecond
-	a := e.q.Consumer(queue.ConsumerOptions{Name: "a", Lease: lease, Block: 10 * time.Millisecond})
-	b := e.q.Consumer(queue.ConsumerOptions{Name: "b", Lease: lease, Block: 10 * time.Millisecond, ReclaimInterval: time.Millisecond})
+	a, b := leasePair(e.q, lease)
 	id := e.put(t, "mx1", "x@lists.example.org", "y@lists.example.org")
 
 	late := fetchOne(t, a)

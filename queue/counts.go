@@ -11,8 +11,8 @@ import (
 // pipeline with whatever else it reads: Stats, Health and Backlog all
 // start from them.
 type countCmds struct {
-	ready, retry, dead *redis.IntCmd
-	first              *redis.XMessageSliceCmd
+	ready, retry, dead, held *redis.IntCmd
+	first                    *redis.XMessageSliceCmd
 }
 
 // queueCounts adds the counting commands to p.
@@ -21,12 +21,15 @@ func (q *Queue) queueCounts(ctx context.Context, p redis.Pipeliner) countCmds {
 		ready: p.XLen(ctx, q.key("stream")),
 		retry: p.ZCard(ctx, q.key("retry")),
 		dead:  p.XLen(ctx, q.key("dead")),
+		held:  p.XLen(ctx, q.key("held")),
 		first: p.XRangeN(ctx, q.key("stream"), "-", "+", 1),
 	}
 }
 
 // cmds are the commands, for the caller's error check.
-func (c countCmds) cmds() []redis.Cmder { return []redis.Cmder{c.ready, c.retry, c.dead, c.first} }
+func (c countCmds) cmds() []redis.Cmder {
+	return []redis.Cmder{c.ready, c.retry, c.dead, c.held, c.first}
+}
 
 // head is when the message at the head of the stream arrived; zero when
 // the stream is empty.

@@ -45,19 +45,8 @@ func (q *Queue) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	ctx, cancel := q.ctx(ctx)
 	defer cancel()
 	var out []DeadLetter
-	start := "-"
-	for {
-		ms, err := q.rdb.XRangeN(ctx, q.key("dead"), start, "+", 500).Result()
-		if err != nil {
-			return nil, classify(err)
-		}
-		for _, m := range ms {
-			out = append(out, decodeDead(m))
-		}
-		if len(ms) < 500 {
-			break
-		}
-		start = "(" + ms[len(ms)-1].ID
+	if err := q.eachEntry(ctx, q.key("dead"), func(m redis.XMessage) { out = append(out, decodeDead(m)) }); err != nil {
+		return nil, err
 	}
 	if err := q.loadSettled(ctx, out); err != nil {
 		return nil, err

@@ -4,7 +4,10 @@
 // also works on Redis Cluster: {NAME}:stream, {NAME}:body:ID and so on.
 // The one list of the keys, with their types, is the "Keys" table of
 // docs/redis.md; TestKeyLayout runs the whole life of a queue and fails
-// when the keys it creates differ from that table.
+// when the keys it creates differ from that table. Two keys of that table
+// share the hash tag but are not the queue's: {NAME}:maint:lease and
+// {NAME}:maint:state belong to dnsctl's maintenance lease (package
+// maintenance), which this package knows nothing of.
 //
 // # Guarantees
 //
@@ -25,7 +28,8 @@
 // call them again after a Transient error: the dedup key finds an enqueue
 // that was committed after all and returns its id (Result.Duplicate is
 // then false: it is the same message, not another copy), and an append
-// finds its chunks already there by the spool's length. mxd does so for
+// finds its chunks already there by the spool's length (the transaction
+// that pushes them trims the list back to the length it must have). mxd does so for
 // a while (its ride_through) before it answers 451; the sender's own
 // retry, through any MX host, meets the same dedup key.
 //
@@ -42,15 +46,13 @@
 //
 // Open takes a Sentinel URL (one with master_name) as well as one
 // server's: the queue then asks the sentinels for the primary, and asks
-// again after a failover. The new primary may lack the scripts (SCRIPT
-// LOAD is not replicated): a script call it refuses with NOSCRIPT is sent
-// again with the script. A failure during a failover is Transient, so a
-// producer may try the same idempotent call again. Switchover moves the primary to a replica
-// without losing a write: it holds writes until the replicas have them
-// and the old primary follows the new one, so writes held there are
-// refused (READONLY) rather than carried out and later discarded.
-// Replication reports the primary, its replicas' lag and each sentinel's
-// view. docs/redis.md gives the deployment.
+// again after a failover (package redisha makes the connection,
+// Queue.Redis). The new primary may lack the scripts (SCRIPT LOAD is not
+// replicated): a script call it refuses with NOSCRIPT is sent again with
+// the script. A failure during a failover is Transient, so a producer
+// may try the same idempotent call again. Stats includes the state of
+// replication; the switch-over of the primary is redisha's
+// (Client.Switchover). docs/redis.md gives the deployment.
 //
 // # Errors
 //

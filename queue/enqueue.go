@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"mxq/address"
 )
 
 // Message is what a producer hands to Enqueue.
@@ -36,6 +38,19 @@ type Message struct {
 	// Chunks, when not nil, is the data in pieces, instead of Data. Each
 	// piece is stored as it is (split at ChunkSize), without joining.
 	Chunks [][]byte
+	// Prefix, when not nil, is the beginning of the client's data that
+	// the producer kept out of Spool and Data, to store it changed at the
+	// end of Header (a header section that content filters edited at the
+	// end of data). It counts for the dedup hash as the start of the
+	// client's data, as it arrived, and is not stored itself. With a
+	// Spool, it must have been given to Spool.Prefix before the first
+	// Append.
+	Prefix []byte
+	// HoldReason, when not empty, queues the message held (a content
+	// filter's quarantine): in the hold stream, which no consumer reads,
+	// with this reason, until ReleaseHeld puts it into the queue or
+	// PurgeHeld deletes it. The dedup key is set as for any message.
+	HoldReason string
 }
 
 // Result is the outcome of a successful Enqueue.
@@ -61,7 +76,14 @@ func NewID(now time.Time) string {
 }
 
 // DedupHash is the hash that identifies the same message sent twice: the
-// envelope sender, the sorted recipients and the client's data.
+// envelope sender, the sorted recipients and the client's data. The
+// addresses are taken in address.Fold's form, as the registry compares
+// them: "Post@X" and "post@x" are one recipient, "JÜRGEN@x" and
+// "jürgen@x" two. Versions before the address package lowered them with
+// strings.ToLower, which gives the same key for every address in ASCII
+// and for those whose non-ASCII letters are all lower case already; an
+// address with a non-ASCII upper-case letter (É, Ü, U+0130, U+212A
+// KELVIN SIGN) gets another key than it did there (see CHANGELOG.md).
 func DedupHash(from string, rcpts []string, data []byte) string {
 	body := sha256.Sum256(data)
 	return dedupHash(from, rcpts, body[:])
@@ -71,11 +93,11 @@ func DedupHash(from string, rcpts []string, data []byte) string {
 func dedupHash(from string, rcpts []string, bodySum []byte) string {
 	rs := make([]string, len(rcpts))
 	for i, r := range rcpts {
-		rs[i] = strings.ToLower(r)
+		rs[i] = address.Fold(r)
 	}
 	slices.Sort(rs)
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00", strings.ToLower(from), strings.Join(rs, "\x00"))
+	fmt.Fprintf(h, "%s\x00%s\x00", address.Fold(from), strings.Join(rs, "\x00"))
 	h.Write(bodySum)
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -97,6 +119,11 @@ func dedupHash(from string, rcpts []string, bodySum []byte) string {
 // live, stores the body as one string. A spooled one was joined into the
 // spool key beforehand (see joinSpool) and is only renamed; any other
 // comes whole, header and data, in ARGV[6].
+//
+// A message with a hold reason (ARGV[8]) goes into the hold stream
+// (KEYS[7]) instead of the queue's, and not into the host's inflight set:
+// it waits for an operator, not for a consumer, and must not keep its MX
+// host from counting as drained.
 var enqueueScript = newScript[enqueueKeys, enqueueArgs](`#!lua
 local id = redis.call('GET', KEYS[4])
 if id then
@@ -117,22 +144,26 @@ elseif ARGV[7] == '1' then
   redis.call('RENAME', KEYS[2], KEYS[3])
   redis.call('PERSIST', KEYS[3])
   redis.call('LPUSH', KEYS[3], ARGV[6])
-  if #ARGV > 7 then redis.call('RPUSH', KEYS[3], unpack(ARGV, 8)) end
+  if #ARGV > 9 then redis.call('RPUSH', KEYS[3], unpack(ARGV, 10)) end
 else
-  redis.call('RPUSH', KEYS[3], ARGV[6], unpack(ARGV, 8))
+  redis.call('RPUSH', KEYS[3], ARGV[6], unpack(ARGV, 10))
 end
-redis.call('XADD', KEYS[1], '*', 'v', ARGV[2], 'id', ARGV[1], 'rec', ARGV[3])
+if ARGV[8] == '' then
+  redis.call('XADD', KEYS[1], '*', 'v', ARGV[2], 'id', ARGV[1], 'rec', ARGV[3])
+  redis.call('SADD', KEYS[5], ARGV[1])
+else
+  redis.call('XADD', KEYS[7], '*', 'v', ARGV[2], 'id', ARGV[1], 'rec', ARGV[3], 'reason', ARGV[8], 'held_at', ARGV[9])
+end
 redis.call('SET', KEYS[4], ARGV[1], 'PX', ARGV[4])
-redis.call('SADD', KEYS[5], ARGV[1])
 redis.call('SADD', KEYS[6], ARGV[5])
 return {1, ARGV[1]}
 `)
 
 // enqueueKeys and enqueueArgs are enqueueScript's KEYS and ARGV.
-type enqueueKeys struct{ stream, spool, body, dedup, inflight, hosts string }
+type enqueueKeys struct{ stream, spool, body, dedup, inflight, hosts, held string }
 
 func (k enqueueKeys) keys() []string {
-	return []string{k.stream, k.spool, k.body, k.dedup, k.inflight, k.hosts}
+	return []string{k.stream, k.spool, k.body, k.dedup, k.inflight, k.hosts, k.held}
 }
 
 type enqueueArgs struct {
@@ -143,6 +174,8 @@ type enqueueArgs struct {
 	host    string
 	header  []byte
 	spooled bool
+	hold    string   // the hold reason; empty: queued for the consumers
+	heldAt  int64    // when it was held, Unix milliseconds
 	tail    [][]byte // chunks after the spooled ones
 }
 
@@ -151,8 +184,8 @@ func (a enqueueArgs) args() []any {
 	if a.spooled {
 		spooled = "1"
 	}
-	out := make([]any, 0, 7+len(a.tail))
-	out = append(out, a.id, a.version, a.rec, a.dedupMS, a.host, a.header, spooled)
+	out := make([]any, 0, 9+len(a.tail))
+	out = append(out, a.id, a.version, a.rec, a.dedupMS, a.host, a.header, spooled, a.hold, a.heldAt)
 	for _, c := range a.tail {
 		out = append(out, c)
 	}
@@ -187,6 +220,7 @@ func (q *Queue) Enqueue(ctx context.Context, m *Message) (Result, error) {
 	if bytesOf(tail) > maxCommandBytes {
 		if sp == nil {
 			sp, own = q.NewSpool(r.ID, q.opt.Timeout+time.Minute), true
+			sp.Prefix(m.Prefix)
 		}
 		n := len(tail) - 1
 		if err := sp.Append(ctx, tail[:n]...); err != nil {
@@ -222,6 +256,11 @@ func (q *Queue) commitMessage(ctx context.Context, m *Message, sp *Spool, tail [
 		// The spool's hash goes on with the tail: hash a copy of it, so
 		// that a call again starts from the spool's state.
 		h, size = cloneHash(sp.sum), size+sp.size
+		if sp.prefix != len(m.Prefix) {
+			return Result{}, fmt.Errorf("spool of %s hashed a prefix of %d bytes, the message has %d", r.ID, sp.prefix, len(m.Prefix))
+		}
+	} else {
+		h.Write(m.Prefix)
 	}
 	for _, c := range tail {
 		h.Write(c)
@@ -239,9 +278,13 @@ func (q *Queue) commitMessage(ctx context.Context, m *Message, sp *Spool, tail [
 		dedup:    q.key("dedup", dedupHash(r.From, r.Recipients(), sum)),
 		inflight: q.key("inflight", r.Host),
 		hosts:    q.key("hosts"),
+		held:     q.key("held"),
 	}
 	args := enqueueArgs{id: r.ID, version: q.WriteFormat(), rec: rec, dedupMS: q.opt.DedupWindow.Milliseconds(),
 		host: r.Host, header: m.Header, spooled: spooled, tail: tail}
+	if m.HoldReason != "" {
+		args.hold, args.heldAt = m.HoldReason, time.Now().UnixMilli()
+	}
 	if spooled && sp.joined {
 		args.version = 1 // a call again after the join: keep its format
 	}

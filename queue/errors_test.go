@@ -33,7 +33,6 @@ func TestOutOfMemoryEverywhere(t *testing.T) {
 		{"pipeline (heartbeat)", beatErr},
 		{"transaction (listd routes)", e.q.PublishRoutes(ctx, []string{"list@lists.example.org"})},
 		{"script (enqueue)", enqueueErr},
-		{"script (maintenance lease)", e.q.AcquireLease(ctx, "dnsctl-1", time.Minute)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,7 +51,9 @@ func TestGroupLost(t *testing.T) {
 	e := newConsumeEnv(t)
 	ctx := context.Background()
 	id := e.put(t, "mx1", "a@lists.example.org")
-	c := e.q.Consumer(queue.ConsumerOptions{Block: 10 * time.Millisecond})
+	copt := queue.DefaultConsumerOptions()
+	copt.Block = 10 * time.Millisecond
+	c := e.q.Consumer(copt)
 	d := fetchOne(t, c)
 	if err := e.rdb.XGroupDestroy(ctx, "{mxq}:stream", c.Options().Group).Err(); err != nil {
 		t.Fatal(err)

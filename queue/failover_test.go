@@ -44,7 +44,9 @@ func TestAcksWaitForReplicas(t *testing.T) {
 	primary := queuetest.StartRedis(t, queuetest.Config("repl-diskless-sync-delay 0"))
 	replica := queuetest.StartRedis(t, queuetest.Config("replicaof "+strings.Replace(primary.Addr(), ":", " ", 1)))
 	waitOnline(t, primary)
-	q := open(t, primary.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: 1, ReplicaTimeout: 300 * time.Millisecond})
+	qopt := queue.DefaultOptions()
+	qopt.Timeout, qopt.Replicas, qopt.ReplicaTimeout = 2*time.Second, 1, 300*time.Millisecond
+	q := open(t, primary.URL(), qopt)
 	onPrimary := redis.NewClient(&redis.Options{Addr: primary.Addr()})
 	t.Cleanup(func() { onPrimary.Close() })
 	onReplica := redis.NewClient(&redis.Options{Addr: replica.Addr()})
@@ -54,14 +56,18 @@ func TestAcksWaitForReplicas(t *testing.T) {
 	// The messages go in without WAIT: what is tested is the consumer's
 	// writes, and a replica that has just come online may take longer
 	// than the short ReplicaTimeout to confirm its first writes.
-	producer := open(t, primary.URL(), queue.Options{Timeout: 2 * time.Second})
+	qopt2 := queue.DefaultOptions()
+	qopt2.Timeout = 2 * time.Second
+	producer := open(t, primary.URL(), qopt2)
 	const n = 20
 	for i := range n {
 		if _, err := producer.Enqueue(ctx, testMessage("mx1", fmt.Sprint("message ", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c := q.Consumer(queue.ConsumerOptions{Block: 20 * time.Millisecond})
+	copt := queue.DefaultConsumerOptions()
+	copt.Block = 20 * time.Millisecond
+	c := q.Consumer(copt)
 	ds := fetchN(t, c, n)
 	if err := onPrimary.ScriptFlush(ctx).Err(); err != nil {
 		t.Fatal(err)
@@ -135,7 +141,9 @@ func TestAcksWaitForReplicas(t *testing.T) {
 func TestTakeBackAfterFailure(t *testing.T) {
 	e := newConsumeEnv(t)
 	ctx := context.Background()
-	c := e.q.Consumer(queue.ConsumerOptions{Lease: time.Hour, Block: 10 * time.Millisecond})
+	copt := queue.DefaultConsumerOptions()
+	copt.Lease, copt.Block = time.Hour, 10*time.Millisecond
+	c := e.q.Consumer(copt)
 	e.put(t, "mx1", "a@lists.example.org")
 	lost := fetchOne(t, c)
 	e.put(t, "mx1", "a@lists.example.org")

@@ -121,13 +121,17 @@ func TestFormatFollowsReaders(t *testing.T) {
 	if got := e.q.WriteFormat(); got != queue.FormatVersion {
 		t.Fatalf("a queue without a chooser writes %d, want %d", got, queue.FormatVersion)
 	}
-	f := e.q.FormatChooser(queue.FormatOptions{ReaderIdle: idle})
+	fopt := queue.DefaultFormatOptions()
+	fopt.ReaderIdle = idle
+	f := e.q.FormatChooser(fopt)
 	if got := e.q.WriteFormat(); got != queue.OldestFormat {
 		t.Fatalf("before its first refresh a chooser writes %d, want the oldest", got)
 	}
 	waitFormat(t, f, 2) // no consumer yet: nobody to disappoint
 
-	c := e.q.Consumer(queue.ConsumerOptions{Name: "new", Block: 10 * time.Millisecond, Program: "listd test"})
+	copt := queue.DefaultConsumerOptions()
+	copt.Name, copt.Block, copt.Program = "new", 10*time.Millisecond, "listd test"
+	c := e.q.Consumer(copt)
 	keepFetching(t, c)
 	var choice queue.FormatChoice
 	for deadline := time.Now().Add(10 * time.Second); len(choice.Readers) == 0; {
@@ -210,7 +214,7 @@ func TestEnqueueFormat1(t *testing.T) {
 	if err := e.q.SetFormatPin(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	f := e.q.FormatChooser(queue.FormatOptions{})
+	f := e.q.FormatChooser(queue.DefaultFormatOptions())
 	waitFormat(t, f, 1)
 	rec := &queue.Record{ID: queue.NewID(time.Now()), Host: "mx1", From: "a@example.com", Arrived: time.Now(),
 		Rcpts: []queue.Recipient{{Addr: "l@lists.example.org"}}}
@@ -230,7 +234,9 @@ func TestEnqueueFormat1(t *testing.T) {
 	if n := e.rdb.Exists(ctx, "{mxq}:spool:"+rec.ID).Val(); n != 0 {
 		t.Error("spool left behind")
 	}
-	d := fetchOne(t, e.q.Consumer(queue.ConsumerOptions{Block: 10 * time.Millisecond}))
+	copt := queue.DefaultConsumerOptions()
+	copt.Block = 10 * time.Millisecond
+	d := fetchOne(t, e.q.Consumer(copt))
 	if d.Format() != 1 || d.Record.Size != int64(len(want)) {
 		t.Errorf("format %d size %d, want 1 and %d", d.Format(), d.Record.Size, len(want))
 	}

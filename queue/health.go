@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"mxq/redisha"
 )
 
 // Health is the queue's state as a monitoring system reads it, every few
@@ -25,6 +27,9 @@ type Health struct {
 	Retrying int64 `json:"retrying"`
 	// Dead: messages in the dead-letter stream.
 	Dead int64 `json:"dead"`
+	// Held: messages in the hold stream (a content filter's quarantine),
+	// not counted in Depth: no consumer reads them.
+	Held int64 `json:"held"`
 	// Head is when the message at the head of the stream arrived (its
 	// record's Arrived): the one consumers reach first, read or not.
 	// Zero when the stream is empty. A message waiting for a retry is not
@@ -34,6 +39,12 @@ type Health struct {
 	// maxmemory, in bytes; MaxMemory is 0 when Redis has no limit.
 	UsedMemory int64 `json:"used_memory"`
 	MaxMemory  int64 `json:"maxmemory"`
+	// CPUSeconds is the CPU time, user and system, Redis's main thread
+	// has used since the server started (INFO cpu's *_main_thread; the
+	// whole process's where Redis does not report the thread). That
+	// thread runs every command: its rate of use, as a fraction of one
+	// core, is how much of the queue's capacity is taken.
+	CPUSeconds float64 `json:"cpu_seconds"`
 	// Hosts are the MX hosts, sorted by name.
 	Hosts []HostHealth `json:"hosts"`
 }
@@ -62,18 +73,19 @@ func (q *Queue) Health(ctx context.Context) (Health, error) {
 	var h Health
 	var counts countCmds
 	var groups *redis.XInfoGroupsCmd
-	var mem *redis.StringCmd
+	var mem, cpu *redis.StringCmd
 	var hosts *redis.StringSliceCmd
 	_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		counts = q.queueCounts(ctx, p)
 		groups = p.XInfoGroups(ctx, q.key("stream"))
 		mem = p.Info(ctx, "memory")
+		cpu = p.Info(ctx, "cpu")
 		hosts = p.SMembers(ctx, q.key("hosts"))
 		return nil
 	})
 	// XINFO GROUPS of a stream not yet created is an error, not an empty
 	// list; every other command's error is the scrape's.
-	for _, c := range append(counts.cmds(), mem, hosts) {
+	for _, c := range append(counts.cmds(), mem, cpu, hosts) {
 		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
 			return h, classify(err)
 		}
@@ -81,17 +93,27 @@ func (q *Queue) Health(ctx context.Context) (Health, error) {
 	if err := groups.Err(); err != nil && !noSuchKey(err) {
 		return h, classify(err)
 	}
-	h.Retrying, h.Dead = counts.retry.Val(), counts.dead.Val()
+	h.Retrying, h.Dead, h.Held = counts.retry.Val(), counts.dead.Val(), counts.held.Val()
 	h.Depth = counts.ready.Val() + h.Retrying
 	h.Head = counts.head()
 	for _, g := range groups.Val() {
 		h.Pending += g.Pending
 	}
-	info := parseInfo(mem.Val())
-	h.UsedMemory, h.MaxMemory = infoInt(info, "used_memory"), infoInt(info, "maxmemory")
+	info := redisha.ParseInfo(mem.Val())
+	h.UsedMemory, h.MaxMemory = redisha.InfoInt(info, "used_memory"), redisha.InfoInt(info, "maxmemory")
+	h.CPUSeconds = redisCPU(redisha.ParseInfo(cpu.Val()))
 	var err error
 	h.Hosts, err = q.hostHealth(ctx, hosts.Val())
 	return h, err
+}
+
+// redisCPU is the CPU seconds of Redis's main thread in an INFO cpu
+// reply, or of the whole process where there is no main thread's.
+func redisCPU(info map[string]string) float64 {
+	if _, ok := info["used_cpu_user_main_thread"]; ok {
+		return redisha.InfoFloat(info, "used_cpu_user_main_thread") + redisha.InfoFloat(info, "used_cpu_sys_main_thread")
+	}
+	return redisha.InfoFloat(info, "used_cpu_user") + redisha.InfoFloat(info, "used_cpu_sys")
 }
 
 // hostHealth reads each host's heartbeat, drain flag and accounting.

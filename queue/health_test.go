@@ -18,15 +18,15 @@ import (
 // of the stream, and shows each MX host alive or gone, draining or not.
 func TestHealth(t *testing.T) {
 	r := queuetest.StartRedis(t, queuetest.MaxMemory("64mb"))
-	q := open(t, r.URL(), queue.Options{})
+	q := open(t, r.URL(), queue.DefaultOptions())
 	ctx := context.Background()
 
 	h, err := q.Health(ctx)
 	if err != nil {
 		t.Fatalf("Health of an empty queue: %v", err)
 	}
-	if h.Depth != 0 || !h.Head.IsZero() || h.MaxMemory != 64<<20 || h.UsedMemory <= 0 {
-		t.Errorf("empty queue: %+v, want depth 0, no head, maxmemory 64 MiB", h)
+	if h.Depth != 0 || !h.Head.IsZero() || h.MaxMemory != 64<<20 || h.UsedMemory <= 0 || h.CPUSeconds <= 0 {
+		t.Errorf("empty queue: %+v, want depth 0, no head, maxmemory 64 MiB, some CPU used", h)
 	}
 
 	arrived := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
@@ -37,7 +37,9 @@ func TestHealth(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := q.Consumer(queue.ConsumerOptions{Block: 10 * time.Millisecond, RetryMin: time.Hour})
+	copt := queue.DefaultConsumerOptions()
+	copt.Block, copt.RetryMin, copt.RetryMax = 10*time.Millisecond, time.Hour, time.Hour
+	c := q.Consumer(copt)
 	ds, err := c.Fetch(ctx, 3)
 	if err != nil || len(ds) != 3 {
 		t.Fatalf("Fetch: %d, %v", len(ds), err)
@@ -69,7 +71,7 @@ func TestHealth(t *testing.T) {
 	}
 	// Of 4: one dead, one retrying, one pending, one unread.
 	got := h
-	got.UsedMemory, got.MaxMemory = 0, 0
+	got.UsedMemory, got.MaxMemory, got.CPUSeconds = 0, 0, 0
 	want := queue.Health{Depth: 3, Pending: 1, Retrying: 1, Dead: 1, Head: arrived.Add(2 * time.Second),
 		Hosts: []queue.HostHealth{
 			{Host: "mx1", Alive: true, Sessions: 7, Inflight: 3},

@@ -14,7 +14,7 @@ func TestHoldStopTwice(t *testing.T) {
 	e := newConsumeEnv(t)
 	ctx := context.Background()
 	e.put(t, "mx1", "x@lists.example.org")
-	d := fetchOne(t, e.q.Consumer(queue.ConsumerOptions{}))
+	d := fetchOne(t, e.q.Consumer(queue.DefaultConsumerOptions()))
 	hctx, stop := d.Hold(ctx)
 	stop()
 	stop()

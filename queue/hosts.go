@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"mxq/redisha"
 )
 
 // Heartbeat is what an MX host reports about itself every few seconds.
@@ -169,13 +171,15 @@ type Stats struct {
 	Retrying int64 `json:"retrying"`
 	// Dead: messages in the dead-letter stream.
 	Dead int64 `json:"dead"`
+	// Held: messages in the hold stream, not counted in Depth.
+	Held int64 `json:"held"`
 	// Pending: read by a consumer and not yet acknowledged.
 	Pending int64 `json:"pending"`
 	// Oldest is the arrival time of the oldest queued message.
 	Oldest time.Time             `json:"oldest,omitzero"`
 	Hosts  map[string]HostStatus `json:"hosts"`
 	// Redis is the primary, its replicas and the sentinels' view.
-	Redis *Replication `json:"redis"`
+	Redis *redisha.Replication `json:"redis"`
 	// Consumers are the consumers of every group, as producers see them,
 	// live meaning seen within DefaultReaderIdle.
 	Consumers []Reader `json:"consumers"`
@@ -191,9 +195,9 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	repl, err := q.Replication(ctx)
+	repl, err := q.conn.Replication(ctx)
 	if err != nil {
-		return Stats{}, err
+		return Stats{}, classify(err)
 	}
 	st := Stats{Hosts: make(map[string]HostStatus, len(hosts)), Redis: repl}
 	for _, h := range hosts {
@@ -210,7 +214,7 @@ func (q *Queue) Stats(ctx context.Context) (Stats, error) {
 		return Stats{}, classify(err)
 	}
 	st.Retrying = counts.retry.Val()
-	st.Depth, st.Dead = counts.ready.Val()+st.Retrying, counts.dead.Val()
+	st.Depth, st.Dead, st.Held = counts.ready.Val()+st.Retrying, counts.dead.Val(), counts.held.Val()
 	st.Oldest = counts.head()
 	if st.Consumers, err = q.Readers(ctx, DefaultReaderIdle); err != nil {
 		return Stats{}, err

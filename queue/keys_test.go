@@ -14,11 +14,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 
+	"mxq/maintenance"
 	"mxq/queue"
 )
 
 // docKeys reads the key table of docs/redis.md, the one list of the
-// queue's keys: key pattern → Redis type (as TYPE names it).
+// keys under the queue's hash tag, the queue's and the maintenance
+// lease's: key pattern → Redis type (as TYPE names it).
 func docKeys(t *testing.T) map[string]string {
 	t.Helper()
 	f, err := os.Open("../docs/redis.md")
@@ -101,7 +103,7 @@ func (s *keySeen) scan(t *testing.T, step string) {
 }
 
 // TestKeyLayout runs the whole life of the queue (enqueue, spool, consume,
-// retry, dead letter, mxq dead retry, registry, heartbeats, drain flags,
+// retry, dead letter, mxq dead retry, a held message released, registry, heartbeats, drain flags,
 // record formats, maintenance) and compares every key it finds after each step with the
 // table in docs/redis.md: names and types.
 func TestKeyLayout(t *testing.T) {
@@ -137,7 +139,9 @@ func TestKeyLayout(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Now()
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	c := e.q.Consumer(queue.ConsumerOptions{Block: 10 * time.Millisecond, RetryMin: time.Minute, MaxAttempts: 2, Now: clock})
+	copt := queue.DefaultConsumerOptions()
+	copt.Block, copt.RetryMin, copt.MaxAttempts, copt.Now = 10*time.Millisecond, time.Minute, 2, clock
+	c := e.q.Consumer(copt)
 	d := fetchOne(t, c)
 	step("delivered", d.Delivered(ctx, d.Record.Rcpts[0].Addr))
 	dead, err := d.Retry(ctx, errors.New("451 4.3.0 try later"))
@@ -169,6 +173,14 @@ func TestKeyLayout(t *testing.T) {
 	step("mxq dead retry", e.q.RetryDead(ctx, ds[0].ID))
 	step("ack after dead retry", fetchOne(t, c).Ack(ctx))
 
+	// A message a content filter quarantined, held and then released.
+	held := &queue.Record{ID: queue.NewID(time.Now()), Host: "mx1", From: "eve@example.com", Arrived: time.Now(),
+		Rcpts: []queue.Recipient{{Addr: "a@lists.example.org"}}}
+	_, err = e.q.Enqueue(ctx, &queue.Message{Record: held, Data: []byte("Subject: held\r\n\r\nx\r\n"), HoldReason: "milter: test"})
+	step("held enqueue", err)
+	step("mxq held release", e.q.ReleaseHeld(ctx, held.ID))
+	step("ack after release", fetchOne(t, c).Ack(ctx))
+
 	// The recipient registry, heartbeats and drain flags.
 	step("mxq lists add", e.q.AddRecipients(ctx, "list@lists.example.org"))
 	step("listd routes", e.q.PublishRoutes(ctx, []string{"other@lists.example.org"}))
@@ -184,9 +196,11 @@ func TestKeyLayout(t *testing.T) {
 	step("a newer format queued", err)
 	step("left for a newer consumer", fetchOne(t, c).Leave(ctx))
 
-	// dnsctl's maintenance.
-	step("maintenance lease", e.q.AcquireLease(ctx, "dnsctl-1", time.Minute))
-	step("maintenance state", e.q.SaveMaintenance(ctx, "dnsctl-1", []byte(`{"host":"mx1"}`)))
+	// dnsctl's maintenance (package maintenance), under the queue's
+	// hash tag on the queue's connection, as dnsctl keeps it.
+	maint := maintenance.New(e.q.Redis(), e.q.Name())
+	step("maintenance lease", maint.Acquire(ctx, "dnsctl-1", time.Minute))
+	step("maintenance state", maint.Save(ctx, "dnsctl-1", []byte(`{"host":"mx1"}`)))
 
 	if diff := cmp.Diff(want, s.got); diff != "" {
 		t.Errorf("keys of a full run against docs/redis.md (-doc +run):\n%s", diff)

@@ -23,7 +23,9 @@ func TestLeaveTooNew(t *testing.T) {
 		Values: []any{"v", "3", "id", "v3", "rec", `{"id":"v3","host":"mx9","layout":"new"}`}}).Err(); err != nil {
 		t.Fatal(err)
 	}
-	a := e.q.Consumer(queue.ConsumerOptions{Name: "a", Lease: time.Minute, Block: 10 * time.Millisecond})
+	copt := queue.DefaultConsumerOptions()
+	copt.Name, copt.Lease, copt.Block = "a", time.Minute, 10*time.Millisecond
+	a := e.q.Consumer(copt)
 	d := fetchOne(t, a)
 	if !d.TooNew() || d.Format() != 3 || d.Err() == nil || d.Record != nil {
 		t.Fatalf("format 3 entry: TooNew %v, Format %d, Err %v, Record %+v", d.TooNew(), d.Format(), d.Err(), d.Record)
@@ -41,7 +43,9 @@ func TestLeaveTooNew(t *testing.T) {
 
 	// Another consumer takes it over at once (no lease to wait out), and
 	// leaves it again; no attempt is recorded.
-	b := e.q.Consumer(queue.ConsumerOptions{Name: "b", Lease: time.Minute, Block: 10 * time.Millisecond, ReclaimInterval: time.Millisecond})
+	copt2 := queue.DefaultConsumerOptions()
+	copt2.Name, copt2.Lease, copt2.Block, copt2.ReclaimInterval = "b", time.Minute, 10*time.Millisecond, time.Millisecond
+	b := e.q.Consumer(copt2)
 	d = fetchOne(t, b)
 	if !d.TooNew() || d.Attempt != 1 || len(d.Attempts) != 0 {
 		t.Errorf("taken over: TooNew %v, attempt %d, attempts %+v", d.TooNew(), d.Attempt, d.Attempts)
@@ -63,11 +67,15 @@ func TestLeftEntryTakenOver(t *testing.T) {
 	e := newConsumeEnv(t)
 	ctx := context.Background()
 	id := e.put(t, "mx1", "a@lists.example.org")
-	a := e.q.Consumer(queue.ConsumerOptions{Name: "a", Lease: time.Minute, Block: 10 * time.Millisecond})
+	copt := queue.DefaultConsumerOptions()
+	copt.Name, copt.Lease, copt.Block = "a", time.Minute, 10*time.Millisecond
+	a := e.q.Consumer(copt)
 	if err := fetchOne(t, a).Leave(ctx); err != nil {
 		t.Fatal(err)
 	}
-	b := e.q.Consumer(queue.ConsumerOptions{Name: "b", Lease: time.Minute, Block: 10 * time.Millisecond, ReclaimInterval: time.Millisecond})
+	copt2 := queue.DefaultConsumerOptions()
+	copt2.Name, copt2.Lease, copt2.Block, copt2.ReclaimInterval = "b", time.Minute, 10*time.Millisecond, time.Millisecond
+	b := e.q.Consumer(copt2)
 	d := fetchOne(t, b)
 	if d.ID != id || d.Attempt != 1 || len(d.Attempts) != 0 {
 		t.Errorf("taken over: id %s attempt %d attempts %+v; want %s, 1, none", d.ID, d.Attempt, d.Attempts, id)

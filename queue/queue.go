@@ -8,13 +8,17 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"mxq/redisha"
+	"mxq/setting"
 )
 
 // DefaultURL is the Redis a command opens when its configuration names
 // none: a local one.
 const DefaultURL = "redis://127.0.0.1:6379/0"
 
-// Options tune a Queue. Zero fields take the values of DefaultOptions.
+// Options tune a Queue. Start from DefaultOptions: Open uses them as they
+// are, and refuses what Check refuses.
 type Options struct {
 	// Name is the queue's name; every key carries it as the hash tag
 	// {Name}.
@@ -39,7 +43,7 @@ type Options struct {
 	MinRate int64
 }
 
-// DefaultOptions are the options a zero field takes.
+// DefaultOptions are the queue's defaults, each stated here alone.
 func DefaultOptions() Options {
 	return Options{
 		Name:           "mxq",
@@ -54,32 +58,28 @@ func DefaultOptions() Options {
 // Spool.Append send at most this much at a time.
 const maxCommandBytes = 4 * ChunkSize
 
-func (o Options) withDefaults() Options {
-	d := DefaultOptions()
-	orDefault(&o.Name, d.Name)
-	orDefault(&o.DedupWindow, d.DedupWindow)
-	orDefault(&o.ReplicaTimeout, d.ReplicaTimeout)
-	orDefault(&o.Timeout, d.Timeout)
-	orDefault(&o.MinRate, d.MinRate)
-	return o
-}
-
-// orDefault sets *v to d when *v is zero or, for a number, negative.
-func orDefault[T string | int | int64 | time.Duration](v *T, d T) {
-	var zero T
-	if *v == zero || *v < zero {
-		*v = d
+// Check reports each option Open cannot use, as a *setting.Error.
+func (o *Options) Check() error {
+	ck := setting.For(o)
+	ck.Required(&o.Name)
+	if o.Replicas < 0 {
+		ck.Add(&o.Replicas, "want 0 (no waiting) or more")
 	}
+	for _, d := range []*time.Duration{&o.DedupWindow, &o.ReplicaTimeout, &o.Timeout} {
+		setting.Positive(ck, d)
+	}
+	setting.Positive(ck, &o.MinRate)
+	return ck.Err()
 }
 
 // Queue is a handle on one queue in one Redis. It is safe for concurrent
 // use.
 type Queue struct {
-	rdb       *redis.Client
-	opt       Options
-	tag       string       // "{name}"
-	sentinels *sentinelSet // nil for a single server
-	formats   formatState
+	conn    *redisha.Client
+	rdb     *redis.Client // conn's
+	opt     Options
+	tag     string // "{name}"
+	formats formatState
 }
 
 // Open connects to the Redis at url and returns the queue named opt.Name.
@@ -89,16 +89,32 @@ type Queue struct {
 // which finds the primary through them and follows it through a
 // failover. It does not contact Redis: use Ping for that.
 func Open(url string, opt Options) (*Queue, error) {
-	opt = opt.withDefaults()
-	rdb, sen, err := newClient(url, opt)
+	if err := opt.Check(); err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	// The socket deadlines are the outer bound; each command's context
+	// (Timeout, plus its size at MinRate for chunks of a body, plus
+	// ReplicaTimeout for a pipeline that ends with WAIT) is the tighter
+	// one.
+	sock := opt.sizedTimeout(maxCommandBytes)
+	if opt.Replicas > 0 {
+		sock += opt.ReplicaTimeout
+	}
+	conn, err := redisha.Open(url, redisha.Config{Name: clientName, Timeout: opt.Timeout, SocketTimeout: sock})
 	if err != nil {
 		return nil, err
 	}
-	return &Queue{rdb: rdb, opt: opt, tag: "{" + opt.Name + "}", sentinels: sen}, nil
+	return &Queue{conn: conn, rdb: conn.Redis(), opt: opt, tag: "{" + opt.Name + "}"}, nil
 }
 
 // Close closes the connections to Redis.
-func (q *Queue) Close() error { return q.rdb.Close() }
+func (q *Queue) Close() error { return q.conn.Close() }
+
+// Redis is the connection the queue uses: for what concerns Redis itself
+// (Replication, Switchover), and for packages that keep keys of their own
+// in the same Redis, under the queue's hash tag (package maintenance).
+// The queue's own keys are written only through Queue.
+func (q *Queue) Redis() *redisha.Client { return q.conn }
 
 // Name is the queue's name.
 func (q *Queue) Name() string { return q.opt.Name }

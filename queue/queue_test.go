@@ -46,7 +46,7 @@ func testMessage(host, body string) *queue.Message {
 
 func TestEnqueueStoresEverything(t *testing.T) {
 	r := queuetest.StartRedis(t)
-	q := open(t, r.URL(), queue.Options{})
+	q := open(t, r.URL(), queue.DefaultOptions())
 	ctx := context.Background()
 	m := testMessage("mx1.example.org", "hello")
 	res, err := q.Enqueue(ctx, m)
@@ -94,7 +94,7 @@ func TestEnqueueStoresEverything(t *testing.T) {
 
 func TestEnqueueDedup(t *testing.T) {
 	r := queuetest.StartRedis(t)
-	q := open(t, r.URL(), queue.Options{})
+	q := open(t, r.URL(), queue.DefaultOptions())
 	ctx := context.Background()
 	first := testMessage("mx1.example.org", "same")
 	second := testMessage("mx2.example.org", "same")
@@ -127,7 +127,9 @@ func TestEnqueueErrors(t *testing.T) {
 	ctx := context.Background()
 	t.Run("down", func(t *testing.T) {
 		r := queuetest.StartRedis(t)
-		q := open(t, r.URL(), queue.Options{Timeout: time.Second})
+		qopt := queue.DefaultOptions()
+		qopt.Timeout = time.Second
+		q := open(t, r.URL(), qopt)
 		r.Stop()
 		_, err := q.Enqueue(ctx, testMessage("mx1", "x"))
 		var qe *queue.Error
@@ -141,7 +143,7 @@ func TestEnqueueErrors(t *testing.T) {
 	})
 	t.Run("oom", func(t *testing.T) {
 		r := queuetest.StartRedis(t, queuetest.MaxMemory("2mb"))
-		q := open(t, r.URL(), queue.Options{})
+		q := open(t, r.URL(), queue.DefaultOptions())
 		big := strings.Repeat("x", 256<<10)
 		var err error
 		for i := 0; i < 100 && err == nil; i++ {
@@ -157,8 +159,10 @@ func TestEnqueueErrors(t *testing.T) {
 	t.Run("replica confirms", func(t *testing.T) {
 		primary := queuetest.StartRedis(t, queuetest.Config("repl-diskless-sync-delay 0"))
 		replica := queuetest.StartRedis(t, queuetest.Config("replicaof "+strings.Replace(primary.Addr(), ":", " ", 1)))
-		q := open(t, primary.URL(), queue.Options{Replicas: 1, ReplicaTimeout: 2 * time.Second})
-		rq := open(t, replica.URL(), queue.Options{})
+		qopt2 := queue.DefaultOptions()
+		qopt2.Replicas, qopt2.ReplicaTimeout = 1, 2*time.Second
+		q := open(t, primary.URL(), qopt2)
+		rq := open(t, replica.URL(), queue.DefaultOptions())
 		rdb := redis.NewClient(&redis.Options{Addr: replica.Addr()})
 		defer rdb.Close()
 		deadline := time.Now().Add(30 * time.Second)
@@ -177,7 +181,9 @@ func TestEnqueueErrors(t *testing.T) {
 	})
 	t.Run("replicas missing", func(t *testing.T) {
 		r := queuetest.StartRedis(t)
-		q := open(t, r.URL(), queue.Options{Replicas: 1, ReplicaTimeout: 100 * time.Millisecond})
+		qopt3 := queue.DefaultOptions()
+		qopt3.Replicas, qopt3.ReplicaTimeout = 1, 100*time.Millisecond
+		q := open(t, r.URL(), qopt3)
 		_, err := q.Enqueue(ctx, testMessage("mx1", "x"))
 		var qe *queue.Error
 		if !errors.As(err, &qe) || qe.Kind != queue.Unavailable {
@@ -214,7 +220,7 @@ func assertConsistent(t *testing.T, addr string) {
 
 func TestEnqueueSurvivesKill9(t *testing.T) {
 	r := queuetest.StartRedis(t)
-	q := open(t, r.URL(), queue.Options{})
+	q := open(t, r.URL(), queue.DefaultOptions())
 	ctx := context.Background()
 	res, err := q.Enqueue(ctx, testMessage("mx1", "durable"))
 	if err != nil {
@@ -234,7 +240,7 @@ func TestEnqueueSurvivesKill9(t *testing.T) {
 
 func TestHostsAndDrain(t *testing.T) {
 	r := queuetest.StartRedis(t)
-	q := open(t, r.URL(), queue.Options{})
+	q := open(t, r.URL(), queue.DefaultOptions())
 	ctx := context.Background()
 	if err := q.SetDraining(ctx, "mx2", true); err != nil {
 		t.Fatal(err)
@@ -276,7 +282,7 @@ func TestHostsAndDrain(t *testing.T) {
 
 func TestRegistry(t *testing.T) {
 	r := queuetest.StartRedis(t)
-	q := open(t, r.URL(), queue.Options{})
+	q := open(t, r.URL(), queue.DefaultOptions())
 	ctx := context.Background()
 	if err := q.AddRecipients(ctx, "Announce@Lists.Example.org", "~*/*@lists.example.org"); err != nil {
 		t.Fatal(err)

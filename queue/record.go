@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // FormatVersion is the newest record format this code reads and writes,
@@ -25,8 +27,10 @@ type Record struct {
 	Host string `json:"host"`
 	// From is the envelope sender (MAIL FROM), "" for the null sender.
 	From string `json:"from"`
-	// FromParams are the MAIL FROM parameters as the client sent them
-	// (SIZE, BODY, SMTPUTF8, RET, ENVID, …), keyword upper-cased.
+	// FromParams are the MAIL FROM parameters the client sent (SIZE,
+	// BODY, SMTPUTF8, RET, ENVID, …), keyword upper-cased; ENVID decoded
+	// from xtext (RFC 3461 §4), printable ASCII. A consumer that passes
+	// it on encodes it again; it never decodes it a second time.
 	FromParams map[string]string `json:"from_params,omitempty"`
 	// Rcpts are the envelope recipients in the order given.
 	Rcpts []Recipient `json:"rcpts"`
@@ -49,8 +53,29 @@ type Record struct {
 // Recipient is one RCPT TO.
 type Recipient struct {
 	Addr string `json:"addr"`
-	// Params are the RCPT TO parameters (NOTIFY, ORCPT, …).
+	// Params are the RCPT TO parameters (NOTIFY, ORCPT, …). ORCPT is
+	// "TYPE;address", the type upper-cased ("RFC822", "UTF-8") and the
+	// address decoded from xtext or utf-8-addr-xtext (RFC 3461 §4,
+	// RFC 6533 §3) once: "rfc822;a+2Bb@x" is stored "RFC822;a+b@x".
+	// mxd refuses an address with a control character. As for ENVID, a
+	// consumer never decodes it again.
 	Params map[string]string `json:"params,omitempty"`
+}
+
+// PrintableParam reports whether s may be stored as a decoded parameter
+// value (ENVID, the address of ORCPT): UTF-8 without control characters
+// (C0, DEL, C1) or line separators (U+2028, U+2029), any of which would
+// break a header field or a program's environment downstream.
+func PrintableParam(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Zl, unicode.Zp) {
+			return false
+		}
+	}
+	return true
 }
 
 // AuthResults are the results that went into the Authentication-Results

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"mxq/address"
 )
 
 // The recipient registry is the set of addresses (and patterns) the MX
@@ -26,7 +28,7 @@ func (q *Queue) RemoveRecipients(ctx context.Context, entries ...string) error {
 func (q *Queue) editRecipients(ctx context.Context, add bool, entries []string) error {
 	members := make([]any, 0, len(entries))
 	for _, e := range entries {
-		norm, err := NormalizePattern(e)
+		norm, err := address.NormalizePattern(e)
 		if err != nil {
 			return err
 		}
@@ -49,7 +51,7 @@ func (q *Queue) editRecipients(ctx context.Context, add bool, entries []string) 
 func (q *Queue) PublishRoutes(ctx context.Context, entries []string) error {
 	members := make([]any, 0, len(entries))
 	for _, e := range entries {
-		norm, err := NormalizePattern(e)
+		norm, err := address.NormalizePattern(e)
 		if err != nil {
 			return err
 		}

@@ -37,10 +37,6 @@ func TestScriptWrappers(t *testing.T) {
 		{"min", minScript.src, len(keyList{}.keys()), len(noArgs{}.args())},
 		{"dead retry", deadRetryScript.src, len(deadRetryKeys{}.keys()), len(deadEntry{}.args())},
 		{"dead purge", deadPurgeScript.src, len(deadPurgeKeys{}.keys()), len(deadEntry{}.args())},
-		{"maintenance acquire", maintAcquireScript.src, len(leaseKey{}.keys()), len(leaseArgs{}.args())},
-		{"maintenance renew", maintRenewScript.src, len(leaseKey{}.keys()), len(leaseArgs{}.args())},
-		{"maintenance fenced", maintFencedScript.src, len(fencedKeys{}.keys()), len(fencedArgs{}.args())},
-		{"maintenance release", maintReleaseScript.src, len(leaseKey{}.keys()), len(leaseOwner{}.args())},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,10 +3,11 @@ package queue
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"hash"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // ChunkSize is the largest piece of a body a producer should hand over at
@@ -15,7 +16,15 @@ import (
 // a command that carries a few chunks keeps its loop busy for
 // microseconds, so small messages of other clients pass between the
 // chunks of a big one.
-const ChunkSize = 64 << 10
+//
+// It is 16 bytes short of 64 KiB so that a chunk fills Redis's memory
+// exactly: a list keeps an element this long as a listpack of its own,
+// the element and 15 bytes of framing (a 6-byte header, 5 bytes of
+// encoding and length, 3 of back-length, the end byte), 65,535 bytes
+// in jemalloc's 64 KiB size class. A chunk of a whole 64 KiB is one
+// size class up, 80 KiB, and every stored body took 25% more of
+// maxmemory than its bytes (docs/redis.md, "Capacity").
+const ChunkSize = 64<<10 - 16
 
 // Spool is the body of a message being written to Redis while it arrives,
 // before its record is committed by Enqueue. The chunks go to a temporary
@@ -34,6 +43,7 @@ type Spool struct {
 	failed error // a lost spool: unusable after it
 	resume int   // pieces of a failed Append's chunks already stored
 	joined bool  // holds the whole format 1 body, one string (joinSpool)
+	prefix int   // bytes given to Prefix
 }
 
 // NewSpool starts the spooled body of queue id. ttl is how long the
@@ -41,6 +51,14 @@ type Spool struct {
 // next Append or Enqueue.
 func (q *Queue) NewSpool(id string, ttl time.Duration) *Spool {
 	return &Spool{q: q, id: id, key: q.key("spool", id), ttl: ttl, sum: sha256.New()}
+}
+
+// Prefix counts p as the start of the client's data that the producer
+// keeps out of the spool (see Message.Prefix): it goes into the dedup
+// hash before what is appended. Call it before the first Append.
+func (s *Spool) Prefix(p []byte) {
+	s.sum.Write(p)
+	s.prefix += len(p)
 }
 
 // Size is the number of bytes appended so far.
@@ -93,68 +111,65 @@ func (s *Spool) Append(ctx context.Context, chunks ...[]byte) error {
 	return send()
 }
 
-// appendScript appends chunks to a spool that has exactly as many as the
-// producer sent before, and pushes its expiry forward. That makes an
-// Append idempotent: when the reply to an earlier try was lost, the
-// chunks are found there already and not added twice. A spool with any
-// other count lost its beginning (it expired, or a failover lost writes
-// that no replica had): it is deleted, and the producer answers 451.
-var appendScript = newScript[spoolKey, appendArgs](`#!lua
-local n = redis.call('LLEN', KEYS[1])
-local before = tonumber(ARGV[1])
-local add = #ARGV - 2
-if n == before + add and add > 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return n
-end
-if n ~= before then
-  redis.call('DEL', KEYS[1])
-  return redis.error_reply('SPOOLLOST spool holds ' .. n .. ' chunks, expected ' .. before)
-end
-redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return n + add
-`)
-
-type spoolKey struct{ spool string }
-
-func (k spoolKey) keys() []string { return []string{k.spool} }
-
-type appendArgs struct {
-	before int64 // chunks in the spool before these
-	ttlMS  int64
-	chunks [][]byte
-}
-
-func (a appendArgs) args() []any {
-	out := make([]any, 0, 2+len(a.chunks))
-	out = append(out, a.before, a.ttlMS)
-	for _, c := range a.chunks {
-		out = append(out, c)
-	}
-	return out
-}
-
-// push appends chunks (n bytes in all) and pushes the expiry forward. A
-// transient failure leaves the spool as it was, for the caller to try
-// again; a lost spool makes it unusable.
+// push appends chunks (n bytes in all) and pushes the expiry forward, in
+// one transaction that carries the bytes straight into the list: no
+// script sees them (a script would copy every byte into Lua and back
+// before the list has it, and Redis's one thread pays for each copy).
+//
+// A try again after a lost reply must not store the chunks twice, so
+// the transaction trims the list to the length the spool must have after
+// this push: when the earlier try landed, its copy stays and this one's
+// is cut off again (the same bytes, so which copy stays does not
+// matter); when it did not, the trim removes nothing. RPUSH's reply, the
+// length after the push, tells which: that length less the chunks pushed
+// is the spool's length before, which is either what the producer sent
+// before (the first try) or that plus these chunks (an earlier try
+// landed). Any other length means the spool lost its beginning (it
+// expired, or a failover lost writes that no replica had): it is
+// deleted, and the producer answers 451. MULTI … EXEC runs as one step,
+// and reaches the AOF and the replicas as one, so no reader sees the
+// list between the push and the trim. A transient failure leaves the
+// spool as it was, for the caller to try again.
 func (s *Spool) push(ctx context.Context, chunks [][]byte, n int) error {
 	ctx, cancel := s.q.sizedCtx(ctx, n)
 	defer cancel()
-	a := appendArgs{before: s.chunks, ttlMS: s.ttl.Milliseconds(), chunks: chunks}
-	if err := appendScript.run(ctx, s.q.rdb, spoolKey{s.key}, a).Err(); err != nil {
-		err = fmt.Errorf("spool %s: %w", s.id, classify(err))
-		if errors.Is(err, ErrSpoolLost) {
-			s.failed = err
-		}
-		return err
+	add := int64(len(chunks))
+	want := s.chunks + add
+	args := make([]any, len(chunks))
+	for i, c := range chunks {
+		args[i] = c
+	}
+	var rpush *redis.IntCmd
+	cmds, err := s.q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		rpush = p.RPush(ctx, s.key, args...)
+		p.LTrim(ctx, s.key, 0, want-1)
+		p.PExpire(ctx, s.key, s.ttl)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("spool %s: %w", s.id, classify(execErr(cmds, err)))
+	}
+	if before := rpush.Val() - add; before != s.chunks && before != want {
+		s.failed = fmt.Errorf("spool %s: %w", s.id, &Error{Kind: Unavailable,
+			Err: fmt.Errorf("%w: spool held %d chunks, expected %d", ErrSpoolLost, before, s.chunks)})
+		// What is there is of no use; if this DEL fails, Abort tries
+		// again, and the expiry removes it in any case.
+		s.q.rdb.Del(ctx, s.key)
+		return s.failed
 	}
 	for _, c := range chunks {
 		s.sum.Write(c)
 	}
-	s.chunks += int64(len(chunks))
+	s.chunks = want
 	s.size += int64(n)
 	return nil
+}
+
+// Commit is Enqueue of m with s as m.Spool: m's data is what was
+// appended to s, then m.Data or m.Chunks.
+func (s *Spool) Commit(ctx context.Context, m *Message) (Result, error) {
+	m.Spool = s
+	return s.q.Enqueue(ctx, m)
 }
 
 // Abort deletes what was spooled. DEL is allowed when Redis is out of

@@ -75,7 +75,9 @@ func TestSpoolCommitsInChunks(t *testing.T) {
 	if ttl, _ := e.rdb.PTTL(ctx, "{mxq}:body:"+res.ID).Result(); ttl != -1 {
 		t.Errorf("body TTL = %v, want none", ttl)
 	}
-	d := fetchOne(t, e.q.Consumer(queue.ConsumerOptions{Name: "c1"}))
+	copt := queue.DefaultConsumerOptions()
+	copt.Name = "c1"
+	d := fetchOne(t, e.q.Consumer(copt))
 	if d.Record.Size != int64(len(m.Header)+len(data)) {
 		t.Errorf("record size %d, want %d", d.Record.Size, len(m.Header)+len(data))
 	}
@@ -175,7 +177,7 @@ func waitGone(t *testing.T, e *consumeEnv, key string) {
 
 func TestSpoolOutOfMemory(t *testing.T) {
 	r := queuetest.StartRedis(t, queuetest.MaxMemory("4mb"))
-	q := open(t, r.URL(), queue.Options{})
+	q := open(t, r.URL(), queue.DefaultOptions())
 	ctx := context.Background()
 	id := queue.NewID(time.Now())
 	sp := q.NewSpool(id, time.Minute)
@@ -222,7 +224,9 @@ func TestReadsPreviousFormat(t *testing.T) {
 		if err := e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: "{mxq}:stream", Values: []any{"v", "1", "id", id, "rec", rec}}).Err(); err != nil {
 			t.Fatal(err)
 		}
-		d := fetchOne(t, e.q.Consumer(queue.ConsumerOptions{Name: "c1"}))
+		copt := queue.DefaultConsumerOptions()
+		copt.Name = "c1"
+		d := fetchOne(t, e.q.Consumer(copt))
 		if d.Err() != nil || d.ID != id {
 			t.Fatalf("delivery %s: %v", d.ID, d.Err())
 		}

@@ -7,13 +7,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"mxq/queue"
-)
-
-var (
-	replyBadAddress = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad address syntax"}
-	replyBadDomain  = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 2}, Message: "Bad domain syntax"}
-	replyRouted     = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relay access denied: routed address ('%' or '!') not accepted"}
+	mailaddr "mxq/address"
 )
 
 // address is a checked mailbox.
@@ -60,14 +54,14 @@ func parseAddress(s string, utf8Allowed bool) (address, *smtp.SMTPError) {
 }
 
 // parseRecipient is parseAddress for RCPT, where the address must also
-// be one a list can have (queue.WellFormedLocal): the local part a
+// be one a list can have (mailaddr.WellFormedLocal): the local part a
 // dot-string (RFC 5321 §4.1.2: no leading, trailing or double dot)
 // without an empty, "." or ".." part between '/' ("~owner/list").
 // MAIL FROM keeps the looser rule: senders such as "a..b@" exist, and
 // mxd never delivers to them.
 func parseRecipient(s string, utf8Allowed bool) (address, *smtp.SMTPError) {
 	a, r := parseAddress(s, utf8Allowed)
-	if r == nil && !queue.WellFormedLocal(a.local) {
+	if r == nil && !mailaddr.WellFormedLocal(a.local) {
 		return address{}, replyBadAddress
 	}
 	return a, r
@@ -75,7 +69,7 @@ func parseRecipient(s string, utf8Allowed bool) (address, *smtp.SMTPError) {
 
 // validLocal accepts a local part of RFC 5322 atext and dots, UTF-8
 // allowed (RFC 6531) but for white space, controls and other invisible
-// characters (queue.Invisible: U+00A0, U+2003, U+200B …), which make an
+// characters (mailaddr.Invisible: U+00A0, U+2003, U+200B …), which make an
 // address look like another. Quoted local parts arrive unquoted from
 // go-smtp; one that needed quoting ("a@b", "a b") is refused: no list
 // address looks like that, and software downstream may split it at the
@@ -86,7 +80,7 @@ func validLocal(local string) bool {
 	}
 	for _, r := range local {
 		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r >= 0x80 && !queue.Invisible(r):
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r >= 0x80 && !mailaddr.Invisible(r):
 		case strings.ContainsRune("!#$%&'*+-/=?^_`{|}~.", r):
 		default:
 			return false
@@ -97,10 +91,10 @@ func validLocal(local string) bool {
 
 // foldDomain returns domain as the list domains are compared: without a
 // trailing dot, ASCII letters lowered and nothing else, as in the
-// recipient registry (queue.Fold). strings.ToLower would take "lİsts"
+// recipient registry (mailaddr.Fold). strings.ToLower would take "lİsts"
 // (U+0130) for "lists" and U+212A KELVIN SIGN for "k".
 func foldDomain(domain string) string {
-	return queue.Fold(strings.TrimSuffix(domain, "."))
+	return mailaddr.Fold(strings.TrimSuffix(domain, "."))
 }
 
 // routed reports whether a local part uses the '%' hack or a UUCP '!'
@@ -131,7 +125,7 @@ func validDomain(d string) bool {
 			return false
 		}
 		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r >= 0x80 && !queue.Invisible(r)) {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r >= 0x80 && !mailaddr.Invisible(r)) {
 				return false
 			}
 		}

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"mxq/queue"
+	mailaddr "mxq/address"
 )
 
 func TestParseAddress(t *testing.T) {
@@ -139,7 +139,7 @@ func FuzzParseAddress(f *testing.F) {
 			t.Fatalf("domain %q accepted but does not validate", a.domain)
 		}
 		for _, c := range out {
-			if queue.Invisible(c) {
+			if mailaddr.Invisible(c) {
 				t.Fatalf("parseAddress(%q) accepted %q with invisible %U", s, out, c)
 			}
 		}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/miekg/dns"
 
-	"mxq/smtpd"
 	"mxq/smtpd/msgauth"
 )
 
@@ -49,7 +48,9 @@ func checker(t *testing.T, resolver string) *msgauth.Checker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := msgauth.New(msgauth.Config{AuthservID: domain, Resolver: r, Timeout: 3 * time.Second})
+	ac := msgauth.Defaults()
+	ac.AuthservID, ac.Resolver, ac.Timeout = domain, r, 3*time.Second
+	c, err := msgauth.New(ac)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +77,7 @@ func TestAuthenticationResults(t *testing.T) {
 		return forged + "From: <a@" + from + ">\r\nSubject: auth\r\nMessage-ID: <" + from + "@x>\r\n\r\nhi\r\n"
 	}
 	t.Run("recorded", func(t *testing.T) {
-		e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.Auth, c.AuthservID = checker(t, ns), domain })
+		e := newEnv(t, nil, "mx1.example.org", func(c *setup) { c.Auth, c.AuthservID = checker(t, ns), domain })
 		c, _ := dial(t, e.addr)
 		c.Expect("EHLO client.example.com", "250")
 		got := c.SendMail("a@soft.example", []string{listAddr}, msg("soft.example"))
@@ -107,7 +108,7 @@ func TestAuthenticationResults(t *testing.T) {
 		}
 	})
 	t.Run("dmarc reject", func(t *testing.T) {
-		e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) {
+		e := newEnv(t, nil, "mx1.example.org", func(c *setup) {
 			c.Auth, c.AuthservID, c.DMARCReject = checker(t, ns), domain, true
 		})
 		c, _ := dial(t, e.addr)
@@ -127,7 +128,7 @@ func TestAuthenticationResults(t *testing.T) {
 			return from + "Subject: from\r\n\r\nhi\r\n"
 		}
 		for _, reject := range []bool{false, true} {
-			e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) {
+			e := newEnv(t, nil, "mx1.example.org", func(c *setup) {
 				c.Auth, c.AuthservID, c.DMARCReject = checker(t, ns), domain, reject
 			})
 			c, _ := dial(t, e.addr)
@@ -164,7 +165,11 @@ func TestAuthenticationResults(t *testing.T) {
 			"from; bh=" + base64.StdEncoding.EncodeToString(bh[:]) +
 			";\r\n\tb=" + base64.StdEncoding.EncodeToString(make([]byte, 64)) + "\r\n" +
 			strings.Repeat("X-A: a\r\n", n) + "From: <a@soft.example>\r\nSubject: bomb\r\n\r\n" + body
-		e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.Auth, c.AuthservID = checker(t, ns), domain })
+		// About 480 kB of header: over the default max_header_bytes,
+		// which an operator may raise.
+		e := newEnv(t, nil, "mx1.example.org", func(c *setup) {
+			c.Auth, c.AuthservID, c.MaxHeaderBytes = checker(t, ns), domain, 1<<20
+		})
 		c, _ := dial(t, e.addr)
 		c.Expect("EHLO client.example.com", "250")
 		if got := c.SendMail("a@soft.example", []string{listAddr}, msg); !strings.HasPrefix(got, "250") {
@@ -179,7 +184,7 @@ func TestAuthenticationResults(t *testing.T) {
 		dead, _ := net.ListenPacket("udp", "127.0.0.1:0") // answers nothing
 		defer dead.Close()
 		for _, tempfail := range []bool{false, true} {
-			e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) {
+			e := newEnv(t, nil, "mx1.example.org", func(c *setup) {
 				c.Auth, c.AuthservID, c.TempFailDNS = checker(t, dead.LocalAddr().String()), domain, tempfail
 			})
 			c, _ := dial(t, e.addr)

@@ -22,7 +22,14 @@ import (
 // measures the receiver and not Redis.
 type discardQueue struct{}
 
-func (discardQueue) Enqueue(_ context.Context, m *queue.Message) (queue.Result, error) {
+func (discardQueue) NewSpool(string, time.Duration) Spool { return discardSpool{} }
+
+type discardSpool struct{}
+
+func (discardSpool) Append(context.Context, ...[]byte) error { return nil }
+func (discardSpool) Abort(context.Context) error             { return nil }
+func (discardSpool) Prefix([]byte)                           {}
+func (discardSpool) Commit(_ context.Context, m *queue.Message) (queue.Result, error) {
 	return queue.Result{ID: m.Record.ID}, nil
 }
 
@@ -55,8 +62,11 @@ func (sinkSession) Logout() error { return nil }
 func BenchmarkReceive(b *testing.B) {
 	body := benchMessage(10 << 10)
 	b.Run("mxd", func(b *testing.B) {
-		cfg := Config{Hostname: "mx.example.org", Domains: []string{"lists.example.org"}, MaxConnectionsPerIP: 1000}
-		srv, err := New(cfg, discardQueue{}, NewRecipients(discardQueue{}, time.Hour), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		cfg := testConfig()
+		cfg.MaxConnectionsPerIP = 1000 // all load from 127.0.0.1
+		cfg.ConnectionRateLimit, cfg.MessageRateLimit, cfg.RecipientRateLimit = -1, -1, -1
+		srv, err := New(cfg, Deps{Queue: discardQueue{}, Recipients: NewRecipients(discardQueue{}, time.Hour),
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			b.Fatal(err)
 		}

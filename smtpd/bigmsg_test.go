@@ -12,8 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"mxq/internal/smtptest"
+	"mxq/queue"
 	"mxq/queue/queuetest"
-	"mxq/smtpd"
 )
 
 // bigBody is a message of about n bytes, dot-stuffing aside, with lines
@@ -116,7 +116,7 @@ func TestBigMessageOutOfMemory(t *testing.T) {
 // in particular across the boundaries of the blocks mxd reads into, of
 // the batches it spools, and of the header section.
 func TestBadBytesAtBlockBoundaries(t *testing.T) {
-	e := newEnv(t, nil, "mx1.example.org")
+	e := newEnv(t, nil, "mx1.example.org", noErrorLimits)
 	variants := []struct {
 		name, bad, want string
 	}{
@@ -129,7 +129,7 @@ func TestBadBytesAtBlockBoundaries(t *testing.T) {
 	head := "From: a@example.com\r\nSubject: boundaries\r\n\r\n"
 	c, _ := dial(t, e.addr)
 	c.Expect("EHLO client.example.com", "250")
-	for _, boundary := range []int{64 << 10, 256 << 10} {
+	for _, boundary := range []int{queue.ChunkSize, 4 * queue.ChunkSize} {
 		for off := -4; off <= 4; off++ {
 			for _, v := range variants {
 				// Filler lines put the bad bytes at boundary+off.
@@ -170,7 +170,7 @@ func TestBadBytesAtBlockBoundaries(t *testing.T) {
 // A header section bigger than a block is fine up to the limit, and
 // refused over it, read to the end of data either way.
 func TestLongHeaderSection(t *testing.T) {
-	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.MaxHeaderBytes = 200 << 10 })
+	e := newEnv(t, nil, "mx1.example.org", func(c *setup) { c.MaxHeaderBytes = 200 << 10 })
 	field := "X-Filler: " + strings.Repeat("h", 70) + "\r\n"
 	for _, tt := range []struct {
 		size int
@@ -192,7 +192,7 @@ func TestLongHeaderSection(t *testing.T) {
 // messages in flight makes the big ones wait their turn: nothing is
 // refused, everything is queued.
 func TestBudgetSlowsDownNotRefuses(t *testing.T) {
-	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.MemoryBudget, c.MaxConnectionsPerIP = 1<<20, 100 })
+	e := newEnv(t, nil, "mx1.example.org", func(c *setup) { c.MemoryBudget, c.MaxConnectionsPerIP = 1<<20, 100 })
 	const big, small = 6, 20
 	replies := make(chan string, big+small)
 	for i := range big {
@@ -249,21 +249,23 @@ func sendBigNoFatal(t *testing.T, addr, body string) string {
 // A session that waits for memory is not timed out for the wait: the
 // time mxd spends not reading is not the client's. One session holds the
 // whole budget for longer than the other's grace; the other, whose data
-// is all sent, waits, and is queued once memory is free.
+// is all sent, waits, and is queued once memory is free. (The holder is
+// quiet for less than the few seconds after which it would be made to
+// give its memory back.)
 func TestBudgetWaitIsNotTheClientsTime(t *testing.T) {
-	const grace = time.Second
-	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) {
-		c.MemoryBudget = 2 * 64 << 10
+	const grace = 250 * time.Millisecond
+	e := newEnv(t, nil, "mx1.example.org", func(c *setup) {
+		c.MemoryBudget = 2 * queue.ChunkSize
 		c.DataGrace = grace
 		c.MinDataRate = 1024
 	})
 	hog := startData(t, e.addr)
 	hog.Send("Subject: hog\r\n\r\n" + strings.Repeat(strings.Repeat("h", 98)+"\r\n", 1000)) // 100 KB: 100 s of credit
-	waitFor(t, "the budget used up", func() bool { return e.srv.MemoryHeld() == 2*64<<10 })
+	waitFor(t, "the budget used up", func() bool { return e.srv.MemoryHeld() == 2*queue.ChunkSize })
 	waiter := startData(t, e.addr)
 	waiter.Send(message("waited for memory") + ".\r\n")
 	// Hold the memory past the waiter's grace and its few bytes' worth.
-	until := time.Now().Add(3 * grace)
+	until := time.Now().Add(4 * grace)
 	waitFor(t, "three graces", func() bool { return time.Now().After(until) })
 	hog.Send(".\r\n")
 	if got := hog.Read(); !strings.HasPrefix(got, "250 ") {

@@ -41,6 +41,7 @@ type conn struct {
 	replies replyBuffer
 	idle    idleCloser
 	tlsw    startTLSWatch
+	limits  connLimits // the session's errors (limits.go)
 
 	onClose   func()
 	closeOnce sync.Once
@@ -80,13 +81,20 @@ func (c *conn) Close() error {
 func (c *conn) flush() error { return c.replies.Flush() }
 
 // beginData switches to the DATA deadlines.
-func (c *conn) beginData() { c.phase.begin() }
+func (c *conn) beginData() {
+	c.limits.inData.Store(true)
+	c.phase.begin()
+}
 
-// pauseData moves the DATA deadlines on by d (see readDeadlines.pause).
-func (c *conn) pauseData(d time.Duration) { c.phase.pause(d) }
+// pauseData stops the DATA clock until resume is called (see
+// readDeadlines.pause).
+func (c *conn) pauseData() (resume func()) { return c.phase.pause() }
 
 // endData switches back to the command deadline.
-func (c *conn) endData() { c.phase.end() }
+func (c *conn) endData() {
+	c.phase.end()
+	c.limits.inData.Store(false)
+}
 
 // setTx says whether a transaction is open (between MAIL and the end of
 // DATA): closeIfIdle leaves such a session alone.

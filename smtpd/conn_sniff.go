@@ -45,7 +45,7 @@ func sniff(b []byte) (msg string, more bool) {
 	for _, m := range []string{"GET ", "POST ", "HEAD ", "PUT ", "OPTIONS ", "CONNECT ", "DELETE "} {
 		switch {
 		case bytes.HasPrefix(b, []byte(m)):
-			return "554 5.7.0 This is an SMTP server, not HTTP\r\n", false
+			return replyLine(replyHTTP), false
 		case len(b) < len(m) && strings.HasPrefix(m, string(b)):
 			more = true
 		}
@@ -53,7 +53,7 @@ func sniff(b []byte) (msg string, more bool) {
 	for _, m := range []string{"PROXY ", string(proxyV2Sig[:5])} {
 		switch {
 		case bytes.HasPrefix(b, []byte(m)):
-			return "554 5.7.0 PROXY header not accepted from this address\r\n", false
+			return replyLine(replyUntrustedProxy), false
 		case len(b) < len(m) && strings.HasPrefix(m, string(b)):
 			more = true
 		}

@@ -13,10 +13,7 @@ import (
 // gives its buffer back once drained, so a session waiting for its client
 // holds none.
 func TestConnReadAhead(t *testing.T) {
-	cfg, err := Config{Hostname: "mx.example.org", Domains: []string{"lists.example.org"}}.withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := testConfig()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -83,10 +80,7 @@ func TestConnReadAhead(t *testing.T) {
 // bytes are split into reads ("GE", then "T / HTTP/1.1"), and an SMTP
 // command that starts like one ("HELO" like "HEAD ") is not taken for one.
 func TestSniffAcrossReads(t *testing.T) {
-	cfg, err := Config{Hostname: "mx.example.org", Domains: []string{"lists.example.org"}}.withDefaults()
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := testConfig()
 	for _, tt := range []struct {
 		parts  []string
 		closed bool

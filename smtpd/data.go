@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/emersion/go-smtp"
 
@@ -19,8 +20,11 @@ import (
 // message; the reply text then carries the queue id.
 func (ss *session) Data(r io.Reader) error {
 	start := time.Now()
-	id := queue.NewID(start)
+	id := ss.milterQueueID(start)
 	res, size, err := ss.receive(r, id)
+	if errors.Is(err, errMilterDiscard) {
+		return ss.milterDiscarded(id, size, start)
+	}
 	if errors.Is(err, smtp.ErrDataReset) {
 		// RSET, STARTTLS or a lost connection ended a BDAT transfer.
 		// The client gets no reply to it, so none is logged.
@@ -35,11 +39,24 @@ func (ss *session) Data(r io.Reader) error {
 	ss.s.metrics.transactions.WithLabelValues(fmt.Sprint(code)).Inc()
 	// queue_id is this transaction's own id, the one in its Received
 	// field, also when the message turned out to be a duplicate of the
-	// copy queued under duplicate_of.
-	attrs := []any{"queue_id", id, "from", ss.from, "rcpts", len(ss.rcpts), "size", size,
+	// copy queued under duplicate_of. A transaction that queued nothing
+	// has its id under "id": no queue_id names a message that is not in
+	// the queue.
+	idKey := "queue_id"
+	if err != nil {
+		idKey = "id"
+	}
+	attrs := []any{idKey, id, "from", ss.from, "rcpts", len(ss.rcpts), "size", size,
 		"code", code, "duration", time.Since(start).Round(time.Microsecond)}
 	if res.Duplicate {
 		attrs = append(attrs, "duplicate_of", res.ID)
+	}
+	if ss.milter != nil {
+		attrs = append(attrs, "milters", ss.milter.summary())
+		if h := ss.milter.hold; h != "" && err == nil && !res.Duplicate {
+			attrs = append(attrs, "held", h)
+			ss.s.metrics.milter.held.Inc()
+		}
 	}
 	if err != nil {
 		attrs = append(attrs, "err", err)
@@ -47,7 +64,8 @@ func (ss *session) Data(r io.Reader) error {
 		return rep
 	}
 	ss.log.Info("transaction", attrs...)
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "queued as " + res.ID}
+	ss.wc.limits.delivered()
+	return replyQueued(res.ID)
 }
 
 // receive does the work of Data; every error it returns goes through
@@ -59,18 +77,31 @@ func (ss *session) receive(r io.Reader, id string) (queue.Result, int64, error) 
 	ctx, cancel := context.WithTimeout(context.Background(), ss.s.cfg.DataTimeout+ss.s.cfg.EnqueueTimeout)
 	defer cancel()
 	rc := ss.newReception(ctx, id)
+	defer ss.milterAbort()
+	rc.milterData()
 	err := rc.read(r)
 	ss.wc.endData()
 	switch {
 	case err == nil:
+	case errors.Is(err, errDataSlow):
+		ss.s.metrics.dataCuts.WithLabelValues("rate").Inc()
 	case errors.Is(err, errDataTimeout):
+		ss.s.metrics.dataCuts.WithLabelValues("data_timeout").Inc()
 	case errors.Is(err, smtp.ErrDataTooLarge):
 		err = replyTooBig
 	case errors.Is(err, smtp.ErrBareLineEnding):
 		err = replyBareEOL
+	case errors.Is(err, smtp.ErrDataLineTooLong):
+		err = replyLongLine
 	case errors.Is(err, smtp.ErrDataReset):
 	case reply(err) == replyLocal:
 		err = fmt.Errorf("%w: %v", replyDataAborted, err)
+	}
+	if err == nil && rc.noHeader() {
+		err = replyNoHeader
+	}
+	if err == nil {
+		err = rc.milterEnd()
 	}
 	if err != nil {
 		if rc.auth != nil {
@@ -113,12 +144,13 @@ func (ss *session) commit(rc *reception) (queue.Result, error) {
 		rec.Auth = res.Record
 		header = append(header, res.Header...)
 	}
-	m := &queue.Message{Record: rec, Header: header, Spool: rc.spool, Chunks: rc.pending}
+	m := &queue.Message{Record: rec, Header: header, Chunks: rc.pending}
+	ss.milterMessage(m)
 	t0 := time.Now()
 	var res queue.Result
 	err := ss.s.rideThrough(context.Background(), opEnqueue, func(ctx context.Context) error {
 		var err error
-		res, err = ss.s.queue.Enqueue(ctx, m)
+		res, err = rc.spool.Commit(ctx, m)
 		return err
 	})
 	if err != nil {
@@ -130,37 +162,100 @@ func (ss *session) commit(rc *reception) (queue.Result, error) {
 	return res, nil
 }
 
+// noHeader reports, at the end of the data, whether the message has no
+// header field at all: no data (BDAT 0 LAST, or DATA with "." alone),
+// or an empty first line. RFC 5322 §3.6 requires Date and From at
+// least; list software has nothing to work with, and mxd's own fields
+// would become the whole header.
+func (rc *reception) noHeader() bool {
+	return rc.hdrEnd <= len("\r\n")
+}
+
 // received is the Received header field (RFC 5321 §4.4) for rec, with
-// the protocol keywords of RFC 3848 and RFC 6531.
+// the protocol keywords of RFC 3848 and RFC 6531. Its lines are folded at
+// foldAt octets where the words allow, and the one word of unbounded
+// length that the client chooses, the HELO name, is cut at maxHELO: no
+// line exceeds RFC 5322 §2.1.1's 998 octets (the recipient is at most
+// 64 + 1 + 255 octets, RFC 5321 §4.5.3.1).
 func (ss *session) received(rec *queue.Record) []byte {
-	proto := "ESMTP"
-	if ss.utf8 {
+	proto := "SMTP"
+	switch {
+	case ss.utf8:
 		proto = "UTF8SMTP"
+	case ss.ehlo || rec.TLSVersion != "":
+		// STARTTLS is an extension: a session in TLS said EHLO first.
+		proto = "ESMTP"
 	}
-	tlsInfo := ""
 	if rec.TLSVersion != "" {
 		proto += "S"
-		tlsInfo = fmt.Sprintf("\r\n\t(using %s with cipher %s)", rec.TLSVersion, rec.TLSCipher)
 	}
 	ip := rec.ClientIP
 	if strings.Contains(ip, ":") {
 		ip = "IPv6:" + ip
 	}
-	helo := sanitizeHeaderValue(rec.HELO)
-	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s ([%s])%s\r\n\tby %s (mxd) with %s id %s",
-		helo, ip, tlsInfo, ss.s.cfg.Hostname, proto, rec.ID)
-	if len(rec.Rcpts) == 1 {
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitizeHeaderValue(rec.Rcpts[0].Addr))
+	var f folder
+	f.clause("Received:", "from", truncate(sanitizeHeaderValue(rec.HELO), maxHELO), "(["+ip+"])")
+	if rec.TLSVersion != "" {
+		f.clause("(using", rec.TLSVersion, "with", "cipher", rec.TLSCipher+")")
 	}
-	fmt.Fprintf(&b, ";\r\n\t%s\r\n", rec.Arrived.Format(time.RFC1123Z))
-	return []byte(b.String())
+	f.clause("by", ss.s.cfg.Hostname, "(mxd)", "with", proto, "id", rec.ID)
+	if len(rec.Rcpts) == 1 {
+		f.clause("for", "<"+sanitizeHeaderValue(rec.Rcpts[0].Addr)+">")
+	}
+	f.b.WriteString(";")
+	f.clause(strings.Fields(rec.Arrived.Format(time.RFC1123Z))...)
+	f.b.WriteString("\r\n")
+	return []byte(f.b.String())
 }
 
-// sanitizeHeaderValue keeps client-supplied text from breaking the header.
+// foldAt is the line length RFC 5322 §2.1.1 asks for; maxHELO is the
+// longest domain (RFC 5321 §4.5.3.1.2).
+const (
+	foldAt  = 78
+	maxHELO = 255
+)
+
+// folder writes a header field: each clause on a line of its own, its
+// words on as few lines of at most foldAt octets as they fit on.
+type folder struct {
+	b    strings.Builder
+	line int // octets on the current line
+}
+
+func (f *folder) clause(words ...string) {
+	for i, w := range words {
+		switch {
+		case f.b.Len() == 0:
+		case i == 0 || f.line+1+len(w) > foldAt:
+			f.b.WriteString("\r\n\t")
+			f.line = 1
+		default:
+			f.b.WriteByte(' ')
+			f.line++
+		}
+		f.b.WriteString(w)
+		f.line += len(w)
+	}
+}
+
+// truncate cuts s to at most n octets, at a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// sanitizeHeaderValue keeps client-supplied text from breaking the header:
+// controls and the characters that would end a comment or the clause
+// become '?'; so does a byte that is not UTF-8, and white space, which
+// would let a fold split the word.
 func sanitizeHeaderValue(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == '(' || r == ')' || r == ';' {
+		if r < 0x20 || r == 0x7f || r == '(' || r == ')' || r == ';' || r == ' ' || r == utf8.RuneError {
 			return '?'
 		}
 		return r

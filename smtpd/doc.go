@@ -3,20 +3,25 @@
 //
 // A Server keeps no spool. It checks each recipient at RCPT against the
 // recipient registry, reads the message, prepends a Received header that
-// carries the queue id, and hands the message to an Enqueuer. It answers
-// "250 2.0.0 queued as ID" only after the Enqueuer returned nil, that is,
-// after the message is durable in the shared queue. Any failure of the queue
-// is answered with a 4xx, so the sender retries later or at another MX:
-// the server never turns a fault of its own into a bounce.
+// carries the queue id, and hands the message to its Queue: the data goes
+// to the message's Spool in batches while it arrives, and the Spool's
+// Commit stores the whole. It answers "250 2.0.0 queued as ID" only after
+// Commit returned nil, that is, after the message is durable in the shared
+// queue. Any failure of the queue is answered with a 4xx, so the sender
+// retries later or at another MX: the server never turns a fault of its own
+// into a bounce.
 //
 // Every error becomes an SMTP reply in one function (reply, in reply.go).
 // Internal error text never reaches the client; it is logged with the
 // session id.
 //
-// The defaults are those of a public MX: read and write timeouts, a
-// deadline per command and a minimum data rate during DATA, a size limit
-// advertised in SIZE, a recipient limit, connection caps in total and per
-// client IP, and a limit on Received headers against mail loops.
+// A Server takes its Config as it is given (New refuses what Config.Check
+// refuses, and fills nothing in); Defaults are those of a public MX: read
+// and write timeouts, a deadline per command and a minimum data rate during
+// DATA, a size limit advertised in SIZE, a recipient limit, connection caps
+// in total and per client IP, rates per client (new connections, MAIL,
+// RCPT) and error limits per session (limits.go), and a limit on Received
+// headers against mail loops.
 //
 // Lifecycle: Shutdown stops accepting, lets transactions in flight finish,
 // closes idle sessions with 421, and returns when every session is gone or
@@ -26,5 +31,6 @@
 // are between transactions.
 //
 // The package does not import Redis: it declares the interfaces it needs
-// (Enqueuer, Registry, Beater) and cmd/mxd wires package queue in.
+// (Queue and Spool, Registry, Beater) and cmd/mxd wires package queue in
+// (QueueOf).
 package smtpd

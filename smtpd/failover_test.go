@@ -12,12 +12,14 @@ import (
 
 	"mxq/queue"
 	"mxq/queue/queuetest"
-	"mxq/smtpd"
 )
 
 // manySenders lets in the sessions of startSenders, which all come
 // from 127.0.0.1.
-func manySenders(c *smtpd.Config) { c.MaxConnectionsPerIP = 1000 }
+func manySenders(c *setup) {
+	c.MaxConnectionsPerIP = 1000
+	c.ConnectionRateLimit, c.MessageRateLimit, c.RecipientRateLimit = -1, -1, -1
+}
 
 // senders are SMTP clients sending one message after another, each in
 // its own session, and recording every final reply.
@@ -165,7 +167,9 @@ func checkQueued(t *testing.T, q *queue.Queue, s *senders) {
 // tried again queued nothing twice.
 func TestFailoverKill9(t *testing.T) {
 	set := queuetest.StartSet(t, 2)
-	q := openQueue(t, set.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: 1, ReplicaTimeout: time.Second})
+	qopt := queue.DefaultOptions()
+	qopt.Timeout, qopt.Replicas, qopt.ReplicaTimeout = 2*time.Second, 1, time.Second
+	q := openQueue(t, set.URL(), qopt)
 	e := serveQueue(t, q, "mx1.example.org", manySenders)
 	s := startSenders(e.addr, 20)
 	s.waitCount(t, 100)
@@ -201,12 +205,14 @@ func TestRedisRestartRideThrough(t *testing.T) {
 func TestDuplicateWaitsForOriginal(t *testing.T) {
 	primary := queuetest.StartRedis(t)
 	replica := queuetest.StartRedis(t, queuetest.Config("replicaof "+strings.Replace(primary.Addr(), ":", " ", 1)))
-	q := openQueue(t, primary.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: 1, ReplicaTimeout: 200 * time.Millisecond})
+	qopt := queue.DefaultOptions()
+	qopt.Timeout, qopt.Replicas, qopt.ReplicaTimeout = 2*time.Second, 1, 200*time.Millisecond
+	q := openQueue(t, primary.URL(), qopt)
 	waitFor(t, "replica in sync", func() bool {
-		r, err := q.Replication(context.Background())
+		r, err := q.Redis().Replication(context.Background())
 		return err == nil && len(r.Replicas) > 0 && r.Replicas[0].State == "online"
 	})
-	e := serveQueue(t, q, "mx1.example.org", func(c *smtpd.Config) { c.RideThrough = 3 * time.Second })
+	e := serveQueue(t, q, "mx1.example.org", func(c *setup) { c.RideThrough = 3 * time.Second })
 	replica.Pause()
 	defer replica.Resume()
 	msg := message("one copy")

@@ -16,7 +16,6 @@ import (
 	"mxq/internal/servertest"
 	"mxq/internal/smtptest"
 	"mxq/queue/queuetest"
-	"mxq/smtpd"
 )
 
 // A real HAProxy in front of two receivers, with send-proxy-v2: the
@@ -24,7 +23,7 @@ import (
 func TestBehindHAProxy(t *testing.T) {
 	bin := servertest.LookPath(t, "haproxy", "apt-get install haproxy (make test installs it)")
 	r := queuetest.StartRedis(t)
-	proxied := func(c *smtpd.Config) { c.ProxyFrom = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} }
+	proxied := func(c *setup) { c.ProxyFrom = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")} }
 	mx1 := newEnv(t, r, "mx1.example.org", proxied)
 	mx2 := newEnv(t, r, "mx2.example.org", proxied)
 

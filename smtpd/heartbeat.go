@@ -3,6 +3,7 @@ package smtpd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -14,8 +15,8 @@ type Beater interface {
 	Beat(ctx context.Context, hb queue.Heartbeat, ttl time.Duration) (draining bool, err error)
 }
 
-// DefaultHeartbeatInterval is how often a Heartbeat beats when its
-// Interval is zero.
+// DefaultHeartbeatInterval is how often mxd's Heartbeat beats by
+// default (heartbeat_interval).
 const DefaultHeartbeatInterval = time.Second
 
 // Heartbeat publishes the server's state every Interval and applies the
@@ -27,7 +28,8 @@ const DefaultHeartbeatInterval = time.Second
 type Heartbeat struct {
 	Server *Server
 	Beater Beater
-	// Interval is DefaultHeartbeatInterval when zero.
+	// Interval is how often it beats: more than 0 (see
+	// DefaultHeartbeatInterval).
 	Interval time.Duration
 	// TTL is five intervals when zero: a host missing a beat or two
 	// (a slow Redis) does not vanish.
@@ -36,9 +38,12 @@ type Heartbeat struct {
 	lastOK atomic.Int64 // unix nanoseconds of the last successful beat
 }
 
-// Run beats until ctx ends.
+// Run beats until ctx ends. An Interval of 0 or less is its one error.
 func (h *Heartbeat) Run(ctx context.Context) error {
-	t := time.NewTicker(h.interval())
+	if h.Interval <= 0 {
+		return fmt.Errorf("smtpd: Heartbeat Interval %v: want more than 0", h.Interval)
+	}
+	t := time.NewTicker(h.Interval)
 	defer t.Stop()
 	for {
 		h.beat(ctx)
@@ -62,10 +67,10 @@ func (h *Heartbeat) beat(ctx context.Context) {
 	if n := s.lastEnq.Load(); n != 0 {
 		hb.LastEnqueue = time.Unix(0, n).UTC()
 	}
-	cctx, cancel := context.WithTimeout(ctx, h.interval())
+	cctx, cancel := context.WithTimeout(ctx, h.Interval)
 	ttl := h.TTL
 	if ttl <= 0 {
-		ttl = 5 * h.interval()
+		ttl = 5 * h.Interval
 	}
 	draining, err := h.Beater.Beat(cctx, hb, ttl)
 	cancel()
@@ -83,7 +88,7 @@ func (h *Heartbeat) beat(ctx context.Context) {
 func (h *Heartbeat) Health() error {
 	last := h.lastOK.Load()
 	switch {
-	case last == 0 || time.Since(time.Unix(0, last)) > max(3*h.interval(), h.Server.cfg.RideThrough):
+	case last == 0 || time.Since(time.Unix(0, last)) > max(3*h.Interval, h.Server.cfg.RideThrough):
 		return errors.New("queue unreachable")
 	case h.Server.Draining():
 		return errors.New("draining")
@@ -91,11 +96,4 @@ func (h *Heartbeat) Health() error {
 		return errors.New("shutting down")
 	}
 	return nil
-}
-
-func (h *Heartbeat) interval() time.Duration {
-	if h.Interval <= 0 {
-		return DefaultHeartbeatInterval
-	}
-	return h.Interval
 }

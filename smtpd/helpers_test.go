@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"mxq/internal/servertest"
 	"mxq/internal/smtptest"
 	"mxq/queue"
@@ -30,16 +32,26 @@ type env struct {
 	srv   *smtpd.Server
 	addr  string
 	logs  *servertest.Log
+	reg   *prometheus.Registry // the server's metrics
 }
 
-type envOpt func(*smtpd.Config)
+// setup is what a test may change of a server before it starts: its
+// settings and the live objects it is given.
+type setup struct {
+	smtpd.Config
+	smtpd.Deps
+}
+
+type envOpt func(*setup)
 
 func newEnv(t *testing.T, r *queuetest.Redis, host string, opts ...envOpt) *env {
 	t.Helper()
 	if r == nil {
 		r = queuetest.StartRedis(t)
 	}
-	e := serveQueue(t, openQueue(t, r.URL(), queue.Options{Timeout: 2 * time.Second}), host, opts...)
+	qopt := queue.DefaultOptions()
+	qopt.Timeout = 2 * time.Second
+	e := serveQueue(t, openQueue(t, r.URL(), qopt), host, opts...)
 	e.redis = r
 	return e
 }
@@ -62,13 +74,15 @@ func serveQueue(t *testing.T, q *queue.Queue, host string, opts ...envOpt) *env 
 	if err := q.AddRecipients(context.Background(), "~*/*@"+domain); err != nil {
 		t.Fatal(err)
 	}
-	cfg := smtpd.Config{Hostname: host, Domains: []string{domain}, Version: "test"}
-	for _, o := range opts {
-		o(&cfg)
-	}
 	logs := new(servertest.Log)
-	logger := slog.New(slog.NewTextHandler(logs, nil))
-	srv, err := smtpd.New(cfg, q, smtpd.NewRecipients(q, 50*time.Millisecond), logger, nil)
+	reg := prometheus.NewRegistry()
+	s := setup{Config: smtpd.Defaults(), Deps: smtpd.Deps{Queue: smtpd.QueueOf(q), Recipients: smtpd.NewRecipients(q, 50*time.Millisecond),
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), Metrics: smtpd.NewMetrics(reg)}}
+	s.Hostname, s.Domains, s.Version = host, []string{domain}, "test"
+	for _, o := range opts {
+		o(&s)
+	}
+	srv, err := smtpd.New(s.Config, s.Deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +97,7 @@ func serveQueue(t *testing.T, q *queue.Queue, host string, opts ...envOpt) *env 
 			t.Logf("mxd %s log:\n%s", host, logs.String())
 		}
 	})
-	return &env{t: t, q: q, srv: srv, addr: l.Addr().String(), logs: logs}
+	return &env{t: t, q: q, srv: srv, addr: l.Addr().String(), logs: logs, reg: reg}
 }
 
 // client is a raw SMTP session (smtptest.Client), with the steps these

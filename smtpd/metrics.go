@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Metrics are the receiver's Prometheus metrics.
@@ -19,6 +20,8 @@ type Metrics struct {
 	budgetLimit  prometheus.Gauge
 	budgetUsed   prometheus.Gauge
 	budgetWait   prometheus.Gauge
+	evictions    prometheus.Counter
+	dataCuts     *prometheus.CounterVec
 	spoolWriters prometheus.Gauge
 	handshakes   *prometheus.CounterVec
 	queueWaits   *prometheus.CounterVec
@@ -26,6 +29,8 @@ type Metrics struct {
 	rideThrough  *prometheus.HistogramVec
 	queueErrors  *prometheus.CounterVec
 	handshakeDur prometheus.Histogram
+	milter       *milterMetrics
+	limits       *limitMetrics
 }
 
 // handshake counts one completed TLS handshake.
@@ -40,66 +45,69 @@ func (m *Metrics) handshake(cs tls.ConnectionState, d time.Duration) {
 
 // NewMetrics creates the metrics and registers them with reg (if not nil).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
-		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+	f := promauto.With(reg)
+	return &Metrics{
+		sessions: f.NewGauge(prometheus.GaugeOpts{
 			Name: "mxd_sessions", Help: "Open SMTP sessions.",
 		}),
-		accepted: prometheus.NewCounter(prometheus.CounterOpts{
+		accepted: f.NewCounter(prometheus.CounterOpts{
 			Name: "mxd_sessions_accepted_total", Help: "Connections admitted to an SMTP session.",
 		}),
-		draining: prometheus.NewGauge(prometheus.GaugeOpts{
+		draining: f.NewGauge(prometheus.GaugeOpts{
 			Name: "mxd_draining", Help: "1 while this host drains (new connections get 421).",
 		}),
-		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+		refused: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "mxd_connections_refused_total", Help: "Connections answered 421 at connect, by reason.",
 		}, []string{"reason"}),
-		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+		transactions: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "mxd_transactions_total", Help: "Finished DATA transactions, by reply code class and code.",
 		}, []string{"code"}),
-		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+		bytes: f.NewCounter(prometheus.CounterOpts{
 			Name: "mxd_received_bytes_total", Help: "Bytes of messages queued.",
 		}),
-		enqueue: prometheus.NewHistogram(prometheus.HistogramOpts{
+		enqueue: f.NewHistogram(prometheus.HistogramOpts{
 			Name: "mxd_enqueue_seconds", Help: "Time from end of data to the queue's acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
-		budgetLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+		budgetLimit: f.NewGauge(prometheus.GaugeOpts{
 			Name: "mxd_memory_budget_bytes", Help: "The bytes of message data sessions may hold in memory together (memory_budget).",
 		}),
-		budgetUsed: prometheus.NewGauge(prometheus.GaugeOpts{
+		budgetUsed: f.NewGauge(prometheus.GaugeOpts{
 			Name: "mxd_memory_budget_used_bytes", Help: "Bytes of message data held in memory now.",
 		}),
-		budgetWait: prometheus.NewGauge(prometheus.GaugeOpts{
+		budgetWait: f.NewGauge(prometheus.GaugeOpts{
 			Name: "mxd_memory_budget_waiting_sessions", Help: "Sessions that stopped reading from their client until memory is free.",
 		}),
-		spoolWriters: prometheus.NewGauge(prometheus.GaugeOpts{
+		evictions: f.NewCounter(prometheus.CounterOpts{
+			Name: "mxd_memory_evictions_total", Help: "Sessions made to give their memory back, while others waited for it, for holding more than they received in the last 5 s (451 4.3.2, closed).",
+		}),
+		dataCuts: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "mxd_data_timeouts_total", Help: "DATA cut with 451 4.4.2, by reason: rate (below min_data_rate over data_rate_window) or data_timeout.",
+		}, []string{"reason"}),
+		spoolWriters: f.NewGauge(prometheus.GaugeOpts{
 			Name: "mxd_spool_writers", Help: "Sessions writing chunks of a big message to the queue now.",
 		}),
-		queueWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+		queueWaits: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "mxd_queue_waits_total", Help: "Queue operations that found the queue briefly unavailable and waited for it (ride_through), by operation.",
 		}, []string{"op"}),
-		queueWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+		queueWaiting: f.NewGauge(prometheus.GaugeOpts{
 			Name: "mxd_queue_waiting_sessions", Help: "Sessions waiting now for the queue to be available again.",
 		}),
-		rideThrough: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		rideThrough: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "mxd_queue_ride_through_seconds", Help: "How long an operation waited for the queue, by operation and outcome (ok, or gave_up: the sender got a 4xx).",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 11),
 		}, []string{"op", "outcome"}),
-		queueErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		queueErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "mxd_queue_errors_total", Help: "Queue failures answered to a sender (451 4.3.0, or 452 4.3.1 for oom), by operation and cause.",
 		}, []string{"op", "cause"}),
-		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		handshakes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "mxd_tls_handshakes_total", Help: "Completed STARTTLS handshakes, by TLS version and whether a session was resumed.",
 		}, []string{"version", "resumed"}),
-		handshakeDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+		handshakeDur: f.NewHistogram(prometheus.HistogramOpts{
 			Name: "mxd_tls_handshake_seconds", Help: "Time from the ClientHello to the end of the server's part of a STARTTLS handshake.",
 			Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
 		}),
+		limits: newLimitMetrics(reg),
+		milter: newMilterMetrics(reg),
 	}
-	if reg != nil {
-		reg.MustRegister(m.sessions, m.accepted, m.draining, m.refused, m.transactions, m.bytes, m.enqueue,
-			m.budgetLimit, m.budgetUsed, m.budgetWait, m.spoolWriters, m.handshakes, m.handshakeDur,
-			m.queueWaits, m.queueWaiting, m.rideThrough, m.queueErrors)
-	}
-	return m
 }

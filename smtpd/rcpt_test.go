@@ -8,14 +8,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"mxq/queue"
-	"mxq/smtpd"
 )
 
 // TestLookalikeRecipients sends addresses that only Unicode case folding,
 // an empty wildcard match or an invisible character would take for a
 // registered one.
 func TestLookalikeRecipients(t *testing.T) {
-	e := newEnv(t, nil, "mx1.example.org")
+	e := newEnv(t, nil, "mx1.example.org", noErrorLimits)
 	ctx := context.Background()
 	// Literal entries, and a pattern that cannot match "~k/x": the
 	// default "~*/*" would take "~\u212a/x" as a list of its own.
@@ -74,7 +73,7 @@ func TestLookalikeRecipients(t *testing.T) {
 // recipients of their own, and duplicates do not count against the
 // limit.
 func TestDuplicateRecipients(t *testing.T) {
-	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.MaxRecipients = 4 })
+	e := newEnv(t, nil, "mx1.example.org", func(c *setup) { c.MaxRecipients = 4 })
 	ctx := context.Background()
 	if err := e.q.AddRecipients(ctx, "post@"+domain); err != nil {
 		t.Fatal(err)

@@ -15,10 +15,13 @@ import (
 // memory budget, and written to the queue a batch at a time while it
 // arrives (see queue.Spool). A session therefore holds at most its header
 // section and one batch, whatever the message's size; a small message is
-// one block and goes to the queue in the commit alone.
+// one block and goes to the queue in the commit alone. A batch is written
+// early when its first block has waited spoolAfter: a slow sender holds
+// the block it reads into and little more.
 const (
 	blockSize  = queue.ChunkSize
 	spoolBatch = 4 * blockSize
+	spoolAfter = time.Second
 )
 
 // blockPool keeps the blocks of finished messages for the next ones. It
@@ -55,7 +58,7 @@ func (p *blockPool) put(b []byte) {
 type reception struct {
 	ss   *session
 	id   string
-	held held
+	held *held
 
 	cur     []byte // the block being read into
 	curOff  int    // cur[curOff:] is not yet in pending
@@ -64,17 +67,25 @@ type reception struct {
 	recvd   int    // Received fields in the header section
 	pending [][]byte
 	pendN   int
-	blocks  [][]byte // the pool blocks behind pending
+	curAt   time.Time // when cur was taken
+	pendAt  time.Time // when the first block of pending was taken
+	blocks  [][]byte  // the pool blocks behind pending
+	dropped bool      // refused: the blocks are given back, cur is scratch
 
-	ctx     context.Context // the transaction's: bounds every wait and write
-	spool   *queue.Spool
-	auth    *msgauth.Run
-	refusal error // once set, the rest of the data is read and dropped
-	size    int64
+	ctx      context.Context // the transaction's: bounds every wait and write
+	spool    Spool
+	prefixed bool // the spool was told of the header section kept out of it
+	auth     *msgauth.Run
+	refusal  error // once set, the rest of the data is read and dropped
+	size     int64
 }
 
 func (ss *session) newReception(ctx context.Context, id string) *reception {
-	return &reception{ss: ss, ctx: ctx, id: id, held: held{b: ss.s.budget}, hdrEnd: -1}
+	cfg := &ss.s.cfg
+	// The spool's data must outlive every wait until the commit.
+	ttl := cfg.DataTimeout + cfg.EnqueueTimeout + max(cfg.RideThrough, 0)
+	return &reception{ss: ss, ctx: ctx, id: id, held: ss.s.budget.newHeld(&ss.wc.phase), hdrEnd: -1,
+		spool: ss.s.queue.NewSpool(id, ttl)}
 }
 
 // read reads the message to its real end. It returns the refusal decided
@@ -88,19 +99,22 @@ func (rc *reception) read(r io.Reader) error {
 		if err := rc.ss.wc.flush(); err != nil {
 			return err
 		}
-		t0 := time.Now()
+		resume := rc.ss.wc.pauseData()
 		err := rc.held.grow(ctx, blockSize)
-		rc.ss.wc.pauseData(time.Since(t0))
+		resume()
 		if err != nil {
 			return err
 		}
 	}
-	rc.cur = rc.ss.s.blocks.get()
+	rc.cur, rc.curAt = rc.ss.s.blocks.get(), time.Now()
 	for {
+		if rc.refusal != nil && !rc.dropped {
+			rc.drop()
+		}
 		if len(rc.cur) == cap(rc.cur) {
-			t0 := time.Now()
+			resume := rc.ss.wc.pauseData()
 			err := rc.makeRoom()
-			rc.ss.wc.pauseData(time.Since(t0))
+			resume()
 			if err != nil {
 				return err
 			}
@@ -140,10 +154,23 @@ func (rc *reception) checkHeader() {
 			rc.headerDone(rc.scan, true)
 			return
 		}
-		if len(line) >= 9 && strings.EqualFold(string(line[:9]), "received:") {
+		if isReceived(line) {
 			rc.recvd++
 		}
 	}
+}
+
+// isReceived reports whether a header line starts a Received field: the
+// name in any case (RFC 5322 §1.2.2), then white space or not before the
+// colon (§4.5, the obsolete syntax, which readers still accept as the
+// same field).
+func isReceived(line []byte) bool {
+	const name = "received"
+	if len(line) <= len(name) || !strings.EqualFold(string(line[:len(name)]), name) {
+		return false
+	}
+	rest := bytes.TrimLeft(line[len(name):], " \t")
+	return len(rest) > 0 && rest[0] == ':'
 }
 
 // headerDone is called when the header section, cur[:end], is complete:
@@ -165,13 +192,18 @@ func (rc *reception) headerDone(end int, sep bool) {
 	}
 	header := rc.cur[:end]
 	stripped := header
-	if cfg.Auth != nil {
-		rc.auth = rc.ss.beginAuth(rc.ctx, cfg.Auth, bytes.Clone(header))
+	if auth := rc.ss.s.auth; auth != nil {
+		rc.auth = rc.ss.beginAuth(rc.ctx, auth, bytes.Clone(header))
 		stripped = stripForged(header, cfg.AuthservID)
 		if foldedStart(stripped) { // nor may a removed field leave one
 			rc.refuse(replyFoldedStart)
 			return
 		}
+	}
+	if rc.keepsHeader() {
+		rc.milterHeader(stripped, sep)
+		rc.curOff = end
+		return
 	}
 	rc.pending = append(rc.pending, stripped)
 	rc.pendN += len(stripped)
@@ -194,7 +226,7 @@ func (rc *reception) makeRoom() error {
 	// A session never waits for memory while it holds a batch: it
 	// spools what it has first, so that sessions waiting for each other's
 	// memory cannot hold up each other for good.
-	if rc.pendN >= spoolBatch || !rc.held.tryGrow(blockSize) {
+	if rc.pendN >= spoolBatch || time.Since(rc.pendAt) >= spoolAfter || !rc.held.tryGrow(blockSize) {
 		if err := rc.flush(); err != nil {
 			return err
 		}
@@ -202,7 +234,7 @@ func (rc *reception) makeRoom() error {
 			return err
 		}
 	}
-	rc.cur, rc.curOff = rc.ss.s.blocks.get(), 0
+	rc.cur, rc.curOff, rc.curAt = rc.ss.s.blocks.get(), 0, time.Now()
 	return nil
 }
 
@@ -242,12 +274,16 @@ const headerMemoryWait = 10 * time.Second
 // pend moves the unpended part of cur to pending; cur's block is given
 // back once pending is spooled.
 func (rc *reception) pend() {
+	if len(rc.blocks) == 0 {
+		rc.pendAt = rc.curAt
+	}
 	if p := rc.cur[rc.curOff:]; len(p) > 0 {
 		rc.pending = append(rc.pending, p)
 		rc.pendN += len(p)
 		if rc.auth != nil {
 			rc.auth.Write(p) // a failed check is its result, not an error
 		}
+		rc.milterBody(p)
 	}
 	rc.blocks = append(rc.blocks, rc.cur)
 	rc.cur, rc.curOff = nil, 0
@@ -258,13 +294,11 @@ func (rc *reception) flush() error {
 	if len(rc.pending) == 0 {
 		return nil
 	}
-	if rc.spool == nil {
-		s, ok := rc.ss.s.queue.(Spooler)
-		if !ok {
-			return nil // a queue without spools: keep everything for the commit
-		}
-		cfg := &rc.ss.s.cfg
-		rc.spool = s.NewSpool(rc.id, cfg.DataTimeout+cfg.EnqueueTimeout+cfg.RideThrough)
+	if !rc.prefixed {
+		// The header section kept out of the spool, if any, goes into
+		// the spool's hash before its first bytes.
+		rc.prefixed = true
+		rc.prefixSpool()
 	}
 	err := rc.ss.s.rideThrough(rc.ctx, opSpool, func(ctx context.Context) error {
 		// A turn per try: a session waiting for the queue does not keep
@@ -303,6 +337,24 @@ func (rc *reception) refuse(err error) {
 	}
 }
 
+// drop gives back the memory of a refused message, header section
+// included, and reads the rest of its data into a small scratch buffer
+// outside the budget: a refused message holds nothing while its sender
+// takes its time to end it.
+func (rc *reception) drop() {
+	rc.dropped = true
+	if rc.cur != nil {
+		rc.blocks = append(rc.blocks, rc.cur)
+	}
+	rc.release()
+	rc.held.releaseAll()
+	rc.cur = make([]byte, 0, dropBufSize)
+}
+
+// dropBufSize is the scratch buffer of a refused message: go-smtp's own
+// reads are of 4 KiB.
+const dropBufSize = 4 << 10
+
 // end completes the data at its end: the header section if it never
 // ended, the last pending part fed to the checks.
 func (rc *reception) end() error {
@@ -316,32 +368,24 @@ func (rc *reception) end() error {
 		}
 	}
 	rc.pend()
-	return nil
+	return rc.refusal // a milter may refuse the last piece
 }
 
 // discard drops what the reception holds: its spool and its blocks.
+// The memory goes back first: others may be waiting for it.
 func (rc *reception) discard() {
-	if rc.spool != nil {
-		rc.spool.Abort(context.Background())
-	}
 	rc.finish()
+	rc.spool.Abort(context.Background())
 }
 
 // finish gives every block and the budget back.
 func (rc *reception) finish() {
-	if rc.cur != nil {
+	if rc.cur != nil && !rc.dropped {
 		rc.blocks = append(rc.blocks, rc.cur)
-		rc.cur = nil
 	}
+	rc.cur = nil
 	rc.release()
 	rc.held.releaseAll()
-}
-
-// Spooler is implemented by a queue that can store a body while it
-// arrives (queue.Queue does). With a queue that cannot, the whole message
-// is handed to Enqueue at the end.
-type Spooler interface {
-	NewSpool(id string, ttl time.Duration) *queue.Spool
 }
 
 // foldedStart reports whether msg begins with a space or a tab. Such a

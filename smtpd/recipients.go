@@ -2,9 +2,11 @@ package smtpd
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
+	mailaddr "mxq/address"
 	"mxq/queue"
 )
 
@@ -35,11 +37,12 @@ type Recipients struct {
 // twice this.
 const DefaultRegistryTTL = 5 * time.Second
 
-// NewRecipients returns a cache of reg that lives ttl (DefaultRegistryTTL
-// when zero).
+// NewRecipients returns a cache of reg that lives ttl (mxd's default is
+// DefaultRegistryTTL). It panics on a ttl of 0 or less, as
+// time.NewTicker does: a caller checks the setting first.
 func NewRecipients(reg Registry, ttl time.Duration) *Recipients {
 	if ttl <= 0 {
-		ttl = DefaultRegistryTTL
+		panic(fmt.Sprintf("smtpd: NewRecipients: ttl %v: want more than 0", ttl))
 	}
 	return &Recipients{reg: reg, ttl: ttl, now: time.Now}
 }
@@ -54,7 +57,7 @@ func (r *Recipients) Known(ctx context.Context, addr string) (bool, error) {
 		return false, err
 	}
 	for _, p := range patterns {
-		if queue.Match(p, addr) {
+		if mailaddr.Match(p, addr) {
 			return true, nil
 		}
 	}

@@ -4,11 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,12 +18,64 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"mxq/queue"
+	"mxq/smtpd/milter"
 )
 
-// Enqueuer stores a message durably. A nil error means the message may be
-// acknowledged with 250.
-type Enqueuer interface {
-	Enqueue(ctx context.Context, m *queue.Message) (queue.Result, error)
+// Queue is where a Server puts each message. The message's data goes to
+// a Spool while it arrives, a batch at a time, so that a session holds a
+// batch at most whatever the message's size; the Spool then commits the
+// message with its record. QueueOf gives the Queue of a *queue.Queue.
+type Queue interface {
+	// NewSpool starts the data of message id. ttl is how long what is
+	// appended may outlive the last Append, if the message is neither
+	// committed nor aborted.
+	NewSpool(id string, ttl time.Duration) Spool
+}
+
+// Spool is one message's data on its way into the queue; *queue.Spool
+// is one. It is used by one goroutine.
+type Spool interface {
+	// Append stores chunks at the end of the data. After an error that
+	// passes (queue.Transient) it may be called again with the same
+	// chunks.
+	Append(ctx context.Context, chunks ...[]byte) error
+	// Prefix counts p as the start of the client's data that is kept out
+	// of the spool (the header section a milter may change, sent with
+	// the commit instead): it is hashed for dedup before what is
+	// appended. Called at most once, before the first Append.
+	Prefix(p []byte)
+	// Commit stores m durably: its header, what was appended, then its
+	// Chunks. A nil error means the message may be acknowledged with
+	// 250. After an error that passes it may be called again.
+	Commit(ctx context.Context, m *queue.Message) (queue.Result, error)
+	// Abort drops what was appended, when the message will not be
+	// committed.
+	Abort(ctx context.Context) error
+}
+
+// QueueOf is the Queue of q: each message's data goes to a queue.Spool.
+func QueueOf(q *queue.Queue) Queue { return redisQueue{q} }
+
+type redisQueue struct{ q *queue.Queue }
+
+func (r redisQueue) NewSpool(id string, ttl time.Duration) Spool { return r.q.NewSpool(id, ttl) }
+
+// Deps are the live objects a Server works with, made by its caller.
+type Deps struct {
+	// Queue takes every message. Required.
+	Queue Queue
+	// Recipients checks each recipient at RCPT. Required.
+	Recipients *Recipients
+	// Logger gets the sessions' lines. Required.
+	Logger *slog.Logger
+	// Metrics are the server's metrics. Nil: kept, but not registered.
+	Metrics *Metrics
+	// TLS enables STARTTLS with this configuration (TLS 1.2 or later is
+	// enforced). Nil: no STARTTLS.
+	TLS *tls.Config
+	// Auth computes the Authentication-Results of each message. Nil: no
+	// checks and no header (the list software then sees none of ours).
+	Auth Authenticator
 }
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
@@ -32,9 +85,10 @@ var ErrServerClosed = errors.New("smtpd: server closed")
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	queue   Enqueuer
+	queue   Queue
 	rcpts   *Recipients
 	metrics *Metrics
+	auth    Authenticator // nil: no checks
 	smtp    *smtp.Server
 
 	draining atomic.Bool
@@ -45,9 +99,11 @@ type Server struct {
 	// none: sessions waiting for the queue stop in time to answer.
 	shutdownBy atomic.Int64
 
+	limits  *limiter      // rates per client, waits for errors (limits.go)
 	budget  *budget       // bytes of message data in memory
 	blocks  *blockPool    // the blocks they are read into
 	writers chan struct{} // a slot per session writing to its spool
+	milters []*milter.Filter
 
 	mu    sync.Mutex
 	conns map[*conn]struct{}
@@ -55,25 +111,39 @@ type Server struct {
 	done  chan struct{}      // closed by Shutdown/Close
 }
 
-// New returns a Server that queues into q and checks recipients with
-// rcpts. metrics may be nil.
-func New(cfg Config, q Enqueuer, rcpts *Recipients, logger *slog.Logger, metrics *Metrics) (*Server, error) {
-	cfg, err := cfg.withDefaults()
-	if err != nil {
-		return nil, err
+// maxLineLength bounds a line, CRLF included, of a command (RFC 5321
+// §4.5.3.1.4 allows 512 octets) and of message data (§4.5.3.1.6: 1000),
+// with room for clients that exceed them a little, as go-smtp's default
+// does. A command over it closes the session (500 5.4.0); a message with
+// a longer line is read to its end and refused (replyLongLine): list
+// software behind mxd, and the hops after it, would cut or refuse it.
+const maxLineLength = 2000
+
+// New returns a Server with the settings cfg, which it uses as they are
+// (see Config), and the live objects d.
+func New(cfg Config, d Deps) (*Server, error) {
+	if err := cfg.Check(); err != nil {
+		return nil, fmt.Errorf("smtpd: %w", err)
 	}
+	if d.Queue == nil || d.Recipients == nil || d.Logger == nil {
+		return nil, errors.New("smtpd: Deps needs a Queue, Recipients and a Logger")
+	}
+	cfg.Domains = foldDomains(cfg.Domains)
+	metrics := d.Metrics
 	if metrics == nil {
 		metrics = NewMetrics(nil)
 	}
 	s := &Server{
-		cfg: cfg, log: logger, queue: q, rcpts: rcpts, metrics: metrics,
+		cfg: cfg, log: d.Logger, queue: d.Queue, rcpts: d.Recipients, metrics: metrics, auth: d.Auth,
 		conns: make(map[*conn]struct{}),
 		perIP: make(map[netip.Addr]int),
 		done:  make(chan struct{}),
 	}
+	s.limits = newLimiter(&s.cfg, metrics.limits)
 	s.budget = newBudget(cfg.MemoryBudget)
 	s.budget.onUse = func(n int64) { metrics.budgetUsed.Set(float64(n)) }
 	s.budget.onWait = func(d int) { metrics.budgetWait.Add(float64(d)) }
+	s.budget.onEvict = metrics.evictions.Inc
 	metrics.budgetLimit.Set(float64(cfg.MemoryBudget))
 	s.blocks = newBlockPool(cfg.MemoryBudget)
 	s.writers = make(chan struct{}, cfg.SpoolWriters)
@@ -83,17 +153,21 @@ func New(cfg Config, q Enqueuer, rcpts *Recipients, logger *slog.Logger, metrics
 	// go-smtp answers the recipient over the limit itself; the limit is
 	// checked in Rcpt for 452 4.5.3 instead (smtpd/reply.go).
 	ss.MaxRecipients = 0
-	ss.MaxLineLength = 2000 // RFC 5321 §4.5.3.1.6 allows 512; doubled, as go-smtp does
+	ss.MaxLineLength = maxLineLength
 	ss.EnableSMTPUTF8 = true
 	// Bare CR, bare LF and NUL are judged on the wire bytes of each
 	// message, DATA and BDAT alike (see third_party/README.md).
 	ss.StrictLineEndings = true
-	ss.EnableDSN = true                      // RET, ENVID, NOTIFY, ORCPT are recorded for the list software
-	ss.ErrorLog = log.New(io.Discard, "", 0) // sessions log through slog
-	if cfg.TLS != nil {
-		ss.TLSConfig = s.observedTLS(cfg.TLS)
+	ss.EnableDSN = true            // RET, ENVID, NOTIFY, ORCPT are recorded for the list software
+	ss.ErrorLog = goSMTPLog{s.log} // a panic in a session is logged; sessions log the rest themselves
+	ss.OnReply = s.onReply         // error limits (limits.go)
+	if d.TLS != nil {
+		ss.TLSConfig = s.observedTLS(d.TLS)
 	}
 	s.smtp = ss
+	if err := s.startMilters(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -292,6 +366,8 @@ func (s *Server) admit(nc net.Conn) (*conn, *smtp.SMTPError) {
 	case s.perIP[ip] >= s.cfg.MaxConnectionsPerIP:
 		s.metrics.refused.WithLabelValues("max_connections_per_ip").Inc()
 		return nil, replyTooManyFrom
+	case s.overConnectionRate(ip):
+		return nil, replyConnectionRate
 	}
 	c := newConn(nc, &s.cfg)
 	c.onClose = func() { s.release(c) }
@@ -332,6 +408,7 @@ func (s *Server) SetDraining(on bool) {
 		s.metrics.draining.Set(b2f(on))
 	}
 	if on {
+		s.limits.wakeAll()
 		s.closeIdle(replyDraining)
 	}
 }
@@ -397,6 +474,7 @@ func (s *Server) Close() error {
 	}
 	err := s.smtp.Close()
 	s.cutAll()
+	s.closeMilters()
 	if errors.Is(err, smtp.ErrServerClosed) {
 		err = nil
 	}
@@ -415,4 +493,22 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// goSMTPLog takes go-smtp's own log lines. A panic in a session (go-smtp
+// recovers it, answers 421 and closes the connection) is an error an
+// operator must see, with its stack; the other lines, a connection that
+// ended with a read error, say what the session's own log line says
+// already, and go to debug.
+type goSMTPLog struct{ log *slog.Logger }
+
+func (l goSMTPLog) Printf(format string, v ...any) { l.line(fmt.Sprintf(format, v...)) }
+func (l goSMTPLog) Println(v ...any)               { l.line(strings.TrimSuffix(fmt.Sprintln(v...), "\n")) }
+
+func (l goSMTPLog) line(s string) {
+	if strings.HasPrefix(s, "panic ") {
+		l.log.Error("session panicked", "detail", s)
+		return
+	}
+	l.log.Debug("smtp server", "detail", s)
 }

@@ -70,7 +70,7 @@ func TestQueuedRecordAndReceived(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
-	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) {
+	e := newEnv(t, nil, "mx1.example.org", func(c *setup) {
 		c.MaxRecipients = 2
 		c.MaxMessageBytes = 1000
 	})
@@ -137,7 +137,7 @@ func TestBareLineEndingsRefused(t *testing.T) {
 func TestQueueDownAndOutOfMemory(t *testing.T) {
 	t.Run("down", func(t *testing.T) {
 		// Down for longer than sessions wait for it.
-		e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.RideThrough = 300 * time.Millisecond })
+		e := newEnv(t, nil, "mx1.example.org", func(c *setup) { c.RideThrough = 300 * time.Millisecond })
 		c, _ := dial(t, e.addr)
 		c.Expect("EHLO client.example.com", "250")
 		c.Expect("MAIL FROM:<alice@example.com>", "250")
@@ -231,7 +231,7 @@ func TestSameMessageThroughTwoMX(t *testing.T) {
 }
 
 func TestConnectionCaps(t *testing.T) {
-	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.MaxConnectionsPerIP = 2 })
+	e := newEnv(t, nil, "mx1.example.org", func(c *setup) { c.MaxConnectionsPerIP = 2 })
 	dial(t, e.addr)
 	dial(t, e.addr)
 	_, greet := dial(t, e.addr)
@@ -241,7 +241,7 @@ func TestConnectionCaps(t *testing.T) {
 }
 
 func TestSlowSender(t *testing.T) {
-	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) {
+	e := newEnv(t, nil, "mx1.example.org", func(c *setup) {
 		c.DataGrace = 200 * time.Millisecond
 		c.MinDataRate = 1 << 20
 	})
@@ -258,6 +258,35 @@ func TestSlowSender(t *testing.T) {
 	for got := c.Read(); got != "" && !strings.Contains(got, "connection reset"); got = c.Read() {
 		if !strings.HasPrefix(got, "421") {
 			t.Fatalf("after data timeout: %q, want the connection closed", got)
+		}
+	}
+}
+
+// A BDAT sender that goes quiet in the middle of a chunk gets the same
+// temporary reply as a DATA sender, not a permanent one: go-smtp reads
+// the chunk itself, and its read error goes to the session's Data to
+// answer.
+func TestSlowSenderBDAT(t *testing.T) {
+	e := newEnv(t, nil, "mx1.example.org", func(c *setup) {
+		c.DataGrace = 200 * time.Millisecond
+		c.MinDataRate = 1 << 20
+	})
+	c, _ := dial(t, e.addr)
+	c.Expect("EHLO client.example.com", "250")
+	c.Expect("MAIL FROM:<alice@example.com>", "250")
+	c.Expect("RCPT TO:<"+listAddr+">", "250")
+	c.Send("BDAT 1000 LAST\r\nSubject: slow\r\n\r\n")
+	// Then nothing: the deadline passes.
+	if got := c.Read(); got != "451 4.4.2 Data too slow or timed out, closing connection" {
+		t.Errorf("slow BDAT sender: %q, want 451 4.4.2 Data too slow…", got)
+	}
+	if n, _ := e.q.Depth(context.Background()); n != 0 {
+		t.Errorf("%d messages queued from a chunk that never ended", n)
+	}
+	c.Send("MAIL FROM:<x@example.com>\r\n")
+	for got := c.Read(); got != "" && !strings.Contains(got, "connection reset"); got = c.Read() {
+		if !strings.HasPrefix(got, "421") {
+			t.Fatalf("after a BDAT data timeout: %q, want the connection closed", got)
 		}
 	}
 }
@@ -364,7 +393,7 @@ func tryDial(addr string) (string, string) {
 // stops sending mail to an MX that cannot queue it, but not during an
 // outage the sessions ride through.
 func TestHealthFollowsQueue(t *testing.T) {
-	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.RideThrough = 2 * time.Second })
+	e := newEnv(t, nil, "mx1.example.org", func(c *setup) { c.RideThrough = 2 * time.Second })
 	hb := &smtpd.Heartbeat{Server: e.srv, Beater: e.q, Interval: 20 * time.Millisecond, TTL: time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

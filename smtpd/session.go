@@ -66,16 +66,21 @@ type session struct {
 	fromSet    bool
 	fromParams map[string]string
 	utf8       bool
+	ehlo       bool // the greeting before MAIL was EHLO, not HELO
 	rcpts      []queue.Recipient
+	milter     *milterTx // the milters' part; nil without milters
 }
 
 func (ss *session) Reset() {
-	ss.from, ss.fromSet, ss.fromParams, ss.utf8, ss.rcpts = "", false, nil, false, nil
+	ss.from, ss.fromSet, ss.fromParams, ss.utf8, ss.ehlo, ss.rcpts = "", false, nil, false, false, nil
 	ss.wc.setTx(false)
+	ss.milterAbort()
+	ss.milter = nil
 }
 
 func (ss *session) Logout() error {
 	ss.wc.setTx(false)
+	ss.milterAbort()
 	return nil
 }
 
@@ -83,6 +88,15 @@ func (ss *session) Logout() error {
 func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	if ss.s.closing.Load() {
 		return replyShutdown
+	}
+	if ss.fromSet {
+		// go-smtp lets a second MAIL through and keeps the recipients
+		// it counted, while this session's would start again: DATA
+		// could then queue a message without recipients.
+		return replyNestedMail
+	}
+	if r := ss.overRate(rateMessage); r != nil {
+		return r
 	}
 	utf8 := opts != nil && opts.UTF8
 	if from != "" {
@@ -95,8 +109,16 @@ func (ss *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	ss.Reset()
 	ss.from, ss.fromSet, ss.utf8 = from, true, utf8
+	// Read here, on the connection's goroutine: a BDAT transfer's
+	// Data, which writes the Received field, runs on another.
+	ss.ehlo = ss.c.Extended()
 	ss.fromParams = mailParams(opts)
 	ss.wc.setTx(true)
+	if r := ss.milterMail(from, opts); r != nil {
+		ss.log.Info("mail refused by milter", "from", from, "code", r.Code, "milters", ss.milter.summary())
+		ss.Reset()
+		return r
+	}
 	return nil
 }
 
@@ -130,8 +152,22 @@ func mailParams(o *smtp.MailOptions) map[string]string {
 	return p
 }
 
-// Rcpt checks a recipient: syntax, local domain, registry, limit.
+// Rcpt checks a recipient: rate, syntax, local domain, registry, limit.
 func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if r := ss.overRate(rateRecipient); r != nil {
+		return r
+	}
+	// ORCPT's address comes decoded from xtext (RFC 3461 §4) or
+	// utf-8-addr-xtext (RFC 6533 §3), once: it is stored decoded, and a
+	// consumer uses it as it is (listd's exec destination puts it in the
+	// program's environment) or encodes it again. go-smtp refuses
+	// malformed xtext and, for "rfc822", anything outside printable
+	// ASCII; a "utf-8" address may still decode to a control character
+	// or a line separator (\x{09}, \x{85}, \x{2028}).
+	if opts != nil && !queue.PrintableParam(opts.OriginalRecipient) {
+		ss.log.Info("rcpt refused", "from", ss.from, "rcpt", to, "code", replyBadORCPT.Code)
+		return replyBadORCPT
+	}
 	a, r := parseRecipient(to, ss.utf8)
 	if r == nil && a.routed() {
 		r = replyRouted
@@ -160,6 +196,9 @@ func (ss *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		case !known:
 			r = replyNoSuchUser
 		}
+	}
+	if r == nil {
+		r = ss.milterRcpt(a.String(), rcptParams(opts))
 	}
 	if r != nil {
 		ss.log.Info("rcpt refused", "from", ss.from, "rcpt", to, "code", r.Code)

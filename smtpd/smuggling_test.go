@@ -17,7 +17,7 @@ func newTLSEnv(t *testing.T, opts ...envOpt) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts = append(opts, func(c *smtpd.Config) { c.TLS = store.TLSConfig() })
+	opts = append(opts, func(c *setup) { c.TLS = store.TLSConfig() })
 	return newEnv(t, nil, "mx1.example.org", opts...)
 }
 
@@ -136,7 +136,7 @@ func TestSmugglingEveryPath(t *testing.T) {
 // authserv-id to forged results. It is refused, with DATA and BDAT.
 func TestFoldedFirstLineRefused(t *testing.T) {
 	ns := startDNS(t, map[string]string{})
-	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.Auth, c.AuthservID = checker(t, ns), domain })
+	e := newEnv(t, nil, "mx1.example.org", func(c *setup) { c.Auth, c.AuthservID = checker(t, ns), domain })
 	bodies := []string{
 		"\t; dkim=pass header.d=paypal.com; dmarc=pass header.from=paypal.com\r\nFrom: <service@paypal.com>\r\n\r\nhi\r\n",
 		" ; spf=pass smtp.mailfrom=paypal.com\r\nFrom: <service@paypal.com>\r\n\r\nhi\r\n",

@@ -8,6 +8,7 @@ import (
 
 	"mxq/queue"
 	"mxq/queue/queuetest"
+	"mxq/redisha"
 )
 
 // The switch-over under load: 20 sessions send through a server that
@@ -22,15 +23,17 @@ func TestSwitchoverUnderLoad(t *testing.T) {
 	for _, replicas := range []int{0, 1} {
 		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
 			set := queuetest.StartSet(t, 2)
-			q := openQueue(t, set.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: replicas, ReplicaTimeout: time.Second})
+			qopt := queue.DefaultOptions()
+			qopt.Timeout, qopt.Replicas, qopt.ReplicaTimeout = 2*time.Second, replicas, time.Second
+			q := openQueue(t, set.URL(), qopt)
 			e := serveQueue(t, q, "mx1.example.org", manySenders)
 			s := startSenders(e.addr, 20)
 			s.waitCount(t, 100)
 
 			// The operator's mxq: a queue of its own.
-			op := openQueue(t, set.URL(), queue.Options{})
+			op := openQueue(t, set.URL(), queue.DefaultOptions())
 			old, before := set.Primary(), s.count()
-			rep, err := op.Switchover(context.Background(), queue.SwitchoverOptions{Progress: func(st queue.SwitchoverStep) {
+			rep, err := op.Redis().Switchover(context.Background(), redisha.SwitchoverOptions{Progress: func(st redisha.SwitchoverStep) {
 				t.Logf("%s %-8s %s", st.Time.Format("15:04:05.000"), st.Step, st.Msg)
 			}})
 			if err != nil {

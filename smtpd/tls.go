@@ -5,7 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"sync"
@@ -32,8 +36,9 @@ type CertFiles struct {
 // the tickets from then on, and the one before is still accepted, so a
 // ticket resumes for between one and two rotation periods.
 type CertStore struct {
-	files []CertFiles
-	certs atomic.Pointer[[]*tls.Certificate]
+	files  []CertFiles
+	certs  atomic.Pointer[[]*tls.Certificate]
+	served atomic.Pointer[[]ServedCert] // what certs holds, for /metrics and -check-config
 
 	mu   sync.Mutex
 	keys [][32]byte
@@ -56,16 +61,49 @@ func NewCertStore(files ...CertFiles) (*CertStore, error) {
 // Reload reads the files again. On error the previous certificates stay.
 func (s *CertStore) Reload() error {
 	var certs []*tls.Certificate
+	var served []ServedCert
 	for _, f := range s.files {
 		c, err := tls.LoadX509KeyPair(f.Cert, f.Key)
 		if err != nil {
 			return fmt.Errorf("tls certificate %s, key %s: %w", f.Cert, f.Key, err)
 		}
 		certs = append(certs, &c)
+		served = append(served, describe(f.Cert, c.Leaf))
 	}
 	slices.SortStableFunc(certs, func(a, b *tls.Certificate) int { return keyRank(a) - keyRank(b) })
 	s.certs.Store(&certs)
+	s.served.Store(&served)
 	return nil
+}
+
+// ServedCert describes one certificate the store serves: what a DANE
+// TLSA record "3 1 1" (DANE-EE, SubjectPublicKeyInfo, SHA-256; RFC 7671
+// §5.1) must hold for it.
+type ServedCert struct {
+	File       string    // the certificate file
+	KeyType    string    // ecdsa, rsa, ed25519
+	SPKISHA256 string    // SHA-256 of the leaf's SubjectPublicKeyInfo, lower-case hex
+	NotAfter   time.Time // when the leaf expires
+}
+
+// Served returns the certificates loaded by the last successful Reload,
+// in the order of the files.
+func (s *CertStore) Served() []ServedCert {
+	return slices.Clone(*s.served.Load())
+}
+
+func describe(file string, leaf *x509.Certificate) ServedCert {
+	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	kt := "other"
+	switch leaf.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		kt = "ecdsa"
+	case *rsa.PublicKey:
+		kt = "rsa"
+	case ed25519.PublicKey:
+		kt = "ed25519"
+	}
+	return ServedCert{File: file, KeyType: kt, SPKISHA256: hex.EncodeToString(sum[:]), NotAfter: leaf.NotAfter}
 }
 
 // keyRank orders certificates by what their signatures cost the server.
@@ -95,17 +133,14 @@ func (s *CertStore) RotateTickets() {
 	s.conf.Store(c)
 }
 
-// DefaultTicketRotation is how often RunTicketRotation replaces the
-// session ticket key when given no period: a ticket resumes for between
-// one and two periods.
+// DefaultTicketRotation is how often mxd replaces the session ticket
+// key by default (tls_ticket_rotation): a ticket resumes for between one
+// and two periods.
 const DefaultTicketRotation = time.Hour
 
-// RunTicketRotation rotates the ticket keys every period
-// (DefaultTicketRotation when zero) until ctx ends.
+// RunTicketRotation rotates the ticket keys every period until ctx ends.
+// every must be more than 0 (time.NewTicker panics otherwise).
 func (s *CertStore) RunTicketRotation(ctx context.Context, every time.Duration) {
-	if every <= 0 {
-		every = DefaultTicketRotation
-	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

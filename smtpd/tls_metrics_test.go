@@ -2,17 +2,12 @@ package smtpd
 
 import (
 	"crypto/tls"
-	"io"
-	"log/slog"
-	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"mxq/internal/smtptest"
-	"mxq/queue"
 )
 
 // Every STARTTLS handshake is counted by version and resumption, with its
@@ -20,23 +15,11 @@ import (
 func TestHandshakeMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
-	mq := &memQueue{msgs: map[string]*queue.Message{}}
-	cfg := Config{Hostname: "mx.example.org", Domains: []string{"lists.example.org"},
-		TLS: &tls.Config{Certificates: []tls.Certificate{testCert(t)}}}
-	srv, err := New(cfg, mq, NewRecipients(mq, time.Hour), slog.New(slog.NewTextHandler(io.Discard, nil)), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
+	_, addr := serveMem(t, testConfig(), Deps{Metrics: m, TLS: &tls.Config{Certificates: []tls.Certificate{testCert(t)}}})
 
 	client := &tls.Config{InsecureSkipVerify: true, ClientSessionCache: tls.NewLRUClientSessionCache(4)}
 	for range 3 {
-		starttlsHello(t, l.Addr().String(), client)
+		starttlsHello(t, addr, client)
 	}
 	counts := map[string]float64{}
 	mfs, err := reg.Gather()

@@ -40,7 +40,7 @@ func TestTLSResumptionAndTickets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.TLS = store.TLSConfig() })
+	e := newEnv(t, nil, "mx1.example.org", func(c *setup) { c.TLS = store.TLSConfig() })
 	for _, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 		name := tls.VersionName(version)
 		client := func() *tls.Config {
@@ -101,7 +101,7 @@ func TestTLSPrefersECDSA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, nil, "mx1.example.org", func(c *smtpd.Config) { c.TLS = store.TLSConfig() })
+	e := newEnv(t, nil, "mx1.example.org", func(c *setup) { c.TLS = store.TLSConfig() })
 	for _, tt := range []struct {
 		name   string
 		cfg    *tls.Config

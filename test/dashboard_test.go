@@ -14,10 +14,12 @@ import (
 	"mxq/internal/servertest"
 )
 
-// The example dashboard reads only metrics the programs export: each
-// metric name in its queries is a string in the code of mxd, listd or mxq
+// The example dashboard reads only metrics the programs export: every
+// panel has a title and a query, each query reads a metric, and each
+// metric name in them is a string in the code of mxd, listd or mxq
 // exporter (ALERTS is Prometheus's own). And Prometheus's parser accepts
-// every query: promtool checks them as recording rules.
+// every query: promtool checks them as recording rules. (That every panel
+// shows data is checked by the test network, against its Prometheus.)
 func TestDashboardQueries(t *testing.T) {
 	f, err := os.Open("../docs/examples/dashboard.json")
 	if err != nil {
@@ -60,17 +62,25 @@ func TestDashboardQueries(t *testing.T) {
 	rules.WriteString("groups:\n  - name: dashboard\n    rules:\n")
 	n := 0
 	for i, p := range d.Panels {
-		for j, tg := range p.Targets {
-			names, err := promdash.Metrics(tg.Expr)
+		if strings.TrimSpace(p.Title) == "" {
+			t.Errorf("panel %d has no title", i+1)
+		}
+		if len(p.Queries) == 0 {
+			t.Errorf("panel %d %q has no query", i+1, p.Title)
+		}
+		for j, q := range p.Queries {
+			names, err := promdash.Metrics(q)
 			if err != nil {
 				t.Errorf("panel %q: %v", p.Title, err)
+			} else if len(names) == 0 {
+				t.Errorf("panel %q: query %q reads no metric", p.Title, q)
 			}
 			for _, name := range names {
 				if !exported(name) {
-					t.Errorf("panel %q: query %q reads %s, which no program exports", p.Title, tg.Expr, name)
+					t.Errorf("panel %q: query %q reads %s, which no program exports", p.Title, q, name)
 				}
 			}
-			fmt.Fprintf(&rules, "      - record: dashboard:panel%d:query%d\n        expr: %s\n", i+1, j+1, strconv.Quote(tg.Expr))
+			fmt.Fprintf(&rules, "      - record: dashboard:panel%d:query%d\n        expr: %s\n", i+1, j+1, strconv.Quote(q))
 			n++
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"mxq/cmd/internal/tomlfile"
 	"mxq/dnsctl"
 	"mxq/queue"
+	"mxq/setting"
 )
 
 // config is dnsctl's settings: the Maintenance it runs, starting from
@@ -28,6 +29,7 @@ type config struct {
 	NS            bool
 	Redis         string
 	QueryTimeout  time.Duration
+	TLSATTL       time.Duration
 }
 
 // defaults are the packages' defaults, and dnsctl's own: where the state
@@ -41,18 +43,19 @@ func defaults() *config {
 		NS:           true,
 		Redis:        queue.DefaultURL,
 		QueryTimeout: dnsctl.DefaultQueryTimeout,
+		TLSATTL:      dnsctl.DefaultTLSATTL * time.Second,
 	}
 }
 
-// setting is one key of dnsctl.toml, the flag that overrides it, and what
+// binding is one key of dnsctl.toml, the flag that overrides it, and what
 // both set.
-type setting struct {
+type binding struct {
 	key, flag, usage string
 	to               any
 }
 
-func (c *config) settings() []setting {
-	return []setting{
+func (c *config) settings() []binding {
+	return []binding{
 		{"zone", "zone", "the `zone` whose apex MX RRset is managed, e.g. example.org", &c.Zone},
 		{"server", "server", "primary `host:port` that takes UPDATEs (default: the SOA MNAME, port 53)", &c.Server},
 		{"key", "key", "TSIG key `file` as written by tsig-keygen (hmac-sha256, hmac-sha512 or hmac-sha1)", &c.Key},
@@ -68,6 +71,7 @@ func (c *config) settings() []setting {
 		{"idle_timeout", "idle-timeout", "give up when the host is not idle after this `duration`", &c.Maint.IdleTimeout},
 		{"heartbeat_max_age", "heartbeat-max-age", "a heartbeat older than this `duration` is not fresh", &c.Maint.HeartbeatMaxAge},
 		{"query_timeout", "query-timeout", "bound of one DNS exchange (`duration`)", &c.QueryTimeout},
+		{"tlsa_ttl", "tlsa-ttl", "TTL (`duration`, whole seconds) of a host's first TLSA records; later ones take the RRset's", &c.TLSATTL},
 	}
 }
 
@@ -138,13 +142,45 @@ func (f *flags) resolve() (*config, error) {
 			}
 		}
 	})
-	switch {
-	case c.Zone == "":
-		return c, errors.New("-zone (or zone in the config file) is required")
-	case c.Key == "":
-		return c, errors.New("-key (or key in the config file) is required: a file written by tsig-keygen")
-	case c.Maint.MinRemaining < 1:
-		return c, fmt.Errorf("-min-remaining %d: at least 1 MX record must remain", c.Maint.MinRemaining)
+	return c, c.explain(c.check())
+}
+
+// check reports each setting dnsctl, its Maintenance and the queue
+// cannot use, once, with the packages' own checks.
+func (c *config) check() error {
+	ck := setting.For(c)
+	ck.Required(&c.Zone)
+	if c.Key == "" {
+		ck.Add(&c.Key, setting.Missing+": a file written by tsig-keygen")
 	}
-	return c, nil
+	setting.Positive(ck, &c.QueryTimeout)
+	// A TTL is a count of seconds (RFC 1035 §3.2.1).
+	if c.TLSATTL < time.Second || c.TLSATTL%time.Second != 0 {
+		ck.Add(&c.TLSATTL, "want whole seconds, at least 1s")
+	}
+	return errors.Join(ck.Err(), c.Maint.Check(), c.Queue.Check())
+}
+
+// explain names each setting err refuses by its flag and key:
+// "-min-remaining (or min_remaining in the config file) 0: want 1 or
+// more". A setting without either keeps its Go name.
+func (c *config) explain(err error) error {
+	refused, others := setting.All(err)
+	for _, e := range refused {
+		msg := e.Error()
+		for _, s := range c.settings() {
+			if reflect.ValueOf(s.to).Pointer() != reflect.ValueOf(e.Field).Pointer() ||
+				reflect.TypeOf(s.to) != reflect.TypeOf(e.Field) {
+				continue
+			}
+			name := fmt.Sprintf("-%s (or %s in the config file)", s.flag, s.key)
+			if strings.HasPrefix(e.Problem, setting.Missing) {
+				msg = name + " " + e.Problem
+			} else {
+				msg = fmt.Sprintf("%s %v: %s", name, setting.Value(e.Field), e.Problem)
+			}
+		}
+		others = append(others, errors.New(msg))
+	}
+	return errors.Join(others...)
 }

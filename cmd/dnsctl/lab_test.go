@@ -26,6 +26,7 @@ import (
 
 	"mxq/dnsctl"
 	"mxq/dnsctl/dnstest"
+	"mxq/maintenance"
 	"mxq/queue"
 	"mxq/queue/queuetest"
 	"mxq/smtpd"
@@ -62,6 +63,7 @@ type lab struct {
 	bin       string
 	dns       *dnstest.Servers
 	q         *queue.Queue
+	lease     *maintenance.Store // what the dnsctl runs keep in Redis
 	stateFile string
 	args      []string // flags common to every run
 }
@@ -70,12 +72,12 @@ func newLab(t *testing.T, bin string) *lab {
 	t.Helper()
 	l := &lab{t: t, bin: bin, dns: dnstest.StartBIND(t), stateFile: filepath.Join(t.TempDir(), "state", "dnsctl.json")}
 	r := queuetest.StartRedis(t)
-	q, err := queue.Open(r.URL(), queue.Options{})
+	q, err := queue.Open(r.URL(), queue.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
-	l.q = q
+	l.q, l.lease = q, maintenance.New(q.Redis(), q.Name())
 	port := startReceivers(t, q)
 	l.args = []string{"-zone", "example.org", "-key", l.dns.Key.File, "-server", l.dns.Primary.Addr, "-ns=false",
 		"-redis", r.URL(), "-smtp-port", strconv.Itoa(port), "-state", l.stateFile,
@@ -95,8 +97,9 @@ func startReceivers(t *testing.T, q *queue.Queue) int {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for i, l := range ls {
 		host := fmt.Sprintf("mx%d.example.org", i+1)
-		cfg := smtpd.Config{Hostname: host, Domains: []string{"lists.example.org"}, Version: "test"}
-		srv, err := smtpd.New(cfg, q, smtpd.NewRecipients(q, time.Second), logger, nil)
+		cfg := smtpd.Defaults()
+		cfg.Hostname, cfg.Domains, cfg.Version = host, []string{"lists.example.org"}, "test"
+		srv, err := smtpd.New(cfg, smtpd.Deps{Queue: smtpd.QueueOf(q), Recipients: smtpd.NewRecipients(q, time.Second), Logger: logger})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -252,7 +255,7 @@ func (l *lab) state() *dnsctl.State {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		l.t.Fatal(err)
 	}
-	b, err := l.q.LoadMaintenance(context.Background())
+	b, err := l.lease.Load(context.Background())
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -309,7 +312,7 @@ func (l *lab) settled() {
 	if st := l.state(); st != nil {
 		l.t.Errorf("maintenance state left: %+v", st)
 	}
-	if le, err := l.q.CurrentLease(ctx); le.Owner != "" || err != nil {
+	if le, err := l.lease.Current(ctx); le.Owner != "" || err != nil {
 		l.t.Errorf("lease left: %+v %v", le, err)
 	}
 	hs, err := l.q.Hosts(ctx)

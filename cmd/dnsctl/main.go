@@ -11,10 +11,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
+	"mxq/cmd/internal/buildinfo"
 	"mxq/dnsctl"
+	"mxq/maintenance"
 	"mxq/queue"
 )
 
@@ -26,6 +30,7 @@ const (
 	exitRefused = 3 // refused for safety: nothing unsafe was done
 	exitTimeout = 4
 	exitCommand = 5 // maintain: the command failed (the host was restored unless told not to)
+	exitNotOK   = 6 // tlsa status: a served key has no record, or an address did not answer
 )
 
 const usage = `dnsctl takes one MX host out of DNS, proves it is idle, and puts its exact
@@ -37,6 +42,10 @@ Usage:
   dnsctl drain   [flags] HOST
   dnsctl restore [flags] HOST
   dnsctl maintain [flags] [-no-restore-on-failure] HOST -- COMMAND [ARGS...]
+  dnsctl tlsa status  [flags] [HOST]
+  dnsctl tlsa publish [flags] -cert FILE [-cert FILE...] HOST
+  dnsctl tlsa retire  [flags] [HOST]
+  dnsctl tlsa rollover [flags] -cert FILE [-cert FILE...] HOST -- COMMAND [ARGS...]
   dnsctl -version
 
   status    the MX RRset on every authoritative server, each MX host's
@@ -50,6 +59,21 @@ Usage:
             220; put the original records back exactly; verify everywhere
   maintain  drain, run COMMAND, restore (also when COMMAND fails, unless
             -no-restore-on-failure)
+  tlsa status   the TLSA records at _25._tcp.HOST on every authoritative
+            server, the keys each address of HOST serves over STARTTLS
+            (ECDSA and RSA), and whether each has a record; every MX host
+            without HOST
+  tlsa publish  add a TLSA 3 1 1 record for each -cert key without one, in
+            one signed UPDATE guarded by the current RRset; wait until every
+            authoritative server has it; wait the TTL plus -margin; say when
+            HOST may switch to the new certificate
+  tlsa retire   remove the records no address of HOST serves a key for;
+            refused while the zone is unsigned, the servers disagree, an
+            address cannot be asked, or a served key has no record; every
+            MX host in turn without HOST
+  tlsa rollover publish; run COMMAND (install the certificates, reload
+            mxd); wait until HOST serves only the -cert keys; retire.
+            Killed, it continues from the last phase done when run again
   -version  the version, and the record formats it reads (none)
 
 HOST is the MX exchange name, the hostname its mxd reports. Killed at any
@@ -59,13 +83,11 @@ stdout (JSON with -json).
 
 Exit codes: 0 success, 1 error, 2 usage, 3 refused for safety (nothing unsafe
 was done: preflight failed, key rejected, unsigned reply, concurrent change,
-another maintenance), 4 timeout, 5 maintain: COMMAND failed.
+another maintenance), 4 timeout, 5 maintain: COMMAND failed, 6 tlsa status:
+a served key has no record or an address did not answer.
 
 Flags:
 `
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -87,8 +109,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	f := newFlags(fs)
 	jsonOut := fs.Bool("json", false, "print the result as JSON on stdout, progress as JSON lines on stderr")
 	noRestore := fs.Bool("no-restore-on-failure", false, "maintain: leave HOST drained when COMMAND fails")
+	var certs []string
+	fs.Var(list{&certs}, "cert", "tlsa publish, rollover: a PEM certificate `file` whose key is to be published (repeatable)")
 	if len(args) > 0 && (args[0] == "-version" || args[0] == "version") {
-		fmt.Fprintln(stdout, "dnsctl", version)
+		fmt.Fprintln(stdout, "dnsctl", buildinfo.Version())
 		fmt.Fprintln(stdout, "record formats: none (dnsctl reads heartbeats, drain flags and per-host counts, no queued record)")
 		return exitOK
 	}
@@ -100,6 +124,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	sub, rest := args[0], args[1:]
+	if sub == "tlsa" {
+		switch {
+		case len(rest) > 0 && (rest[0] == "-h" || rest[0] == "-help" || rest[0] == "--help"):
+			fs.Usage()
+			return exitOK
+		case len(rest) == 0 || !slices.Contains([]string{"status", "publish", "retire", "rollover"}, rest[0]):
+			fmt.Fprintln(stderr, "dnsctl: tlsa needs status, publish, retire or rollover: see dnsctl -h")
+			return exitUsage
+		}
+		sub, rest = "tlsa "+rest[0], rest[1:]
+	}
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -111,12 +146,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return o.fail(&usageError{err.Error()})
 	}
+	pos := fs.Args()
+	if strings.HasPrefix(sub, "tlsa ") {
+		return tlsa(ctx, c, o, strings.TrimPrefix(sub, "tlsa "), pos, certs)
+	}
 	m, closeFleet, err := build(ctx, c, o)
 	if err != nil {
 		return o.fail(err)
 	}
 	defer closeFleet()
-	pos := fs.Args()
 	switch {
 	case sub == "status" && len(pos) == 0:
 		return o.status(m.Status(ctx))
@@ -135,30 +173,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // build wires the settings into a Maintenance.
 func build(ctx context.Context, c *config, o *out) (*dnsctl.Maintenance, func(), error) {
-	key, err := dnsctl.LoadKey(c.Key)
+	z, err := buildZone(ctx, c)
 	if err != nil {
 		return nil, nil, err
-	}
-	z := &dnsctl.Zone{Name: c.Zone, Primary: c.Server, Servers: c.Authoritative, Key: key, Timeout: c.QueryTimeout}
-	if z.Primary == "" {
-		if z.Primary, err = dnsctl.PrimaryFromSOA(ctx, c.Zone); err != nil {
-			return nil, nil, err
-		}
-	}
-	if c.NS {
-		ns, err := z.NSAddrs(ctx)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w (use -ns=false and -authoritative to list servers by hand)", err)
-		}
-		z.Servers = append(z.Servers, ns...)
 	}
 	q, err := queue.Open(c.Redis, c.Queue)
 	if err != nil {
 		return nil, nil, err
 	}
 	m := c.Maint
-	m.Zone, m.Fleet, m.Progress = z, q, o.progress
+	m.Zone, m.Fleet, m.Lease, m.Progress = z, q, maintenance.New(q.Redis(), q.Name()), o.progress
 	return &m, func() { q.Close() }, nil
+}
+
+// buildZone wires the DNS settings into a Zone.
+func buildZone(ctx context.Context, c *config) (*dnsctl.Zone, error) {
+	key, err := dnsctl.LoadKey(c.Key)
+	if err != nil {
+		return nil, err
+	}
+	z := &dnsctl.Zone{Name: c.Zone, Primary: c.Server, Servers: c.Authoritative, Key: key, Timeout: c.QueryTimeout}
+	if z.Primary == "" {
+		if z.Primary, err = dnsctl.PrimaryFromSOA(ctx, c.Zone); err != nil {
+			return nil, err
+		}
+	}
+	if c.NS {
+		ns, err := z.NSAddrs(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%w (use -ns=false and -authoritative to list servers by hand)", err)
+		}
+		z.Servers = append(z.Servers, ns...)
+	}
+	return z, nil
 }
 
 // out writes progress and results for people or, with json, for scripts.

@@ -102,7 +102,7 @@ func TestDrainRestoreCommand(t *testing.T) {
 // flag read in the beat before, as mxd does.
 func fakeHosts(t *testing.T, url string) int {
 	t.Helper()
-	q, err := queue.Open(url, queue.Options{})
+	q, err := queue.Open(url, queue.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

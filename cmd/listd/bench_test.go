@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"mxq/lists"
 	"mxq/queue"
 	"mxq/queue/queuetest"
-	"mxq/smtpd"
 )
 
 // BenchmarkSMTPToAck measures, through the real receiver, the delay from
@@ -34,39 +32,28 @@ import (
 //	go test -run '^$' -bench SMTPToAck -benchtime 1x ./cmd/listd/ [-args -concurrency 128]
 func BenchmarkSMTPToAck(b *testing.B) {
 	r := queuetest.StartRedis(b)
-	q, err := queue.Open(r.URL(), queue.Options{})
+	q, err := queue.Open(r.URL(), queue.DefaultOptions())
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer q.Close()
+	b.Cleanup(func() { q.Close() })
 	ctx := context.Background()
-	if err := q.AddRecipients(ctx, "*@lists.example.org"); err != nil {
-		b.Fatal(err)
-	}
 	quiet := slog.New(slog.DiscardHandler)
-	srv, err := smtpd.New(smtpd.Config{Hostname: "mx1.test", Domains: []string{"lists.example.org"}}, q, smtpd.NewRecipients(q, time.Second), quiet, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go srv.Serve(l)
-	defer srv.Close()
+	mx := startMX(b, q, quiet)
 
 	var mu sync.Mutex
 	acked := map[string]time.Time{}
 	router := &lists.Router{Routes: []lists.Route{{Match: "*@lists.example.org", To: &lists.Maildir{Dir: b.TempDir()}}}}
 	cctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	c := &lists.Consumer{Source: q.Consumer(queue.ConsumerOptions{}), Handler: router, Concurrency: *benchConcurrency, Logger: quiet,
-		Observe: func(res lists.Result) {
-			now := time.Now()
-			mu.Lock()
-			acked[res.ID] = now
-			mu.Unlock()
-		}}
+	c := lists.NewConsumer(q.Consumer(queue.DefaultConsumerOptions()), router)
+	c.Concurrency, c.Logger = *benchConcurrency, quiet
+	c.Observe = func(res lists.Result) {
+		now := time.Now()
+		mu.Lock()
+		acked[res.ID] = now
+		mu.Unlock()
+	}
 	ackCount := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
 
 	// The consumer's maximum: 3000 messages queued, then emptied.
@@ -98,7 +85,7 @@ func BenchmarkSMTPToAck(b *testing.B) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl, err := smtp.Dial(l.Addr().String())
+			cl, err := smtp.Dial(mx)
 			if err != nil {
 				b.Error(err)
 				return

@@ -5,16 +5,18 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
 
-	"mxq/cmd/internal/daemon"
+	"mxq/address"
 	"mxq/cmd/internal/tomlfile"
 	"mxq/lists"
 	"mxq/queue"
+	"mxq/setting"
 )
 
 // config is listd's settings: the configurations of the packages it
@@ -28,7 +30,7 @@ type config struct {
 
 	Hostname      string
 	MetricsListen string
-	LogLevel      daemon.Level
+	LogLevel      slog.Level
 
 	Concurrency     int
 	DeliveryTimeout time.Duration
@@ -82,6 +84,8 @@ type route struct {
 	Exec    []string          `toml:"exec"`
 	Maildir string            `toml:"maildir"`
 	Timeout tomlfile.Duration `toml:"timeout"`
+	// Env is more of an exec route's environment (lists.Exec.Env).
+	Env []string `toml:"env"`
 	// MaxParallel bounds this route's deliveries at once, below
 	// concurrency. Unset: lists.DefaultMaxParallel for lmtp, smtp and
 	// exec, no bound of its own for a Maildir.
@@ -100,18 +104,39 @@ func (r *route) maxParallel() int {
 	}
 }
 
-// loadConfig reads and checks the file at path. Errors name the file,
-// the line where they can, and what to do.
+// loadConfig reads the file at path over the defaults and checks the
+// result once, with the queue's own checks: what it returns, the
+// packages take as it is. Errors name the file, the key and its line,
+// and what to do.
 func loadConfig(path string) (*config, error) {
 	c := defaults()
-	src, err := tomlfile.Decode(path, c.settings(), "docs/examples/listd.toml")
+	f, err := tomlfile.Decode(path, c.settings(), "docs/examples/listd.toml")
 	if err != nil {
 		return nil, err
 	}
-	if err := c.check(src); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	routes := c.checkRoutes(f.Src)
+	if routes != nil {
+		routes = fmt.Errorf("%s: %w", path, routes)
+	}
+	if err := errors.Join(f.Explain(c.checkSettings()), routes); err != nil {
+		return nil, err
 	}
 	return c, nil
+}
+
+// checkSettings reports the settings other than [[route]] that listd
+// and the queue cannot use.
+func (c *config) checkSettings() error {
+	ck := setting.For(c)
+	if q, err := queue.Open(c.Redis, queue.DefaultOptions()); err != nil {
+		ck.Add(&c.Redis, err.Error())
+	} else {
+		q.Close()
+	}
+	setting.Positive(ck, &c.Concurrency)
+	setting.Positive(ck, &c.DeliveryTimeout)
+	setting.Positive(ck, &c.ShutdownTimeout)
+	return errors.Join(ck.Err(), c.Queue.Check(), c.Consumer.Check())
 }
 
 // routeLines returns the line of each [[route]] header, for messages.
@@ -126,36 +151,11 @@ func routeLines(src []byte) []int {
 	return out
 }
 
-func (c *config) check(src []byte) error {
+// checkRoutes reports the [[route]] tables that listd cannot use; src is
+// the file's text, for the lines.
+func (c *config) checkRoutes(src []byte) error {
 	var problems []string
 	add := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
-	if q, err := queue.Open(c.Redis, queue.Options{}); err != nil {
-		add("redis: %v", err)
-	} else {
-		q.Close()
-	}
-	if c.Concurrency < 1 {
-		add("concurrency %d: want at least 1", c.Concurrency)
-	}
-	if c.Consumer.MaxAttempts < 1 {
-		add("max_attempts %d: want at least 1", c.Consumer.MaxAttempts)
-	}
-	if c.Queue.Replicas < 0 {
-		add("replicas %d: want 0 (no waiting) or more", c.Queue.Replicas)
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"lease", c.Consumer.Lease}, {"retry_min", c.Consumer.RetryMin}, {"retry_max", c.Consumer.RetryMax},
-		{"delivery_timeout", c.DeliveryTimeout}, {"shutdown_timeout", c.ShutdownTimeout},
-		{"replica_timeout", c.Queue.ReplicaTimeout}} {
-		if d.v <= 0 {
-			add("%s: want a positive duration", d.name)
-		}
-	}
-	if c.Consumer.RetryMax < c.Consumer.RetryMin {
-		add("retry_max %v is less than retry_min %v", c.Consumer.RetryMax, c.Consumer.RetryMin)
-	}
 	if len(c.Routes) == 0 {
 		add(`no [[route]]: listd needs at least one, e.g. [[route]] match = "~*/*@lists.example.org" lmtp = "unix:/run/lists/lmtp.sock"`)
 	}
@@ -166,6 +166,14 @@ func (c *config) check(src []byte) error {
 			where = fmt.Sprintf("line %d: route %d", lines[i], i+1)
 		}
 		if err := r.check(); err != nil {
+			add("%s: %v", where, err)
+		}
+		if err := r.checkEnv(); err != nil {
+			if i < len(lines) {
+				if n := keyLineIn(src, "env", lines[i], lines[i+1:]); n > 0 {
+					where = fmt.Sprintf("line %d: route %d", n, i+1)
+				}
+			}
 			add("%s: %v", where, err)
 		}
 	}
@@ -182,7 +190,7 @@ func (r *route) check() error {
 	if r.MaxParallel != nil && *r.MaxParallel < 1 {
 		return fmt.Errorf("match %q: max_parallel %d: want at least 1 (leave it out for the default)", r.Match, *r.MaxParallel)
 	}
-	if _, err := queue.NormalizePattern(r.Match); err != nil {
+	if _, err := address.NormalizePattern(r.Match); err != nil {
 		return err
 	}
 	n := 0
@@ -224,6 +232,56 @@ func (r *route) check() error {
 	return nil
 }
 
+// checkEnv checks the route's env.
+func (r *route) checkEnv() error {
+	if len(r.Env) == 0 {
+		return nil
+	}
+	if len(r.Exec) == 0 {
+		return fmt.Errorf("match %q: env is for exec routes only: remove it", r.Match)
+	}
+	if err := lists.CheckEnv(r.Env); err != nil {
+		return fmt.Errorf("env: %w", err)
+	}
+	return nil
+}
+
+// envNote names the variables the route's env sets, for -check-config:
+// " with PI_CONFIG, HOME", or "". The values are not shown: one may be a
+// secret.
+func (r *route) envNote() string {
+	if len(r.Env) == 0 {
+		return ""
+	}
+	var names []string
+	for _, kv := range r.Env {
+		name, _, _ := strings.Cut(kv, "=")
+		names = append(names, name)
+	}
+	return " with " + strings.Join(names, ", ")
+}
+
+// keyLineIn returns the line of the first "key =" of the table whose
+// header is on line from and that ends before the next header in next
+// (the lines of the following tables, if any); 0 if none.
+func keyLineIn(src []byte, key string, from int, next []int) int {
+	to := -1
+	if len(next) > 0 {
+		to = next[0]
+	}
+	sc := bufio.NewScanner(bytes.NewReader(src))
+	for n := 1; sc.Scan() && n != to; n++ {
+		if n <= from {
+			continue
+		}
+		k, _, ok := strings.Cut(sc.Text(), "=")
+		if ok && strings.Trim(strings.TrimSpace(k), `"`) == key {
+			return n
+		}
+	}
+	return 0
+}
+
 // routes are a Router and the Limiter of each of its routes.
 type routes struct {
 	*lists.Router
@@ -253,7 +311,7 @@ func (c *config) routes(prev *routes) *routes {
 		case r.SMTP != "":
 			d = &lists.SMTP{Addr: r.SMTP, LocalName: name, Timeout: time.Duration(r.Timeout)}
 		case len(r.Exec) > 0:
-			d = &lists.Exec{Argv: r.Exec, Timeout: time.Duration(r.Timeout)}
+			d = &lists.Exec{Argv: r.Exec, Timeout: time.Duration(r.Timeout), Env: r.Env}
 		default:
 			d = &lists.Maildir{Dir: r.Maildir}
 		}

@@ -26,7 +26,8 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docs/examples/listd.toml: %v", err)
 	}
-	if !strings.Contains(out.String(), "ok, 4 routes, 128 deliveries at once") ||
+	if !strings.Contains(out.String(), "ok, 5 routes, 128 deliveries at once") ||
+		!strings.Contains(out.String(), "meta@lists.example.org → exec /usr/bin/public-inbox-mda with PI_CONFIG, HOME (at most 8 at once)") ||
 		!strings.Contains(out.String(), "~*/*@lists.example.org → lmtp unix:/run/lists.sr.ht/lmtp.sock (at most 8 at once)") ||
 		!strings.Contains(out.String(), "announce@lists.example.org → exec /usr/bin/mlmmj-receive") ||
 		!strings.Contains(out.String(), "(at most 2 at once)") ||
@@ -51,15 +52,20 @@ func TestConfigErrors(t *testing.T) {
 		{"two destinations", "[[route]]\nmatch = \"a@b.example\"\nmaildir = \"/x\"\nlmtp = \"unix:/y\"\n", "line 1: route 1: match \"a@b.example\": want exactly one of lmtp, smtp, exec, maildir (found 2)"},
 		{"no destination", "[[route]]\nmatch = \"a@b.example\"\n", "found 0"},
 		{"no routes", "concurrency = 2\n", "no [[route]]"},
-		{"negative replicas", "replicas = -1\n" + route, "replicas -1: want 0 (no waiting) or more"},
-		{"negative replica_timeout", "replica_timeout = \"-1s\"\n" + route, "replica_timeout: want a positive duration"},
+		{"negative replicas", "replicas = -1\n" + route, `:1: replicas -1: want 0 (no waiting) or more`},
+		{"negative replica_timeout", "replica_timeout = \"-1s\"\n" + route, `:1: replica_timeout -1s: want more than 0`},
 		{"bad pattern", "[[route]]\nmatch = \"not-an-address\"\nmaildir = \"/x\"\n", "want local@domain"},
 		{"relative exec", "[[route]]\nmatch = \"a@b.example\"\nexec = [\"mlmmj-receive\"]\n", "absolute path"},
 		{"missing exec", "[[route]]\nmatch = \"a@b.example\"\nexec = [\"/nonexistent/prog\"]\n", "no such file"},
 		{"relative maildir", "[[route]]\nmatch = \"a@b.example\"\nmaildir = \"mail\"\n", "absolute path"},
 		{"lmtp without port", "[[route]]\nmatch = \"a@b.example\"\nlmtp = \"localhost\"\n", `want "unix:/path" or "host:port"`},
-		{"retry_max below retry_min", "retry_min = \"1h\"\nretry_max = \"1m\"\n" + route, "retry_max 1m0s is less than retry_min 1h0m0s"},
-		{"bad log level", "log_level = \"loud\"\n" + route, `:1: log_level: "loud": want debug, info, warn or error`},
+		{"retry_max below retry_min", "retry_min = \"1h\"\nretry_max = \"1m\"\n" + route, `:2: retry_max 1m0s: want at least retry_min (1h0m0s)`},
+		{"bad log level", "log_level = \"loud\"\n" + route, `:1: log_level: slog: level string "loud": unknown name`},
+		{"env not NAME=value", "[[route]]\nmatch = \"a@b.example\"\nexec = [\"/bin/cat\"]\nenv = [\"PI_CONFIG\"]\n", `line 4: route 1: env: "PI_CONFIG": want NAME=value`},
+		{"env with a newline", "[[route]]\nmatch = \"a@b.example\"\nexec = [\"/bin/cat\"]\ntimeout = \"1m\"\nenv = [\"HOME=/a\\nB=c\"]\n", `line 5: route 1: env: HOME: the value has a NUL, CR or LF`},
+		{"env sets the envelope", route + "\n[[route]]\nmatch = \"c@b.example\"\nenv = [\n  \"HOME=/a\",\n  \"ORIGINAL_RECIPIENT=x@b.example\",\n]\nexec = [\"/bin/cat\"]\n", `line 8: route 2: env: ORIGINAL_RECIPIENT: listd sets SENDER, RECIPIENT, ORIGINAL_RECIPIENT, QUEUE_ID from each message's envelope`},
+		{"env twice", "[[route]]\nmatch = \"a@b.example\"\nexec = [\"/bin/cat\"]\nenv = [\"HOME=/a\", \"HOME=/b\"]\n", `env: HOME: set twice`},
+		{"env on an lmtp route", "[[route]]\nmatch = \"a@b.example\"\nlmtp = \"127.0.0.1:24\"\nenv = [\"HOME=/a\"]\n", `line 4: route 1: match "a@b.example": env is for exec routes only`},
 		{"max_parallel zero", "[[route]]\nmatch = \"a@b.example\"\nmaildir = \"/x\"\nmax_parallel = 0\n", `max_parallel 0: want at least 1`},
 	}
 	for _, tt := range tests {

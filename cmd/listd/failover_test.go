@@ -15,6 +15,7 @@ import (
 	"mxq/lists/liststest"
 	"mxq/queue"
 	"mxq/queue/queuetest"
+	"mxq/redisha"
 )
 
 // failoverEnv is a primary with two replicas and three sentinels, a
@@ -33,7 +34,9 @@ func newFailoverEnv(t *testing.T, rcpts ...string) *failoverEnv {
 	t.Helper()
 	bin := buildListd(t)
 	set := queuetest.StartSet(t, 2)
-	q, err := queue.Open(set.URL(), queue.Options{Timeout: 2 * time.Second, Replicas: 1, ReplicaTimeout: time.Second})
+	qopt := queue.DefaultOptions()
+	qopt.Timeout, qopt.Replicas, qopt.ReplicaTimeout = 2*time.Second, 1, time.Second
+	q, err := queue.Open(set.URL(), qopt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +244,7 @@ func TestSwitchoverConsuming(t *testing.T) {
 	e := newFailoverEnv(t, "a@lists.example.org", "b@lists.example.org", "c@lists.example.org")
 	f := e.startFlow(t)
 	e.waitDelivered(t, f, 200)
-	rep, err := e.q.Switchover(context.Background(), queue.SwitchoverOptions{})
+	rep, err := e.q.Redis().Switchover(context.Background(), redisha.SwitchoverOptions{})
 	if err != nil {
 		t.Fatalf("switch-over: %v", err)
 	}

@@ -18,13 +18,11 @@ import (
 	"syscall"
 	"time"
 
+	"mxq/cmd/internal/buildinfo"
 	"mxq/cmd/internal/daemon"
 	"mxq/lists"
 	"mxq/queue"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -70,7 +68,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if flags.Version {
-		fmt.Fprintln(stdout, "listd", version)
+		fmt.Fprintln(stdout, "listd", buildinfo.Version())
 		fmt.Fprintf(stdout, "record formats: reads %s; writes none (a newer format is left for a listd that reads it)\n", queue.FormatList(queue.Formats()))
 		return nil
 	}
@@ -85,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if n := cfg.Routes[i].maxParallel(); n > 0 {
 				limit = fmt.Sprintf("at most %d at once", n)
 			}
-			fmt.Fprintf(stdout, "  %s → %s (%s)\n", r.Match, r.To, limit)
+			fmt.Fprintf(stdout, "  %s → %s%s (%s)\n", r.Match, r.To, cfg.Routes[i].envNote(), limit)
 		}
 		return nil
 	}
@@ -102,7 +100,8 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 	defer q.Close()
 
 	reg := daemon.NewRegistry()
-	m := newMetrics(reg, q)
+	m := lists.NewMetrics(reg)
+	reg.MustRegister(&backlogCollector{q: q})
 	errc := make(chan error, 1)
 	if cfg.MetricsListen != "" {
 		metrics, err := daemon.ListenMetrics(cfg.MetricsListen, reg, func(ctx context.Context) error {
@@ -125,10 +124,10 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 	var router atomic.Pointer[lists.Router]
 	router.Store(running.Router)
 	copt := cfg.Consumer
-	copt.Program = "listd " + version
+	copt.Program = "listd " + buildinfo.Version()
 	src := q.Consumer(copt)
-	m.watch(reg, src)
-	consumer := cfg.consumer(src, &router, logger, m.observe)
+	watchConsumer(reg, src)
+	consumer := cfg.consumer(src, &router, logger, m.Observe)
 
 	bg, stopBg := context.WithCancel(context.Background())
 	defer stopBg()
@@ -144,7 +143,7 @@ func serve(ctx context.Context, path string, cfg *config, logger *slog.Logger) e
 	defer stopRun()
 	runDone := make(chan error, 1)
 	go func() { runDone <- consumer.Run(runCtx) }()
-	logger.Info("started", "version", version, "consumer", src.Name(), "group", cfg.Consumer.Group,
+	logger.Info("started", "version", buildinfo.Version(), "consumer", src.Name(), "group", cfg.Consumer.Group,
 		"routes", len(cfg.Routes), "concurrency", cfg.Concurrency, "lease", cfg.Consumer.Lease)
 
 	for {
@@ -188,17 +187,12 @@ func reload(path string, cfg *config, running *routes, router *atomic.Pointer[li
 // consumer builds the consumer; its handler is whatever router holds at
 // the time of each delivery, so that a reload applies to the next one.
 func (c *config) consumer(src lists.Source, router *atomic.Pointer[lists.Router], logger *slog.Logger, observe func(lists.Result)) *lists.Consumer {
-	return &lists.Consumer{
-		Source: src,
-		Handler: lists.HandlerFunc(func(ctx context.Context, msg *lists.Message) error {
-			return router.Load().Deliver(ctx, msg)
-		}),
-		Concurrency: c.Concurrency,
-		Timeout:     c.DeliveryTimeout,
-		Grace:       c.ShutdownTimeout,
-		Logger:      logger,
-		Observe:     observe,
-	}
+	lc := lists.NewConsumer(src, lists.HandlerFunc(func(ctx context.Context, msg *lists.Message) error {
+		return router.Load().Deliver(ctx, msg)
+	}))
+	lc.Concurrency, lc.Timeout, lc.Grace = c.Concurrency, c.DeliveryTimeout, c.ShutdownTimeout
+	lc.Logger, lc.Observe = logger, observe
+	return lc
 }
 
 func sameExceptRoutes(a, b *config) bool {

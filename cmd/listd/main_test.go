@@ -118,7 +118,13 @@ func (p *proc) waitLog(t *testing.T, substr string) string {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	waitWithin(t, what, 30*time.Second, cond)
+}
+
+// waitWithin polls cond until it holds, for at most d.
+func waitWithin(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -149,7 +155,7 @@ func enqueue(t *testing.T, q *queue.Queue, rcpts ...string) string {
 
 func openQueue(t *testing.T, r *queuetest.Redis) *queue.Queue {
 	t.Helper()
-	q, err := queue.Open(r.URL(), queue.Options{})
+	q, err := queue.Open(r.URL(), queue.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,80 +5,27 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
-	"mxq/lists"
 	"mxq/queue"
 )
 
-// metrics are listd's Prometheus metrics.
-type metrics struct {
-	delivered, retried, dead, released, redelivered, left prometheus.Counter
-	latency                                               prometheus.Histogram
-	attempt                                               prometheus.Histogram
-}
-
-func newMetrics(reg prometheus.Registerer, q *queue.Queue) *metrics {
-	m := &metrics{
-		delivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "listd_delivered_total",
-			Help: "Messages delivered and acknowledged."}),
-		retried: prometheus.NewCounter(prometheus.CounterOpts{Name: "listd_retried_total",
-			Help: "Attempts that failed temporarily; the message was scheduled for another attempt."}),
-		dead: prometheus.NewCounter(prometheus.CounterOpts{Name: "listd_dead_lettered_total",
-			Help: "Messages moved to the dead-letter stream."}),
-		released: prometheus.NewCounter(prometheus.CounterOpts{Name: "listd_released_total",
-			Help: "Deliveries interrupted by a stop and handed back to other consumers."}),
-		redelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "listd_redeliveries_total",
-			Help: "Messages that came back after listd had acknowledged them (a failover lost the acknowledgement); acknowledged again, not delivered again."}),
-		left: prometheus.NewCounter(prometheus.CounterOpts{Name: "listd_left_total",
-			Help: "Entries handed back untouched because their record format is newer than this listd reads; a listd that reads it takes them over."}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "listd_delivery_latency_seconds",
-			Help:    "Time from the MX host's end of data (record.Arrived) to the acknowledgement.",
-			Buckets: prometheus.ExponentialBucketsRange(0.001, 3*3600, 24)}),
-		attempt: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "listd_attempt_duration_seconds",
-			Help:    "Duration of one delivery attempt, whatever its outcome.",
-			Buckets: prometheus.ExponentialBucketsRange(0.0005, 600, 20)}),
-	}
-	reg.MustRegister(m.delivered, m.retried, m.dead, m.released, m.redelivered, m.left, m.latency, m.attempt, &backlogCollector{q: q})
-	return m
-}
-
-// watch registers the consumer's own counters.
-func (m *metrics) watch(reg prometheus.Registerer, c *queue.Consumer) {
-	unconfirmed := func(write string, n func(queue.ConsumerStats) int64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "listd_unconfirmed_total",
+// watchConsumer registers the counters of listd's consumer of the queue,
+// read at each scrape. They and backlogCollector export the queue's
+// state; the metrics of deliveries are package lists's (lists.Metrics).
+func watchConsumer(reg prometheus.Registerer, c *queue.Consumer) {
+	f := promauto.With(reg)
+	unconfirmed := func(write string, n func(queue.ConsumerStats) int64) {
+		f.NewCounterFunc(prometheus.CounterOpts{Name: "listd_unconfirmed_total",
 			Help:        "Acknowledgements (write=ack) and recipient marks (write=recipient) that fewer than `replicas` replicas confirmed within replica_timeout; a failover before they reach one brings the message back.",
 			ConstLabels: prometheus.Labels{"write": write}},
 			func() float64 { return float64(n(c.Stats())) })
 	}
-	reg.MustRegister(
-		unconfirmed("ack", func(s queue.ConsumerStats) int64 { return s.UnconfirmedAcks }),
-		unconfirmed("recipient", func(s queue.ConsumerStats) int64 { return s.UnconfirmedMarks }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "listd_taken_back_total",
-			Help: "Entries pending to listd that no delivery held, read again after Redis failed (their acknowledgement, retry or release was lost or failed)."},
-			func() float64 { return float64(c.Stats().TakenBack) }),
-	)
-}
-
-// observe is the Consumer's Observe hook.
-func (m *metrics) observe(r lists.Result) {
-	m.attempt.Observe(r.Elapsed.Seconds())
-	switch r.Outcome {
-	case lists.Delivered:
-		m.delivered.Inc()
-		if r.Record != nil && !r.Record.Arrived.IsZero() {
-			m.latency.Observe(time.Since(r.Record.Arrived).Seconds())
-		}
-	case lists.Retried:
-		m.retried.Inc()
-	case lists.Dead:
-		m.dead.Inc()
-	case lists.Released:
-		m.released.Inc()
-	case lists.Redelivered:
-		m.redelivered.Inc()
-	case lists.Left:
-		m.left.Inc()
-	}
+	unconfirmed("ack", func(s queue.ConsumerStats) int64 { return s.UnconfirmedAcks })
+	unconfirmed("recipient", func(s queue.ConsumerStats) int64 { return s.UnconfirmedMarks })
+	f.NewCounterFunc(prometheus.CounterOpts{Name: "listd_taken_back_total",
+		Help: "Entries pending to listd that no delivery held, read again after Redis failed (their acknowledgement, retry or release was lost or failed)."},
+		func() float64 { return float64(c.Stats().TakenBack) })
 }
 
 // backlogCollector reads the queue's backlog at each scrape.

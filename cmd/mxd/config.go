@@ -3,13 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"time"
 
-	"mxq/cmd/internal/daemon"
 	"mxq/cmd/internal/tomlfile"
 	"mxq/queue"
+	"mxq/setting"
 	"mxq/smtpd"
 	"mxq/smtpd/msgauth"
 )
@@ -25,7 +26,7 @@ type config struct {
 	Listen        []string
 	Redis         string
 	MetricsListen string
-	LogLevel      daemon.Level
+	LogLevel      slog.Level
 
 	DNSResolver string
 	DNSTimeout  time.Duration
@@ -62,7 +63,7 @@ func (c *config) settings() []tomlfile.Setting {
 		{Key: "hostname", To: &c.SMTP.Hostname},
 		{Key: "listen", To: &c.Listen},
 		{Key: "domains", To: &c.SMTP.Domains},
-		{Key: "authserv_id", To: &c.SMTP.AuthservID},
+		{Key: "authserv_id", To: &c.Auth.AuthservID},
 		{Key: "redis", To: &c.Redis},
 		{Key: "queue", To: &c.Queue.Name},
 		{Key: "metrics_listen", To: &c.MetricsListen},
@@ -75,23 +76,40 @@ func (c *config) settings() []tomlfile.Setting {
 		{Key: "dmarc_reject", To: &c.SMTP.DMARCReject},
 		{Key: "dns_temperror", To: (*dnsTempError)(&c.SMTP.TempFailDNS)},
 
-		{Key: "max_message_bytes", To: &c.SMTP.MaxMessageBytes},
-		{Key: "max_header_bytes", To: &c.SMTP.MaxHeaderBytes},
-		{Key: "memory_budget", To: &c.SMTP.MemoryBudget},
+		{Key: "max_message_bytes", To: tomlfile.Size(&c.SMTP.MaxMessageBytes)},
+		{Key: "max_header_bytes", To: tomlfile.Size(&c.SMTP.MaxHeaderBytes)},
+		{Key: "memory_budget", To: tomlfile.Size(&c.SMTP.MemoryBudget)},
 		{Key: "spool_writers", To: &c.SMTP.SpoolWriters},
 		{Key: "max_recipients", To: &c.SMTP.MaxRecipients},
 		{Key: "max_received", To: &c.SMTP.MaxReceived},
 		{Key: "max_connections", To: &c.SMTP.MaxConnections},
 		{Key: "max_connections_per_ip", To: &c.SMTP.MaxConnectionsPerIP},
 		{Key: "ipv6_prefix_len", To: &c.SMTP.IPv6PrefixLen},
+		{Key: "connection_rate_limit", To: &c.SMTP.ConnectionRateLimit},
+		{Key: "message_rate_limit", To: &c.SMTP.MessageRateLimit},
+		{Key: "recipient_rate_limit", To: &c.SMTP.RecipientRateLimit},
+		{Key: "rate_time_unit", To: &c.SMTP.RateTimeUnit},
+		{Key: "max_rate_clients", To: &c.SMTP.MaxRateClients},
+		{Key: "soft_error_limit", To: &c.SMTP.SoftErrorLimit},
+		{Key: "hard_error_limit", To: &c.SMTP.HardErrorLimit},
+		{Key: "error_sleep_time", To: &c.SMTP.ErrorSleepTime},
 		{Key: "command_timeout", To: &c.SMTP.CommandTimeout},
 		{Key: "write_timeout", To: &c.SMTP.WriteTimeout},
 		{Key: "data_timeout", To: &c.SMTP.DataTimeout},
 		{Key: "data_grace", To: &c.SMTP.DataGrace},
 		{Key: "min_data_rate", To: &c.SMTP.MinDataRate},
+		{Key: "data_rate_window", To: &c.SMTP.DataRateWindow},
 		{Key: "enqueue_timeout", To: &c.SMTP.EnqueueTimeout},
 		{Key: "ride_through", To: &c.SMTP.RideThrough},
 		{Key: "shutdown_timeout", To: &c.SMTP.ShutdownTimeout},
+
+		{Key: "milters", To: &c.SMTP.Milter.Milters},
+		{Key: "milter_connect_timeout", To: &c.SMTP.Milter.ConnectTimeout},
+		{Key: "milter_command_timeout", To: &c.SMTP.Milter.CommandTimeout},
+		{Key: "milter_content_timeout", To: &c.SMTP.Milter.ContentTimeout},
+		{Key: "milter_default_action", To: &c.SMTP.Milter.DefaultAction},
+		{Key: "milter_max_connections", To: &c.SMTP.Milter.MaxConnections},
+		{Key: "milter_ride_through", To: &c.SMTP.Milter.RideThrough},
 
 		{Key: "registry_ttl", To: &c.RegistryTTL},
 		{Key: "heartbeat_interval", To: &c.HeartbeatInterval},
@@ -150,52 +168,59 @@ func (c *config) certFiles() []smtpd.CertFiles {
 	return out
 }
 
-// loadConfig reads and checks the file at path. Errors name the file,
-// the line where it can, and what to do.
+// loadConfig reads the file at path over the defaults and checks the
+// result once, with the packages' own checks: what it returns, the
+// packages take as it is. Errors name the file, the key and its line,
+// and what to do.
 func loadConfig(path string) (*config, error) {
 	c := defaults()
-	if _, err := tomlfile.Decode(path, c.settings(), "docs/examples/mxd.toml"); err != nil {
+	f, err := tomlfile.Decode(path, c.settings(), "docs/examples/mxd.toml")
+	if err != nil {
 		return nil, err
 	}
-	if err := c.check(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	c.SMTP.AuthservID = c.Auth.AuthservID
+	if err := errors.Join(c.readProxies(f), f.Explain(c.check())); err != nil {
+		return nil, err
 	}
-	c.Auth.AuthservID = c.SMTP.AuthservID
-	c.SMTP.ProxyFrom = c.proxies()
 	return c, nil
 }
 
+// check reports what the file leaves the packages unable to use.
 func (c *config) check() error {
-	var problems []string
-	if c.SMTP.Hostname == "" {
-		problems = append(problems, `hostname is required: this MX host's name as published in MX records, e.g. hostname = "mx1.example.org"`)
-	}
+	ck := setting.For(c)
 	if len(c.Listen) == 0 {
-		problems = append(problems, `listen is required: e.g. listen = ["0.0.0.0:25", "[::]:25"]`)
+		ck.Add(&c.Listen, setting.Missing+`: e.g. listen = ["0.0.0.0:25", "[::]:25"]`)
 	}
-	if len(c.SMTP.Domains) == 0 {
-		problems = append(problems, `domains is required: the list domains served, e.g. domains = ["lists.example.org"]`)
-	}
-	if c.SMTP.AuthservID == "" {
-		problems = append(problems, `authserv_id is required: the same value on every MX and in the list software, e.g. authserv_id = "lists.example.org"`)
-	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		problems = append(problems, "tls_cert and tls_key go together: set both for STARTTLS, or neither")
+	switch {
+	case c.TLSCert != "" && c.TLSKey == "":
+		ck.Add(&c.TLSKey, setting.Missing+" with tls_cert: set both for STARTTLS, or neither")
+	case c.TLSKey != "" && c.TLSCert == "":
+		ck.Add(&c.TLSCert, setting.Missing+" with tls_key: set both for STARTTLS, or neither")
 	}
 	for i, p := range c.TLSCertificates {
 		if p.Cert == "" || p.Key == "" {
-			problems = append(problems, fmt.Sprintf(`tls_certificates[%d] needs both cert and key, e.g. { cert = "/etc/mxq/ecdsa.pem", key = "/etc/mxq/ecdsa.key" }`, i))
+			ck.Add(&c.TLSCertificates, fmt.Sprintf(`entry %d needs both cert and key, e.g. { cert = "/etc/mxq/ecdsa.pem", key = "/etc/mxq/ecdsa.key" }`, i+1))
 		}
 	}
-	for _, p := range c.ProxyFrom {
-		if _, err := parsePrefix(p); err != nil {
-			problems = append(problems, fmt.Sprintf("proxy_from %q: want an address or CIDR prefix such as \"10.0.0.5\" or \"10.0.0.0/24\"", p))
+	for _, d := range []*time.Duration{&c.DNSTimeout, &c.RegistryTTL, &c.HeartbeatInterval, &c.ReaderIdle, &c.TLSTicketRotation} {
+		setting.Positive(ck, d)
+	}
+	return errors.Join(ck.Err(), c.SMTP.Check(), c.Queue.Check(), c.Auth.Check())
+}
+
+// readProxies reads proxy_from, once, into the receiver's settings.
+func (c *config) readProxies(f *tomlfile.File) error {
+	var problems []error
+	c.SMTP.ProxyFrom = nil
+	for _, s := range c.ProxyFrom {
+		p, err := parsePrefix(s)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%s: proxy_from %q: want an address or CIDR prefix such as \"10.0.0.5\" or \"10.0.0.0/24\"", f.At("proxy_from"), s))
+			continue
 		}
+		c.SMTP.ProxyFrom = append(c.SMTP.ProxyFrom, p)
 	}
-	if len(problems) > 0 {
-		return errors.New(strings.Join(problems, "; "))
-	}
-	return nil
+	return errors.Join(problems...)
 }
 
 // parsePrefix reads "10.0.0.5" or "10.0.0.0/24".
@@ -208,15 +233,4 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
-// proxies returns proxy_from, checked.
-func (c *config) proxies() []netip.Prefix {
-	var out []netip.Prefix
-	for _, s := range c.ProxyFrom {
-		if p, err := parsePrefix(s); err == nil {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -7,13 +7,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"mxq/cmd/internal/buildinfo"
 	"mxq/queue"
 )
 
 // printVersion is -version: the program's version and the record formats
 // it reads and writes.
 func printVersion(w io.Writer) {
-	fmt.Fprintln(w, "mxd", version)
+	fmt.Fprintln(w, "mxd", buildinfo.Version())
 	fmt.Fprintf(w, "record formats: reads %s; writes %s, the newest that every live consumer reads (docs/redis.md)\n",
 		queue.FormatList(queue.Formats()), queue.FormatList(queue.Formats()))
 }

@@ -16,14 +16,12 @@ import (
 	"syscall"
 	"time"
 
+	"mxq/cmd/internal/buildinfo"
 	"mxq/cmd/internal/daemon"
 	"mxq/queue"
 	"mxq/smtpd"
 	"mxq/smtpd/msgauth"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -70,13 +68,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg.SMTP.Version = version
-	if _, err := cfg.SMTP.Checked(); err != nil {
-		return fmt.Errorf("%s: %w", flags.Config, err)
-	}
+	cfg.SMTP.Version = buildinfo.Version()
 	if flags.CheckConfig {
-		fmt.Fprintf(stdout, "%s: ok\n", flags.Config)
-		return nil
+		return checkCerts(cfg, flags.Config, stdout)
 	}
 	logger := daemon.NewLogger(stderr, cfg.LogLevel).With("host", cfg.SMTP.Hostname)
 	queue.LogTo(logger)
@@ -89,12 +83,15 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 		return err
 	}
 	defer q.Close()
-	sc, certs, err := receiverConfig(cfg)
+	deps, certs, err := receiverDeps(cfg, q)
 	if err != nil {
 		return err
 	}
 	reg := daemon.NewRegistry()
 	reg.MustRegister(formatCollector{q})
+	if certs != nil {
+		reg.MustRegister(smtpd.CertCollector(certs))
+	}
 	// The record format is chosen before the first message, and again
 	// with every heartbeat; until a choice is made (Redis unreachable),
 	// mxd writes the oldest format, which every consumer reads.
@@ -102,7 +99,8 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	formats.Refresh(fctx)
 	cancel()
-	srv, err := smtpd.New(sc, q, smtpd.NewRecipients(q, cfg.RegistryTTL), logger, smtpd.NewMetrics(reg))
+	deps.Logger, deps.Metrics = logger, smtpd.NewMetrics(reg)
+	srv, err := smtpd.New(cfg.SMTP, deps)
 	if err != nil {
 		return err
 	}
@@ -134,7 +132,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	}
 
 	for _, l := range listeners {
-		logger.Info("listening", "addr", l.Addr().String(), "version", version)
+		logger.Info("listening", "addr", l.Addr().String(), "version", buildinfo.Version())
 		go func() { errc <- srv.Serve(l) }()
 	}
 
@@ -149,7 +147,7 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 			return err
 		}
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), sc.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.SMTP.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("shutdown deadline passed; remaining sessions were cut", "err", err)
@@ -158,30 +156,46 @@ func serve(ctx context.Context, cfg *config, logger *slog.Logger) error {
 	return nil
 }
 
-// receiverConfig builds the receiver's configuration: limits, TLS, the
-// authentication checker.
-func receiverConfig(cfg *config) (smtpd.Config, *smtpd.CertStore, error) {
-	sc, err := cfg.SMTP.Checked()
-	if err != nil {
-		return sc, nil, err
-	}
+// receiverDeps builds the live objects of the receiver: its queue and
+// recipient cache over q, TLS, the authentication checker.
+func receiverDeps(cfg *config, q *queue.Queue) (smtpd.Deps, *smtpd.CertStore, error) {
+	d := smtpd.Deps{Queue: smtpd.QueueOf(q), Recipients: smtpd.NewRecipients(q, cfg.RegistryTTL)}
 	var certs *smtpd.CertStore
 	if files := cfg.certFiles(); len(files) > 0 {
+		var err error
 		if certs, err = smtpd.NewCertStore(files...); err != nil {
-			return sc, nil, err
+			return d, nil, err
 		}
-		sc.TLS = certs.TLSConfig()
+		d.TLS = certs.TLSConfig()
 	}
 	ac := cfg.Auth
+	var err error
 	if ac.Resolver, err = msgauth.NewResolver(cfg.DNSResolver, cfg.DNSTimeout); err != nil {
-		return sc, nil, fmt.Errorf("dns_resolver: %w", err)
+		return d, nil, fmt.Errorf("dns_resolver: %w", err)
 	}
 	checker, err := msgauth.New(ac)
 	if err != nil {
-		return sc, nil, fmt.Errorf("authserv_id: %w", err)
+		return d, nil, err
 	}
-	sc.Auth = checker
-	return sc, certs, nil
+	d.Auth = checker
+	return d, certs, nil
+}
+
+// checkCerts loads the TLS certificates (-check-config) and prints, for
+// each, the TLSA 3 1 1 record that matches it (docs/dnsctl.md, DANE).
+func checkCerts(cfg *config, file string, stdout io.Writer) error {
+	if files := cfg.certFiles(); len(files) > 0 {
+		certs, err := smtpd.NewCertStore(files...)
+		if err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		for _, c := range certs.Served() {
+			fmt.Fprintf(stdout, "tls certificate %s: %s key, spki_sha256 %s, expires %s; TLSA: 3 1 1 %s\n",
+				c.File, c.KeyType, c.SPKISHA256, c.NotAfter.UTC().Format(time.RFC3339), c.SPKISHA256)
+		}
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", file)
+	return nil
 }
 
 // listen opens every address, or none.

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -148,4 +151,32 @@ func writeCert(t *testing.T, dir string) *big.Int {
 	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
 	return serial
+}
+
+// -check-config prints, for each certificate, the SPKI SHA-256 a TLSA
+// 3 1 1 record must hold: the hash of the key clients are shown.
+func TestCheckConfigPrintsSPKI(t *testing.T) {
+	dir := t.TempDir()
+	writeCert(t, dir)
+	conf := filepath.Join(dir, "mxd.toml")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`hostname = "mx1.example.org"
+listen = ["127.0.0.1:2525"]
+domains = ["lists.example.org"]
+authserv_id = "lists.example.org"
+tls_cert = %q
+tls_key = %q
+`, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))), 0o644)
+	var stdout, stderr strings.Builder
+	if err := run(context.Background(), []string{"-config", conf, "-check-config"}, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	c, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(c.Leaf.RawSubjectPublicKeyInfo)
+	want := "ecdsa key, spki_sha256 " + hex.EncodeToString(sum[:])
+	if !strings.Contains(stdout.String(), want) || !strings.HasSuffix(stdout.String(), conf+": ok\n") {
+		t.Errorf("-check-config printed\n%s\nwant a line with %q and then ok", stdout.String(), want)
+	}
 }

@@ -121,23 +121,18 @@ func deadShow(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.W
 	}
 	fmt.Fprintf(stdout, "queue id:   %s\n", d.ID)
 	fmt.Fprintf(stdout, "dead since: %s (%s)\n", d.DeadAt.UTC().Format(time.RFC3339), ago(d.DeadAt))
-	fmt.Fprintf(stdout, "reason:     %s\n", d.Reason)
+	fmt.Fprintf(stdout, "reason:     %s\n", shown(d.Reason))
 	if d.Record == nil {
-		fmt.Fprintf(stdout, "record:     cannot be read: %s\n", d.RecordError)
+		fmt.Fprintf(stdout, "record:     cannot be read: %s\n", shown(d.RecordError))
 	} else {
-		r := d.Record
-		fmt.Fprintf(stdout, "from:       <%s>\n", r.From)
-		fmt.Fprintf(stdout, "arrived:    %s at %s from %s (%s), %d bytes\n", r.Arrived.UTC().Format(time.RFC3339), r.Host, r.ClientIP, r.HELO, r.Size)
-		fmt.Fprintln(stdout, "recipients:")
-		for _, rc := range r.Rcpts {
-			state := "pending"
-			if slices.Contains(d.Delivered, rc.Addr) {
-				state = "delivered (a retry skips it)"
-			} else if why, ok := d.Rejected[rc.Addr]; ok {
-				state = "rejected: " + why
+		showRecord(stdout, d.Record, func(addr string) string {
+			if slices.Contains(d.Delivered, addr) {
+				return "delivered (a retry skips it)"
+			} else if why, ok := d.Rejected[addr]; ok {
+				return "rejected: " + why
 			}
-			fmt.Fprintf(stdout, "  <%s>  %s\n", rc.Addr, state)
-		}
+			return "pending"
+		})
 	}
 	fmt.Fprintf(stdout, "attempts:   %d\n", len(d.Attempts))
 	for _, at := range d.Attempts {
@@ -145,23 +140,38 @@ func deadShow(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.W
 		if at.Consumer != "" {
 			who = " by " + at.Consumer
 		}
-		fmt.Fprintf(stdout, "  #%d %s%s: %s\n", at.N, at.End.UTC().Format(time.RFC3339), who, at.Error)
+		fmt.Fprintf(stdout, "  #%d %s%s: %s\n", at.N, at.End.UTC().Format(time.RFC3339), who, shown(at.Error))
 	}
 	return nil
 }
 
 func deadRetry(ctx context.Context, q *queue.Queue, args []string, stdout, stderr io.Writer) error {
-	return deadEach(ctx, q, "dead retry", args, stdout, stderr, q.RetryDead, "put back into the queue")
+	return eachID(ctx, "dead retry", args, stdout, stderr, idsOf(q.DeadLetters, deadID), q.RetryDead, "put back into the queue")
 }
 
 func deadPurge(ctx context.Context, q *queue.Queue, args []string, stdout, stderr io.Writer) error {
-	return deadEach(ctx, q, "dead purge", args, stdout, stderr, q.PurgeDead, "deleted for good")
+	return eachID(ctx, "dead purge", args, stdout, stderr, idsOf(q.DeadLetters, deadID), q.PurgeDead, "deleted for good")
 }
 
-// deadEach applies do to the dead letter named in args, or to all with
-// --all, showing its progress on a terminal (not with -json).
-func deadEach(ctx context.Context, q *queue.Queue, name string, args []string, stdout, stderr io.Writer,
-	do func(context.Context, string) error, done string) error {
+func deadID(d queue.DeadLetter) string { return d.ID }
+
+// idsOf lists the queue ids of what list returns, for --all.
+func idsOf[T any](list func(context.Context) ([]T, error), id func(T) string) func(context.Context) ([]string, error) {
+	return func(ctx context.Context) ([]string, error) {
+		all, err := list(ctx)
+		var ids []string
+		for _, x := range all {
+			ids = append(ids, id(x))
+		}
+		return ids, err
+	}
+}
+
+// eachID applies do to the messages named in args, or to every one that
+// all lists with --all, showing its progress on a terminal (not with
+// -json).
+func eachID(ctx context.Context, name string, args []string, stdout, stderr io.Writer,
+	all func(context.Context) ([]string, error), do func(context.Context, string) error, done string) error {
 	a, err := parseArgs(name, args, "all")
 	if err != nil {
 		return err
@@ -171,15 +181,11 @@ func deadEach(ctx context.Context, q *queue.Queue, name string, args []string, s
 	case a.all && len(ids) > 0:
 		return usageError{name + ": give queue ids or --all, not both"}
 	case a.all:
-		ds, err := q.DeadLetters(ctx)
-		if err != nil {
+		if ids, err = all(ctx); err != nil {
 			return err
 		}
-		for _, d := range ds {
-			ids = append(ids, d.ID)
-		}
 	case len(ids) == 0:
-		return usageError{name + ": give a queue id (mxq dead ls) or --all"}
+		return usageError{name + ": give a queue id (mxq " + strings.Fields(name)[0] + " ls) or --all"}
 	}
 	var failed []error
 	okIDs := []string{}
@@ -205,6 +211,21 @@ func deadEach(ctx context.Context, q *queue.Queue, name string, args []string, s
 	return errors.Join(failed...)
 }
 
+// showRecord writes the sender, arrival and recipients of r, each
+// recipient with its state when state is not nil.
+func showRecord(stdout io.Writer, r *queue.Record, state func(addr string) string) {
+	fmt.Fprintf(stdout, "from:       <%s>\n", shown(r.From))
+	fmt.Fprintf(stdout, "arrived:    %s at %s from %s (%s), %d bytes\n", r.Arrived.UTC().Format(time.RFC3339), r.Host, r.ClientIP, shown(r.HELO), r.Size)
+	fmt.Fprintln(stdout, "recipients:")
+	for _, rc := range r.Rcpts {
+		if state == nil {
+			fmt.Fprintf(stdout, "  <%s>\n", shown(rc.Addr))
+		} else {
+			fmt.Fprintf(stdout, "  <%s>  %s\n", shown(rc.Addr), shown(state(rc.Addr)))
+		}
+	}
+}
+
 func ago(t time.Time) string {
 	if t.IsZero() {
 		return "-"
@@ -216,10 +237,12 @@ func orNull(from string) string {
 	if from == "" {
 		return "<>"
 	}
-	return from
+	return shown(from)
 }
 
+// short is s shown, cut to n characters.
 func short(s string, n int) string {
+	s = shown(s)
 	if r := []rune(s); len(r) > n {
 		return string(r[:n-1]) + "…"
 	}

@@ -24,7 +24,10 @@ func deadEnv(t *testing.T) (url string, q *queue.Queue, ids []string) {
 	for i := range 3 {
 		rec := &queue.Record{ID: queue.NewID(time.Now()), Host: "mx1.example.org", From: "alice@example.com", Arrived: time.Now(),
 			Rcpts: []queue.Recipient{{Addr: "dev@lists.example.org"}, {Addr: "ops@lists.example.org"}}}
-		if i == 2 {
+		switch i {
+		case 1: // a client's HELO name that would clear the operator's screen
+			rec.HELO = "\x1b[2Jevil.example"
+		case 2:
 			rec.From = ""
 		}
 		if _, err := q.Enqueue(ctx, &queue.Message{Record: rec, Data: []byte("Subject: " + rec.ID + "\r\n\r\nx\r\n")}); err != nil {
@@ -32,7 +35,9 @@ func deadEnv(t *testing.T) (url string, q *queue.Queue, ids []string) {
 		}
 		ids = append(ids, rec.ID)
 	}
-	c := q.Consumer(queue.ConsumerOptions{Block: 10 * time.Millisecond, RetryMin: time.Hour})
+	copt := queue.DefaultConsumerOptions()
+	copt.Block, copt.RetryMin, copt.RetryMax = 10*time.Millisecond, time.Hour, time.Hour
+	c := q.Consumer(copt)
 	for n := 0; n < 3; {
 		ds, err := c.Fetch(ctx, 3)
 		if err != nil {
@@ -62,7 +67,7 @@ func deadEnv(t *testing.T) (url string, q *queue.Queue, ids []string) {
 func startQueue(t *testing.T) (url string, q *queue.Queue) {
 	t.Helper()
 	r := queuetest.StartRedis(t)
-	q, err := queue.Open(r.URL(), queue.Options{})
+	q, err := queue.Open(r.URL(), queue.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +112,10 @@ func TestDeadCommands(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("dead show lacks %q:\n%s", want, out)
 		}
+	}
+	out, err = mxq(t, url, "dead", "show", ids[1])
+	if err != nil || !strings.Contains(out, `(\x1b[2Jevil.example)`) || strings.Contains(out, "\x1b") {
+		t.Errorf("dead show of a HELO name with an escape sequence: %v\n%s", err, out)
 	}
 	out, err = mxq(t, url, "dead", "show", "-json", ids[0])
 	var dl queue.DeadLetter

@@ -11,6 +11,7 @@ import (
 
 	"mxq/cmd/internal/daemon"
 	"mxq/queue"
+	"mxq/redisha"
 )
 
 // exporter serves the queue's state as Prometheus metrics until ctx ends.
@@ -72,6 +73,7 @@ var (
 	pendingDesc   = gauge("mxq_queue_pending", "Messages read by a consumer and not yet settled.")
 	retryingDesc  = gauge("mxq_queue_retrying", "Messages waiting for their next delivery attempt.")
 	deadDesc      = gauge("mxq_queue_dead", "Messages in the dead-letter stream.")
+	heldDesc      = gauge("mxq_queue_held", "Messages held by a content filter's quarantine (mxq held ls), not in mxq_queue_depth: no consumer reads them until released.")
 	oldestDesc    = gauge("mxq_queue_oldest_age_seconds", "Age since arrival of the message at the head of the stream, the one consumers reach first; 0 when the stream is empty.")
 	consumersDesc = gauge("mxq_consumers_alive", "Consumers seen within -reader-idle (a minute), over every group.")
 	hostUpDesc    = gauge("mxq_host_up", "1 while the MX host's heartbeat has not expired; 0 for a host seen before whose heartbeat is gone.", "host")
@@ -82,6 +84,7 @@ var (
 	drainAgeDesc  = gauge("mxq_host_draining_seconds", "How long the MX host's drain flag has been set; 0 when it is not.", "host")
 	memUsedDesc   = gauge("mxq_redis_memory_used_bytes", "Redis used_memory.")
 	memMaxDesc    = gauge("mxq_redis_memory_max_bytes", "Redis maxmemory; 0 when unlimited.")
+	cpuDesc       = gauge("mxq_redis_cpu_seconds_total", "CPU time, user and system, of Redis's main thread, the one that runs every command, since the server started; its rate is the fraction of a core the queue takes.")
 	primaryDesc   = gauge("mxq_redis_primary", "1 for the server the queue writes to, named as most sentinels name it (or the URL's server), with its own role.", "addr", "role")
 	replicasDesc  = gauge("mxq_redis_replicas", "Replicas connected to the primary.")
 	lagDesc       = gauge("mxq_redis_replica_lag_seconds", "Time since the replica's last acknowledgement to the primary.", "replica")
@@ -91,8 +94,8 @@ var (
 )
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{upDesc, depthDesc, pendingDesc, retryingDesc, deadDesc, oldestDesc, consumersDesc,
-		hostUpDesc, hbAgeDesc, sessionsDesc, inflightDesc, drainingDesc, drainAgeDesc, memUsedDesc, memMaxDesc,
+	for _, d := range []*prometheus.Desc{upDesc, depthDesc, pendingDesc, retryingDesc, deadDesc, heldDesc, oldestDesc, consumersDesc,
+		hostUpDesc, hbAgeDesc, sessionsDesc, inflightDesc, drainingDesc, drainAgeDesc, memUsedDesc, memMaxDesc, cpuDesc,
 		primaryDesc, replicasDesc, lagDesc, behindDesc, sentinelDesc, scrapeDesc} {
 		ch <- d
 	}
@@ -110,9 +113,9 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	if err == nil {
 		readers, err = c.q.Readers(ctx, c.idle)
 	}
-	var repl *queue.Replication
+	var repl *redisha.Replication
 	if err == nil {
-		repl, err = c.q.Replication(ctx)
+		repl, err = c.q.Redis().Replication(ctx)
 	}
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, 0)
@@ -139,6 +142,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	g(pendingDesc, float64(h.Pending))
 	g(retryingDesc, float64(h.Retrying))
 	g(deadDesc, float64(h.Dead))
+	g(heldDesc, float64(h.Held))
 	g(oldestDesc, age(h.Head))
 	alive := 0
 	for _, r := range readers {
@@ -163,6 +167,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	g(memUsedDesc, float64(h.UsedMemory))
 	g(memMaxDesc, float64(h.MaxMemory))
+	ch <- prometheus.MustNewConstMetric(cpuDesc, prometheus.CounterValue, h.CPUSeconds)
 	g(primaryDesc, 1, repl.Primary, repl.Role)
 	g(replicasDesc, float64(len(repl.Replicas)))
 	for _, r := range repl.Replicas {

@@ -35,7 +35,7 @@ func BenchmarkScrape(b *testing.B) {
 			defer rdb.Close()
 			ctx := context.Background()
 			fill(b, ctx, rdb, depth)
-			q, err := queue.Open(r.URL(), queue.Options{})
+			q, err := queue.Open(r.URL(), queue.DefaultOptions())
 			if err != nil {
 				b.Fatal(err)
 			}

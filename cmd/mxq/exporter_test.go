@@ -78,7 +78,8 @@ func scrape(t *testing.T, url string) map[string]float64 {
 	return out
 }
 
-// mxq exporter serves the queue's counts, each MX host and the Redis
+// mxq exporter serves the queue's counts (a held message apart from the
+// depth and from its host's unconsumed), each MX host and the Redis
 // memory; a drained host and a gone one are told apart.
 func TestExporter(t *testing.T) {
 	url, q := startQueue(t)
@@ -91,7 +92,14 @@ func TestExporter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := q.Consumer(queue.ConsumerOptions{Block: 10 * time.Millisecond, RetryMin: time.Hour})
+	held := &queue.Record{ID: queue.NewID(time.Now()), Host: "mx1.example.org", From: "a@example.com", Arrived: arrived,
+		Rcpts: []queue.Recipient{{Addr: "l@lists.example.org"}}}
+	if _, err := q.Enqueue(ctx, &queue.Message{Record: held, Data: []byte("Subject: held\r\n\r\nx\r\n"), HoldReason: "milter: spam"}); err != nil {
+		t.Fatal(err)
+	}
+	copt := queue.DefaultConsumerOptions()
+	copt.Block, copt.RetryMin, copt.RetryMax = 10*time.Millisecond, time.Hour, time.Hour
+	c := q.Consumer(copt)
 	ds, err := c.Fetch(ctx, 1)
 	if err != nil || len(ds) != 1 {
 		t.Fatalf("Fetch: %d, %v", len(ds), err)
@@ -115,6 +123,7 @@ func TestExporter(t *testing.T) {
 		"mxq_queue_pending":                           0,
 		"mxq_queue_retrying":                          0,
 		"mxq_queue_dead":                              1,
+		"mxq_queue_held":                              1,
 		"mxq_consumers_alive":                         1,
 		`mxq_host_up{host="mx1.example.org"}`:         1,
 		`mxq_host_sessions{host="mx1.example.org"}`:   2,
@@ -137,6 +146,9 @@ func TestExporter(t *testing.T) {
 	}
 	if d := m[`mxq_host_draining_seconds{host="mx2.example.org"}`]; d < 0 || d > 60 {
 		t.Errorf("draining for %v s, want a few seconds", d)
+	}
+	if m["mxq_redis_cpu_seconds_total"] <= 0 {
+		t.Errorf("mxq_redis_cpu_seconds_total = %v, want > 0", m["mxq_redis_cpu_seconds_total"])
 	}
 	if m["mxq_redis_memory_used_bytes"] <= 0 {
 		t.Errorf("mxq_redis_memory_used_bytes = %v, want > 0", m["mxq_redis_memory_used_bytes"])

@@ -21,7 +21,9 @@ func TestFormatCommand(t *testing.T) {
 	if _, err := q.Enqueue(ctx, &queue.Message{Record: rec, Data: []byte("Subject: x\r\n\r\nx\r\n")}); err != nil {
 		t.Fatal(err)
 	}
-	c := q.Consumer(queue.ConsumerOptions{Name: "c1", Program: "listd test", Block: 10 * time.Millisecond})
+	copt := queue.DefaultConsumerOptions()
+	copt.Name, copt.Program, copt.Block = "c1", "listd test", 10*time.Millisecond
+	c := q.Consumer(copt)
 	if _, err := c.Fetch(ctx, 1); err != nil {
 		t.Fatal(err)
 	}

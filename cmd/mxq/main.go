@@ -1,5 +1,6 @@
 // Command mxq shows and edits the mail queue shared by the MX hosts: the
-// recipient registry, the queue's depth and hosts, and dead letters.
+// recipient registry, the queue's depth and hosts, dead letters and held
+// messages.
 package main
 
 import (
@@ -14,11 +15,9 @@ import (
 	"strings"
 	"syscall"
 
+	"mxq/cmd/internal/buildinfo"
 	"mxq/queue"
 )
-
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
 
 // command is one subcommand of mxq. Its result goes to stdout; a
 // command that takes a while reports its progress on stderr.
@@ -45,6 +44,12 @@ var commands = map[string]command{
 	"dead show":  {"ID [-json|-body]: one dead letter with every attempt and its error; -body writes its message as stored to stdout", deadShow},
 	"dead retry": {"ID...|--all [-json]: put dead letters back into the queue (delivered recipients are skipped)", deadRetry},
 	"dead purge": {"ID...|--all [-json]: delete dead letters and their bodies for good", deadPurge},
+
+	// The hold queue (a content filter's quarantine): held.go.
+	"held ls":      {"[-json]: the held messages, queued but kept from the consumers by a content filter (a milter's quarantine)", heldLs},
+	"held show":    {"ID [-json|-body]: one held message with its reason; -body writes it as stored to stdout", heldShow},
+	"held release": {"ID...|--all [-json]: put held messages into the queue, to be delivered", heldRelease},
+	"held purge":   {"ID...|--all [-json]: delete held messages and their bodies for good", heldPurge},
 
 	// Monitoring: exporter.go.
 	"exporter": {"[-listen ADDR] [-timeout D] [-reader-idle D]: serve the queue's state as Prometheus metrics (run one per installation, not one per MX host)", exporter},
@@ -118,7 +123,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "mxq", version)
+		fmt.Fprintln(stdout, "mxq", buildinfo.Version())
 		fmt.Fprintf(stdout, "record formats: reads %s; writes none (mxq dead retry queues a record again in its own format)\n", queue.FormatList(queue.Formats()))
 		return nil
 	}
@@ -142,7 +147,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return usageError{fmt.Sprintf("unknown command %q", strings.Join(rest[:min(2, len(rest))], " "))}
 	}
-	q, err := queue.Open(*url, queue.Options{Name: *name})
+	qopt := queue.DefaultOptions()
+	qopt.Name = *name
+	q, err := queue.Open(*url, qopt)
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,9 @@ func TestBodyCommands(t *testing.T) {
 	}
 	queued, queuedBody := put(3 << 20)
 	dead, deadBody := put(5<<20 + 17)
-	c := q.Consumer(queue.ConsumerOptions{Block: 10 * time.Millisecond})
+	copt := queue.DefaultConsumerOptions()
+	copt.Block = 10 * time.Millisecond
+	c := q.Consumer(copt)
 	for done := false; !done; {
 		ds, err := c.Fetch(ctx, 2)
 		if err != nil {

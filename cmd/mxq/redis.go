@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mxq/queue"
+	"mxq/redisha"
 )
 
 const switchoverUsage = `Usage: mxq -redis SENTINEL-URL redis switchover [-pause D] [-json]
@@ -75,14 +76,14 @@ func redisSwitchover(ctx context.Context, q *queue.Queue, args []string, stdout,
 	if *pause < time.Second {
 		return usageError{fmt.Sprintf("redis switchover: -pause %v is too short: Sentinel needs about a second to see the new primary", *pause)}
 	}
-	progress := func(s queue.SwitchoverStep) {
+	progress := func(s redisha.SwitchoverStep) {
 		if *asJSON {
 			json.NewEncoder(stderr).Encode(s)
 			return
 		}
 		fmt.Fprintf(stderr, "%s %-8s %s\n", s.Time.Format("15:04:05.000"), s.Step, s.Msg)
 	}
-	rep, err := q.Switchover(ctx, queue.SwitchoverOptions{Pause: *pause, Progress: progress})
+	rep, err := q.Redis().Switchover(ctx, redisha.SwitchoverOptions{Pause: *pause, Progress: progress})
 	if rep == nil {
 		return err
 	}

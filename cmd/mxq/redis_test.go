@@ -11,6 +11,7 @@ import (
 
 	"mxq/queue"
 	"mxq/queue/queuetest"
+	"mxq/redisha"
 )
 
 // mxqJSON runs mxq with -json output decoded into v, and returns its
@@ -78,7 +79,7 @@ func TestRedisSwitchoverCommand(t *testing.T) {
 	var steps []string
 	sc := bufio.NewScanner(strings.NewReader(progress))
 	for sc.Scan() {
-		var s queue.SwitchoverStep
+		var s redisha.SwitchoverStep
 		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
 			t.Fatalf("progress line %q: %v", sc.Text(), err)
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"mxq/queue"
+	"mxq/redisha"
 )
 
 // stats shows the queue, the MX hosts and the queue's Redis.
@@ -26,6 +27,9 @@ func stats(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writ
 		return writeJSON(stdout, st)
 	}
 	fmt.Fprintf(stdout, "depth %d (pending at a consumer %d, waiting for a retry %d), dead letters %d", st.Depth, st.Pending, st.Retrying, st.Dead)
+	if st.Held > 0 {
+		fmt.Fprintf(stdout, ", held %d (mxq held ls)", st.Held)
+	}
 	if len(st.Left) > 0 {
 		fmt.Fprintf(stdout, ", left in a format too new for its consumer %d", len(st.Left))
 	}
@@ -88,7 +92,7 @@ func stats(ctx context.Context, q *queue.Queue, args []string, stdout, _ io.Writ
 
 // writeReplication shows the primary, its replicas and how far behind
 // each is, and what each sentinel says.
-func writeReplication(w io.Writer, r *queue.Replication) error {
+func writeReplication(w io.Writer, r *redisha.Replication) error {
 	fmt.Fprintf(w, "\nredis %s: role %s, offset %d, %d replicas\n", r.Primary, r.Role, r.Offset, len(r.Replicas))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if len(r.Replicas) > 0 {

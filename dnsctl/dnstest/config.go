@@ -30,9 +30,15 @@ logging { category default { default_stderr; }; category xfer-in { default_stder
 `, dir, port, id)
 }
 
-// bindPrimary allows signed MX updates at the apex and notifies the
-// secondaries at notify ports.
-func bindPrimary(dir string, port int, id string, k Key, notify []int) string {
+// bindPrimary allows signed MX updates at the apex and TLSA updates below
+// it, and notifies the secondaries at notify ports. With signed, BIND signs
+// the zone itself (dnssec-policy default: one ECDSA P-256 key, NSEC), and
+// signs every update.
+func bindPrimary(dir string, port int, id string, k Key, notify []int, signed bool) string {
+	policy := ""
+	if signed {
+		policy = "dnssec-policy default;\n\tkey-directory \"keys\";"
+	}
 	var also []string
 	for _, p := range notify {
 		also = append(also, fmt.Sprintf("127.0.0.1 port %d;", p))
@@ -41,11 +47,12 @@ func bindPrimary(dir string, port int, id string, k Key, notify []int) string {
 zone %q {
 	type primary;
 	file "zone.db";
-	update-policy { grant %s name %s MX; };
+	update-policy { grant %s name %s MX; grant %s subdomain %s TLSA; };
 	allow-transfer { 127.0.0.1; };
 	also-notify { %s };
+	%s
 };
-`, k.File, Zone, k.Name, Zone, strings.Join(also, " "))
+`, k.File, Zone, k.Name, Zone, k.Name, Zone, strings.Join(also, " "), policy)
 }
 
 func bindSecondary(dir string, port int, id string, primary int) string {
@@ -77,7 +84,8 @@ template:
 `, dir, port, id, dir, dir)
 }
 
-// knotPrimary allows signed MX updates and increments the serial on each.
+// knotPrimary allows signed MX and TLSA updates and increments the serial
+// on each.
 func knotPrimary(dir string, port int, id string, k Key) string {
 	return knotServer(dir, port, id) + fmt.Sprintf(`key:
   - id: %s
@@ -87,7 +95,7 @@ acl:
   - id: update
     key: %s
     action: [update, transfer]
-    update-type: [MX]
+    update-type: [MX, TLSA]
 zone:
   - domain: %s
     file: zone.db

@@ -7,7 +7,8 @@
 // The zone is always Zone with the records in ZoneText: an SOA, an NS with
 // glue, three MX records (mx1, mx2, mx3, preferences 10, 20, 30, TTL MXTTL)
 // and A records for the hosts. Updates are allowed for MX records at the
-// apex, signed with the key of the Servers value.
+// apex and TLSA records below it, signed with the key of the Servers
+// value. StartBINDSigned serves the zone signed with DNSSEC.
 //
 // A test that cannot find named or knotd fails with the command that
 // installs them; it never skips.
@@ -244,6 +245,46 @@ func (s *Server) waitZone(min uint32) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s on %s did not serve %s serial >= %d within %v", s.Name, s.Addr, Zone, min, startTimeout)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// DNSKEY returns the zone's DNSKEY RRset as the server answers it
+// authoritatively (none when the zone is not signed).
+func (s *Server) DNSKEY(ctx context.Context) ([]*dns.DNSKEY, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(Zone, dns.TypeDNSKEY)
+	m.RecursionDesired = false
+	m.SetEdns0(4096, true)
+	c := dns.Client{Net: "tcp", Timeout: 2 * time.Second}
+	r, _, err := c.ExchangeContext(ctx, m, s.Addr)
+	if err != nil {
+		return nil, err
+	}
+	if !r.Authoritative || r.Rcode != dns.RcodeSuccess {
+		return nil, fmt.Errorf("%s: DNSKEY: rcode %s, aa %v", s.Name, dns.RcodeToString[r.Rcode], r.Authoritative)
+	}
+	var keys []*dns.DNSKEY
+	for _, rr := range r.Answer {
+		if k, ok := rr.(*dns.DNSKEY); ok {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+// waitDNSKEY waits until the server serves the zone's DNSKEY.
+func (s *Server) waitDNSKEY() error {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	for {
+		if keys, err := s.DNSKEY(ctx); err == nil && len(keys) > 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s on %s did not serve %s DNSKEY within %v", s.Name, s.Addr, Zone, startTimeout)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -28,3 +28,18 @@ func TestStart(t *testing.T) {
 		})
 	}
 }
+
+// Every server of the signed setup serves the primary's DNSKEY.
+func TestStartSigned(t *testing.T) {
+	s := StartBINDSigned(t)
+	want, err := s.Primary.DNSKEY(context.Background())
+	if err != nil || len(want) == 0 {
+		t.Fatalf("primary DNSKEY: %v, %d keys", err, len(want))
+	}
+	for _, srv := range s.Secondaries {
+		got, err := srv.DNSKEY(context.Background())
+		if err != nil || len(got) != len(want) || got[0].PublicKey != want[0].PublicKey {
+			t.Errorf("%s: DNSKEY %v, %v; want the primary's", srv.Name, got, err)
+		}
+	}
+}

@@ -26,6 +26,19 @@ const attempts = 5
 // the zone at once.
 func StartBIND(t testing.TB) *Servers {
 	t.Helper()
+	return startBIND(t, false)
+}
+
+// StartBINDSigned is StartBIND with the zone signed by the primary
+// (dnssec-policy default); it returns once every server serves the zone's
+// DNSKEY.
+func StartBINDSigned(t testing.TB) *Servers {
+	t.Helper()
+	return startBIND(t, true)
+}
+
+func startBIND(t testing.TB, signed bool) *Servers {
+	t.Helper()
 	return retry(t, func(root string, key Key) (*Servers, error) {
 		pp, bp, kp := servertest.FreePort(t), servertest.FreePort(t), servertest.FreePort(t)
 		bsec := newServer(t, root, "bind-secondary", "named", bp,
@@ -33,10 +46,23 @@ func StartBIND(t testing.TB) *Servers {
 		ksec := newServer(t, root, "knot-secondary", "knotd", kp,
 			func(dir string) string { return knotSecondary(dir, kp, "knot-secondary", pp) })
 		prim := newServer(t, root, "bind-primary", "named", pp,
-			func(dir string) string { return bindPrimary(dir, pp, "bind-primary", key, []int{bp, kp}) })
+			func(dir string) string { return bindPrimary(dir, pp, "bind-primary", key, []int{bp, kp}, signed) })
 		servertest.WriteFile(t, prim.dir, "zone.db", ZoneText)
+		if signed {
+			if err := os.Mkdir(filepath.Join(prim.dir, "keys"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
 		s := &Servers{Key: key, Primary: prim, Secondaries: []*Server{bsec, ksec}}
-		return s, startAll(s, []*Server{ksec}, []*Server{bsec})
+		if err := startAll(s, []*Server{ksec}, []*Server{bsec}); err != nil || !signed {
+			return s, err
+		}
+		for _, srv := range s.All() {
+			if err := srv.waitDNSKEY(); err != nil {
+				return s, err
+			}
+		}
+		return s, nil
 	})
 }
 

@@ -32,8 +32,13 @@ func Write(dir, listen, mainCf string) (etc string, err error) {
 			return "", err
 		}
 	}
-	if err := os.Chown(filepath.Join(dir, "data"), uid, -1); err != nil {
-		return "", err
+	// The data directory is mail_owner's. Only root can give it away, and
+	// only root can start the instance: anyone else may still write one
+	// and read it with postconf.
+	if os.Geteuid() == 0 {
+		if err := os.Chown(filepath.Join(dir, "data"), uid, -1); err != nil {
+			return "", err
+		}
 	}
 	main := strings.ReplaceAll(instanceCf, "{{dir}}", dir) + mainCf
 	if err := os.WriteFile(filepath.Join(etc, "main.cf"), []byte(main), 0o644); err != nil {

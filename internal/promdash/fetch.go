@@ -1,43 +1,27 @@
 package promdash
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"net/http"
 	"net/url"
-	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// Data is what Fetch read: for each panel of the dashboard, in its order,
-// the series of all its queries.
-type Data struct {
-	Start, End time.Time
-	// Step is the resolution asked for: samples further apart than that
-	// are drawn with a gap between them.
-	Step   time.Duration
-	Panels [][]Series
-}
-
 // Series is one series of a query's result.
 type Series struct {
-	// Name is the query's legend with the series' labels in it.
-	Name   string
 	Labels map[string]string
 	Points []Point
 }
 
 // Point is one sample. V may be NaN or ±Inf, as Prometheus returns them
-// (a division by zero); Render leaves a gap there.
+// (a division by zero).
 type Point struct {
 	T time.Time
 	V float64
@@ -45,11 +29,11 @@ type Point struct {
 
 // Fetch runs every query of the dashboard against the Prometheus server at
 // baseURL (http://host:9090, with the path prefix of its --web.external-url
-// if it has one) through its range query API, from start to end at step.
-// A panel's series come query by query, each query's sorted by name and
-// then labels. An error names the panel and the query; Prometheus's own
-// error message is kept.
-func (d *Dashboard) Fetch(ctx context.Context, baseURL string, start, end time.Time, step time.Duration) (*Data, error) {
+// if it has one) through its range query API, from start to end at step,
+// and returns for each panel, in its order, the series of all its queries
+// in the order Prometheus gave them. An error names the panel and the
+// query; Prometheus's own error message is kept.
+func (d *Dashboard) Fetch(ctx context.Context, baseURL string, start, end time.Time, step time.Duration) ([][]Series, error) {
 	if step <= 0 {
 		return nil, fmt.Errorf("step %v: must be positive", step)
 	}
@@ -60,23 +44,17 @@ func (d *Dashboard) Fetch(ctx context.Context, baseURL string, start, end time.T
 	if err != nil {
 		return nil, fmt.Errorf("prometheus URL: %w", err)
 	}
-	data := &Data{Start: start, End: end, Step: step, Panels: make([][]Series, len(d.Panels))}
+	panels := make([][]Series, len(d.Panels))
 	for i, p := range d.Panels {
-		for _, t := range p.Targets {
-			series, err := queryRange(ctx, u, t.Expr, start, end, step)
+		for _, q := range p.Queries {
+			series, err := queryRange(ctx, u, q, start, end, step)
 			if err != nil {
-				return nil, fmt.Errorf("panel %q: query %q: %w", p.Title, t.Expr, err)
+				return nil, fmt.Errorf("panel %q: query %q: %w", p.Title, q, err)
 			}
-			for j := range series {
-				series[j].Name = legend(t, series[j].Labels)
-			}
-			slices.SortStableFunc(series, func(a, b Series) int {
-				return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(labelString(a.Labels), labelString(b.Labels)))
-			})
-			data.Panels[i] = append(data.Panels[i], series...)
+			panels[i] = append(panels[i], series...)
 		}
 	}
-	return data, nil
+	return panels, nil
 }
 
 // The reply of /api/v1/query_range.
@@ -138,7 +116,7 @@ func queryRange(ctx context.Context, u *url.URL, expr string, start, end time.Ti
 		for _, v := range res.Values {
 			p, err := point(v)
 			if err != nil {
-				return nil, fmt.Errorf("series %s: %w", labelString(s.Labels), err)
+				return nil, fmt.Errorf("series %v: %w", s.Labels, err)
 			}
 			s.Points = append(s.Points, p)
 		}
@@ -168,41 +146,4 @@ func point(v [2]json.RawMessage) (Point, error) {
 		return Point{}, fmt.Errorf("sample value %q: not a number", s)
 	}
 	return Point{T: time.UnixMilli(int64(math.Round(sec * 1000))).UTC(), V: val}, nil
-}
-
-var legendLabel = regexp.MustCompile(`\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}`)
-
-// legend names a series as Grafana does: the legend format with each
-// {{label}} replaced, or without one the metric's name and labels, or the
-// query itself for a series without labels.
-func legend(t Target, labels map[string]string) string {
-	if t.Legend != "" && t.Legend != "__auto" {
-		return legendLabel.ReplaceAllStringFunc(t.Legend, func(m string) string {
-			return labels[legendLabel.FindStringSubmatch(m)[1]]
-		})
-	}
-	if len(labels) == 0 {
-		return t.Expr
-	}
-	return labelString(labels)
-}
-
-// labelString prints labels as Prometheus does: name{a="1", b="2"}.
-func labelString(labels map[string]string) string {
-	var b strings.Builder
-	b.WriteString(labels["__name__"])
-	keys := slices.Sorted(maps.Keys(labels))
-	keys = slices.DeleteFunc(keys, func(k string) bool { return k == "__name__" })
-	if len(keys) == 0 && b.Len() > 0 {
-		return b.String()
-	}
-	b.WriteByte('{')
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "%s=%q", k, labels[k])
-	}
-	b.WriteByte('}')
-	return b.String()
 }

@@ -65,19 +65,14 @@ var (
 
 func TestFetch(t *testing.T) {
 	d := &Dashboard{Panels: []Panel{
-		{Title: "depth and hosts", Type: "timeseries", Targets: []Target{
-			{Expr: "mxq_queue_depth", Legend: "depth"},
-			{Expr: "mxq_host_up", Legend: "{{host}} {{ job }} up{{missing}}"},
-		}},
-		{Title: "replies", Type: "timeseries", Targets: []Target{
-			{Expr: `sum by (code) (rate(mxd_transactions_total{code!="250"}[1m]))`},
-			{Expr: "sum(mxd_queue_waiting_sessions)", Legend: "__auto"},
-		}},
+		{Title: "depth and hosts", Queries: []string{"mxq_queue_depth", "mxq_host_up"}},
+		{Title: "replies", Queries: []string{`sum by (code) (rate(mxd_transactions_total{code!="250"}[1m]))`, "sum(mxd_queue_waiting_sessions)"}},
+		{Title: "nothing yet", Queries: []string{"listd_deliveries_total"}},
 	}}
 	p := &prometheus{prefix: "/prometheus", bodies: map[string]string{
 		"mxq_queue_depth": `{"status":"success","data":{"resultType":"matrix","result":[
 			{"metric":{"__name__":"mxq_queue_depth","job":"mxq"},"values":[[` + unix + `,"3"],[` + unix + `.5,"4"]]}]}}`,
-		// Out of order, and a sample that is not a number.
+		// Samples that are not numbers.
 		"mxq_host_up": `{"status":"success","data":{"resultType":"matrix","result":[
 			{"metric":{"__name__":"mxq_host_up","host":"mx2","job":"mxq"},"values":[[` + unix + `,"1"]]},
 			{"metric":{"__name__":"mxq_host_up","host":"mx1","job":"mxq"},"values":[[` + unix + `,"NaN"],[` + unix + `.015,"+Inf"]]}]}}`,
@@ -86,6 +81,7 @@ func TestFetch(t *testing.T) {
 			{"metric":{"code":"451"},"values":[[` + unix + `,"1e-3"]]}]}}`,
 		"sum(mxd_queue_waiting_sessions)": `{"status":"success","data":{"resultType":"matrix","result":[
 			{"metric":{},"values":[[` + unix + `,"7"]]}]},"warnings":["ignored"]}`,
+		"listd_deliveries_total": `{"status":"success","data":{"resultType":"matrix","result":[]}}`,
 	}}
 	url := serve(t, p)
 	start, end, step := t0, t0.Add(10*time.Minute), 15*time.Second
@@ -93,18 +89,18 @@ func TestFetch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Data{Start: start, End: end, Step: step, Panels: [][]Series{{
-		{Name: "depth", Labels: map[string]string{"__name__": "mxq_queue_depth", "job": "mxq"},
+	want := [][]Series{{
+		{Labels: map[string]string{"__name__": "mxq_queue_depth", "job": "mxq"},
 			Points: []Point{{t0, 3}, {t0.Add(500 * time.Millisecond), 4}}},
-		{Name: "mx1 mxq up", Labels: map[string]string{"__name__": "mxq_host_up", "host": "mx1", "job": "mxq"},
-			Points: []Point{{t0, math.NaN()}, {t0.Add(15 * time.Millisecond), math.Inf(1)}}},
-		{Name: "mx2 mxq up", Labels: map[string]string{"__name__": "mxq_host_up", "host": "mx2", "job": "mxq"},
+		{Labels: map[string]string{"__name__": "mxq_host_up", "host": "mx2", "job": "mxq"},
 			Points: []Point{{t0, 1}}},
+		{Labels: map[string]string{"__name__": "mxq_host_up", "host": "mx1", "job": "mxq"},
+			Points: []Point{{t0, math.NaN()}, {t0.Add(15 * time.Millisecond), math.Inf(1)}}},
 	}, {
-		{Name: `{code="451"}`, Labels: map[string]string{"code": "451"}, Points: []Point{{t0, 0.001}}},
-		{Name: `{code="452"}`, Labels: map[string]string{"code": "452"}, Points: []Point{{t0, 0.25}}},
-		{Name: "sum(mxd_queue_waiting_sessions)", Labels: map[string]string{}, Points: []Point{{t0, 7}}},
-	}}}
+		{Labels: map[string]string{"code": "452"}, Points: []Point{{t0, 0.25}}},
+		{Labels: map[string]string{"code": "451"}, Points: []Point{{t0, 0.001}}},
+		{Labels: map[string]string{}, Points: []Point{{t0, 7}}},
+	}, nil}
 	if diff := cmp.Diff(want, got, cmpopts.EquateNaNs()); diff != "" {
 		t.Errorf("Fetch (-want +got):\n%s", diff)
 	}
@@ -121,7 +117,7 @@ func TestFetch(t *testing.T) {
 			t.Errorf("query %q: parameters %v, want query, start, end, step", ask["query"], ask)
 		}
 	}
-	wantQueries := []string{"mxq_queue_depth", "mxq_host_up", `sum by (code) (rate(mxd_transactions_total{code!="250"}[1m]))`, "sum(mxd_queue_waiting_sessions)"}
+	wantQueries := []string{"mxq_queue_depth", "mxq_host_up", `sum by (code) (rate(mxd_transactions_total{code!="250"}[1m]))`, "sum(mxd_queue_waiting_sessions)", "listd_deliveries_total"}
 	if diff := cmp.Diff(wantQueries, queries); diff != "" {
 		t.Errorf("queries asked (-want +got):\n%s", diff)
 	}
@@ -129,8 +125,8 @@ func TestFetch(t *testing.T) {
 
 func TestFetchErrors(t *testing.T) {
 	d := &Dashboard{Panels: []Panel{
-		{Title: "fine", Targets: []Target{{Expr: "up"}}},
-		{Title: "replies", Targets: []Target{{Expr: "rate(mxd_transactions_total[1m]"}}},
+		{Title: "fine", Queries: []string{"up"}},
+		{Title: "replies", Queries: []string{"rate(mxd_transactions_total[1m]"}},
 	}}
 	ok := `{"status":"success","data":{"resultType":"matrix","result":[]}}`
 	for _, tc := range []struct {
@@ -148,10 +144,10 @@ func TestFetchErrors(t *testing.T) {
 			[]string{`panel "replies"`, `result type "vector"`}},
 		{"a value that is not a number", http.StatusOK,
 			`{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"a":"b"},"values":[[1,"lots"]]}]}}`,
-			[]string{`panel "replies"`, `{a="b"}`, `"lots"`}},
+			[]string{`panel "replies"`, `map[a:b]`, `"lots"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			bad := d.Panels[1].Targets[0].Expr
+			bad := d.Panels[1].Queries[0]
 			url := serve(t, &prometheus{bodies: map[string]string{"up": ok, bad: tc.body}, statuses: map[string]int{bad: tc.status}})
 			_, err := d.Fetch(context.Background(), url, t0, t0.Add(time.Minute), time.Second)
 			checkError(t, err, tc.want)

@@ -31,19 +31,33 @@ type Dovecot struct {
 func (d *Dovecot) Socket() string { return "unix:" + filepath.Join(d.dir, "run", "lmtp") }
 
 // StartDovecot starts `dovecot -F` with an LMTP unix listener and a
-// passwd-file userdb holding users. Mail is stored as the user nobody.
+// passwd-file userdb holding users. Run by root, Dovecot's own processes
+// run as root and mail is stored as the user nobody; run by anyone else,
+// all of it runs as that user.
 func StartDovecot(t testing.TB, users ...string) *Dovecot {
 	t.Helper()
 	bin := servertest.LookPath(t, "dovecot", "install it with `apt-get install dovecot-core dovecot-lmtpd` (or run `make test`)")
 	if _, err := os.Stat("/usr/lib/dovecot/lmtp"); err != nil {
 		t.Fatal("dovecot's lmtp is missing: install it with `apt-get install dovecot-lmtpd`")
 	}
-	nobody, err := user.Lookup("nobody")
+	runAs, groupAs, mailUser := "root", "root", "nobody"
+	if os.Geteuid() != 0 {
+		me, err := user.Current()
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := user.LookupGroupId(me.Gid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runAs, groupAs, mailUser = me.Username, g.Name, me.Username
+	}
+	mailer, err := user.Lookup(mailUser)
 	if err != nil {
 		t.Fatal(err)
 	}
-	uid, _ := strconv.Atoi(nobody.Uid)
-	gid, _ := strconv.Atoi(nobody.Gid)
+	uid, _ := strconv.Atoi(mailer.Uid)
+	gid, _ := strconv.Atoi(mailer.Gid)
 	dir := t.TempDir()
 	// The mail processes run as nobody and must reach the Maildirs.
 	openPath(dir)
@@ -68,9 +82,9 @@ log_path = %[1]s/dovecot.log
 protocols = lmtp
 listen = 127.0.0.1
 ssl = no
-default_internal_user = root
-default_internal_group = root
-default_login_user = root
+default_internal_user = %[5]s
+default_internal_group = %[6]s
+default_login_user = %[5]s
 mail_location = maildir:%[1]s/mail/%%n
 passdb {
   driver = passwd-file
@@ -82,7 +96,7 @@ userdb {
   default_fields = uid=%[2]d gid=%[3]d home=%[1]s/mail/%%n
 }
 service lmtp {
-  user = root
+  user = %[5]s
   unix_listener lmtp {
     mode = 0666
   }
@@ -93,7 +107,7 @@ service anvil {
 service stats {
   chroot =
 }
-`, dir, uid, gid, time.Now().UnixNano())
+`, dir, uid, gid, time.Now().UnixNano(), runAs, groupAs)
 	d := &Dovecot{t: t, dir: dir, conf: filepath.Join(dir, "dovecot.conf")}
 	if err := os.WriteFile(d.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

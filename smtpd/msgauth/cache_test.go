@@ -7,7 +7,7 @@ import (
 
 // Answers, "no such record" and, briefly, temporary failures are kept.
 func TestResolverCache(t *testing.T) {
-	e := newEnv(t, Config{})
+	e := newEnv(t, Defaults())
 	r := e.checker.resolver
 	ctx := context.Background()
 	tests := []struct {

@@ -54,7 +54,7 @@ type checkCase struct {
 // real named, and compares each Result and its header (testdata/check/
 // NAME.golden, with -update to rewrite).
 func TestCheck(t *testing.T) {
-	e := newEnv(t, Config{})
+	e := newEnv(t, Defaults())
 	cases := append(append(append(spfCases(), dkimCases()...), dmarcCases()...), iprevCases()...)
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,7 +61,7 @@ func (e *env) signOver(t testing.TB, msg []byte, keys ...string) []byte {
 // signature is permerror for the stated reason, and that the message's
 // other signatures are verified as before.
 func TestDKIMLimits(t *testing.T) {
-	e := newEnv(t, Config{})
+	e := newEnv(t, Defaults())
 	linesCap := func(n, m int) string {
 		return fmt.Sprintf("header has %d lines, more than %d", bytes.Count(hashBomb(n, m), []byte("\n"))-1, maxHeaderLines)
 	}
@@ -116,8 +116,10 @@ func TestDKIMLimits(t *testing.T) {
 // returns temperror for the signature, and the verification left running
 // reads no more of the message.
 func TestDKIMDeadline(t *testing.T) {
-	e := newEnv(t, Config{})
-	c, err := New(Config{AuthservID: authservID, Resolver: e.checker.resolver, Timeout: 100 * time.Millisecond})
+	e := newEnv(t, Defaults())
+	cfg := Defaults()
+	cfg.AuthservID, cfg.Resolver, cfg.Timeout = authservID, e.checker.resolver, 100*time.Millisecond
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

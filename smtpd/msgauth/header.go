@@ -3,6 +3,7 @@ package msgauth
 import (
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emersion/go-msgauth/authres"
 )
@@ -47,7 +48,7 @@ func (c *Checker) header(res *Result, ip netip.Addr) string {
 			}}})
 	}
 
-	dmarc := map[string]string{"header.from": res.FromDomain}
+	dmarc := map[string]string{"header.from": clean(res.FromDomain)}
 	if res.DMARCPolicy != "" {
 		dmarc["policy.dmarc"] = res.DMARCPolicy
 	}
@@ -94,15 +95,30 @@ func fold(b *strings.Builder, text string) {
 // characters, whitespace, backslashes and double quotes, which a client's
 // HELO or address could carry and go-msgauth would put inside a
 // quoted-string as they are, and ';' and parentheses, which naive parsers
-// (go-msgauth's among them) read as structure even inside quotes.
+// (go-msgauth's among them) read as structure even inside quotes. It cuts
+// what is left at maxValue octets: a client chooses the HELO name, the
+// From domain and a signature's d= and s=, and no line of the field may
+// exceed RFC 5322 §2.1.1's 998 octets.
 func clean(s string) string {
-	return strings.Map(func(r rune) rune {
+	s = strings.Map(func(r rune) rune {
 		if r <= ' ' || r == 0x7f || strings.ContainsRune(`\";()`, r) {
 			return -1
 		}
 		return r
 	}, s)
+	if len(s) <= maxValue {
+		return s
+	}
+	n := maxValue
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
+
+// maxValue is the longest property value: the longest domain (RFC 5321
+// §4.5.3.1.2), and so the longest HELO name worth showing.
+const maxValue = 255
 
 func ipString(ip netip.Addr) string {
 	if !ip.IsValid() {

@@ -16,7 +16,9 @@ import (
 // MAIL FROM) with line breaks, quotes and backslashes: the field keeps its
 // shape and go-msgauth parses it back to the same verdicts.
 func TestHeaderHostileValues(t *testing.T) {
-	c, err := New(Config{AuthservID: authservID, Resolver: &Resolver{}})
+	cfg := Defaults()
+	cfg.AuthservID, cfg.Resolver = authservID, &Resolver{}
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,18 +75,27 @@ func TestHeaderHostileValues(t *testing.T) {
 
 func TestNewConfig(t *testing.T) {
 	r := &Resolver{}
+	with := func(f func(*Config)) Config {
+		c := Defaults()
+		c.AuthservID, c.Resolver = "mx.lists.test", r
+		f(&c)
+		return c
+	}
 	tests := []struct {
 		name string
 		cfg  Config
 		ok   bool
 	}{
-		{"defaults", Config{AuthservID: "mx.lists.test", Resolver: r}, true},
-		{"empty id", Config{Resolver: r}, false},
-		{"id with space", Config{AuthservID: "mx lists", Resolver: r}, false},
-		{"id with semicolon", Config{AuthservID: "mx;", Resolver: r}, false},
-		{"id with line break", Config{AuthservID: "mx\r\nX: y", Resolver: r}, false},
-		{"negative cap", Config{AuthservID: "mx", Resolver: r, MaxDKIMSignatures: -1}, false},
-		{"negative timeout", Config{AuthservID: "mx", Resolver: r, Timeout: -time.Second}, false},
+		{"defaults", with(func(*Config) {}), true},
+		{"empty id", with(func(c *Config) { c.AuthservID = "" }), false},
+		{"id with space", with(func(c *Config) { c.AuthservID = "mx lists" }), false},
+		{"id with semicolon", with(func(c *Config) { c.AuthservID = "mx;" }), false},
+		{"id with line break", with(func(c *Config) { c.AuthservID = "mx\r\nX: y" }), false},
+		{"negative cap", with(func(c *Config) { c.MaxDKIMSignatures = -1 }), false},
+		{"zero cap", with(func(c *Config) { c.MaxDKIMSignatures = 0 }), false},
+		{"negative timeout", with(func(c *Config) { c.Timeout = -time.Second }), false},
+		{"zero timeout", with(func(c *Config) { c.Timeout = 0 }), false},
+		{"no resolver", with(func(c *Config) { c.Resolver = nil }), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,7 +123,9 @@ func TestCheckTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := New(Config{AuthservID: authservID, Resolver: r, Timeout: 200 * time.Millisecond})
+	cfg := Defaults()
+	cfg.AuthservID, cfg.Resolver, cfg.Timeout = authservID, r, 200*time.Millisecond
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

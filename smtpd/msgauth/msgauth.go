@@ -10,9 +10,12 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
+
+	"mxq/setting"
 )
 
-// Defaults of Config, and of the timeout given to NewResolver.
+// Defaults of Config (see Defaults), and of the timeout given to
+// NewResolver.
 const (
 	DefaultMaxDKIMSignatures = 5
 	DefaultTimeout           = 20 * time.Second
@@ -30,26 +33,42 @@ const (
 	PermError = "permerror"
 )
 
-// Config configures a Checker.
+// Config configures a Checker. Start from Defaults: New uses the
+// settings as they are, and refuses what Check refuses.
 type Config struct {
 	// AuthservID is the authserv-id of the header (RFC 8601 §2.5): the
 	// same on every MX, and what the list software trusts. It must be a
 	// token (a host name is), since it is also what StripForged removes.
 	AuthservID string
-	// Resolver does every lookup. Nil means the system's resolvers with
-	// DefaultQueryTimeout per query.
+	// Resolver does every lookup (NewResolver). Required; it is no
+	// setting, and Check does not look at it.
 	Resolver *Resolver
 	// MaxDKIMSignatures caps the signatures verified per message; further
-	// ones are counted in Result.DKIMSkipped and not looked at. Zero means
-	// DefaultMaxDKIMSignatures.
+	// ones are counted in Result.DKIMSkipped and not looked at.
 	MaxDKIMSignatures int
-	// Timeout bounds a whole Check. Zero means DefaultTimeout.
+	// Timeout bounds a whole Check.
 	Timeout time.Duration
 }
 
-// Defaults returns the Config a zero field takes its value from.
+// Defaults returns the checks' settings, each stated here alone;
+// AuthservID has none, and the Resolver is the caller's.
 func Defaults() Config {
 	return Config{MaxDKIMSignatures: DefaultMaxDKIMSignatures, Timeout: DefaultTimeout}
+}
+
+// Check reports each setting of c that New cannot use, as a
+// *setting.Error. It fills nothing in.
+func (c *Config) Check() error {
+	ck := setting.For(c)
+	switch err := validAuthservID(c.AuthservID); {
+	case c.AuthservID == "":
+		ck.Add(&c.AuthservID, setting.Missing+": the same value on every MX and in the list software")
+	case err != nil:
+		ck.Add(&c.AuthservID, "want a token such as a host name: "+err.Error())
+	}
+	setting.Positive(ck, &c.MaxDKIMSignatures)
+	setting.Positive(ck, &c.Timeout)
+	return ck.Err()
 }
 
 // Checker runs the checks of one MX. It is safe for concurrent use.
@@ -61,33 +80,16 @@ type Checker struct {
 	verify   verifyFunc
 }
 
-// New returns a Checker for cfg.
+// New returns a Checker with the settings cfg, which it uses as they are.
 func New(cfg Config) (*Checker, error) {
-	if err := validAuthservID(cfg.AuthservID); err != nil {
-		return nil, fmt.Errorf("authserv-id %q: %w", cfg.AuthservID, err)
+	if err := cfg.Check(); err != nil {
+		return nil, fmt.Errorf("msgauth: %w", err)
 	}
-	c := &Checker{id: cfg.AuthservID, resolver: cfg.Resolver,
-		maxSigs: cfg.MaxDKIMSignatures, timeout: cfg.Timeout, verify: dkim.VerifyWithOptions}
-	if c.resolver == nil {
-		r, err := NewResolver("", DefaultQueryTimeout)
-		if err != nil {
-			return nil, fmt.Errorf("default resolver: %w", err)
-		}
-		c.resolver = r
+	if cfg.Resolver == nil {
+		return nil, errors.New("msgauth: Config needs a Resolver")
 	}
-	switch {
-	case c.maxSigs == 0:
-		c.maxSigs = DefaultMaxDKIMSignatures
-	case c.maxSigs < 0:
-		return nil, fmt.Errorf("max dkim signatures %d: must not be negative", c.maxSigs)
-	}
-	switch {
-	case c.timeout == 0:
-		c.timeout = DefaultTimeout
-	case c.timeout < 0:
-		return nil, fmt.Errorf("timeout %v: must not be negative", c.timeout)
-	}
-	return c, nil
+	return &Checker{id: cfg.AuthservID, resolver: cfg.Resolver,
+		maxSigs: cfg.MaxDKIMSignatures, timeout: cfg.Timeout, verify: dkim.VerifyWithOptions}, nil
 }
 
 // validAuthservID accepts an RFC 2045 token: the form that needs no quoting

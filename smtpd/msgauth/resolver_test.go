@@ -38,7 +38,7 @@ func outcome(answers []string, err error) dnsOutcome {
 // record from "no such record" (NXDOMAIN, NODATA) from a temporary failure
 // (SERVFAIL of an unloaded zone, REFUSED for a zone it does not serve).
 func TestResolver(t *testing.T) {
-	e := newEnv(t, Config{})
+	e := newEnv(t, Defaults())
 	r := e.checker.resolver
 	ctx := context.Background()
 	txts := func(name string) func() dnsOutcome {
@@ -163,7 +163,7 @@ func TestNewResolverSystem(t *testing.T) {
 // answer is asked again over TCP, and that a server that does not answer
 // is followed by the next one.
 func TestResolverFallbacks(t *testing.T) {
-	e := newEnv(t, Config{})
+	e := newEnv(t, Defaults())
 	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -45,7 +45,8 @@ func writeKey(t testing.TB, dir string, z *Zone) {
 	}
 }
 
-// zoneFile is the primary's zone.
+// zoneFile is the primary's zone: an MX record for each of mx1, mx2 and
+// mx3 that hosts gives an address.
 func zoneFile(z *Zone, hosts map[string]string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "$ORIGIN %s.\n$TTL 60\n", z.Name)
@@ -56,7 +57,9 @@ func zoneFile(z *Zone, hosts map[string]string) string {
 		}
 	}
 	for _, mx := range []string{"mx1", "mx2", "mx3"} {
-		fmt.Fprintf(&b, "@ %d MX 10 %s.%s.\n", z.MXTTL, mx, z.Name)
+		if _, ok := hosts[mx]; ok {
+			fmt.Fprintf(&b, "@ %d MX 10 %s.%s.\n", z.MXTTL, mx, z.Name)
+		}
 	}
 	fmt.Fprintf(&b, "sender TXT \"v=spf1 ip4:%s -all\"\n", hosts["sender"])
 	fmt.Fprintf(&b, "_dmarc.sender TXT \"v=DMARC1; p=none\"\n")
@@ -64,11 +67,48 @@ func zoneFile(z *Zone, hosts map[string]string) string {
 }
 
 // StartBIND starts the primary on h. It notifies secondary (the Knot on
-// dns2) and accepts TSIG-signed MX updates for the list domain.
+// dns2) and accepts TSIG-signed MX updates for the list domain, and TLSA
+// updates below it.
 func StartBIND(t testing.TB, h *Host, z *Zone, hosts map[string]string, secondary string) *Proc {
 	t.Helper()
+	return startBIND(t, h, z, hosts, secondary, "")
+}
+
+// StartBINDSigned is StartBIND with the zone signed by BIND
+// (dnssec-policy default: one ECDSA P-256 key, NSEC); it returns once the
+// primary serves the zone's DNSKEY. TLSA updates are allowed too.
+func StartBINDSigned(t testing.TB, h *Host, z *Zone, hosts map[string]string, secondary string) *Proc {
+	t.Helper()
+	p := startBIND(t, h, z, hosts, secondary, "dnssec-policy default;\n\tkey-directory \"keys\";")
+	waitUntil(t, 20*time.Second, "a DNSKEY on "+h.IP, func() bool { return len(DNSKEYs(h.IP+":53", z.Name)) > 0 })
+	return p
+}
+
+// DNSKEYs returns the zone's DNSKEY records as addr answers them (none
+// on error).
+func DNSKEYs(addr, zone string) []*dns.DNSKEY {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(zone), dns.TypeDNSKEY)
+	m.RecursionDesired = false
+	m.SetEdns0(4096, true)
+	c := dns.Client{Net: "tcp", Timeout: time.Second}
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		return nil
+	}
+	var keys []*dns.DNSKEY
+	for _, rr := range r.Answer {
+		if k, ok := rr.(*dns.DNSKEY); ok {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+func startBIND(t testing.TB, h *Host, z *Zone, hosts map[string]string, secondary, signing string) *Proc {
+	t.Helper()
 	dir := filepath.Join(h.lab.Dir, "bind")
-	os.MkdirAll(dir, 0o755)
+	os.MkdirAll(filepath.Join(dir, "keys"), 0o755)
 	if err := os.WriteFile(filepath.Join(dir, "zone.db"), []byte(zoneFile(z, hosts)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -89,9 +129,10 @@ controls { };
 zone %q {
 	type primary;
 	file "zone.db";
-	update-policy { grant %s name %s. MX; };
+	update-policy { grant %s name %s. MX; grant %s subdomain %s. TLSA; };
+	%s
 };
-`, z.KeyFile, dir, h.IP, secondary, secondary, z.Name, z.KeyName, z.Name)
+`, z.KeyFile, dir, h.IP, secondary, secondary, z.Name, z.KeyName, z.Name, z.KeyName, z.Name, signing)
 	path := filepath.Join(dir, "named.conf")
 	os.WriteFile(path, []byte(conf), 0o644)
 	if out, err := exec.Command("named-checkconf", path).CombinedOutput(); err != nil {
@@ -200,4 +241,79 @@ func waitTCP(t testing.TB, p *Proc, addr string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// StartUnbound starts a validating resolver on h for the hosts of the
+// lab: it asks primary for zone (a stub zone: the lab has no root) and
+// validates its answers with the zone's own DNSKEY as the trust anchor,
+// as a resolver on the Internet would through the DS at the parent.
+// Lines of extra go into its server: clause.
+func StartUnbound(t testing.TB, h *Host, zone, primary string, extra ...string) *Proc {
+	t.Helper()
+	if _, err := exec.LookPath("unbound"); err != nil {
+		t.Fatal("unbound not found: apt-get install unbound")
+	}
+	dir := filepath.Join(h.lab.Dir, "unbound")
+	os.MkdirAll(dir, 0o755)
+	var anchor strings.Builder
+	for _, k := range DNSKEYs(primary+":53", zone) {
+		if k.Flags&dns.SEP != 0 {
+			anchor.WriteString(k.String() + "\n")
+		}
+	}
+	if anchor.Len() == 0 {
+		t.Fatalf("no DNSKEY with the SEP flag for %s on %s", zone, primary)
+	}
+	os.WriteFile(filepath.Join(dir, "anchor"), []byte(anchor.String()), 0o644)
+	conf := fmt.Sprintf(`server:
+	interface: %s
+	port: 53
+	access-control: %s0/24 allow
+	do-daemonize: no
+	username: ""
+	chroot: ""
+	directory: %q
+	pidfile: ""
+	use-syslog: no
+	logfile: ""
+	verbosity: 1
+	val-log-level: 2
+	do-ip6: no
+	do-not-query-localhost: no
+	qname-minimisation: no
+	module-config: "validator iterator"
+	trust-anchor-file: %q
+%s
+stub-zone:
+	name: %q
+	stub-addr: %s
+remote-control:
+	control-enable: no
+`, h.IP, h.lab.subnet, dir, filepath.Join(dir, "anchor"), "\t"+strings.Join(extra, "\n\t"), zone, primary)
+	path := filepath.Join(dir, "unbound.conf")
+	os.WriteFile(path, []byte(conf), 0o644)
+	if out, err := exec.Command("unbound-checkconf", path).CombinedOutput(); err != nil {
+		t.Fatalf("unbound-checkconf: %v\n%s", err, out)
+	}
+	p := h.Start("unbound", "unbound", "-d", "-c", path)
+	waitUntil(t, 20*time.Second, "a validated answer from unbound on "+h.IP, func() bool { return Validated(h.IP+":53", zone) == nil })
+	return p
+}
+
+// Validated asks the resolver at addr for zone's SOA and checks that the
+// answer is validated (AD set, RFC 4035 §3.2.3).
+func Validated(addr, zone string) error {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(zone), dns.TypeSOA)
+	m.SetEdns0(1232, true)
+	m.AuthenticatedData = true
+	c := &dns.Client{Timeout: time.Second}
+	r, _, err := c.Exchange(m, addr)
+	if err != nil {
+		return err
+	}
+	if r.Rcode != dns.RcodeSuccess || !r.AuthenticatedData {
+		return fmt.Errorf("rcode %s, ad %v", dns.RcodeToString[r.Rcode], r.AuthenticatedData)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package network
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -13,14 +14,20 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Lab is a set of hosts on one bridge. The test's own process is on the
 // bridge too, at Lab.Gateway, so it can talk to every host.
 type Lab struct {
-	t       testing.TB
-	Dir     string
-	id      string // short random id in every name, so runs never collide
+	t   testing.TB
+	Dir string
+	id  string // short random id in every name, so runs never collide
+	// Results is where every log of the lab is saved when the test
+	// fails: test/results/TEST-TIME-ID (not in git), so that the
+	// output itself shows only their tails.
+	Results string
 	bridge  string
 	subnet  string // "10.231.N."
 	Gateway string
@@ -40,9 +47,13 @@ type Host struct {
 }
 
 // NewLab creates the bridge. It fails with the install command when the
-// tools are missing or the test does not run as root.
+// tools are missing or the test does not run as root; with -short it
+// skips the test.
 func NewLab(t testing.TB) *Lab {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs root for network namespaces and runs for minutes; run make test (or make test-network)")
+	}
 	if os.Geteuid() != 0 {
 		t.Fatal("the network test needs root (ip netns, veth): run make test as root")
 	}
@@ -60,6 +71,8 @@ func NewLab(t testing.TB) *Lab {
 		subnet: fmt.Sprintf("10.231.%d.", 1+int(b[0])%250),
 	}
 	l.Gateway = l.subnet + "254"
+	l.Results, _ = filepath.Abs(filepath.Join("..", "results",
+		fmt.Sprintf("%s-%s-%s", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().Format("20060102-150405"), id)))
 	// Daemons that drop privileges (Postfix) must reach their files.
 	os.Chmod(l.Dir, 0o755)
 	os.Chmod(filepath.Dir(l.Dir), 0o755)
@@ -229,15 +242,27 @@ func (l *Lab) cleanup() {
 	exec.Command("ip", "link", "del", l.bridge).Run()
 }
 
-// dumpLogs prints the tail of every log file of the lab.
+// dumpLogs saves every log of the lab in l.Results and prints the tail
+// of each: the whole logs of a run are megabytes.
 func (l *Lab) dumpLogs() {
 	files, _ := filepath.Glob(filepath.Join(l.Dir, "*.log"))
+	files = append(files, filepath.Join(l.Dir, "postfix", "maillog"))
+	saved := os.MkdirAll(l.Results, 0o755) == nil
 	for _, f := range files {
-		b, _ := os.ReadFile(f)
-		if len(b) > 4000 {
-			b = append([]byte("…\n"), b[len(b)-4000:]...)
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if saved {
+			os.WriteFile(filepath.Join(l.Results, filepath.Base(f)), b, 0o644)
+		}
+		if len(b) > 1500 {
+			b = append([]byte("…\n"), b[len(b)-1500:]...)
 		}
 		l.t.Logf("==> %s <==\n%s", filepath.Base(f), bytes.TrimSpace(b))
+	}
+	if saved {
+		l.t.Logf("every log of the lab saved in %s", l.Results)
 	}
 }
 
@@ -250,4 +275,48 @@ func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() boo
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// waitState is waitUntil for a condition that also describes what it
+// saw: a time-out says the last description.
+func waitState(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s; last seen: %s", timeout, what, state)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// LogGoRedis sends go-redis's own log lines (a client's sentinel naming a
+// new primary, a pool's failed dials) from the test's clients to the
+// lab's go-redis.log until the test ends, instead of the test's output.
+func (l *Lab) LogGoRedis() {
+	f, err := os.OpenFile(filepath.Join(l.Dir, "go-redis.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	redis.SetLogger(&fileLogger{f: f})
+	l.t.Cleanup(func() {
+		redis.SetLogger(&fileLogger{f: os.Stderr})
+		f.Close()
+	})
+}
+
+// fileLogger is a go-redis logger that writes to f.
+type fileLogger struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+func (l *fileLogger) Printf(_ context.Context, format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.f, "%s redis: %s\n", time.Now().Format("15:04:05.000"), fmt.Sprintf(format, v...))
 }

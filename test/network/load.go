@@ -12,13 +12,16 @@ import (
 )
 
 // Load submits messages with unique Message-IDs to the sender's Postfix
-// at a steady rate until Stop.
+// at a steady rate until Stop. Every SpamEvery-th message is spam: GTUBE
+// in its body, from the null sender (so that the sender's Postfix, told
+// 5xx, bounces it to nobody), kept apart from the legitimate mail.
 type Load struct {
 	addr, from, rcpt string
 	every            time.Duration
 
 	mu       sync.Mutex
-	sent     map[string]Sent // by Message-ID
+	sent     map[string]Sent // legitimate mail, by Message-ID
+	spam     map[string]Sent // spam, by Message-ID
 	errs     []string
 	phase    string
 	stop     chan struct{}
@@ -31,10 +34,16 @@ type Sent struct {
 	Phase string
 }
 
+// SpamEvery is how often the load sends spam: one message in SpamEvery.
+const SpamEvery = 10
+
+// GTUBE is the spam test string every spam filter refuses.
+const GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
 // StartLoad begins submitting rate messages per second.
 func StartLoad(addr, from, rcpt string, rate int) *Load {
 	l := &Load{addr: addr, from: from, rcpt: rcpt, every: time.Second / time.Duration(rate),
-		sent: map[string]Sent{}, stop: make(chan struct{}), finished: make(chan struct{}), phase: "warm-up"}
+		sent: map[string]Sent{}, spam: map[string]Sent{}, stop: make(chan struct{}), finished: make(chan struct{}), phase: "warm-up"}
 	go l.run()
 	return l
 }
@@ -50,14 +59,22 @@ func (l *Load) run() {
 		case <-t.C:
 		}
 		id := fmt.Sprintf("%d.%d@sender.lists.example.org", n, time.Now().UnixNano())
-		msg := fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: load %d\r\nMessage-ID: <%s>\r\nDate: %s\r\n\r\nmessage %d\r\n",
-			l.from, l.rcpt, n, id, time.Now().Format(time.RFC1123Z), n)
+		spam := n%SpamEvery == 0
+		from, body := l.from, fmt.Sprintf("message %d", n)
+		if spam {
+			from, body = "", GTUBE
+		}
+		msg := fmt.Sprintf("From: <%s>\r\nTo: <%s>\r\nSubject: load %d\r\nMessage-ID: <%s>\r\nDate: %s\r\n\r\n%s\r\n",
+			l.from, l.rcpt, n, id, time.Now().Format(time.RFC1123Z), body)
 		at := time.Now()
-		err := smtp.SendMail(l.addr, nil, l.from, []string{l.rcpt}, []byte(msg))
+		err := smtp.SendMail(l.addr, nil, from, []string{l.rcpt}, []byte(msg))
 		l.mu.Lock()
-		if err != nil {
+		switch {
+		case err != nil:
 			l.errs = append(l.errs, fmt.Sprintf("%s: %v", id, err))
-		} else {
+		case spam:
+			l.spam[id] = Sent{At: at, Phase: l.phase}
+		default:
 			l.sent[id] = Sent{At: at, Phase: l.phase}
 		}
 		l.mu.Unlock()
@@ -71,20 +88,21 @@ func (l *Load) SetPhase(name string) {
 	l.mu.Unlock()
 }
 
-// Stop ends the submissions and returns what was submitted.
-func (l *Load) Stop() (map[string]Sent, []string) {
+// Stop ends the submissions and returns what was submitted: the
+// legitimate mail, the spam, and the failed submissions.
+func (l *Load) Stop() (sent, spam map[string]Sent, errs []string) {
 	close(l.stop)
 	<-l.finished
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.sent, l.errs
+	return l.sent, l.spam, l.errs
 }
 
-// Count is how many messages were submitted so far.
+// Count is how many messages were submitted so far, spam included.
 func (l *Load) Count() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.sent)
+	return len(l.sent) + len(l.spam)
 }
 
 // Delivered reads a directory with one file per delivery (the sink's)

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -170,13 +171,19 @@ func (s *RedisSet) seen(replicas int) bool {
 	return queuetest.SentinelsSee(ctx, s.Servers[0].Addr(), s.SentinelAddrs(), replicas)
 }
 
-// Primary returns the server the sentinels name as primary now (nil if
-// none answers, or it names no server of the set).
+// Primary returns the server the first sentinel that answers names as
+// primary now, as a client of the sentinels finds it (nil if none
+// answers, or it names no server of the set).
 func (s *RedisSet) Primary(ctx context.Context) *Redis {
 	addr, err := primaryAddr(ctx, s.SentinelAddrs())
 	if err != nil {
 		return nil
 	}
+	return s.server(addr)
+}
+
+// server is the server of the set at addr, nil if none.
+func (s *RedisSet) server(addr string) *Redis {
 	for _, r := range s.Servers {
 		if r.Addr() == addr {
 			return r
@@ -185,31 +192,121 @@ func (s *RedisSet) Primary(ctx context.Context) *Redis {
 	return nil
 }
 
-// WaitPrimary waits until the sentinels name a primary other than old
-// that answers as a primary with at least one replica attached, that is
-// until mxd's writes can be confirmed again, and returns it.
-func (s *RedisSet) WaitPrimary(t testing.TB, old *Redis) *Redis {
+// named asks every sentinel which server it names as primary. agreed is
+// that server when every sentinel answers and names the same one; view
+// says what each named, for a failure message.
+func (s *RedisSet) named(ctx context.Context) (agreed *Redis, view string) {
+	var names []string
+	all := true
+	for i, a := range s.SentinelAddrs() {
+		addr, err := primaryAddr(ctx, []string{a})
+		r := s.server(addr)
+		name := "no answer"
+		switch {
+		case err == nil && r != nil:
+			name = r.Host.Name
+		case err == nil:
+			name = addr
+		}
+		names = append(names, s.Sentinels[i].Name+": "+name)
+		if i == 0 {
+			agreed = r
+		}
+		if err != nil || r == nil || r != agreed {
+			all = false
+		}
+	}
+	if !all {
+		agreed = nil
+	}
+	return agreed, "sentinels name " + strings.Join(names, ", ")
+}
+
+// WaitHealthy waits until the set is as it started, whichever server is
+// primary: every sentinel names the same primary, that server has every
+// other one as a replica online, and every sentinel knows them and the
+// other sentinels. It returns the primary.
+func (s *RedisSet) WaitHealthy(t testing.TB) *Redis {
 	t.Helper()
 	var p *Redis
-	waitUntil(t, 60*time.Second, "a new primary with a replica", func() bool {
+	want := len(s.Servers) - 1
+	waitState(t, 60*time.Second, "every sentinel to name one primary with every other server its replica, online", func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		p = s.Primary(ctx)
-		return p != nil && p != old && connectedReplicas(ctx, p.Addr()) >= 1
+		var view string
+		p, view = s.named(ctx)
+		if p == nil {
+			return false, view
+		}
+		n := onlineReplicas(ctx, p.Addr())
+		view += fmt.Sprintf("; %s has %d replicas online", p.Host.Name, n)
+		return n == want && queuetest.SentinelsSee(ctx, p.Addr(), s.SentinelAddrs(), want), view
 	})
 	return p
 }
 
-// WaitReplica waits until r replicates from primary with its link up.
-func (s *RedisSet) WaitReplica(t testing.TB, r, primary *Redis) {
+// WaitPromoted waits until a sentinel names as primary a server other
+// than those gone, and that server says it is one (role:master): the
+// moment the sentinels have promoted a replica, before the others are
+// told to follow it. It returns that server.
+func (s *RedisSet) WaitPromoted(t testing.TB, gone ...*Redis) *Redis {
 	t.Helper()
-	waitUntil(t, 60*time.Second, r.Host.Name+" to replicate from "+primary.Host.Name, func() bool {
+	var p *Redis
+	// Two failed elections (a split vote, each followed by twice
+	// failover-timeout before the next) still fit.
+	waitState(t, 90*time.Second, "the sentinels to promote a replica", func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		info := replicationInfo(ctx, r.Addr())
-		return info["role"] == "slave" && info["master_host"] == primary.Host.IP &&
-			info["master_link_status"] == "up"
+		for _, a := range s.SentinelAddrs() {
+			addr, err := primaryAddr(ctx, []string{a})
+			if p = s.server(addr); err == nil && p != nil && !slices.Contains(gone, p) &&
+				replicationInfo(ctx, addr)["role"] == "master" {
+				return true, ""
+			}
+		}
+		_, view := s.named(ctx)
+		return false, view
 	})
+	return p
+}
+
+// WaitPrimary waits until the sentinels name a primary other than those
+// gone that answers as a primary with at least one replica attached,
+// that is until mxd's writes can be confirmed again, and returns it.
+func (s *RedisSet) WaitPrimary(t testing.TB, gone ...*Redis) *Redis {
+	t.Helper()
+	var p *Redis
+	waitState(t, 60*time.Second, "a new primary with a replica", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		p = s.Primary(ctx)
+		if p != nil && !slices.Contains(gone, p) && connectedReplicas(ctx, p.Addr()) >= 1 {
+			return true, ""
+		}
+		_, view := s.named(ctx)
+		return false, view
+	})
+	return p
+}
+
+// WaitRejoin waits until r replicates, with its link up, from the
+// primary every sentinel names, whichever server that is: the sentinels
+// may have failed over again meanwhile. It returns that primary.
+func (s *RedisSet) WaitRejoin(t testing.TB, r *Redis) *Redis {
+	t.Helper()
+	var p *Redis
+	waitState(t, 60*time.Second, r.Host.Name+" to replicate from the primary the sentinels name", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		var view string
+		p, view = s.named(ctx)
+		info := replicationInfo(ctx, r.Addr())
+		view += fmt.Sprintf("; %s says role:%s master_host:%s master_link_status:%s",
+			r.Host.Name, info["role"], info["master_host"], info["master_link_status"])
+		return p != nil && p != r && info["role"] == "slave" && info["master_host"] == p.Host.IP &&
+			info["master_link_status"] == "up", view
+	})
+	return p
 }
 
 // Kill ends the server with SIGKILL, as a crash would, and waits for it.
@@ -249,6 +346,26 @@ func replicationInfo(ctx context.Context, addr string) map[string]string {
 		}
 	}
 	return out
+}
+
+// onlineReplicas is how many replicas the server at addr has that are
+// online (have the data set and follow the writes), -1 when it is not a
+// primary or does not answer.
+func onlineReplicas(ctx context.Context, addr string) int {
+	info := replicationInfo(ctx, addr)
+	if info["role"] != "master" {
+		return -1
+	}
+	n := 0
+	for i := 0; ; i++ {
+		line, ok := info["slave"+strconv.Itoa(i)]
+		if !ok {
+			return n
+		}
+		if strings.Contains(line, "state=online") {
+			n++
+		}
+	}
 }
 
 // connectedReplicas is how many replicas the server at addr has online,

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"mxq/queue"
+	"mxq/redisha"
 )
 
 // Outcome compares what was submitted with what was delivered.
@@ -23,12 +23,20 @@ type Outcome struct {
 	// never delivered, and the sender's status=deferred log lines, by the
 	// phase of the message's submission.
 	DupByPhase, LostByPhase, Deferrals map[string]int
+	// Spam and SpamRefused count the spam submitted and the spam the
+	// sender was refused at SMTP time with rspamd's GTUBE reply, by
+	// phase and "all"; SpamDeferrals the sender's deferrals of spam.
+	// BadSpam lists a few spam messages delivered or not refused so.
+	Spam, SpamRefused map[string]int
+	SpamDeferrals     int
+	BadSpam           []string
 }
 
 // Compare matches submissions with deliveries.
 func Compare(sent map[string]Sent, got map[string][]time.Time) Outcome {
 	o := Outcome{Sent: len(sent), Delays: map[string][]time.Duration{},
-		DupByPhase: map[string]int{}, LostByPhase: map[string]int{}, Deferrals: map[string]int{}}
+		DupByPhase: map[string]int{}, LostByPhase: map[string]int{}, Deferrals: map[string]int{},
+		Spam: map[string]int{}, SpamRefused: map[string]int{}}
 	for id, s := range sent {
 		copies := got[id]
 		if len(copies) == 0 {
@@ -56,12 +64,37 @@ func Compare(sent map[string]Sent, got map[string][]time.Time) Outcome {
 }
 
 // CountDeferrals adds the sender's deferrals (by Message-ID, as
-// Postfix.Deferrals counts them) to the phases of their messages.
-func (o *Outcome) CountDeferrals(byID map[string]int, sent map[string]Sent) {
+// Postfix.Deferrals counts them) to the phases of their messages; those
+// of spam count apart.
+func (o *Outcome) CountDeferrals(byID map[string]int, sent, spam map[string]Sent) {
 	for id, n := range byID {
-		o.Deferrals["all"] += n
 		if s, ok := sent[id]; ok {
+			o.Deferrals["all"] += n
 			o.Deferrals[s.Phase] += n
+		} else if _, ok := spam[id]; ok {
+			o.SpamDeferrals += n
+		}
+	}
+}
+
+// spamRefused is what the sender's Postfix logs of a message rspamd
+// refused at the end of its data: mxd passes rspamd's reply on.
+const spamRefused = "said: 554 5.7.1 Gtube pattern"
+
+// CountSpam counts the spam submitted and refused, by phase: a spam
+// message is refused when the sender's log says it bounced with
+// rspamd's reply (bounced: its status=bounced lines by Message-ID) and
+// no copy of it was delivered.
+func (o *Outcome) CountSpam(spam map[string]Sent, got map[string][]time.Time, bounced map[string][]string) {
+	for id, s := range spam {
+		o.Spam["all"]++
+		o.Spam[s.Phase]++
+		ls := bounced[id]
+		if len(got[id]) == 0 && len(ls) == 1 && strings.Contains(ls[0], spamRefused) {
+			o.SpamRefused["all"]++
+			o.SpamRefused[s.Phase]++
+		} else if len(o.BadSpam) < 10 {
+			o.BadSpam = append(o.BadSpam, fmt.Sprintf("%s: %d delivered, %q", id, len(got[id]), ls))
 		}
 	}
 }
@@ -95,9 +128,9 @@ func (o Outcome) ExtraDelay(phase string) time.Duration {
 
 // RedisTimes are what the phases of the queue's Redis measured.
 type RedisTimes struct {
-	// Switch is what the planned switch-over (queue.Switchover, as
+	// Switch is what the planned switch-over (redisha.Client.Switchover, as
 	// `mxq redis switchover` runs it) did.
-	Switch queue.SwitchoverReport
+	Switch redisha.SwitchoverReport
 	// Killed and NewPrimary are the primary killed with SIGKILL and the
 	// one Sentinel promoted (host:port).
 	Killed, NewPrimary string
@@ -110,6 +143,29 @@ type RedisTimes struct {
 	// Rejoin is from the old primary's start to its replicating from
 	// the new one.
 	Rejoin time.Duration
+	// Twice is what the back-to-back failovers measured.
+	Twice TwiceTimes
+	// Failovers are every change of primary the sentinels made in the
+	// run, in order.
+	Failovers []Failover
+}
+
+// TwiceTimes are what the back-to-back failovers measured, each from the
+// first kill.
+type TwiceTimes struct {
+	// Killed are the primary killed first and the replica promoted in
+	// its place, killed as soon as it was; Primary is the server that
+	// is primary at the end (host:port).
+	Killed  []string
+	Primary string
+	// Promoted is until the sentinels had promoted the second server;
+	// SecondReplicas is how many replicas it had online at its kill.
+	Promoted       time.Duration
+	SecondReplicas int
+	// Third is until the sentinels had promoted the last server,
+	// Failover until it had a replica (writes are confirmed again),
+	// Healthy until it had both.
+	Third, Failover, Healthy time.Duration
 }
 
 // Monitoring is what Prometheus saw of the run.
@@ -127,10 +183,10 @@ type Monitoring struct {
 
 // Print writes the summary tables.
 func (o Outcome) Print(w io.Writer, phases []string, drains []DrainTimes, rt RedisTimes, mon Monitoring) {
-	fmt.Fprintf(w, "\nmessages sent %d, delivered %d, missing %d, duplicates %d, deferrals at the sender %d\n\n",
-		o.Sent, o.Delivered, o.Missing, o.Duplicates, o.Deferrals["all"])
+	fmt.Fprintf(w, "\nmessages sent %d, delivered %d, missing %d, duplicates %d, deferrals at the sender %d; spam sent %d, refused %d, deferred %d times\n\n",
+		o.Sent, o.Delivered, o.Missing, o.Duplicates, o.Deferrals["all"], o.Spam["all"], o.SpamRefused["all"], o.SpamDeferrals)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "phase\tmessages\tlost\tdeferrals\tduplicates\tdelay p50\tp99\tmax\tmax extra\talerts firing\t")
+	fmt.Fprintln(tw, "phase\tmessages\tlost\tdeferrals\tduplicates\tspam\trefused\tdelay p50\tp99\tmax\tmax extra\talerts firing\t")
 	all := map[string]bool{}
 	for _, as := range mon.Alerts {
 		for _, a := range as {
@@ -152,8 +208,8 @@ func (o Outcome) Print(w io.Writer, phases []string, drains []DrainTimes, rt Red
 		if fired == "" {
 			fired = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", p, len(ds)+lost, lost, o.Deferrals[p], dups,
-			round(percentile(ds, 50)), round(percentile(ds, 99)), round(percentile(ds, 100)), round(o.ExtraDelay(p)), fired)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t\n", p, len(ds)+lost, lost, o.Deferrals[p], dups,
+			o.Spam[p], o.SpamRefused[p], round(percentile(ds, 50)), round(percentile(ds, 99)), round(percentile(ds, 100)), round(o.ExtraDelay(p)), fired)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nprometheus (rules' for: and the exporter's reader idle at 1/%d): MxqNothingConsumes fired %s after listd's kill (reader idle %s + for %s), cleared %s after its start; %d failed polls\n",
@@ -166,6 +222,19 @@ func (o Outcome) Print(w io.Writer, phases []string, drains []DrainTimes, rt Red
 		fmt.Fprintf(tw, "kill -9 of the primary\t%s\t%s\t%s\tto a new primary with a replica; %d messages in flight\t\n",
 			rt.Killed, rt.NewPrimary, round(rt.Failover), rt.InFlight)
 		fmt.Fprintf(tw, "old primary back\t%s\t\t%s\tfrom its start to replicating\t\n", rt.Killed, round(rt.Rejoin))
+		if tt := rt.Twice; len(tt.Killed) == 2 {
+			fmt.Fprintf(tw, "back-to-back failovers\t%s, %s\t%s\t%s\tto a primary with a replica (the second killed %s after the first kill, with %d replicas online; the last promoted after %s; both replicas after %s)\t\n",
+				tt.Killed[0], tt.Killed[1], tt.Primary, round(tt.Failover), round(tt.Promoted), tt.SecondReplicas, round(tt.Third), round(tt.Healthy))
+		}
+		tw.Flush()
+	}
+	if len(rt.Failovers) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "sentinels' failovers\tepoch\tfailed elections before\tfrom\tto\tinto the phase\t")
+		for _, f := range rt.Failovers {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t\n", f.Phase, f.Epoch, f.Failed, f.From, f.To, round(f.After))
+		}
 		tw.Flush()
 	}
 	if len(drains) == 0 {

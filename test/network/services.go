@@ -112,11 +112,13 @@ default_destination_concurrency_limit = 10
 `
 
 // StartPostfix starts the sender's Postfix on h.
-func StartPostfix(t testing.TB, h *Host, zone string) *Postfix {
+// Lines of extra come after the stock ones in main.cf, where the last
+// setting of a name wins.
+func StartPostfix(t testing.TB, h *Host, zone string, extra ...string) *Postfix {
 	t.Helper()
 	dir := filepath.Join(h.lab.Dir, "postfix")
 	r := strings.NewReplacer("{{zone}}", zone, "{{ip}}", h.IP, "{{subnet}}", h.lab.subnet)
-	etc, err := postfix.Write(dir, h.IP+":25", r.Replace(senderMainCf))
+	etc, err := postfix.Write(dir, h.IP+":25", r.Replace(senderMainCf)+lines(extra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,9 +135,8 @@ func StartPostfix(t testing.TB, h *Host, zone string) *Postfix {
 				time.Sleep(50 * time.Millisecond)
 			}
 		}
-		if t.Failed() {
-			t.Logf("==> postfix maillog <==\n%s", tailText(p.Log(), 8000))
-		}
+		// Its maillog is in the lab's directory: the lab saves and
+		// prints it with the others when the test fails.
 	})
 	waitTCP(t, nil, h.IP+":25")
 	return p
@@ -162,11 +163,21 @@ func (p *Postfix) QueueCount() int {
 }
 
 // Deferrals counts the maillog's status=deferred lines by the
-// Message-ID of the message each is about (found through the queue id
-// that cleanup logged it with).
+// Message-ID of the message each is about.
 func (p *Postfix) Deferrals() map[string]int {
-	ids := map[string]string{} // queue id → Message-ID
 	out := map[string]int{}
+	for id, ls := range p.LinesByMessage(func(l string) bool { return strings.Contains(l, "status=deferred") }) {
+		out[id] = len(ls)
+	}
+	return out
+}
+
+// LinesByMessage returns the maillog's lines about a message that match,
+// by the Message-ID of the message (found through the queue id that
+// cleanup logged it with).
+func (p *Postfix) LinesByMessage(match func(line string) bool) map[string][]string {
+	ids := map[string]string{} // queue id → Message-ID
+	out := map[string][]string{}
 	for _, line := range strings.Split(p.Log(), "\n") {
 		// "… postfix/smtp[123]: 4dQ9fX2: to=<…>, …, status=deferred (…)"
 		_, rest, ok := strings.Cut(line, "]: ")
@@ -179,8 +190,8 @@ func (p *Postfix) Deferrals() map[string]int {
 		}
 		if v, ok := strings.CutPrefix(rest, "message-id=<"); ok {
 			ids[qid], _, _ = strings.Cut(v, ">")
-		} else if strings.Contains(rest, "status=deferred") {
-			out[ids[qid]]++
+		} else if match(rest) {
+			out[ids[qid]] = append(out[ids[qid]], rest)
 		}
 	}
 	return out

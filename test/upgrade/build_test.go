@@ -74,7 +74,8 @@ func buildBaseline(t *testing.T, root, commit string) (binaries, error) {
 	tmp := dir + fmt.Sprintf(".tmp%d", os.Getpid())
 	os.RemoveAll(tmp)
 	defer os.RemoveAll(tmp)
-	if err := goBuild(src, tmp, commit[:7], "-mod=mod"); err != nil {
+	// The baseline's commands take their version from -X main.version.
+	if err := goBuild(src, tmp, "-X main.version="+commit[:7], "-mod=mod"); err != nil {
 		return nil, err
 	}
 	os.RemoveAll(dir)
@@ -85,11 +86,13 @@ func buildBaseline(t *testing.T, root, commit string) (binaries, error) {
 	return bins, nil
 }
 
-// buildCurrent builds the programs and mxq from the current tree.
+// buildCurrent builds the programs and mxq from the current tree. Their
+// version is the commit go build stamps, or "dev" without a stamp (a git
+// worktree, -buildvcs=false): see announced.
 func buildCurrent(t *testing.T, root string) binaries {
 	t.Helper()
 	dir := t.TempDir()
-	if err := goBuild(root, dir, "current", "", append([]string{"mxq"}, programs...)...); err != nil {
+	if err := goBuild(root, dir, "", "", append([]string{"mxq"}, programs...)...); err != nil {
 		t.Fatal(err)
 	}
 	bins, _ := existing(dir)
@@ -98,12 +101,12 @@ func buildCurrent(t *testing.T, root string) binaries {
 }
 
 // goBuild builds ./cmd/NAME of the module in src for each name (programs
-// by default) into out, with main.version set to version.
-func goBuild(src, out, version, goflags string, names ...string) error {
+// by default) into out, with ldflags.
+func goBuild(src, out, ldflags, goflags string, names ...string) error {
 	if len(names) == 0 {
 		names = programs
 	}
-	args := []string{"build", "-ldflags", "-X main.version=" + version, "-o", out + string(filepath.Separator)}
+	args := []string{"build", "-ldflags", ldflags, "-o", out + string(filepath.Separator)}
 	for _, n := range names {
 		args = append(args, "./cmd/"+n)
 	}
@@ -111,9 +114,25 @@ func goBuild(src, out, version, goflags string, names ...string) error {
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" "+goflags))
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build in %s (version %s): %v\n%s", src, version, err, b)
+		return fmt.Errorf("go build in %s: %v\n%s", src, err, b)
 	}
 	return nil
+}
+
+// announced is the version bin says it is (`bin -version`), the one its
+// heartbeats and mxq stats show.
+func announced(t *testing.T, bin string) string {
+	t.Helper()
+	out, err := exec.Command(bin, "-version").Output()
+	if err != nil {
+		t.Fatalf("%s -version: %v", bin, err)
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	f := strings.Fields(line)
+	if len(f) != 2 {
+		t.Fatalf("%s -version printed %q, want NAME VERSION on its first line", bin, out)
+	}
+	return f[1]
 }
 
 // existing returns the programs in dir, if all are there.

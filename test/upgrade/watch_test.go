@@ -15,7 +15,8 @@ import (
 // change to 2 comes only after the last baseline listd stopped, a change
 // to 1 only after a pin.
 type watch struct {
-	q *queue.Queue
+	q       *queue.Queue
+	current string // the version current mxds announce
 
 	mu       sync.Mutex
 	phase    string
@@ -39,8 +40,8 @@ type change struct {
 	afterOld    time.Duration // since the last baseline listd exited
 }
 
-func startWatch(q *queue.Queue) *watch {
-	w := &watch{q: q, running: map[string]time.Time{}, writes: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+func startWatch(q *queue.Queue, current string) *watch {
+	w := &watch{q: q, current: current, running: map[string]time.Time{}, writes: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -71,7 +72,7 @@ func (w *watch) observe(hosts []queue.HostStatus) {
 	defer w.mu.Unlock()
 	for _, h := range hosts {
 		started, ok := w.running[h.Host]
-		if !ok || !h.Alive || h.Version != "current" || h.LastSeen.Before(started) {
+		if !ok || !h.Alive || h.Version != w.current || h.LastSeen.Before(started) {
 			continue
 		}
 		prev, seen := w.writes[h.Host]

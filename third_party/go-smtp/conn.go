@@ -1,6 +1,8 @@
 package smtp
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -27,20 +29,24 @@ type Conn struct {
 	text   *textproto.Conn
 	server *Server
 	helo   string
+	ehlo   bool // the last greeting was EHLO or LHLO
 
 	// Number of errors witnessed on this connection
 	errCount int
+	// Server.OnReply ended the session: its last reply is being written
+	// (lastReply), or is written and the connection closed (ended).
+	lastReply, ended bool
 
 	session    Session
 	locker     sync.Mutex
 	binarymime bool
 
-	lineLimitReader *lineLimitReader
-	bdatPipe        *io.PipeWriter
-	bdatStatus      *statusCollector // used for BDAT on LMTP
-	dataResult      chan error
-	bytesReceived   int64       // counts total size of chunks when BDAT is used
-	bdatRaw         lineEndings // the chunks' bytes, with StrictLineEndings
+	bdatPipe      *io.PipeWriter
+	bdatStatus    *statusCollector // used for BDAT on LMTP
+	dataResult    chan error
+	bytesReceived int64       // counts total size of chunks when BDAT is used
+	bdatRaw       lineEndings // the chunks' bytes, with StrictLineEndings
+	bdatLines     lineLength  // the chunks' lines, with StrictLineEndings
 
 	fromReceived bool
 	recipients   []string
@@ -58,16 +64,15 @@ func newConn(c net.Conn, s *Server) *Conn {
 }
 
 func (c *Conn) init() {
-	c.lineLimitReader = &lineLimitReader{
-		R:         c.conn,
-		LineLimit: c.server.MaxLineLength,
-	}
+	// MaxLineLength is applied to command lines as readLine reads them,
+	// not to the stream: the buffered reader reads ahead into message
+	// data and BDAT chunks, whose lines are judged by their own rules.
 	rwc := struct {
 		io.Reader
 		io.Writer
 		io.Closer
 	}{
-		Reader: c.lineLimitReader,
+		Reader: c.conn,
 		Writer: c.conn,
 		Closer: c.conn,
 	}
@@ -199,6 +204,13 @@ func (c *Conn) Hostname() string {
 	return c.helo
 }
 
+// Extended reports whether the client's last greeting was EHLO (or LHLO)
+// rather than HELO: whether the session is ESMTP (RFC 5321 §4.1.1.1),
+// as the "with" clause of a Received field says (RFC 3848).
+func (c *Conn) Extended() bool {
+	return c.ehlo
+}
+
 func (c *Conn) Conn() net.Conn {
 	return c.conn
 }
@@ -229,7 +241,7 @@ func (c *Conn) handleGreet(enhanced bool, arg string) {
 	}
 	// c.helo is populated before NewSession so
 	// NewSession can access it via Conn.Hostname.
-	c.helo = domain
+	c.helo, c.ehlo = domain, enhanced
 
 	// RFC 5321: "An EHLO command MAY be issued by a client later in the session"
 	if c.session != nil {
@@ -340,6 +352,10 @@ func (c *Conn) handleMail(arg string) {
 		return
 	}
 	args, err := parseArgs(p.s)
+	if err == errDuplicateArg {
+		c.writeResponse(501, EnhancedCode{5, 5, 4}, "MAIL parameter given twice")
+		return
+	}
 	if err != nil {
 		c.writeResponse(501, EnhancedCode{5, 5, 4}, "Unable to parse MAIL ESMTP parameters")
 		return
@@ -370,10 +386,18 @@ func (c *Conn) handleMail(arg string) {
 				c.writeResponse(504, EnhancedCode{5, 5, 4}, "SMTPUTF8 is not implemented")
 				return
 			}
+			if value != "" { // RFC 6531 §3.4: a keyword without a value
+				c.writeResponse(501, EnhancedCode{5, 5, 4}, "SMTPUTF8 takes no value")
+				return
+			}
 			opts.UTF8 = true
 		case "REQUIRETLS":
 			if !c.server.EnableREQUIRETLS {
 				c.writeResponse(504, EnhancedCode{5, 5, 4}, "REQUIRETLS is not implemented")
+				return
+			}
+			if value != "" { // RFC 8689 §4.1: a keyword without a value
+				c.writeResponse(501, EnhancedCode{5, 5, 4}, "REQUIRETLS takes no value")
 				return
 			}
 			opts.RequireTLS = true
@@ -700,6 +724,10 @@ func (c *Conn) handleRcpt(arg string) {
 	}
 
 	args, err := parseArgs(p.s)
+	if err == errDuplicateArg {
+		c.writeResponse(501, EnhancedCode{5, 5, 4}, "RCPT parameter given twice")
+		return
+	}
 	if err != nil {
 		c.writeResponse(501, EnhancedCode{5, 5, 4}, "Unable to parse RCPT ESMTP parameters")
 		return
@@ -950,7 +978,7 @@ func (c *Conn) handleStartTLS() {
 		session.Logout()
 		c.setSession(nil)
 	}
-	c.helo = ""
+	c.helo, c.ehlo = "", false
 	c.didAuth = false
 	c.reset()
 }
@@ -1080,21 +1108,33 @@ func (c *Conn) handleBdat(arg string) {
 		}()
 	}
 
-	c.lineLimitReader.LineLimit = 0
-	defer func() {
-		c.lineLimitReader.LineLimit = c.server.MaxLineLength
-	}()
-
 	chunk := io.LimitReader(c.text.R, int64(size))
 	var src io.Reader = chunk
 	if c.server.StrictLineEndings && !c.binarymime {
-		src = io.TeeReader(chunk, &c.bdatRaw)
+		c.bdatLines.max = c.server.MaxLineLength
+		src = io.TeeReader(chunk, io.MultiWriter(&c.bdatRaw, &c.bdatLines))
 	}
-	_, err = io.Copy(c.bdatPipe, src)
+	read := &readError{r: src}
+	n, err := io.Copy(c.bdatPipe, read)
+	if err == nil && n < int64(size) {
+		// The connection ended inside the chunk: the message is not
+		// whole, LAST or not, and Data sees the transfer aborted.
+		err, read.err = ErrDataReset, ErrDataReset
+	}
 	if err != nil {
-		// Backend might return an error early using CloseWithError without consuming
-		// the whole chunk.
-		io.Copy(ioutil.Discard, chunk)
+		if read.err != nil && !c.server.LMTP {
+			// The client's bytes stopped coming (a timeout, a closed
+			// connection): Data reads that error, as it would with
+			// DATA, and its answer is the reply.
+			c.bdatPipe.CloseWithError(read.err)
+			if err = c.waitBdat(); err == nil {
+				err = read.err
+			}
+		} else {
+			// Backend might return an error early using CloseWithError without consuming
+			// the whole chunk.
+			io.Copy(ioutil.Discard, chunk)
+		}
 
 		c.writeResponse(dataErrorToStatus(err))
 
@@ -1109,11 +1149,14 @@ func (c *Conn) handleBdat(arg string) {
 	c.bytesReceived += int64(size)
 
 	if last {
-		if c.server.StrictLineEndings && !c.binarymime && !c.bdatRaw.clean() {
-			// Data has had every byte; it gets the refusal where
-			// it would have seen the end of the message.
+		switch strict := c.server.StrictLineEndings && !c.binarymime; {
+		// Data has had every byte; it gets the refusal where it
+		// would have seen the end of the message.
+		case strict && !c.bdatRaw.clean():
 			c.bdatPipe.CloseWithError(ErrBareLineEnding)
-		} else {
+		case strict && c.bdatLines.long:
+			c.bdatPipe.CloseWithError(ErrDataLineTooLong)
+		default:
 			c.bdatPipe.Close()
 		}
 
@@ -1300,9 +1343,8 @@ func (c *Conn) greet() {
 }
 
 func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
-	// TODO: error handling
-	if c.server.WriteTimeout != 0 {
-		c.conn.SetWriteDeadline(time.Now().Add(c.server.WriteTimeout))
+	if c.ended {
+		return
 	}
 
 	// All responses must include an enhanced code, if it is missing - use
@@ -1315,6 +1357,24 @@ func (c *Conn) writeResponse(code int, enhCode EnhancedCode, text ...string) {
 		default:
 			enhCode = NoEnhancedCode
 		}
+	}
+
+	var last *SMTPError
+	if c.server.OnReply != nil && !c.lastReply {
+		last = c.server.OnReply(c, code, enhCode)
+	}
+	if last != nil {
+		defer func() {
+			c.lastReply = true
+			c.writeResponse(last.Code, last.EnhancedCode, last.Message)
+			c.ended = true
+			c.conn.Close()
+		}()
+	}
+
+	// TODO: error handling
+	if c.server.WriteTimeout != 0 {
+		c.conn.SetWriteDeadline(time.Now().Add(c.server.WriteTimeout))
 	}
 
 	// transform each single line with \n, into separate lines
@@ -1347,11 +1407,61 @@ func (c *Conn) readLine() (string, error) {
 		}
 	}
 
-	return c.text.ReadLine()
+	if c.server.MaxLineLength <= 0 {
+		return c.text.ReadLine()
+	}
+	return readLimitedLine(c.text.R, c.server.MaxLineLength)
+}
+
+// readLimitedLine is textproto's ReadLine for a line of at most max
+// bytes, its CRLF included. A longer line is ErrTooLongLine as soon as
+// more than max bytes of it have arrived, LF or not, and no more than
+// that is held.
+func readLimitedLine(r *bufio.Reader, max int) (string, error) {
+	var line []byte
+	for {
+		buf, _ := r.Peek(r.Buffered())
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			buf = buf[:i+1]
+		}
+		if len(line)+len(buf) > max {
+			return "", ErrTooLongLine
+		}
+		line = append(line, buf...)
+		r.Discard(len(buf))
+		if len(line) > 0 && line[len(line)-1] == '\n' {
+			break
+		}
+		// The buffer is empty: wait for the next read.
+		if _, err := r.Peek(1); err != nil {
+			if err == io.EOF && len(line) > 0 {
+				break
+			}
+			return "", err
+		}
+	}
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	return string(line), nil
 }
 
 // waitBdat waits for the session's Data of a BDAT transfer to return, and
 // forgets the transfer. The pipe must have been closed.
+// readError is a reader that keeps its own read error, to tell it from
+// the error of the writer it is copied to.
+type readError struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readError) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	if err != nil && err != io.EOF {
+		r.err = err
+	}
+	return n, err
+}
+
 func (c *Conn) waitBdat() error {
 	err := <-c.dataResult
 	c.locker.Lock()
@@ -1377,6 +1487,7 @@ func (c *Conn) reset() {
 	c.bdatStatus = nil
 	c.bytesReceived = 0
 	c.bdatRaw = lineEndings{}
+	c.bdatLines = lineLength{}
 
 	if c.session != nil {
 		c.session.Reset()

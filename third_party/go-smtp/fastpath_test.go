@@ -17,6 +17,25 @@ type byteDataReader struct {
 	r      *bufio.Reader
 	state  int
 	strict *refLineEndings
+	lines  refLineLength
+}
+
+// refLineLength is the plain definition that lineLength must match: a
+// line is the bytes up to and including a LF, or up to the end, and none
+// may be longer than max (zero: no limit).
+type refLineLength struct {
+	max, cur int
+	long     bool
+}
+
+func (r *refLineLength) judge(c byte) {
+	r.cur++
+	if r.max > 0 && r.cur > r.max {
+		r.long = true
+	}
+	if c == '\n' {
+		r.cur = 0
+	}
 }
 
 // refLineEndings is the plain definition that lineEndings must match:
@@ -59,6 +78,7 @@ func (r *byteDataReader) Read(b []byte) (n int, err error) {
 		if r.strict != nil {
 			r.strict.judge(c)
 		}
+		r.lines.judge(c)
 		switch r.state {
 		case stateBeginLine:
 			if c == '.' {
@@ -100,6 +120,8 @@ func (r *byteDataReader) Read(b []byte) (n int, err error) {
 		err = io.EOF
 		if r.strict != nil && !r.strict.clean() {
 			err = ErrBareLineEnding
+		} else if r.lines.long {
+			err = ErrDataLineTooLong
 		}
 	}
 	return
@@ -187,16 +209,19 @@ func sameResult(t *testing.T, input []byte, got, want readResult) {
 	}
 }
 
-func checkDataReader(t *testing.T, input []byte, netSizes, readSizes []int, bufSize int) {
+// checkDataReader compares the DATA reader with the reference, with and
+// without StrictLineEndings, for lines of at most lineMax bytes (zero: no
+// limit).
+func checkDataReader(t *testing.T, input []byte, netSizes, readSizes []int, bufSize, lineMax int) {
 	t.Helper()
 	for _, strict := range []bool{false, true} {
 		fastBR := bufio.NewReaderSize(&chunkReader{data: input, sizes: netSizes}, bufSize)
 		slowBR := bufio.NewReaderSize(&chunkReader{data: input, sizes: netSizes}, bufSize)
-		slow := &byteDataReader{r: slowBR}
+		slow := &byteDataReader{r: slowBR, lines: refLineLength{max: lineMax}}
 		if strict {
 			slow.strict = newRefLineEndings()
 		}
-		got := readAll(&dataReader{r: fastBR, strict: strict}, fastBR, readSizes)
+		got := readAll(&dataReader{r: fastBR, strict: strict, lines: lineLength{max: lineMax}}, fastBR, readSizes)
 		want := readAll(slow, slowBR, readSizes)
 		sameResult(t, input, got, want)
 	}
@@ -232,7 +257,7 @@ func checkLineLimit(t *testing.T, input []byte, netSizes, readSizes []int, limit
 // randomMessage builds DATA input from the pieces that drive the state
 // machine: line ends, bare CR and LF, dots at line starts, end markers.
 func randomMessage(rnd *rand.Rand) []byte {
-	pieces := []string{"\r\n", "\r", "\n", ".", "..", ".\r\n", "\r\n.\r\n", "a", "hello world", "x\x00y", "\r\r\n", ".\r", "\r\n..\r\n"}
+	pieces := []string{"\r\n", "\r", "\n", ".", "..", ".\r\n", "\r\n.\r\n", "a", "hello world", "x\x00y", "\r\r\n", ".\r", "\r\n..\r\n", "a long line of text, longer than some of the limits tried"}
 	var b []byte
 	for range rnd.Intn(60) {
 		b = append(b, pieces[rnd.Intn(len(pieces))]...)
@@ -249,7 +274,7 @@ func TestDataReaderFastPathMatchesByteReader(t *testing.T) {
 		input := randomMessage(rnd)
 		netSizes := []int{1 + rnd.Intn(20), 1 + rnd.Intn(5), 1 + rnd.Intn(100)}
 		readSizes := []int{1 + rnd.Intn(30), 1 + rnd.Intn(3), 1 + rnd.Intn(200)}
-		checkDataReader(t, input, netSizes, readSizes, 16+rnd.Intn(64))
+		checkDataReader(t, input, netSizes, readSizes, 16+rnd.Intn(64), rnd.Intn(40))
 	}
 }
 
@@ -277,16 +302,17 @@ func FuzzDataReaderFastPath(f *testing.F) {
 	f.Add([]byte("a\r\n.\rMAIL FROM:<x@y>\r\n.\r\n"), uint8(2), uint8(5), uint8(0))
 	f.Add([]byte("hello\n.\r\nbare\rcr\x00\r\n.\r\n"), uint8(6), uint8(1), uint8(3))
 	f.Fuzz(func(t *testing.T, input []byte, net, read, buf uint8) {
-		checkDataReader(t, input, []int{1 + int(net)}, []int{1 + int(read), 1 + int(read)/3}, 16+int(buf))
+		checkDataReader(t, input, []int{1 + int(net)}, []int{1 + int(read), 1 + int(read)/3}, 16+int(buf), int(net)/4)
 		checkLineLimit(t, input, []int{1 + int(net)}, []int{1 + int(read)}, 1+int(buf)/4)
 		checkLineEndings(t, input, []int{1 + int(net), 1 + int(read)})
 	})
 }
 
 // BenchmarkDataReader reads a 10 KiB message of 76-byte lines through the
-// line limit and the DATA reader; "strict" adds the line-ending check
-// of StrictLineEndings; sub-benchmark "bytewise" is the
-// byte-at-a-time code the fast path replaced, for the ratio.
+// DATA reader and its line limit; "strict" adds the line-ending check
+// of StrictLineEndings; sub-benchmark "bytewise" is the byte-at-a-time
+// code the fast path replaced (the stream's line limit under the
+// byte-wise DATA reader), for the ratio.
 func BenchmarkDataReader(b *testing.B) {
 	line := bytes.Repeat([]byte("x"), 74)
 	var msg []byte
@@ -308,12 +334,12 @@ func BenchmarkDataReader(b *testing.B) {
 	}
 	b.Run("fast", func(b *testing.B) {
 		run(b, func(src io.Reader) io.Reader {
-			return &dataReader{r: bufio.NewReader(&lineLimitReader{R: src, LineLimit: 2000})}
+			return &dataReader{r: bufio.NewReader(src), lines: lineLength{max: 2000}}
 		})
 	})
 	b.Run("strict", func(b *testing.B) {
 		run(b, func(src io.Reader) io.Reader {
-			return &dataReader{r: bufio.NewReader(&lineLimitReader{R: src, LineLimit: 2000}), strict: true}
+			return &dataReader{r: bufio.NewReader(src), strict: true, lines: lineLength{max: 2000}}
 		})
 	})
 	b.Run("bytewise", func(b *testing.B) {

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -49,21 +50,32 @@ func parseCmd(line string) (cmd string, arg string, err error) {
 //	" BODY=8BITMIME SIZE=1024 SMTPUTF8"
 //
 // The leading space is mandatory.
+//
+// A keyword given twice is an error (which of the values would count?),
+// and so are an empty keyword and an empty value ("SIZE="): RFC 5321
+// §4.1.2 gives esmtp-keyword and esmtp-value at least one character.
+// A keyword without "=" maps to "".
 func parseArgs(s string) (map[string]string, error) {
 	argMap := map[string]string{}
 	for _, arg := range strings.Fields(s) {
 		m := strings.Split(arg, "=")
-		switch len(m) {
-		case 2:
-			argMap[strings.ToUpper(m[0])] = m[1]
-		case 1:
-			argMap[strings.ToUpper(m[0])] = ""
-		default:
+		if len(m) > 2 || m[0] == "" || len(m) == 2 && m[1] == "" {
 			return nil, fmt.Errorf("failed to parse arg string: %q", arg)
+		}
+		key := strings.ToUpper(m[0])
+		if _, dup := argMap[key]; dup {
+			return nil, errDuplicateArg
+		}
+		argMap[key] = ""
+		if len(m) == 2 {
+			argMap[key] = m[1]
 		}
 	}
 	return argMap, nil
 }
+
+// errDuplicateArg is parseArgs's error for a keyword given twice.
+var errDuplicateArg = errors.New("parameter given twice")
 
 func parseHelloArgument(arg string) (string, error) {
 	domain := arg

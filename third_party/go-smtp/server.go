@@ -50,6 +50,15 @@ type Server struct {
 	// it would have returned io.EOF.
 	StrictLineEndings bool
 
+	// OnReply, if not nil, is called on the connection's goroutine before
+	// each reply is written, with its code and enhanced code (X.0.0 when
+	// the reply has none). It may take its time: the client waits for the
+	// reply meanwhile. When it returns an error, the reply is written,
+	// then that error as the session's last reply, and the connection is
+	// closed: no other command is handled, even one already read, and
+	// nothing more is written.
+	OnReply func(c *Conn, code int, enhCode EnhancedCode) *SMTPError
+
 	// Advertise SMTPUTF8 (RFC 6531) capability.
 	// Should be used only if backend supports it.
 	EnableSMTPUTF8 bool
@@ -185,6 +194,9 @@ func (s *Server) handleConn(c *Conn) error {
 	c.greet()
 
 	for {
+		if c.ended {
+			return nil
+		}
 		line, err := c.readLine()
 		if err == nil {
 			cmd, arg, err := parseCmd(line)

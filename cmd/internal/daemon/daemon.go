@@ -1,7 +1,8 @@
 // Package daemon is what mxq's two daemons, mxd and listd, share around
 // their own wiring: the command line (-config, -check-config, -version;
-// every other setting is in the file), the log_level setting and the
-// logger, and the HTTP server of /metrics and /healthz.
+// every other setting is in the file), the logger of the log_level
+// setting, and the HTTP server of /metrics and /healthz; and the version
+// every command of cmd/ prints and announces.
 package daemon
 
 import (
@@ -13,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,26 +50,11 @@ func ParseFlags(name, usage string, args []string, stderr io.Writer) (Flags, err
 	return f, nil
 }
 
-// Level is the log_level setting: debug, info (the zero value), warn or
-// error.
-type Level slog.Level
-
-// UnmarshalText reads debug, info, warn or error.
-func (l *Level) UnmarshalText(b []byte) error {
-	switch s := string(b); s {
-	case "debug", "info", "warn", "error":
-		return (*slog.Level)(l).UnmarshalText(b)
-	default:
-		return fmt.Errorf("%q: want debug, info, warn or error", s)
-	}
-}
-
-// String is the level as the file writes it.
-func (l Level) String() string { return strings.ToLower(slog.Level(l).String()) }
-
-// NewLogger returns a logger of key=value lines on w, at level.
-func NewLogger(w io.Writer, level Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.Level(level)}))
+// NewLogger returns a logger of key=value lines on w, at level: the
+// log_level setting, which slog.Level reads from the file (debug, info,
+// warn or error).
+func NewLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
 // NewRegistry returns a Prometheus registry holding the Go runtime's and

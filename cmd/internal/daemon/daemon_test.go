@@ -32,23 +32,6 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-func TestLevel(t *testing.T) {
-	for _, tt := range []struct{ in, want string }{{"debug", "debug"}, {"info", "info"}, {"warn", "warn"}, {"error", "error"}, {"loud", ""}, {"INFO+2", ""}} {
-		var l Level
-		err := l.UnmarshalText([]byte(tt.in))
-		switch {
-		case tt.want == "" && (err == nil || !strings.Contains(err.Error(), "want debug, info, warn or error")):
-			t.Errorf("%q: %v, want an error naming the levels", tt.in, err)
-		case tt.want != "" && (err != nil || l.String() != tt.want):
-			t.Errorf("%q: %v %v", tt.in, l, err)
-		}
-	}
-	var zero Level
-	if zero.String() != "info" {
-		t.Errorf("the zero Level is %s, want info", zero)
-	}
-}
-
 // /healthz answers "ok", or 503 with the words of health's error;
 // /metrics serves the registry.
 func TestMetrics(t *testing.T) {

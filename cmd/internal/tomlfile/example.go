@@ -19,7 +19,8 @@ import (
 //     set; this also catches those in "# key = …" lines);
 //   - a key set to a value shows its default, unless the default is empty
 //     (a required setting, or one that is off): then the value is an
-//     example. "# key = …" lines show other values.
+//     example. "# key = …" lines show other values;
+//   - a size is written with its unit ("32MiB"), not as a number.
 //
 // It returns one line per problem, none when the example is right.
 func CheckExample(path string, bind func() []Setting) []string {
@@ -28,25 +29,29 @@ func CheckExample(path string, bind func() []Setting) []string {
 		return []string{err.Error()}
 	}
 	defaults, example := bind(), bind()
-	md, err := decode(path, src, example, "the command's settings")
+	md, err := decode(&File{Path: path, Src: src, settings: example, example: "the command's settings"})
 	if err != nil {
 		return []string{err.Error()}
 	}
 	var problems []string
 	known := map[string]bool{}
 	for i, s := range defaults {
-		keys := append([]string{s.Key}, tableKeys(s.To)...)
+		keys := append([]string{s.Key}, tableKeys(target(s.To))...)
 		for _, k := range keys {
 			known[k] = true
 			if !shown(src, k) {
 				problems = append(problems, fmt.Sprintf("%s does not show %q", path, k))
 			}
 		}
-		def := reflect.ValueOf(s.To).Elem()
-		got := reflect.ValueOf(example[i].To).Elem()
+		def := reflect.ValueOf(target(s.To)).Elem()
+		got := reflect.ValueOf(target(example[i].To)).Elem()
+		if _, size := s.To.(interface{ sizeBinding() }); size && md.Type(s.Key) == "Integer" {
+			problems = append(problems, fmt.Sprintf("%s sets %s to a number: show it with its unit, %s = \"%s\"",
+				path, s.Key, s.Key, text(example[i].To)))
+		}
 		if md.IsDefined(s.Key) && !def.IsZero() && !reflect.DeepEqual(def.Interface(), got.Interface()) {
 			problems = append(problems, fmt.Sprintf("%s sets %s = %v, but its default is %v: show the default, or the other value in a \"# %s = …\" line",
-				path, s.Key, text(got), text(def), s.Key))
+				path, s.Key, text(example[i].To), text(s.To), s.Key))
 		}
 	}
 	for _, m := range commentedKey.FindAllSubmatch(src, -1) {
@@ -87,11 +92,12 @@ func tableKeys(to any) []string {
 	return keys
 }
 
-// text shows a setting's value as the file would.
-func text(v reflect.Value) string {
-	if d, ok := v.Interface().(interface{ String() string }); ok {
+// text shows the value of the setting bound to to as the file would.
+func text(to any) string {
+	if d, ok := to.(fmt.Stringer); ok {
 		return d.String()
 	}
+	v := reflect.ValueOf(to).Elem()
 	if v.Kind() == reflect.String {
 		return fmt.Sprintf("%q", v.String())
 	}

@@ -7,8 +7,10 @@
 // settings of the packages it wires (smtpd.Defaults(), queue.DefaultOptions()
 // and the like, where each default is stated once) and binds each key of
 // its file to the field that key sets, in one table of Settings. A key the
-// file leaves out keeps the package's default. CheckExample holds the
-// annotated example config to the same table.
+// file leaves out keeps the package's default. The command then checks
+// what it has, with the packages' own checks (package setting), and File.Explain
+// names the key and line of each setting they refuse. CheckExample holds
+// the annotated example config to the same table.
 package tomlfile
 
 import (
@@ -17,46 +19,58 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"mxq/setting"
 )
 
 // A Setting binds one key of a file to the variable it sets. To points to
 // a string, bool, integer, time.Duration (written "30s", "2m"), a slice of
 // those, a slice of structs whose fields carry toml tags (an array of
-// tables such as [[route]]), or a type that reads itself
-// (encoding.TextUnmarshaler). The variable holds the default when Decode
-// starts.
+// tables such as [[route]]), a type that reads itself
+// (encoding.TextUnmarshaler), or is a binding such as Size. The variable
+// holds the default when Decode starts.
 type Setting struct {
 	Key string
 	To  any
 }
 
+// File is a configuration file that Decode read.
+type File struct {
+	Path     string
+	Src      []byte // the file's text, for checks that name lines too
+	settings []Setting
+	example  string
+}
+
 // Decode reads the file at path into settings. example names the annotated
-// example config (e.g. "docs/examples/mxd.toml") that errors point to. It
-// returns the file's text, for checks that want to name lines too.
-func Decode(path string, settings []Setting, example string) ([]byte, error) {
+// example config (e.g. "docs/examples/mxd.toml") that errors point to.
+func Decode(path string, settings []Setting, example string) (*File, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := decode(path, src, settings, example); err != nil {
+	f := &File{Path: path, Src: src, settings: settings, example: example}
+	if _, err := decode(f); err != nil {
 		return nil, err
 	}
-	return src, nil
+	return f, nil
 }
 
-func decode(path string, src []byte, settings []Setting, example string) (toml.MetaData, error) {
+func decode(f *File) (toml.MetaData, error) {
+	path, src := f.Path, f.Src
 	var top map[string]toml.Primitive
 	md, err := toml.Decode(string(src), &top)
 	if err != nil {
 		return md, fileError(path, err)
 	}
-	to := make(map[string]any, len(settings))
-	for _, s := range settings {
+	to := make(map[string]any, len(f.settings))
+	for _, s := range f.settings {
 		to[s.Key] = s.To
 	}
 	for _, k := range md.Keys() {
@@ -65,7 +79,7 @@ func decode(path string, src []byte, settings []Setting, example string) (toml.M
 		}
 		v, ok := to[k[0]]
 		if !ok {
-			return md, unknown(path, src, k, example)
+			return md, unknown(path, src, k, f.example)
 		}
 		if d, ok := v.(*time.Duration); ok {
 			v = (*Duration)(d)
@@ -75,9 +89,74 @@ func decode(path string, src []byte, settings []Setting, example string) (toml.M
 		}
 	}
 	if und := md.Undecoded(); len(und) > 0 {
-		return md, unknown(path, src, und[0], example)
+		return md, unknown(path, src, und[0], f.example)
 	}
 	return md, nil
+}
+
+// Explain names, for each setting that err refuses (a *setting.Error, or
+// several joined), the key that set it and the line where it did:
+// "mxd.toml:14: ipv6_prefix_len 200: want 1 to 128". A setting the file
+// left out is named with its default; a required one, with the example
+// to look at. Other errors are named with the file.
+func (f *File) Explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	refused, others := setting.All(err)
+	var out []error
+	for _, e := range refused {
+		out = append(out, f.explain(e))
+	}
+	for _, e := range others {
+		out = append(out, fmt.Errorf("%s: %w", f.Path, e))
+	}
+	return errors.Join(out...)
+}
+
+func (f *File) explain(e *setting.Error) error {
+	s, ok := f.bound(e.Field)
+	if !ok {
+		return fmt.Errorf("%s: %w", f.Path, e)
+	}
+	where := f.At(s.Key)
+	if strings.HasPrefix(e.Problem, setting.Missing) {
+		return fmt.Errorf("%s: %s %s (see %s)", where, s.Key, e.Problem, f.example)
+	}
+	msg := fmt.Sprintf("%s: %s %s", where, s.Key, text(s.To))
+	if where == f.Path {
+		msg += " (the default)"
+	}
+	msg += ": " + e.Problem
+	if e.Other != nil {
+		if o, ok := f.bound(e.Other); ok {
+			msg += fmt.Sprintf(" %s (%s)", o.Key, text(o.To))
+		} else {
+			msg += fmt.Sprintf(" %s (%v)", e.OtherName, setting.Value(e.Other))
+		}
+	}
+	return errors.New(msg)
+}
+
+// At names where key is set: "path:line", or the path when the file
+// leaves key out.
+func (f *File) At(key string) string {
+	if n := keyLine(f.Src, toml.Key{key}); n > 0 {
+		return fmt.Sprintf("%s:%d", f.Path, n)
+	}
+	return f.Path
+}
+
+// bound returns the setting bound to the variable that field points to.
+func (f *File) bound(field any) (Setting, bool) {
+	p := reflect.ValueOf(field)
+	for _, s := range f.settings {
+		t := reflect.ValueOf(target(s.To))
+		if t.Pointer() == p.Pointer() && t.Elem().Kind() == p.Elem().Kind() {
+			return s, true
+		}
+	}
+	return Setting{}, false
 }
 
 // fileError names path and, for a parse error, the line.
