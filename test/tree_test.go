@@ -92,3 +92,24 @@ func executable(path string) string {
 	}
 	return ""
 }
+
+// No tracked file matches .gitignore: a pattern that matches one (a
+// binary's name that is also a package directory, as /dnsctl was) makes
+// git leave out every new file beside it, and a clean clone then lacks
+// what the author's tree built with.
+func TestNothingTrackedIgnored(t *testing.T) {
+	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		t.Fatalf("git rev-parse --show-toplevel: %v (this test reads the files git tracks: run it in a git clone)", err)
+	}
+	cmd := exec.Command("git", "ls-files", "--cached", "--ignored", "--exclude-standard")
+	cmd.Dir = strings.TrimSpace(string(top))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("git ls-files --ignored: %v", err)
+	}
+	if s := strings.TrimSpace(string(out)); s != "" {
+		t.Fatalf("tracked files that .gitignore matches (new files beside them would be left out of commits): fix the pattern in .gitignore, e.g. anchor it to a file:\n  %s",
+			strings.ReplaceAll(s, "\n", "\n  "))
+	}
+}
