@@ -17,6 +17,7 @@ type loadArgs struct {
 	duration            time.Duration
 	source              string // smtpload -source; "" for 127.0.0.1
 	hold                holdArgs
+	rate                float64 // smtpload -rate: messages started a second; 0 unpaced
 }
 
 // holdArgs are smtpload's -hold sessions, which take memory at the
@@ -37,6 +38,9 @@ func (l loadArgs) String() string {
 	}
 	if h := l.hold; h.n > 0 {
 		s += fmt.Sprintf(", while %d %s-holding sessions from %s stay open", h.n, h.kind, h.source)
+	}
+	if l.rate > 0 {
+		s += fmt.Sprintf(", started at %.1f a second", l.rate)
 	}
 	return s
 }
@@ -200,6 +204,9 @@ func (b *bench) send(ctx context.Context, t *target, l loadArgs, measure bool, s
 	}
 	if l.source != "" {
 		args = append(args, "-source", l.source)
+	}
+	if l.rate > 0 {
+		args = append(args, "-rate", strconv.FormatFloat(l.rate, 'f', 1, 64))
 	}
 	if h := l.hold; measure && h.n > 0 {
 		args = append(args, "-hold", strconv.Itoa(h.n), "-hold-kind", h.kind, "-hold-source", h.source, "-hold-lead", h.lead.String())

@@ -389,10 +389,18 @@ func (b *bench) measureLoad(ctx context.Context, started []*target, o options, r
 	}
 	for round := range o.rounds {
 		for _, t := range started {
-			b.logf("round %d/%d: %s, %s", round+1, o.rounds, t.name, o.load)
+			l := o.load
+			if t.pacedBy != "" {
+				rs := rep.Results[t.pacedBy]
+				if len(rs) <= round || rs[round].Rate <= 0 {
+					return nil, fmt.Errorf("%s: no rate of %s in round %d to pace it at", t.name, t.pacedBy, round+1)
+				}
+				l.rate = rs[round].Rate
+			}
+			b.logf("round %d/%d: %s, %s", round+1, o.rounds, t.name, l)
 			var r loadResult
 			peak, err := b.peak(t, func() (err error) {
-				r, err = b.load(ctx, t, o.load, true)
+				r, err = b.load(ctx, t, l, true)
 				return err
 			})
 			if err != nil {

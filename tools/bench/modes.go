@@ -38,8 +38,9 @@ var modes = map[string][][2]string{
 		{"hold", "2400"}, {"hold-kind", "header"}, {"hold-source", "127.0.1.1-127.0.1.120"},
 		{"idle", "0"}, {"rounds", "1"}, {"warmup", "20"}, {"duration", "5m"}},
 	// 10 KiB messages through the same rspamd (a milter) in front of
-	// Postfix and of mxd, and the two without it, in one run.
-	"rspamd": {{"targets", "postfix,postfix-rspamd,mxd,mxd-rspamd"}, {"size", "10240"}, {"n", "3000"}, {"c", "50"},
+	// Postfix and of mxd, and the two without it, in one run: unpaced,
+	// and paced to the rate each reached with the milter.
+	"rspamd": {{"targets", "postfix,postfix-rspamd,postfix-paced,mxd,mxd-rspamd,mxd-paced"}, {"size", "10240"}, {"n", "3000"}, {"c", "50"},
 		{"idle", "0"}, {"duration", "3m"}},
 	"hold-trickle": {{"targets", "mxd"}, {"size", "10240"}, {"n", "300"}, {"c", "1"}, {"source", "127.0.0.2"},
 		{"hold", "4400"}, {"hold-kind", "trickle"}, {"hold-source", "127.0.1.1-127.0.1.220"},

@@ -33,6 +33,9 @@ type target struct {
 	// whose CPU and commandstats each measured run reports.
 	redisAddr string
 	redisPid  int
+	// pacedBy, when set, names the target whose rate in the same round
+	// this one's load is started at (smtpload -rate).
+	pacedBy string
 }
 
 // startSink starts Postfix's smtp-sink: SMTP with PIPELINING and no

@@ -22,12 +22,15 @@ type report struct {
 	Ratios      map[string]float64      `json:"ratios"`       // of the median rates: "mxd / postfix", ratioPairs
 	RoundRatios map[string][]float64    `json:"round_ratios"` // the same, round by round
 	P99Ratios   map[string]float64      `json:"p99_ratios"`   // the median rounds' p99 (end of data to reply)
-	Idle        *idleResult             `json:"idle_mxd,omitempty"`
-	Checks      []string                `json:"checks,omitempty"`
-	Budget      int64                   `json:"mxd_memory_budget,omitempty"` // -mxd-budget, bytes
-	Mixed       *mixedReport            `json:"mixed,omitempty"`
-	RedisRef    []*redisRef             `json:"redis_reference,omitempty"` // -redis-ref-size: one key, new keys
-	order       []string
+	// CPURatios are the servers' own CPU per message, num's over den's,
+	// in the median rounds: cpuPairs.
+	CPURatios map[string]float64 `json:"cpu_ratios,omitempty"`
+	Idle      *idleResult        `json:"idle_mxd,omitempty"`
+	Checks    []string           `json:"checks,omitempty"`
+	Budget    int64              `json:"mxd_memory_budget,omitempty"` // -mxd-budget, bytes
+	Mixed     *mixedReport       `json:"mixed,omitempty"`
+	RedisRef  []*redisRef        `json:"redis_reference,omitempty"` // -redis-ref-size: one key, new keys
+	order     []string
 }
 
 func numCPU() int { return runtime.NumCPU() }
@@ -52,13 +55,34 @@ func ratioPairs(size int) []ratioPair {
 			ratioPair{"mxd-" + c, "postfix-" + c, "≥ 3"},
 			ratioPair{"mxd-" + c, "smtp-sink", "none"})
 	}
-	pairs = append(pairs, ratioPair{"mxd-ecdsa", "mxd-rsa", "≥ 1.5"})
+	pairs = append(pairs, ratioPair{"mxd-ecdsa", "mxd-rsa", "≥ 1.5"}, ratioPair{"mxd-rspamd", "postfix-rspamd", "≥ 1"})
 	for _, c := range []string{"rsa", "ecdsa"} {
 		pairs = append(pairs,
 			ratioPair{"mxd-" + c + "-resume", "mxd-" + c, "≥ 1.5"},
 			ratioPair{"postfix-" + c + "-resume", "postfix-" + c, "none"})
 	}
 	return pairs
+}
+
+// cpuPairs are the ratios of the servers' own CPU per message (the first
+// -pid of a target, the server without Redis or the milter): what a milter
+// adds, against the same server without it unpaced and, fairer, paced to
+// the same rate (CPU per message grows as the rate falls: fewer messages
+// share each wake-up and each system call).
+var cpuPairs = []ratioPair{
+	{"mxd-rspamd", "mxd", "none: the rates differ"},
+	{"mxd-rspamd", "mxd-paced", "≤ 1.3"},
+	{"postfix-rspamd", "postfix", "none"},
+	{"postfix-rspamd", "postfix-paced", "none"},
+}
+
+// serverCPU is a run's CPU seconds per 10,000 messages of the server
+// itself, 0 when not measured.
+func serverCPU(m loadResult) float64 {
+	if len(m.CPU) == 0 {
+		return 0
+	}
+	return m.CPU[0].Per10k
 }
 
 // summarize picks each target's median round and computes the ratios.
@@ -71,6 +95,15 @@ func (r *report) summarize(order []string) {
 	r.Ratios = map[string]float64{}
 	if r.Mixed != nil {
 		r.Mixed.summarize()
+	}
+	for _, p := range cpuPairs {
+		num, den := serverCPU(r.Median[p.num]), serverCPU(r.Median[p.den])
+		if num > 0 && den > 0 {
+			if r.CPURatios == nil {
+				r.CPURatios = map[string]float64{}
+			}
+			r.CPURatios[p.String()] = num / den
+		}
 	}
 	for _, p := range ratioPairs(r.Size) {
 		num, ok1 := r.Median[p.num]
@@ -222,6 +255,15 @@ func (r *report) printRedis(w io.Writer) {
 // printRatios prints the ratios of the median rounds' rates, with the
 // rounds' own and the ratio of the p99s.
 func (r *report) printRatios(w io.Writer) {
+	for _, p := range cpuPairs {
+		if v, ok := r.CPURatios[p.String()]; ok {
+			fmt.Fprintf(w, "\nown CPU per message, %s: %.2f (%.2f / %.2f s/10k; target %s)", p, v,
+				serverCPU(r.Median[p.num]), serverCPU(r.Median[p.den]), p.target)
+		}
+	}
+	if len(r.CPURatios) > 0 {
+		fmt.Fprintln(w)
+	}
 	if len(r.Ratios) == 0 {
 		return
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -20,6 +21,11 @@ import (
 //	mxd-ref                     mxd built from the commit -mxd-ref names
 //	postfix-rspamd, mxd-rspamd  plaintext, every message passing the
 //	                            bench's one rspamd as a milter first
+//	mxd-paced, postfix-paced    the server of mxd or postfix, the load
+//	                            started at the rate its -rspamd target
+//	                            reached in the same round (smtpload
+//	                            -rate): its CPU per message without the
+//	                            milter, doing the same work per second
 type targetSpec struct {
 	name     string
 	server   string // smtp-sink, postfix or mxd
@@ -28,6 +34,7 @@ type targetSpec struct {
 	replicas bool
 	ref      bool
 	rspamd   bool
+	paced    bool
 }
 
 // serverKey names the server process(es) a target runs against: targets
@@ -71,11 +78,15 @@ func parseTarget(name string) (targetSpec, error) {
 	parts := strings.Split(name, "-")
 	s.server = parts[0]
 	if s.server != "postfix" && s.server != "mxd" {
-		return s, fmt.Errorf("unknown target %q (smtp-sink, postfix or mxd, optionally -rsa or -ecdsa and then -resume; or mxd-replicas, mxd-ref, postfix-rspamd, mxd-rspamd)", name)
+		return s, fmt.Errorf("unknown target %q (smtp-sink, postfix or mxd, optionally -rsa or -ecdsa and then -resume; or mxd-replicas, mxd-ref, postfix-rspamd, mxd-rspamd, postfix-paced, mxd-paced)", name)
 	}
 	rest := parts[1:]
 	if len(rest) == 1 && rest[0] == "rspamd" {
 		s.rspamd = true
+		return s, nil
+	}
+	if len(rest) == 1 && rest[0] == "paced" {
+		s.paced = true
 		return s, nil
 	}
 	if s.server == "mxd" && len(rest) == 1 && rest[0] == "replicas" {
@@ -124,6 +135,12 @@ func (b *bench) startTargets(ctx context.Context, names []string) ([]*target, er
 		}
 		t := *srv
 		t.name, t.client = name, spec.clientArgs()
+		if spec.paced {
+			t.pacedBy = spec.server + "-rspamd"
+			if !slices.Contains(names[:slices.Index(names, name)], t.pacedBy) {
+				return nil, fmt.Errorf("target %s is loaded at the rate %s reached in the same round: put %s before it in -targets", name, t.pacedBy, t.pacedBy)
+			}
+		}
 		started = append(started, &t)
 	}
 	return started, nil

@@ -32,6 +32,9 @@ func TestParseTarget(t *testing.T) {
 		{"mxd-ref", targetSpec{server: "mxd", ref: true}, "mxd-ref", nil},
 		{"mxd-rspamd", targetSpec{server: "mxd", rspamd: true}, "mxd-rspamd", nil},
 		{"postfix-rspamd", targetSpec{server: "postfix", rspamd: true}, "postfix-rspamd", nil},
+		// Pacing is the client's doing: the same server as mxd.
+		{"mxd-paced", targetSpec{server: "mxd", paced: true}, "mxd", nil},
+		{"postfix-paced", targetSpec{server: "postfix", paced: true}, "postfix", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseTarget(tc.name)

@@ -367,3 +367,25 @@ func TestBodyLines(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadRate checks that -rate spaces the starts of the messages: the
+// n-th starts no earlier than n/rate seconds after the run began, so the
+// run cannot end before (n-1)/rate whatever the server's speed. (Only a
+// lower bound: a slow machine may take longer.)
+func TestLoadRate(t *testing.T) {
+	be := &sink{}
+	addr := startSink(t, be, true)
+	var res loadResult
+	runJSON(t, &res, "-server", addr, "-n", "40", "-c", "4", "-size", "1000", "-rate", "100", "-progress", "0")
+	if res.Accepted != 40 {
+		t.Fatalf("accepted %d, want 40", res.Accepted)
+	}
+	if min := 390 * time.Millisecond; res.Elapsed < min {
+		t.Errorf("40 messages at -rate 100 took %v, want at least %v", res.Elapsed, min)
+	}
+
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"-rate", "-1"}, &stdout, &stderr); err == nil || !strings.Contains(err.Error(), "-rate") {
+		t.Errorf("-rate -1: err %v, want one naming -rate", err)
+	}
+}

@@ -22,6 +22,7 @@ type loadConfig struct {
 	size     int           // bytes per message
 	perConn  int           // messages per session before reconnecting; 0: no limit
 	duration time.Duration // stop starting messages after this long
+	rate     float64       // messages started per second in all; 0: as fast as the server answers
 	timeout  time.Duration // per reply, and per stall of a write
 	dataWait time.Duration // for the reply to the end of the data
 	progress time.Duration // progress line interval; 0: none
@@ -200,6 +201,7 @@ func (lr *loadRun) session(ctx context.Context) workerResult {
 		if seq >= int64(cfg.n) {
 			break
 		}
+		lr.pace(ctx, seq)
 		if c == nil {
 			var err error
 			c, err = cfg.dial.dial(ctx)
@@ -242,6 +244,20 @@ func (lr *loadRun) session(ctx context.Context) workerResult {
 		}
 	}
 	return res
+}
+
+// pace waits, with -rate, until message seq is due: the run starts
+// messages at a steady rate whatever the server's replies, so that two
+// servers can be compared doing the same work per second. A session that
+// falls behind starts its next message at once.
+func (lr *loadRun) pace(ctx context.Context, seq int64) {
+	if lr.cfg.rate <= 0 {
+		return
+	}
+	due := lr.start.Add(time.Duration(float64(seq) / lr.cfg.rate * float64(time.Second)))
+	if d := time.Until(due); d > 0 {
+		sleepCtx(ctx, d)
+	}
 }
 
 // hangUp ends c with QUIT; with -per-conn, a 221 reply ends the

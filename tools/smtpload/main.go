@@ -119,6 +119,7 @@ func parseArgs(args []string, stderr io.Writer) (load loadConfig, idle idleConfi
 	fs.IntVar(&load.sessions, "c", 50, "`number` of concurrent SMTP sessions")
 	fs.IntVar(&load.size, "size", 10240, "size of each message in `bytes`, headers and body, CRLF line endings, before dot-stuffing")
 	fs.IntVar(&load.perConn, "per-conn", 0, "messages per session before QUIT and a new connection; 0 sends all of a session's share over one connection. With it, the result also has the latency of the whole connection: from the start of the connect (TCP, greeting, EHLO, STARTTLS, every transaction) to the 221 reply to QUIT; -per-conn 1 measures mail sent one message per connection")
+	fs.Float64Var(&load.rate, "rate", 0, "start at most this `number` of messages a second in all, evenly spaced (0: each session starts its next message as soon as the last is answered); a server that cannot keep up falls behind, and the result's rate says by how much. To compare servers' CPU per message doing the same work per second")
 	fs.DurationVar(&load.duration, "duration", 5*time.Minute, "stop starting new messages after this long, even if fewer than -n were sent")
 	fs.DurationVar(&load.timeout, "timeout", time.Minute, "how long to wait for each reply (and to connect), and for each stall while writing the data, before the session counts as failed")
 	fs.DurationVar(&load.dataWait, "data-timeout", 10*time.Minute, "how long to wait for the reply to the end of the data (RFC 5321 §4.5.3.2.6: 10 minutes)")
@@ -205,6 +206,8 @@ func parseArgs(args []string, stderr io.Writer) (load loadConfig, idle idleConfi
 		idle.sel = load.sels[0]
 	case load.n <= 0 || load.sessions <= 0:
 		err = fmt.Errorf("-n and -c must be positive")
+	case load.rate < 0:
+		err = fmt.Errorf("-rate %g: must be 0 (unpaced) or a positive number of messages a second", load.rate)
 	}
 	load.sessions = min(load.sessions, load.n)
 	return
