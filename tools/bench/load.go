@@ -162,7 +162,7 @@ func (b *bench) load(ctx context.Context, t *target, l loadArgs, measure bool) (
 			return loadResult{}, fmt.Errorf("%s redis: %w", t.name, err)
 		}
 	}
-	r, err := b.send(ctx, t, l, measure, nil)
+	r, err := b.sendConsuming(ctx, t, l, measure, nil)
 	if err != nil {
 		return r, err
 	}
@@ -184,6 +184,21 @@ func (b *bench) load(ctx context.Context, t *target, l loadArgs, measure bool) (
 		}
 	}
 	return r, nil
+}
+
+// sendConsuming is send with t's consumer running meanwhile, as
+// Postfix's queue manager discards while its smtpd receives (-consume
+// during).
+func (b *bench) sendConsuming(ctx context.Context, t *target, l loadArgs, measure bool, stop <-chan struct{}) (loadResult, error) {
+	if t.consume == nil || !b.consumeDuring {
+		return b.send(ctx, t, l, measure, stop)
+	}
+	stopConsumer := t.consume(ctx)
+	r, err := b.send(ctx, t, l, measure, stop)
+	if cerr := stopConsumer(); cerr != nil && err == nil {
+		err = fmt.Errorf("%s consumer: %w", t.name, cerr)
+	}
+	return r, err
 }
 
 // settle waits until t has finished the work the loads left behind.

@@ -87,6 +87,10 @@ type bench struct {
 	replicas     int
 	replicaFsync string
 
+	// consumeDuring is -consume during: mxd's queue is consumed while the
+	// loads run, not only after each.
+	consumeDuring bool
+
 	mxdRef  string               // -mxd-ref: the commit mxd-ref is built from
 	rspamd  *rspamd.Server       // the milter of the -rspamd targets, once started
 	certs   map[string]certFiles // by kind, made on first use
@@ -134,6 +138,8 @@ type options struct {
 	replicaFsync string
 	// mxdRef is the commit the target mxd-ref is built from.
 	mxdRef string
+	// consume is -consume: during or after.
+	consume string
 	// refSize and refMB are the reference SET's value size and MiB
 	// (-redis-ref-size, -redis-ref-mb); refSize 0 runs none.
 	refSize, refMB int
@@ -173,6 +179,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.load.hold.lead, "hold-lead", 10*time.Second, "how long the -hold sessions are open before the load starts")
 	fs.IntVar(&o.refSize, "redis-ref-size", 262144, "after the rounds, run redis-benchmark -t set -d `bytes` -c 2 against the first mxd's redis-server as the reference for Redis CPU per MB stored (0: none)")
 	fs.IntVar(&o.refMB, "redis-ref-mb", 512, "MiB the reference SETs write")
+	fs.StringVar(&o.consume, "consume", "during", "when the bench consumes mxd's queue (acknowledging every message, which deletes it): during each load and after it, as Postfix's queue manager discards while smtpd receives, or only after each load (the queue grows through a round, and every body is new memory to Redis)")
 	budget := fs.String("mxd-budget", "", "mxd's memory_budget, e.g. 256MiB (unset: mxd's default, or none where mxd has no such key)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: bench [flags]  (from the repository root)\n\nCompares mxd with smtp-sink and Postfix under the same SMTP load.\n\nFlags:\n")
@@ -240,6 +247,9 @@ func (o *options) setTargets(list string) error {
 	if o.replicas < 0 {
 		return fmt.Errorf("-replicas must not be negative")
 	}
+	if o.consume != "during" && o.consume != "after" {
+		return fmt.Errorf("-consume %q: want during or after", o.consume)
+	}
 	if o.replicaFsync != "always" && o.replicaFsync != "everysec" {
 		return fmt.Errorf("-replica-fsync %q: want always or everysec", o.replicaFsync)
 	}
@@ -260,6 +270,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		stderr: stderr, mxdSet: o.mxdConfig(), mxdWait: o.mxdWait, redisParams: o.redisParams,
 		maxmemory: redisMaxmemory(o), source: o.load.source,
 		replicas: o.replicas, replicaFsync: o.replicaFsync, mxdRef: o.mxdRef,
+		consumeDuring: o.consume == "during",
 	}
 	defer func() {
 		b.exit()

@@ -95,7 +95,15 @@ func (b *bench) mixedRound(ctx context.Context, t *target, o options) (mixedRoun
 // the big load when o.load is done. The big load's transactions in
 // progress are finished, so that its replies can be checked against the
 // queue.
-func (b *bench) during(ctx context.Context, t *target, o options, m *mixedRound) error {
+func (b *bench) during(ctx context.Context, t *target, o options, m *mixedRound) (err error) {
+	if t.consume != nil && b.consumeDuring {
+		stopConsumer := t.consume(ctx)
+		defer func() {
+			if cerr := stopConsumer(); cerr != nil && err == nil {
+				err = fmt.Errorf("%s consumer: %w", t.name, cerr)
+			}
+		}()
+	}
 	type result struct {
 		r   loadResult
 		err error
@@ -112,7 +120,6 @@ func (b *bench) during(ctx context.Context, t *target, o options, m *mixedRound)
 	case r := <-bigDone:
 		big = &r
 	}
-	var err error
 	m.During, err = b.send(ctx, t, o.load, true, nil)
 	if big == nil {
 		select {

@@ -304,11 +304,12 @@ func (b *bench) startMxd(ctx context.Context, name, bin string, cert *certFiles,
 			return &target{
 				name: name, addr: addr, stop: stop, memPid: p.pid(), pids: pids,
 				settle:    d.drain,
+				consume:   d.during,
 				redisAddr: strings.TrimSuffix(strings.TrimPrefix(redisURL, "redis://"), "/0"), redisPid: redis[0].pid(),
 				// Every message answered 250 is either drained or still queued.
 				depth: func() (int, error) {
 					n, err := b.queueDepth(ctx, redisURL)
-					return n + d.drained, err
+					return n + int(d.drained.Load()), err
 				},
 			}, nil
 		}

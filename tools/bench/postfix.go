@@ -33,6 +33,9 @@ type target struct {
 	// whose CPU and commandstats each measured run reports.
 	redisAddr string
 	redisPid  int
+	// consume, when set and -consume is during, runs the server's
+	// consumer while a load runs, until the returned stop is called.
+	consume func(context.Context) (stop func() error)
 	// pacedBy, when set, names the target whose rate in the same round
 	// this one's load is started at (smtpload -rate).
 	pacedBy string
