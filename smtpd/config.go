@@ -94,10 +94,14 @@ type Config struct {
 	// sessions that hold the most of it for the fewest bytes received in
 	// the last few seconds are made to give it up (451 4.3.2, closed).
 	MemoryBudget int64
-	// SpoolWriters bounds how many sessions write chunks of big messages
-	// to the queue at once, so that small messages' commits never queue in
-	// Redis behind many big writes.
-	SpoolWriters int
+	// SpoolWriters bounds how many sessions write batches of big messages
+	// to the queue at once while only big messages arrive: the more bytes
+	// each pass of Redis's loop (and each of its fsyncs) carries, the
+	// faster they go. SpoolWritersShared is the bound while small
+	// messages are being committed too (one in the last second), so that
+	// a small message's commit never waits in Redis behind many big
+	// writes.
+	SpoolWriters, SpoolWritersShared int
 	// Milter is the content filters (milters) every message passes.
 	Milter MilterConfig
 	// Version is reported in the heartbeat.
@@ -139,7 +143,8 @@ func Defaults() Config {
 		MaxReceived:         50,
 		MaxHeaderBytes:      100 << 10, // Postfix's header_size_limit: 102400
 		MemoryBudget:        256 << 20, // safe on a 2 GiB host
-		SpoolWriters:        2,
+		SpoolWriters:        32,
+		SpoolWritersShared:  2,
 		MaxConnections:      10000,
 		MaxConnectionsPerIP: 20,
 		IPv6PrefixLen:       64,
@@ -185,7 +190,7 @@ func (c *Config) Check() error {
 	for _, v := range []*int64{&c.MaxMessageBytes, &c.MemoryBudget, &c.MinDataRate} {
 		setting.Positive(ck, v)
 	}
-	for _, v := range []*int{&c.MaxRecipients, &c.MaxReceived, &c.MaxHeaderBytes, &c.SpoolWriters,
+	for _, v := range []*int{&c.MaxRecipients, &c.MaxReceived, &c.MaxHeaderBytes, &c.SpoolWriters, &c.SpoolWritersShared,
 		&c.MaxConnections, &c.MaxConnectionsPerIP, &c.MaxRateClients} {
 		setting.Positive(ck, v)
 	}

@@ -145,6 +145,11 @@ func (ss *session) commit(rc *reception) (queue.Result, error) {
 		header = append(header, res.Header...)
 	}
 	m := &queue.Message{Record: rec, Header: header, Chunks: rc.pending}
+	if !rc.prefixed {
+		// Nothing spooled: a small message, whose commit big messages'
+		// batches make way for.
+		ss.s.writers.small()
+	}
 	ss.milterMessage(m)
 	t0 := time.Now()
 	var res queue.Result

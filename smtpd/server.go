@@ -99,10 +99,10 @@ type Server struct {
 	// none: sessions waiting for the queue stop in time to answer.
 	shutdownBy atomic.Int64
 
-	limits  *limiter      // rates per client, waits for errors (limits.go)
-	budget  *budget       // bytes of message data in memory
-	blocks  *blockPool    // the blocks they are read into
-	writers chan struct{} // a slot per session writing to its spool
+	limits  *limiter    // rates per client, waits for errors (limits.go)
+	budget  *budget     // bytes of message data in memory
+	blocks  *blockPool  // the blocks they are read into
+	writers *writerGate // turns to write batches of big messages (writers.go)
 	milters []*milter.Filter
 
 	mu    sync.Mutex
@@ -146,7 +146,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	s.budget.onEvict = metrics.evictions.Inc
 	metrics.budgetLimit.Set(float64(cfg.MemoryBudget))
 	s.blocks = newBlockPool(cfg.MemoryBudget)
-	s.writers = make(chan struct{}, cfg.SpoolWriters)
+	s.writers = newWriterGate(cfg.SpoolWriters, cfg.SpoolWritersShared, smallQuiet, func(n int) { metrics.spoolWriters.Set(float64(n)) })
 	ss := smtp.NewServer(backend{s})
 	ss.Domain = cfg.Hostname
 	ss.MaxMessageBytes = cfg.MaxMessageBytes
@@ -210,20 +210,17 @@ func (s *Server) observedTLS(c *tls.Config) *tls.Config {
 
 // spoolSlot waits for a turn to write to the queue's spool.
 func (s *Server) spoolSlot(ctx context.Context) error {
-	select {
-	case s.writers <- struct{}{}:
-		s.metrics.spoolWriters.Inc()
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return s.writers.acquire(ctx)
 }
 
 // spoolDone ends a turn taken with spoolSlot.
 func (s *Server) spoolDone() {
-	<-s.writers
-	s.metrics.spoolWriters.Dec()
+	s.writers.release()
 }
+
+// smallQuiet is how long after a small message's commit big messages'
+// batches keep to SpoolWritersShared writers.
+const smallQuiet = time.Second
 
 // MemoryHeld is the bytes of message data the sessions hold now, out of
 // MemoryBudget.

@@ -80,6 +80,7 @@ func (c *config) settings() []tomlfile.Setting {
 		{Key: "max_header_bytes", To: tomlfile.Size(&c.SMTP.MaxHeaderBytes)},
 		{Key: "memory_budget", To: tomlfile.Size(&c.SMTP.MemoryBudget)},
 		{Key: "spool_writers", To: &c.SMTP.SpoolWriters},
+		{Key: "spool_writers_shared", To: &c.SMTP.SpoolWritersShared},
 		{Key: "max_recipients", To: &c.SMTP.MaxRecipients},
 		{Key: "max_received", To: &c.SMTP.MaxReceived},
 		{Key: "max_connections", To: &c.SMTP.MaxConnections},
