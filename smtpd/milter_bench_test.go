@@ -30,7 +30,7 @@ func BenchmarkReceiveMilter(b *testing.B) {
 	for _, tc := range []struct {
 		name    string
 		milters []string
-	}{{"none", nil}, {"rspamd", []string{"inet:" + r.Addr}}} {
+	}{{"none", nil}, {"rspamd", []string{"inet:" + r.Addr}}, {"rspamd-unix", []string{"unix:" + r.Socket}}} {
 		b.Run(tc.name, func(b *testing.B) {
 			cfg := testConfig()
 			cfg.MaxConnectionsPerIP = 1000 // all load from 127.0.0.1

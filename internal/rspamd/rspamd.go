@@ -52,7 +52,10 @@ const (
 // Server is a running rspamd.
 type Server struct {
 	// Addr is the milter's address, host:port.
-	Addr   string
+	Addr string
+	// Socket is the path of the Unix socket the milter listens on too
+	// (unix:PATH in a milter list), in rspamd's directory.
+	Socket string
 	dir    string
 	bin    string
 	prefix []string
@@ -114,6 +117,7 @@ func StartWith(ctx context.Context, o Options) (*Server, error) {
 		return nil, err
 	}
 	s.Addr = net.JoinHostPort(host, strconv.Itoa(ports[0]))
+	s.Socket = filepath.Join(dir, "run", "milter.sock")
 	if err := s.configure(host, ports); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -203,11 +207,12 @@ func (s *Server) kill() {
 func (s *Server) configure(host string, ports []int) error {
 	files := map[string]string{
 		"override.d/worker-proxy.inc": fmt.Sprintf(`bind_socket = "%s:%d";
+bind_socket = "%s mode=0666";
 milter = yes;
 timeout = 120s;
 upstream "local" { default = yes; self_scan = yes; }
 count = 1;
-`, host, ports[0]),
+`, host, ports[0], s.Socket),
 		"override.d/worker-normal.inc":     fmt.Sprintf("bind_socket = \"%s:%d\";\nenabled = false;\n", host, ports[1]),
 		"override.d/worker-controller.inc": fmt.Sprintf("bind_socket = \"%s:%d\";\nenabled = false;\n", host, ports[2]),
 		// A DNS server that is not there answers at once.
