@@ -3,15 +3,10 @@ package dnsctl_test
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +16,7 @@ import (
 
 	"mxq/dnsctl"
 	"mxq/dnsctl/dnstest"
+	"mxq/internal/certtest"
 	"mxq/smtpd"
 )
 
@@ -28,34 +24,7 @@ import (
 // dir/NAME.pem and dir/NAME.key and returns the certificate.
 func writeKeyCert(t *testing.T, dir, name, host string, key crypto.Signer) *x509.Certificate {
 	t.Helper()
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name+".pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return c
-}
-
-func newECDSA(t *testing.T) crypto.Signer {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
+	return certtest.Write(t, filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key"), host, key, 90*24*time.Hour)
 }
 
 // daneHost is an MX host running the real mxd with an ECDSA and an RSA
@@ -68,7 +37,7 @@ type daneHost struct {
 func startDANEHost(t *testing.T, e *env, host string) (*daneHost, *x509.Certificate, *x509.Certificate) {
 	t.Helper()
 	h := &daneHost{dir: t.TempDir()}
-	ec := writeKeyCert(t, h.dir, "ecdsa", host, newECDSA(t))
+	ec := writeKeyCert(t, h.dir, "ecdsa", host, certtest.ECDSA(t))
 	rk, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +56,7 @@ func startDANEHost(t *testing.T, e *env, host string) (*daneHost, *x509.Certific
 // renewal and a SIGHUP do; it returns the new certificate.
 func (h *daneHost) switchECDSA(t *testing.T, host string) *x509.Certificate {
 	t.Helper()
-	c := writeKeyCert(t, h.dir, "ecdsa", host, newECDSA(t))
+	c := writeKeyCert(t, h.dir, "ecdsa", host, certtest.ECDSA(t))
 	if err := h.store.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +149,7 @@ func TestTLSARollover(t *testing.T) {
 
 	// The renewal: the new key is published before the host serves it.
 	next := t.TempDir()
-	ec2 := writeKeyCert(t, next, "next", host, newECDSA(t))
+	ec2 := writeKeyCert(t, next, "next", host, certtest.ECDSA(t))
 	if rep, err = d.Publish(ctx, host, []*x509.Certificate{ec2, rc}); err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +231,7 @@ func TestTLSARolloverResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	next := t.TempDir()
-	ec2 := writeKeyCert(t, next, "ecdsa", host, newECDSA(t))
+	ec2 := writeKeyCert(t, next, "ecdsa", host, certtest.ECDSA(t))
 	state := filepath.Join(t.TempDir(), "tlsa-mx1.json")
 	reloads := 0
 	failing := func(context.Context) error { reloads++; return errors.New("ssh: connection refused") }

@@ -2,15 +2,8 @@ package main
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -24,6 +17,7 @@ import (
 
 	"mxq/dnsctl"
 	"mxq/dnsctl/dnstest"
+	"mxq/internal/certtest"
 	"mxq/internal/servertest"
 	"mxq/queue/queuetest"
 )
@@ -32,19 +26,7 @@ import (
 // to dir/cert.pem and dir/key.pem.
 func writeECDSACert(t *testing.T, dir string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "mx1.example.org"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalPKCS8PrivateKey(key)
-	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
+	certtest.Write(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), "mx1.example.org", certtest.ECDSA(t), time.Hour)
 }
 
 // tlsaLab is the real mxd on mx1 (127.0.0.11) with a certificate in

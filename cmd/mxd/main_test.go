@@ -2,15 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
@@ -22,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"mxq/internal/certtest"
 	"mxq/internal/servertest"
 	"mxq/internal/smtptest"
 	"mxq/queue/queuetest"
@@ -139,18 +134,7 @@ func tlsSession(t *testing.T, addr string) (*smtptest.Client, *big.Int) {
 
 func writeCert(t *testing.T, dir string) *big.Int {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: "mx1.example.org"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalPKCS8PrivateKey(key)
-	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
-	return serial
+	return certtest.Write(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), "mx1.example.org", certtest.ECDSA(t), time.Hour).SerialNumber
 }
 
 // -check-config prints, for each certificate, the SPKI SHA-256 a TLSA

@@ -75,6 +75,23 @@ func startQueue(t *testing.T) (url string, q *queue.Queue) {
 	return r.URL(), q
 }
 
+// purgeAll runs `mxq KIND purge --all` (KIND dead or held), checks that
+// it purged exactly want, and that `mxq KIND ls` then lists nothing.
+func purgeAll(t *testing.T, url, kind string, want ...string) {
+	t.Helper()
+	out, err := mxq(t, url, kind, "purge", "--all", "-json")
+	var purged map[string][]string
+	if err != nil || json.Unmarshal([]byte(out), &purged) != nil {
+		t.Fatalf("%s purge --all: %v\n%s", kind, err, out)
+	}
+	if diff := cmp.Diff(map[string][]string{"ids": want}, purged); diff != "" {
+		t.Errorf("purged (-want +got):\n%s", diff)
+	}
+	if out, _ := mxq(t, url, kind, "ls", "-json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("%s ls after purge: %s", kind, out)
+	}
+}
+
 func mxq(t *testing.T, url string, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
@@ -146,15 +163,5 @@ func TestDeadCommands(t *testing.T) {
 	if _, err := mxq(t, url, "dead", "retry", "--all", ids[1]); err == nil {
 		t.Error("dead retry with ids and --all: no error")
 	}
-	out, err = mxq(t, url, "dead", "purge", "--all", "-json")
-	var purged map[string][]string
-	if err != nil || json.Unmarshal([]byte(out), &purged) != nil {
-		t.Fatalf("dead purge --all: %v\n%s", err, out)
-	}
-	if diff := cmp.Diff(map[string][]string{"ids": {ids[1]}}, purged); diff != "" {
-		t.Errorf("purged (-want +got):\n%s", diff)
-	}
-	if out, _ := mxq(t, url, "dead", "ls", "-json"); strings.TrimSpace(out) != "[]" {
-		t.Errorf("dead ls after purge: %s", out)
-	}
+	purgeAll(t, url, "dead", ids[1])
 }

@@ -1,14 +1,7 @@
 package network
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net/smtp"
 	"os"
 	"os/exec"
@@ -19,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"mxq/internal/certtest"
 	"mxq/queue"
 )
 
@@ -27,20 +21,7 @@ import (
 // alone: no CA is involved.
 func writeMXCert(t testing.TB, dir, name string) {
 	t.Helper()
-	os.MkdirAll(dir, 0o755)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalPKCS8PrivateKey(key)
-	os.WriteFile(filepath.Join(dir, "cert.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
+	certtest.Write(t, filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), name, certtest.ECDSA(t), 24*time.Hour)
 }
 
 // TestDANERollover: a DNSSEC-signed zone on BIND (and a Knot secondary),
